@@ -1,0 +1,7 @@
+"""slowthink: train and evaluate R1-like slow-thinking reasoning models.
+
+Importing the package pulls in nothing heavy (no torch, no vLLM); modules import
+their engines themselves.
+"""
+
+__version__ = "0.1.0"
