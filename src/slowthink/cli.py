@@ -1,0 +1,14 @@
+"""The ``slowthink`` command. Each subcommand is a thin wrapper over a recipe function."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="slowthink: train and evaluate R1-like slow-thinking reasoning models (RLVR, long-CoT SFT, tools).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Subcommands are registered below, one import line each, so their heavy imports stay lazy.

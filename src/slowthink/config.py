@@ -1,0 +1,121 @@
+"""Typed configs: YAML files plus dotted command-line overrides, unknown keys rejected.
+
+Every component owns one frozen pydantic model (``StrictConfig`` subclass) documented
+field by field. ``load_config`` merges a YAML file with ``a.b.c=value`` overrides and
+validates the result; any unknown key or bad value raises ``ConfigError`` whose message
+names the dotted key and, for unknown keys, the allowed ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+T = TypeVar("T", bound="StrictConfig")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run: the message names the key and what is allowed."""
+
+
+class StrictConfig(BaseModel):
+    """Base of every config: frozen, and an unknown key is an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The field names allowed at ``path`` (the parent of an unknown key)."""
+    current: Any = model
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        # Unwrap Optional[...] and similar to the first BaseModel argument.
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if current is None:
+            return []
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(model: type[BaseModel], error: ValidationError, source: str = "") -> str:
+    """Turn pydantic's error into lines that name each dotted key and what is allowed."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, tuple(item["loc"][:-1]))
+            lines.append(f"unknown key '{key}'; allowed keys here: {', '.join(allowed)}")
+        else:
+            lines.append(f"'{key}': {item['msg']} (got {item.get('input')!r})")
+    where = f" in {source}" if source else ""
+    return f"invalid config{where}:\n  " + "\n  ".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``rl.kl.coef=0.001`` -> (['rl', 'kl', 'coef'], 0.001); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each dotted override set (nested dicts are created)."""
+    merged = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return merged
+
+
+def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or a non-mapping is a ``ConfigError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def build_config(model: type[T], data: dict[str, Any], source: str = "") -> T:
+    """Validate ``data`` as ``model``; errors become one readable ``ConfigError``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(model, exc, source)) from None
+
+
+def load_config(model: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """YAML file (optional) + dotted overrides -> validated, frozen config."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    return build_config(model, data, source=str(path) if path else "overrides")
+
+
+def config_to_yaml(config: BaseModel) -> str:
+    """The resolved config as YAML, written into each run directory."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Problem records, loaders, the benchmark registry and curation filters."""

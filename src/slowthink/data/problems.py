@@ -1,0 +1,78 @@
+"""The ``Problem`` record and a JSONL loader whose errors name the file and line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+
+class DataError(ValueError):
+    """A data file that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One verifiable problem: ``{"id","problem","answer","source","meta"}`` per JSONL line."""
+
+    id: str
+    problem: str
+    answer: str
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _row_to_problem(row: Any, where: str, index: int) -> Problem:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    missing = [k for k in ("problem", "answer") if k not in row]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {', '.join(missing)}; a problem row needs 'problem' and 'answer'")
+    if not isinstance(row["problem"], str) or not row["problem"].strip():
+        raise DataError(f"{where}: 'problem' must be a non-empty string")
+    answer = row["answer"]
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)
+    if not isinstance(answer, str):
+        raise DataError(f"{where}: 'answer' must be a string or a number, got {type(answer).__name__}")
+    meta = row.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise DataError(f"{where}: 'meta' must be an object")
+    return Problem(
+        id=str(row.get("id", index)), problem=row["problem"], answer=answer, source=str(row.get("source", "")), meta=meta
+    )
+
+
+def iter_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
+    """Yield (line number, parsed object) for each non-blank line; bad JSON names file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def load_problems(path: str | Path) -> list[Problem]:
+    """Read problems from JSONL; any malformed row raises ``DataError`` naming ``file:line``."""
+    problems = [_row_to_problem(row, f"{path}:{lineno}", lineno) for lineno, row in iter_jsonl(path)]
+    if not problems:
+        raise DataError(f"{path}: no problems in file")
+    return problems
+
+
+def write_problems(path: str | Path, problems: Iterable[Problem]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for problem in problems:
+            handle.write(json.dumps(problem.to_json(), ensure_ascii=False) + "\n")

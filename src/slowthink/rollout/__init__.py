@@ -1,0 +1,1 @@
+"""Rollout engines behind the ``Generator`` protocol (HF on CPU, vLLM, OpenAI-compatible) and the tool loop."""
