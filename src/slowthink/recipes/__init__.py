@@ -1,0 +1,1 @@
+"""Recipes: plain top-to-bottom functions (rl, sft, evaluate, score, demo, distill-tir)."""

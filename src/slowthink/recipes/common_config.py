@@ -1,0 +1,56 @@
+"""Config pieces shared by the recipes: the run, the model and the problem source."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from slowthink.config import StrictConfig
+from slowthink.prompts import TEMPLATE_NAMES
+
+
+class RunConfig(StrictConfig):
+    # Every run writes here: config.yaml, metrics.jsonl, checkpoints/, report files.
+    output_dir: str = "runs/rl"
+    seed: int = 0
+    # Torch intra-op threads (0 = decide from the cores; tests use 1).
+    torch_threads: int = 0
+    # Show a live progress bar / progress lines.
+    progress: bool = True
+
+
+class ModelConfig(StrictConfig):
+    # "tiny" (the embedded default), a local Hugging Face directory, or a hub name.
+    path: str = "tiny"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+
+
+class TinyTaskConfig(StrictConfig):
+    """The synthetic arithmetic task (slowthink.tiny.ArithmeticTask)."""
+
+    num_operands: int = 3
+    digits: int = 3
+
+
+class ProblemSourceConfig(StrictConfig):
+    """Where problems come from: the synthetic tiny task or JSONL files of Problem rows."""
+
+    source: Literal["tiny", "jsonl"] = "tiny"
+    train_file: str | None = None
+    eval_file: str | None = None
+    tiny: TinyTaskConfig = TinyTaskConfig()
+    # Problems drawn from the tiny task for training and for held-out evaluation.
+    tiny_train_size: int = 4000
+    tiny_eval_size: int = 200
+    # Prompt template: r1_zero / long (section 3.1.2), chat (Table 6), boxed_chat, tool, plain.
+    template: str = "chat"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ProblemSourceConfig":
+        if self.template not in TEMPLATE_NAMES:
+            raise ValueError(f"template '{self.template}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
+        if self.source == "jsonl" and not self.train_file:
+            raise ValueError("data.source=jsonl needs data.train_file")
+        return self

@@ -1,0 +1,308 @@
+"""The RL recipe (``slowthink rl``): RL with verifiable rewards, read top to bottom.
+
+    for step:
+        sample prompts -> roll out n per prompt -> reward -> (KL in reward) -> advantages
+        -> select / mask -> old & reference log-probs -> policy update -> sync weights
+        -> reference reset -> evaluate -> log -> checkpoint
+
+Every factor of the paper's Table 1 and sections 3-4 is a field of ``RLConfig``.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slowthink.algorithms.schedules import kl_coefficient, max_length_at, reference_reset_due
+from slowthink.config import ConfigError, config_to_yaml
+from slowthink.data.sampler import PromptSampler
+from slowthink.metrics import rollout_metrics
+from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
+from slowthink.recipes.heldout import evaluate_heldout
+from slowthink.recipes.problem_sets import ProblemSet, load_problem_sets
+from slowthink.recipes.rl_config import RLConfig
+from slowthink.rewards.reward import RewardModel
+from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.training import checkpoint as ckpt
+from slowthink.training.distributed import DistInfo, all_gather_objects, barrier, init_distributed, unwrap, wrap_model
+from slowthink.training.experience import SelectionSettings, rollout_sequences, select_training_rows, sequence_kl
+from slowthink.training.logprobs import batched_logprobs
+from slowthink.training.optim import build_optimizer, build_scheduler
+from slowthink.training.policy_update import LossSettings, update_policy
+from slowthink.tracking import StepProgress, build_tracker, truncate_metrics
+
+PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
+
+
+@dataclass
+class RLState:
+    """What a checkpoint must hold besides the weights to continue bit-for-bit."""
+
+    step: int = 0
+    sampler: dict[str, int] = field(default_factory=dict)
+    reference_reset_at: int = 0  # step of the last reference reset (0 = the initial model)
+
+
+def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
+    """The rollout engine; a separate copy of the weights when rollouts may be stale."""
+    from slowthink.rollout.hf import HFGenerator
+
+    if config.rollout.backend == "vllm":
+        from slowthink.rollout.vllm_backend import VLLMGenerator
+
+        return VLLMGenerator.from_model_path(config.model.path, tokenizer)
+    engine_model = model if config.rollout.sync_weights_every == 1 else copy.deepcopy(model)
+    generator = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size)
+    if config.rollout.tools == "python":
+        from slowthink.rollout.tool_loop import ToolLoopGenerator
+
+        return ToolLoopGenerator.for_rl(generator, tokenizer, max_tool_calls=config.rollout.max_tool_calls)
+    return generator
+
+
+def roll_out(generator: Any, prompts: ProblemSet, config: RLConfig, max_length: int, seed: int) -> list[Completion]:
+    params = SamplingParams(
+        temperature=config.rollout.temperature, top_p=config.rollout.top_p, max_new_tokens=max_length,
+        stop=tuple(config.rollout.stop), n=config.rollout.rollouts_per_prompt, seed=seed,
+    )
+    return generator.generate(prompts.prompt_ids, params)
+
+
+def loss_settings(config: RLConfig, kl_coef: float, max_length: int, has_reference: bool) -> LossSettings:
+    return LossSettings(
+        clip_low=config.algorithm.clip_low, clip_high=config.algorithm.clip_high,
+        aggregation=config.algorithm.loss_aggregation, max_length=max_length,
+        kl_coef=kl_coef if config.kl.placement == "loss" else 0.0, kl_estimator=config.kl.estimator,
+        entropy_coef=config.algorithm.entropy_coef, temperature=config.rollout.temperature or 1.0,
+        old_is_current=config.fully_on_policy and config.algorithm.old_logprobs == "recompute",
+        has_reference=has_reference,
+    )
+
+
+def step_seed(config: RLConfig, step: int, rank: int) -> int:
+    """Sampling seed of a step: a resumed run draws exactly the rollouts it would have."""
+    return (config.run.seed * 1_000_003 + step * 101 + rank) % (2**31)
+
+
+def run_rl(config: RLConfig, resume: bool = False) -> Path:
+    """Train; returns the run directory."""
+    info = init_distributed()
+    run_dir = Path(config.run.output_dir)
+    threads = set_torch_threads(config.run.torch_threads or None)
+    random.seed(config.run.seed)
+    torch.manual_seed(config.run.seed)
+
+    # Model, reference, data, generator, reward.
+    model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
+    needs_reference = config.kl.mode != "off" or config.kl.monitor
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
+    train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
+    if config.rollout.prompts_per_step % info.world_size:
+        raise ConfigError(f"rollout.prompts_per_step ({config.rollout.prompts_per_step}) must divide evenly over {info.world_size} ranks")
+    generator = build_generator(config, model, tokenizer)
+    reward_model = RewardModel(config.reward)
+    settings = SelectionSettings(
+        config.algorithm.advantage, config.algorithm.drop_uniform_groups, config.algorithm.question_selection,
+        config.algorithm.response_selection, config.algorithm.overlength_masking,
+    )
+
+    # Optimizer, schedule and the state a checkpoint restores.
+    updates_per_step = config.update.epochs * (config.rollout.prompts_per_step // config.prompts_per_update)
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps * updates_per_step)
+    sampler = PromptSampler(len(train_set.problems), seed=config.run.seed)
+    state = RLState()
+    if resume and (latest := ckpt.latest_checkpoint(run_dir)) is not None:
+        state = restore(latest, model, reference, generator, optimizer, scheduler, sampler)
+    elif info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    trainer = wrap_model(model, info)
+
+    tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=state.step > 0) if info.is_main else None
+    if info.is_main and state.step > 0:
+        truncate_metrics(run_dir / "metrics.jsonl", state.step)
+    progress = StepProgress("rl", config.train.steps, state.step, PROGRESS_KEYS, enabled=config.run.progress and info.is_main)
+    if info.is_main:
+        print(f"[rl] {run_dir}: {len(train_set.problems)} train problems, torch threads {threads}, ranks {info.world_size}", flush=True)
+    if state.step == 0 and config.train.eval_every and info.is_main:
+        log_metrics(tracker, 0, {f"heldout/{k}": v for k, v in run_heldout(generator, heldout_set, reward_model, config).items()})
+
+    per_rank = config.rollout.prompts_per_step // info.world_size
+    for step in range(state.step, config.train.steps):
+        timer = PhaseTimer()
+        # 1. Sample this step's prompts (every rank draws the same list, then takes its share).
+        indices = sampler.take(config.rollout.prompts_per_step)[info.rank * per_rank : (info.rank + 1) * per_rank]
+        prompts = train_set.subset(indices)
+        max_length = max_length_at(step, config.rollout.max_length_schedule)
+        kl_coef = kl_coefficient(config.kl.mode, step, config.kl.coef, config.kl.start, config.kl.end, config.kl.anneal_steps)
+
+        # 2. Roll out n completions per prompt.
+        with timer("generate"):
+            completions = roll_out(generator, prompts, config, max_length, step_seed(config, step, info.rank))
+
+        # 3. Reward every completion (the checker runs in its own worker processes).
+        with timer("reward"):
+            texts = [c.text for c in completions]
+            lengths = [c.num_model_tokens for c in completions]
+            golds = [prompts.problems[c.prompt_index].answer for c in completions]
+            scored = reward_model.score(golds, texts, lengths, max_length)
+
+        # 4. Reference log-probs, KL in the reward, advantages, selection and masking.
+        with timer("prepare"):
+            batch, step_metrics = prepare_batch(trainer, reference, prompts, completions, scored, config, settings, kl_coef, tokenizer.pad_token_id)
+
+        # 5. Policy update (one on-policy update, or mini-batches / epochs: off-policy).
+        with timer("update"):
+            has_ref = reference is not None
+            update_metrics = update_policy(
+                trainer, optimizer, scheduler, batch, loss_settings(config, kl_coef, max_length, has_ref),
+                sequences_per_update=(config.prompts_per_update // info.world_size) * config.rollout.rollouts_per_prompt,
+                epochs=config.update.epochs, micro_batch_size=config.update.micro_batch_size,
+                grad_clip=config.optim.grad_clip, info=info, shuffle_seed=step_seed(config, step, 0),
+            )
+
+        # 6. Sync the new weights into the rollout engine (every K steps: stale rollouts when K > 1).
+        if (step + 1) % config.rollout.sync_weights_every == 0:
+            generator_sync(generator, model)
+        # 7. Periodic reference reset (section 4.3).
+        if reference is not None and reference_reset_due(step + 1, config.kl.reference_reset_every):
+            reference.load_state_dict(model.state_dict())
+            state.reference_reset_at = step + 1
+
+        # 8. Metrics: rollout monitors, update statistics, schedule values, timings.
+        metrics = {**rollout_metrics(texts, lengths, [c.finished for c in completions], scored.verdicts), **step_metrics, **update_metrics}
+        metrics.update(reward=float(torch.tensor(scored.total).mean()), kl_coef=kl_coef, max_length=max_length, lr=scheduler.get_last_lr()[0])
+        metrics.update({f"reward/{k}": float(torch.tensor(v).mean()) for k, v in scored.components.items()})
+        metrics.update(timer.metrics(generated_tokens=sum(len(c.token_ids) for c in completions)))
+        metrics.update(reduce_across_ranks(metrics, info))
+        if config.train.eval_every and (step + 1) % config.train.eval_every == 0 or step + 1 == config.train.steps:
+            metrics.update({f"heldout/{k}": v for k, v in run_heldout(generator, heldout_set, reward_model, config).items()})
+        state.step, state.sampler = step + 1, sampler.state()
+        if info.is_main:
+            log_metrics(tracker, step + 1, metrics)
+            progress.update(step + 1, metrics)
+
+        # 9. Checkpoint (atomically; a kill at any point leaves the previous one usable).
+        if (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
+            save(run_dir, state, model, reference, generator, tokenizer, optimizer, scheduler, config, info)
+
+    progress.close()
+    reward_model.close()
+    if tracker is not None:
+        tracker.close()
+    return run_dir
+
+
+class PhaseTimer:
+    """Seconds spent per phase of a step, and generation throughput."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def __call__(self, name: str) -> "PhaseTimer":
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds[self._name] = time.perf_counter() - self._t0
+
+    def metrics(self, generated_tokens: int) -> dict[str, float]:
+        out = {f"time/{k}_s": v for k, v in self.seconds.items()}
+        out["time/step_s"] = time.perf_counter() - self.start
+        out["tokens_per_s"] = generated_tokens / max(self.seconds.get("generate", 0.0), 1e-9)
+        return out
+
+
+def prepare_batch(trainer, reference, prompts, completions, scored, config: RLConfig, settings, kl_coef, pad_id):
+    """Scored rollouts -> the training ``SequenceBatch`` (+ metrics of the selection)."""
+    group = config.rollout.rollouts_per_prompt
+    sequences = rollout_sequences(prompts.prompt_ids, completions, group, pad_id)
+    temperature = config.rollout.temperature or 1.0
+    micro = config.update.micro_batch_size
+    rewards = torch.tensor(scored.total, dtype=torch.float32)
+    metrics: dict[str, float] = {}
+    if reference is not None:
+        ref_BT = batched_logprobs(reference, sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
+        sequences = sequences.with_(ref_logprobs_BT=ref_BT)
+        if config.kl.placement == "reward" and kl_coef > 0:
+            # The behaviour log-probs stand in for the policy's: the penalty is a reward, not a gradient path.
+            kl_B = sequence_kl(sequences.old_logprobs_BT, ref_BT, sequences.loss_mask_BT, config.kl.estimator)
+            rewards = rewards - kl_coef * kl_B
+            metrics["kl_reward_penalty"] = float((kl_coef * kl_B).mean())
+    shape = (len(prompts.problems), group)
+    correct = torch.tensor([v.correct for v in scored.verdicts]).view(shape)
+    lengths = torch.tensor([c.num_model_tokens for c in completions]).view(shape)
+    finished = torch.tensor([c.finished for c in completions]).view(shape)
+    batch, selection = select_training_rows(sequences, rewards.view(shape), correct, lengths, finished, settings)
+    metrics.update(selection)
+    if config.algorithm.old_logprobs == "recompute" and not config.fully_on_policy and len(batch):
+        batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
+    return batch, metrics
+
+
+def generator_sync(generator: Any, model: Any) -> None:
+    generator.update_weights(model)
+
+
+def run_heldout(generator, heldout_set: ProblemSet, reward_model: RewardModel, config: RLConfig) -> dict[str, float]:
+    subset = heldout_set.subset(list(range(min(config.train.eval_max_problems, len(heldout_set.problems)))))
+    max_length = config.rollout.max_length_schedule[-1][1]
+    return evaluate_heldout(generator, subset, reward_model.checker, max_length, config.train.eval_temperature, tuple(config.rollout.stop))
+
+
+def reduce_across_ranks(metrics: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Mean of every metric over ranks (each rank saw its own share of prompts)."""
+    if not info.enabled:
+        return {}
+    gathered = all_gather_objects(metrics, info)
+    return {k: sum(m[k] for m in gathered) / len(gathered) for k in metrics if all(k in m for m in gathered)}
+
+
+def log_metrics(tracker, step: int, metrics: dict[str, float]) -> None:
+    if tracker is not None:
+        tracker.log(metrics, step)
+
+
+def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimizer, scheduler, config: RLConfig, info: DistInfo) -> None:
+    if not info.is_main:
+        barrier(info)
+        return
+    trainer_state = {
+        "step": state.step, "sampler": state.sampler, "reference_reset_at": state.reference_reset_at,
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": ckpt.rng_state(),
+    }
+    if reference is not None and state.reference_reset_at > 0:
+        trainer_state["reference"] = reference.state_dict()
+    engine = getattr(generator, "model", None)
+    if engine is not None and engine is not model:
+        trainer_state["generator"] = engine.state_dict()
+    ckpt.save_checkpoint(run_dir, state.step, model, tokenizer, trainer_state, keep_last=config.train.keep_checkpoints)
+    barrier(info)
+
+
+def restore(checkpoint: Path, model, reference, generator, optimizer, scheduler, sampler: PromptSampler) -> RLState:
+    """Load weights and trainer state; the run continues exactly where the checkpoint was."""
+    ckpt.load_weights(model, checkpoint)
+    saved = ckpt.load_trainer_state(checkpoint)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    ckpt.set_rng_state(saved["rng"])
+    sampler.load_state(saved["sampler"])
+    if reference is not None and "reference" in saved:
+        reference.load_state_dict(saved["reference"])
+    engine = getattr(generator, "model", None)
+    if engine is not None and "generator" in saved:
+        engine.load_state_dict(saved["generator"])
+    print(f"[rl] resumed from {checkpoint} at step {saved['step']}", flush=True)
+    return RLState(step=saved["step"], sampler=saved["sampler"], reference_reset_at=saved["reference_reset_at"])

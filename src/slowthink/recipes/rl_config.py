@@ -1,0 +1,149 @@
+"""The RL recipe's config: one typed class per component, every factor the paper varies.
+
+Batch vocabulary (used everywhere): ``prompts_per_step`` (the paper's train batch size,
+TBS), ``rollouts_per_prompt`` (n), ``prompts_per_update`` (mini-batch; equal to
+prompts_per_step with one epoch = fully on-policy), ``micro_batch_size`` (sequences per
+forward/backward; never changes the math).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from slowthink.algorithms.advantages import ADVANTAGE_ESTIMATORS
+from slowthink.algorithms.losses import LOSS_AGGREGATIONS
+from slowthink.config import StrictConfig
+from slowthink.recipes.common_config import ModelConfig, ProblemSourceConfig, RunConfig
+from slowthink.rewards.reward import RewardConfig
+from slowthink.training.optim import OptimConfig
+from slowthink.tracking import TrackingConfig
+
+
+class RolloutConfig(StrictConfig):
+    backend: Literal["hf", "vllm"] = "hf"
+    prompts_per_step: int = 32  # the paper's TBS (128 / 1024)
+    rollouts_per_prompt: int = 8  # n (8, 16, 64)
+    temperature: float = 1.0  # 0.6, 1.0, 1.2 in the paper
+    top_p: float = 1.0
+    # Max-response-length curriculum: [[from_step, max_tokens], ...], e.g. [[0, 8192], [100, 20480]] (section 3.2).
+    max_length_schedule: list[tuple[int, int]] = Field(default_factory=lambda: [(0, 1024)])
+    stop: list[str] = Field(default_factory=list)
+    # Sync the trainer's weights into the generator every K steps; K > 1 reuses a stale
+    # (older) policy for rollouts: off-policy, corrected with the rollout log-probs.
+    sync_weights_every: int = 1
+    # Sequences per generation batch.
+    generation_batch_size: int = 256
+    # "python" runs code blocks in the sandbox during rollouts (tool-integrated RL).
+    tools: Literal["none", "python"] = "none"
+    max_tool_calls: int = 4
+
+    @model_validator(mode="after")
+    def _check(self) -> "RolloutConfig":
+        steps = [s for s, _ in self.max_length_schedule]
+        if not steps or steps[0] != 0 or steps != sorted(steps):
+            raise ValueError("rollout.max_length_schedule must start at step 0 and be sorted, e.g. [[0, 8192], [100, 20480]]")
+        if self.prompts_per_step < 1 or self.rollouts_per_prompt < 1:
+            raise ValueError("rollout.prompts_per_step and rollout.rollouts_per_prompt must be >= 1")
+        return self
+
+
+class KLConfig(StrictConfig):
+    """KL penalty to a reference model (section 3.1.1: off, fixed 1e-3, or cosine 1e-3 -> 0)."""
+
+    mode: Literal["off", "fixed", "cosine"] = "off"
+    coef: float = 1e-3  # the fixed coefficient
+    start: float = 1e-3  # cosine: coefficient at step 0
+    end: float = 0.0  # cosine: coefficient at and after anneal_steps (reached exactly)
+    anneal_steps: int = 100
+    estimator: Literal["k1", "k2", "k3"] = "k3"
+    # "loss": a KL term in the loss; "reward": a per-sequence penalty subtracted from the reward.
+    placement: Literal["loss", "reward"] = "loss"
+    # Replace the reference with the current policy every K steps (section 4.3); 0 = never.
+    reference_reset_every: int = 0
+    # Compute and log KL to the initial policy even when the penalty is off.
+    monitor: bool = True
+
+
+class AlgorithmConfig(StrictConfig):
+    advantage: str = "grpo"  # grpo, grpo_no_std (Dr. GRPO), rloo, reinforce_pp
+    loss_aggregation: str = "token_mean"  # token_mean, seq_mean, constant (Dr. GRPO)
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    entropy_coef: float = 0.0
+    # Drop groups whose rewards are all equal (no learning signal, only noise in the denominators).
+    drop_uniform_groups: bool = True
+    # Length strategies of section 4.2.1.
+    question_selection: bool = False
+    response_selection: bool = False
+    overlength_masking: bool = False
+    # "recompute": old log-probs from the trainer's model before the update (exact on-policy
+    # ratio 1); "rollout": the generator's sampling log-probs (needed with stale rollouts).
+    old_logprobs: Literal["recompute", "rollout"] = "recompute"
+
+    @model_validator(mode="after")
+    def _check(self) -> "AlgorithmConfig":
+        if self.advantage not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"algorithm.advantage '{self.advantage}' unknown; allowed: {', '.join(ADVANTAGE_ESTIMATORS)}")
+        if self.loss_aggregation not in LOSS_AGGREGATIONS:
+            raise ValueError(f"algorithm.loss_aggregation '{self.loss_aggregation}' unknown; allowed: {', '.join(LOSS_AGGREGATIONS)}")
+        if self.question_selection and self.response_selection:
+            raise ValueError("algorithm.question_selection and algorithm.response_selection are alternatives; choose one")
+        return self
+
+
+class UpdateConfig(StrictConfig):
+    """How a batch of rollouts becomes optimizer steps (on-policy vs off-policy, section 3.1.1)."""
+
+    prompts_per_update: int = 0  # 0 = prompts_per_step (one update per batch: fully on-policy)
+    epochs: int = 1  # passes over each batch
+    micro_batch_size: int = 16  # sequences per forward/backward
+
+
+class TrainConfig(StrictConfig):
+    steps: int = 100
+    eval_every: int = 10  # 0 = only at the end
+    eval_temperature: float = 0.0  # greedy held-out accuracy
+    eval_max_problems: int = 200
+    save_every: int = 10
+    keep_checkpoints: int = 2
+
+
+class RLConfig(StrictConfig):
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    data: ProblemSourceConfig = ProblemSourceConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    reward: RewardConfig = RewardConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    kl: KLConfig = KLConfig()
+    optim: OptimConfig = OptimConfig()
+    update: UpdateConfig = UpdateConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "RLConfig":
+        per_update = self.update.prompts_per_update or self.rollout.prompts_per_step
+        if self.rollout.prompts_per_step % per_update:
+            raise ValueError(
+                f"update.prompts_per_update ({per_update}) must divide rollout.prompts_per_step ({self.rollout.prompts_per_step})"
+            )
+        if self.rollout.sync_weights_every > 1 and self.algorithm.old_logprobs != "rollout":
+            raise ValueError("rollout.sync_weights_every > 1 samples from a stale policy: set algorithm.old_logprobs=rollout")
+        if self.algorithm.loss_aggregation == "constant" and self.rollout.max_length_schedule[-1][1] <= 0:
+            raise ValueError("algorithm.loss_aggregation=constant needs a positive max length")
+        if self.rollout.backend == "vllm" and self.model.device == "cpu":
+            raise ValueError("rollout.backend=vllm needs a GPU: set model.device=cuda (or use rollout.backend=hf)")
+        if self.rollout.rollouts_per_prompt < 2 and self.algorithm.advantage != "reinforce_pp":
+            raise ValueError(f"algorithm.advantage={self.algorithm.advantage} needs rollout.rollouts_per_prompt >= 2")
+        return self
+
+    @property
+    def prompts_per_update(self) -> int:
+        return self.update.prompts_per_update or self.rollout.prompts_per_step
+
+    @property
+    def fully_on_policy(self) -> bool:
+        return self.prompts_per_update == self.rollout.prompts_per_step and self.update.epochs == 1 and self.rollout.sync_weights_every == 1

@@ -1,0 +1,154 @@
+"""Where metrics go: ``metrics.jsonl`` always; TensorBoard and Weights & Biases when asked.
+
+Also the live display: a rich progress bar with the latest metrics on a terminal, plain
+one-line summaries when output is not a TTY (CI logs, files).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from slowthink.config import StrictConfig
+
+
+class TrackingConfig(StrictConfig):
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "slowthink"
+
+
+class Tracker(Protocol):
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlTracker:
+    """One JSON object per step, flushed at once, so a killed run loses no logged step."""
+
+    def __init__(self, path: Path, resume: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a" if resume else "w", encoding="utf-8")
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        clean = {k: (v if not (isinstance(v, float) and not math.isfinite(v)) else None) for k, v in metrics.items()}
+        self._file.write(json.dumps({"step": step, **clean}) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TensorBoardTracker:
+    def __init__(self, log_dir: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise RuntimeError("tracking.tensorboard=true needs the 'tensorboard' package: pip install tensorboard") from exc
+        self._writer = SummaryWriter(str(log_dir))
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class WandbTracker:
+    def __init__(self, project: str, run_dir: Path, config: dict[str, Any]):
+        try:
+            import wandb
+        except ImportError as exc:
+            raise RuntimeError("tracking.wandb=true needs the 'wandb' package: pip install wandb") from exc
+        self._run = wandb.init(project=project, dir=str(run_dir), config=config)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self._run.log(metrics, step=step)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.jsonl``; a truncated last line (killed mid-write) is skipped."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """On resume, drop rows logged after the checkpoint being resumed from."""
+    if not Path(path).is_file():
+        return
+    rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+class MultiTracker:
+    def __init__(self, trackers: list[Tracker]):
+        self.trackers = trackers
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        for tracker in self.trackers:
+            tracker.log(metrics, step)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+
+
+def build_tracker(config: TrackingConfig, run_dir: Path, run_config: dict[str, Any], resume: bool) -> MultiTracker:
+    trackers: list[Tracker] = [JsonlTracker(Path(run_dir) / "metrics.jsonl", resume=resume)]
+    if config.tensorboard:
+        trackers.append(TensorBoardTracker(Path(run_dir) / "tensorboard"))
+    if config.wandb:
+        trackers.append(WandbTracker(config.wandb_project, Path(run_dir), run_config))
+    return MultiTracker(trackers)
+
+
+class StepProgress:
+    """A live progress bar with chosen metrics on a TTY; plain lines otherwise."""
+
+    def __init__(self, description: str, total: int, start: int = 0, keys: tuple[str, ...] = (), enabled: bool = True):
+        self.keys, self.total, self.enabled = keys, total, enabled
+        self.tty = sys.stderr.isatty()
+        self._progress = None
+        self._last_print = 0.0
+        self.description = description
+        if enabled and self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(description, total=total, completed=start, info="")
+
+    def _summary(self, metrics: dict[str, float]) -> str:
+        parts = [f"{k}={metrics[k]:.3g}" for k in self.keys if k in metrics and metrics[k] is not None]
+        return " ".join(parts)
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, info=self._summary(metrics))
+        elif time.monotonic() - self._last_print > 2.0 or step == self.total:
+            self._last_print = time.monotonic()
+            print(f"[{self.description}] step {step}/{self.total} {self._summary(metrics)}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,1 @@
+"""Training machinery: batches, log-probs, optimizer, checkpoints, distributed setup."""

@@ -1,0 +1,48 @@
+"""Optimizer and learning-rate schedule, from a small typed config."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+
+from slowthink.config import StrictConfig
+
+
+class OptimConfig(StrictConfig):
+    """AdamW with linear warm-up then a constant or cosine schedule."""
+
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    # Optimizer steps of linear warm-up from 0 (a fresh Adam at a large rate can collapse on step 1).
+    warmup_steps: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    # Final learning rate as a fraction of ``lr`` for the cosine schedule.
+    min_lr_ratio: float = 0.0
+    # Gradient-norm clipping (0 disables).
+    grad_clip: float = 1.0
+
+
+def build_optimizer(model: Any, config: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
+    )
+
+
+def lr_factor(step: int, config: OptimConfig, total_steps: int) -> float:
+    """Multiplier of ``lr`` at optimizer step ``step`` (0-based)."""
+    if config.warmup_steps > 0 and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return 1.0
+    span = max(total_steps - config.warmup_steps, 1)
+    progress = min(max(step - config.warmup_steps, 0) / span, 1.0)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config, total_steps))
