@@ -1,8 +1,17 @@
 """Final-answer extraction: the last ``\\boxed{}``/``\\fbox{}`` (brace-matched) or ``<answer>…</answer>``.
 
-Caps on length and nesting keep hostile responses cheap: we never scan more than
-``MAX_SCAN_CHARS`` from the end, and an answer longer than ``MAX_ANSWER_CHARS`` is
+The paper's correctness reward reads the response's final answer (section 4.2.1); the
+last one counts, so a corrected answer (``\\boxed{4} … \\boxed{3}``) is read as 3.
+
+Every scan here is linear in the text: braces are paired in one pass with a stack and
+tags are found with ``rfind``, so a hostile response (thousands of unclosed ``\\boxed{``
+or ``<answer>``) costs no more than a normal one of the same length. We never scan more
+than ``MAX_SCAN_CHARS`` from the end, and an answer longer than ``MAX_ANSWER_CHARS`` is
 treated as no answer.
+
+``fallback_answer`` is for evaluating models that were not trained to box their answer:
+"the answer is X", the last ``$…$`` math, the last number. It is off by default and must
+not be used for rewards: it would pay a model for leaving a number near the end.
 """
 
 from __future__ import annotations
@@ -11,48 +20,134 @@ import re
 
 MAX_SCAN_CHARS = 200_000
 MAX_ANSWER_CHARS = 2_000
+# The fallback only looks at the end of a response, where a final answer is written.
+FALLBACK_SCAN_CHARS = 5_000
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_BRACE_RE = re.compile(r"(?<!\\)[{}]")
+_OPEN_TAG, _CLOSE_TAG = "<answer>", "</answer>"
 
 
-def _match_braces(text: str, open_index: int) -> int | None:
-    """Index just past the brace that closes ``text[open_index] == '{'``, or None."""
-    depth = 0
-    for i in range(open_index, len(text)):
-        ch = text[i]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return None
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Map each ``{`` index to the index of its matching ``}`` (one pass; escaped ``\\{`` skipped)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for match in _BRACE_RE.finditer(text):
+        if match.group() == "{":
+            stack.append(match.start())
+        elif stack:
+            pairs[stack.pop()] = match.start()
+    return pairs
+
+
+def _boxed_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every closed ``\\boxed{…}``/``\\fbox{…}`` content, in order of appearance."""
+    pairs = _brace_pairs(text)
+    spans = []
+    for match in _BOX_RE.finditer(text):
+        close = pairs.get(match.end() - 1)
+        if close is not None:
+            spans.append((match.end(), close))
+    return spans
+
+
+def _capped(content: str) -> str | None:
+    content = content.strip()
+    return content if content and len(content) <= MAX_ANSWER_CHARS else None
 
 
 def last_boxed(text: str) -> str | None:
     """Content of the last closed ``\\boxed{...}`` or ``\\fbox{...}``; None when there is none."""
     text = text[-MAX_SCAN_CHARS:]
-    starts = [m.end() - 1 for m in _BOX_RE.finditer(text)]
-    for start in reversed(starts):
-        end = _match_braces(text, start)
-        if end is not None:
-            content = text[start + 1 : end - 1].strip()
-            return content if len(content) <= MAX_ANSWER_CHARS else None
-    return None
+    spans = _boxed_spans(text)
+    if not spans:
+        return None
+    # A box nested inside the last one (\boxed{\boxed{3}}) starts later but ends inside it:
+    # the outermost of the boxes that close last is the final answer.
+    start, end = max(spans, key=lambda span: (span[1], -span[0]))
+    return _capped(text[start:end])
+
+
+def all_boxed(text: str) -> list[str]:
+    """Contents of every outermost closed box, in order (for golds that box several parts)."""
+    text = text[-MAX_SCAN_CHARS:]
+    outer: list[tuple[int, int]] = []
+    for start, end in _boxed_spans(text):
+        if outer and start < outer[-1][1]:
+            continue  # nested inside the previous outer box
+        outer.append((start, end))
+    return [text[s:e].strip() for s, e in outer if text[s:e].strip()]
 
 
 def answer_tag(text: str) -> str | None:
     """Content of the last ``<answer>…</answer>``; a boxed answer inside it wins."""
-    matches = _ANSWER_TAG_RE.findall(text[-MAX_SCAN_CHARS:])
-    if not matches:
+    text = text[-MAX_SCAN_CHARS:]
+    close = text.rfind(_CLOSE_TAG)
+    if close < 0:
         return None
-    content = matches[-1].strip()
+    open_ = text.rfind(_OPEN_TAG, 0, close)
+    if open_ < 0:
+        return None
+    content = text[open_ + len(_OPEN_TAG) : close]
     boxed = last_boxed(content)
-    content = boxed if boxed is not None else content
-    return content if content and len(content) <= MAX_ANSWER_CHARS else None
+    return boxed if boxed is not None else _capped(content)
 
 
 def extract_answer(text: str) -> str | None:
     """The response's final answer: last boxed, else last ``<answer>`` tag, else None."""
     boxed = last_boxed(text)
     return boxed if boxed is not None else answer_tag(text)
+
+
+def brace_depth(text: str) -> int:
+    """Deepest ``{`` nesting in ``text`` (the checker refuses answers nested absurdly deep)."""
+    depth = deepest = 0
+    for match in _BRACE_RE.finditer(text):
+        depth = depth + 1 if match.group() == "{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+# --- evaluation-only fallback -------------------------------------------------------------
+
+# "The final answer is X", "the answer is: X", "Answer: X" (the last such phrase counts).
+_ANCHOR_RE = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?|\banswer\s*:", re.IGNORECASE)
+# Math spans, each bounded in length so a hostile text cannot make the search quadratic.
+_MATH_RE = re.compile(
+    r"\$\$(?P<a>[^$]{1,500}?)\$\$|\\\[(?P<b>.{1,500}?)\\\]|\\\((?P<c>.{1,500}?)\\\)|\$(?P<d>[^$\n]{1,500}?)\$",
+    re.DOTALL,
+)
+# A number not glued to a preceding word ("AZYUK2A" has none); 7,425,000 and 1000,99 stay whole.
+_NUMBER_RE = re.compile(r"(?<![\w.,])-?(?:\d+(?:[.,]\d+)*|\.\d+)")
+# A sentence ends at a period followed by a space or the end (a decimal point is followed by a digit).
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)|\n")
+
+
+def _last_math(text: str) -> str | None:
+    last = None
+    for match in _MATH_RE.finditer(text):
+        last = next(group for group in match.groups() if group is not None)
+    return _capped(last) if last is not None else None
+
+
+def _anchored(text: str) -> str | None:
+    """What follows the last "the answer is"; its math span if it starts with one."""
+    anchors = list(_ANCHOR_RE.finditer(text))
+    if not anchors:
+        return None
+    rest = text[anchors[-1].end() :].lstrip()
+    math = _MATH_RE.match(rest)
+    if math is not None:
+        return _capped(next(group for group in math.groups() if group is not None))
+    end = _SENTENCE_END_RE.search(rest)
+    return _capped(rest[: end.start()] if end else rest)
+
+
+def fallback_answer(text: str) -> str | None:
+    """Evaluation only: "the answer is X", else the last math span, else the last number."""
+    tail = text[-FALLBACK_SCAN_CHARS:]
+    for find in (_anchored, _last_math):
+        answer = find(tail)
+        if answer is not None:
+            return answer
+    numbers = _NUMBER_RE.findall(tail)
+    return numbers[-1] if numbers else None

@@ -1,0 +1,189 @@
+"""Is a response's final answer equal to the gold? math-verify plus our strict rules.
+
+This module runs inside the checker's worker processes (``math_checker``), never in the
+caller: math-verify can hang on hostile input, and its own timeout is ``signal.alarm``,
+which only works in a process's main thread. Importing it is cheap; ``install()`` imports
+math-verify, quiets its loggers and tightens its numeric comparison.
+
+Strict rules on top of math-verify (each documented in docs/checker.md and tested):
+- the last final answer counts (extraction takes the last box);
+- a hedged answer ("3 or 4", "3, 4", "3 \\pm 1" for a single-valued gold) is wrong;
+- numbers compare exactly, or within a relative 1e-9 when one is a decimal, so
+  0.33 != 1/3 and 1e-7 != 2e-7 (math-verify rounds to 6 decimals: 0.333333 == 1/3 and
+  0.0000001 == 0.0000002), while 0.5 == 1/2 and 0.0833333333333333 == 1/12.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from slowthink.rewards.extract import (
+    MAX_ANSWER_CHARS,
+    all_boxed,
+    brace_depth,
+    extract_answer,
+    fallback_answer,
+)
+
+# Braces nested deeper than this are not a math answer; refusing them is cheaper than parsing.
+MAX_NESTING = 40
+# Two numbers (one a decimal) are equal when |a - b| <= REL_TOL * max(|a|, |b|).
+REL_TOL = 1e-9
+# Golds parsed per worker are kept (a batch has n rollouts per gold; see math_checker).
+GOLD_CACHE_SIZE = 4096
+
+_DISJUNCTION_RE = re.compile(r"\bor\b|\\lor\b|\\vee\b|\beither\b", re.IGNORECASE)
+# 1e-7 / 2.5E+3 written as plain text: latex2sympy reads "1e-7" as 1*e - 7 (Euler's e).
+_SCI_RE = re.compile(r"(?<![\w\\.])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?![\w.])")
+_DELIMITERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One check's outcome, as the worker sends it back."""
+
+    status: str  # one of verdict.STATUSES
+    extracted: str | None = None
+    detail: str = ""
+
+
+def _strip_delimiters(span: str) -> str:
+    """``$x$`` / ``\\(x\\)`` / ``\\[x\\]`` / ``$$x$$`` -> ``x`` when one math span is the whole text."""
+    span = span.strip()
+    for left, right in _DELIMITERS:
+        inner = span[len(left) : -len(right)] if len(span) > len(left) + len(right) else ""
+        if span.startswith(left) and span.endswith(right) and left not in inner:
+            return inner.strip()
+    return span
+
+
+def normalize_span(span: str) -> str:
+    """What we hand to math-verify for one answer span (ours or the gold's)."""
+    span = _strip_delimiters(span).rstrip(" .")
+    return _SCI_RE.sub(lambda m: f"{m.group(1)}\\times 10^{{{m.group(2)}}}", span)
+
+
+def gold_span(gold: str) -> str:
+    """The gold's answer span. Several boxes in a gold are parts of one answer: a set of them."""
+    boxes = all_boxed(gold)
+    if len(boxes) > 1:
+        return ", ".join(normalize_span(b) for b in boxes)
+    if boxes:
+        return normalize_span(boxes[0])
+    tagged = extract_answer(gold)
+    return normalize_span(tagged if tagged is not None else gold)
+
+
+def is_hedged(gold_text: str, answer_text: str, gold: Any, answer: Any) -> bool:
+    """Several candidate values where the gold has one ("3 or 4", "3, 4", "3 \\pm 1")."""
+    from sympy import FiniteSet, Set, Tuple
+    from sympy.core.relational import Relational
+
+    if _DISJUNCTION_RE.search(answer_text) and not _DISJUNCTION_RE.search(gold_text):
+        return True
+    gold_single = not isinstance(gold, (Set, Tuple, Relational, list, tuple))
+    return gold_single and isinstance(answer, FiniteSet) and len(answer) > 1
+
+
+def _numeric_value(expr: Any) -> Any:
+    """A 30-digit complex number for a constant expression, else None."""
+    from sympy import Basic, Number
+
+    if not isinstance(expr, Basic) or expr.free_symbols:
+        return None
+    value = expr.doit().evalf(30)
+    return value if value.is_number and (isinstance(value, Number) or value.is_finite) else None
+
+
+def strict_numeric_eq(a: Any, b: Any, float_rounding: int, numeric_precision: int) -> bool:
+    """Replacement for math-verify's ``sympy_numeric_eq``: relative tolerance, not rounding.
+
+    Exact rationals keep math-verify's exact comparison; as soon as a decimal or an
+    irrational is involved, the values must agree to a relative ``REL_TOL``.
+    """
+    from math_verify import grader
+    from sympy import Abs, MatrixBase, Rational
+
+    if isinstance(a, MatrixBase) and isinstance(b, MatrixBase):
+        a, b = grader.safe_sympy_doit(a), grader.safe_sympy_doit(b)
+        if isinstance(a, MatrixBase) and isinstance(b, MatrixBase) and a.shape == b.shape:
+            return all(strict_numeric_eq(x, y, float_rounding, numeric_precision) for x, y in zip(a, b))
+        return False
+    # Percentages: latex2sympy writes 28% as 28 * UnevaluatedExpr(1/100); 28% == 28 (math-verify's rule).
+    a, b = grader.get_pct_val(a, a), grader.get_pct_val(b, b)
+    if isinstance(a, Rational) and isinstance(b, Rational):
+        return bool(a == b)
+    x, y = _numeric_value(a), _numeric_value(b)
+    if x is None or y is None:
+        return bool(_ORIGINAL_NUMERIC_EQ(a, b, float_rounding, numeric_precision))
+    scale = max(Abs(x), Abs(y))
+    return bool(Abs(x - y) <= REL_TOL * scale)
+
+
+_ORIGINAL_NUMERIC_EQ: Any = None
+
+
+def install() -> None:
+    """Import math-verify in this (worker) process, quiet it, and install the strict numeric rule."""
+    global _ORIGINAL_NUMERIC_EQ
+    from math_verify import grader
+
+    # math-verify logs the whole prediction on every timeout and warns that its own timeout
+    # is off (we turn it off on purpose: the worker and the parent enforce deadlines).
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    if _ORIGINAL_NUMERIC_EQ is None:
+        _ORIGINAL_NUMERIC_EQ = grader.sympy_numeric_eq
+        grader.sympy_numeric_eq = strict_numeric_eq
+
+
+def parse_span(span: str) -> list[Any]:
+    """math-verify's parse of one span, wrapped as ``\\boxed{span}`` so it reads all of it."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    return parse(f"\\boxed{{{span}}}", extraction_config=config, parsing_timeout=None)
+
+
+class GoldCache:
+    """Parsed golds of this worker: each distinct gold is parsed once, not once per rollout."""
+
+    def __init__(self, size: int = GOLD_CACHE_SIZE):
+        self.size = size
+        self._parsed: dict[str, tuple[str, list[Any]]] = {}
+
+    def get(self, gold: str) -> tuple[str, list[Any]]:
+        if gold not in self._parsed:
+            if len(self._parsed) >= self.size:
+                self._parsed.pop(next(iter(self._parsed)))  # oldest first
+            span = gold_span(gold)
+            self._parsed[gold] = (span, parse_span(span) if span else [])
+        return self._parsed[gold]
+
+
+def judge(gold: str, response: str, golds: GoldCache, fallback: bool = False) -> Judgement:
+    """The whole check of one response against one gold (in a worker, under its deadline)."""
+    from math_verify import verify
+
+    gold_text, gold_parsed = golds.get(gold)
+    if not gold_parsed:
+        return Judgement("unparseable_gold", detail=f"math-verify cannot parse the gold {gold_text[:80]!r}")
+    answer = extract_answer(response)
+    if answer is None and fallback:
+        answer = fallback_answer(response)
+    if answer is None:
+        return Judgement("no_answer")
+    if len(answer) > MAX_ANSWER_CHARS or brace_depth(answer) > MAX_NESTING:
+        return Judgement("wrong", answer[:200], f"answer too long or nested deeper than {MAX_NESTING}")
+    span = normalize_span(answer)
+    parsed = parse_span(span)
+    if not parsed:
+        return Judgement("wrong", answer, "math-verify cannot parse the answer")
+    if is_hedged(gold_text, span, gold_parsed[0], parsed[0]):
+        return Judgement("wrong", answer, "hedged: several candidate answers for a single-valued gold")
+    if verify(gold_parsed, parsed, timeout_seconds=None):
+        return Judgement("correct", answer)
+    return Judgement("wrong", answer)
