@@ -12,3 +12,9 @@ app = typer.Typer(
 )
 
 # Subcommands are registered below, one import line each, so their heavy imports stay lazy.
+
+from slowthink.recipes.evaluate import eval_cli  # noqa: E402
+from slowthink.serve import serve_cli  # noqa: E402
+
+app.command("eval")(eval_cli)
+app.command("serve")(serve_cli)

@@ -1,0 +1,208 @@
+"""Run one benchmark: prompts -> generator -> checker -> per-sample rows, resumable.
+
+Each finished sample is appended to ``samples.jsonl`` and flushed at once, so a killed run
+loses only the requests in flight; a rerun reads the file (a truncated last line, the
+trace of a kill mid-write, is dropped), skips every (problem, sample) pair it holds and
+generates only the rest. Each generate call is seeded from the run seed and its first
+sample, so rerunning the same plan draws the same samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+
+from slowthink.data.problems import DataError, Problem
+from slowthink.eval.metrics import SampleRecord
+from slowthink.prompts import render_prompt
+from slowthink.rewards.verdict import Checker
+from slowthink.rollout.generator import Completion, Generator, SamplingParams
+
+
+@runtime_checkable
+class StreamingGenerator(Protocol):
+    """A generator that yields each prompt's completions as they finish (the OpenAI backend)."""
+
+    def generate_stream(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> Iterator[tuple[int, list[Completion]]]: ...
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How every sample is drawn. Greedy is one sample at temperature 0 (paper: greedy search)."""
+
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int = 0
+
+
+class SampleStore:
+    """``samples.jsonl``: rows read back on resume, new rows appended and flushed one by one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.records: dict[tuple[str, int], SampleRecord] = {}
+        if self.path.exists():
+            self._load()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        # A last line without its newline was cut by a kill: drop it, and cut it off the file
+        # so that the next append starts on a fresh line.
+        if lines and lines[-1]:
+            with self.path.open("r+b") as handle:
+                handle.truncate(len(data) - len(lines[-1]))
+        for lineno, line in enumerate(lines[:-1], start=1):
+            if not line.strip():
+                continue
+            try:
+                record = SampleRecord.from_json(json.loads(line))
+            except (json.JSONDecodeError, ValueError, TypeError) as exc:
+                raise DataError(f"{self.path}:{lineno}: not a sample row ({exc}); move the file away to start over") from None
+            self.records[(record.problem_id, record.sample_index)] = record
+
+    def has(self, problem_id: str, sample_index: int) -> bool:
+        return (problem_id, sample_index) in self.records
+
+    def append(self, record: SampleRecord) -> None:
+        self._handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+        self._handle.flush()
+        self.records[(record.problem_id, record.sample_index)] = record
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _draw_seed(base: int, problem_id: str, first_index: int) -> int:
+    """A seed fixed by (run seed, problem, first missing sample): stable across resumes and batching."""
+    digest = hashlib.sha256(f"{base}:{problem_id}:{first_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+@dataclass
+class _Work:
+    problem: Problem
+    prompt_text: str
+    prompt_ids: list[int]
+    missing: list[int]
+    max_new_tokens: int
+
+
+def plan_work(
+    problems: Sequence[Problem], tokenizer: Any, template: str, decoding: Decoding, store: SampleStore,
+    context_length: int | None,
+) -> list[_Work]:
+    """The samples still to draw, per problem; the token budget is cut to fit the model's context."""
+    work = []
+    for problem in problems:
+        missing = [i for i in range(decoding.n) if not store.has(problem.id, i)]
+        if not missing:
+            continue
+        # As prompts.encode_prompt: chat templates already hold their special tokens.
+        text = render_prompt(template, problem.problem, tokenizer)
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        budget = decoding.max_tokens
+        if context_length is not None:
+            budget = min(budget, context_length - len(ids))
+            if budget < 1:
+                raise DataError(
+                    f"problem '{problem.id}': its prompt has {len(ids)} tokens, the model's context is "
+                    f"{context_length}; nothing is left to generate"
+                )
+        work.append(_Work(problem, text, ids, missing, budget))
+    return work
+
+
+def _batches(work: list[_Work], chunk_size: int) -> Iterator[list[_Work]]:
+    """Chunks of problems that share (number of missing samples, token budget)."""
+    groups: dict[tuple[int, int], list[_Work]] = {}
+    for item in work:
+        groups.setdefault((len(item.missing), item.max_new_tokens), []).append(item)
+    for items in groups.values():
+        for start in range(0, len(items), chunk_size):
+            yield items[start : start + chunk_size]
+
+
+def _generate(generator: Generator, batch: list[_Work], params: SamplingParams) -> Iterator[tuple[int, list[Completion]]]:
+    """(index in batch, completions) pairs; streamed when the generator can."""
+    prompts = [item.prompt_ids for item in batch]
+    if isinstance(generator, StreamingGenerator):
+        yield from generator.generate_stream(prompts, params)
+        return
+    completions = generator.generate(prompts, params)
+    n = params.n
+    for index in range(len(batch)):
+        yield index, completions[index * n : (index + 1) * n]
+
+
+def run_samples(
+    problems: Sequence[Problem],
+    generator: Generator,
+    tokenizer: Any,
+    checker: Checker,
+    template: str,
+    decoding: Decoding,
+    store: SampleStore,
+    context_length: int | None = None,
+    chunk_size: int = 16,
+    on_sample: Callable[[int], None] | None = None,
+) -> list[SampleRecord]:
+    """Draw every missing sample of ``problems``, score it and append it to ``store``.
+
+    Returns the records of ``problems`` (old and new), ``decoding.n`` per problem.
+    """
+    work = plan_work(problems, tokenizer, template, decoding, store, context_length)
+    # A streaming generator keeps its own requests in flight and hands back each prompt as
+    # it finishes, so one call per group avoids waiting on the slowest prompt of each chunk.
+    size = max(len(work), 1) if isinstance(generator, StreamingGenerator) else chunk_size
+    for batch in _batches(work, size):
+        first = batch[0]
+        params = SamplingParams(
+            temperature=decoding.temperature, top_p=decoding.top_p, max_new_tokens=first.max_new_tokens,
+            n=len(first.missing), seed=_draw_seed(decoding.seed, first.problem.id, first.missing[0]),
+        )
+        for index, completions in _generate(generator, batch, params):
+            item = batch[index]
+            golds = [item.problem.answer] * len(completions)
+            verdicts = checker.check(golds, [c.text for c in completions])
+            for sample_index, completion, verdict in zip(item.missing, completions, verdicts, strict=True):
+                store.append(SampleRecord(
+                    problem_id=item.problem.id, sample_index=sample_index, prompt=item.prompt_text,
+                    response=completion.text, num_tokens=completion.num_model_tokens,
+                    finish_reason=completion.finish_reason, gold=item.problem.answer,
+                    extracted=verdict.extracted, status=verdict.status, correct=verdict.correct,
+                ))
+            if on_sample is not None:
+                on_sample(len(completions))
+    return [store.records[(p.id, i)] for p in problems for i in range(decoding.n)]
+
+
+def count_missing(problems: Sequence[Problem], n: int, store: SampleStore) -> int:
+    return sum(1 for p in problems for i in range(n) if not store.has(p.id, i))
+
+
+def check_unique_ids(problems: Sequence[Problem], source: str) -> None:
+    """Resume keys on problem ids, so two problems with one id would shadow each other."""
+    seen: set[str] = set()
+    for problem in problems:
+        if problem.id in seen:
+            raise DataError(f"{source}: problem id '{problem.id}' appears twice; ids must be unique to resume")
+        seen.add(problem.id)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename): a kill never leaves half a summary."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,297 @@
+"""``slowthink eval``: benchmarks -> generator -> checker -> samples, summary, table.
+
+Read top to bottom: load problems -> check the output folder (resume) -> build the backend
+and the checker -> per benchmark, draw the missing samples and summarize -> write the
+summaries and print the table. The paper's settings (sections 4.3, 4.4): greedy decoding,
+or sampling at T=0.6, top-p 0.95 with n=5 or 8, up to 32,768 tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+from pydantic import model_validator
+from rich.console import Console
+
+from slowthink.config import ConfigError, StrictConfig
+from slowthink.data.problems import DataError, Problem, load_problems
+from slowthink.eval.benchmarks import BENCHMARK_NAMES, load_benchmark
+from slowthink.eval.metrics import summarize
+from slowthink.eval.runner import Decoding, SampleStore, check_unique_ids, count_missing, run_samples, write_json
+from slowthink.modeling import ModelLoadError
+from slowthink.prompts import TEMPLATE_NAMES
+
+# Paper, section 4.4: sampled evaluation at T = 0.6, top-p 0.95, n = 8.
+SAMPLED_DEFAULTS = {"n": 8, "temperature": 0.6, "top_p": 0.95}
+# Settings that change what a sample is: a resumed run must match them.
+RESUME_KEYS = ("model", "template", "mode", "temperature", "top_p", "max_tokens", "seed")
+
+
+class EvalConfig(StrictConfig):
+    """Everything ``slowthink eval`` needs; the command-line options map onto these fields."""
+
+    # "tiny" (embedded default), a local Hugging Face directory or a hub name. For the openai
+    # backend it only names the tokenizer (the served model is asked for at /v1/models).
+    model: str = "tiny"
+    tokenizer: str | None = None
+    benchmarks: tuple[str, ...] = ()
+    data: str | None = None
+    # Folder of shared-format JSONL copies of the named benchmarks (offline use).
+    data_dir: str | None = None
+    mode: Literal["greedy", "sampled"] = "greedy"
+    # Sampled mode defaults: n=8, T=0.6, top-p 0.95. Greedy: one sample at T=0.
+    n: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int = 32768
+    template: str = "chat"
+    backend: Literal["hf", "openai", "vllm"] = "hf"
+    base_url: str | None = None
+    api_key: str | None = None
+    served_model_name: str | None = None
+    concurrency: int = 8
+    timeout_s: float = 600.0
+    max_retries: int = 3
+    # Prompts per generate call of the hf / vllm backends (the resume granularity).
+    batch_size: int = 16
+    tensor_parallel_size: int = 1
+    checker: Literal["math", "exact"] = "math"
+    checker_workers: int = 2
+    # Also accept unboxed final answers ("the answer is X", last number): evaluation only.
+    answer_fallback: bool = False
+    out: str = "runs/eval"
+    limit: int | None = None
+    seed: int = 0
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvalConfig":
+        if bool(self.benchmarks) == bool(self.data):
+            raise ValueError("give --benchmark NAME (repeatable) or --data FILE.jsonl, not both and not neither")
+        for name in self.benchmarks:
+            if name not in BENCHMARK_NAMES:
+                raise ValueError(f"unknown benchmark '{name}'; known: {', '.join(BENCHMARK_NAMES)}")
+        if self.template not in TEMPLATE_NAMES:
+            raise ValueError(f"template '{self.template}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
+        if self.mode == "greedy" and ((self.n or 1) != 1 or self.temperature not in (None, 0) or self.top_p not in (None, 1)):
+            raise ValueError("--mode greedy draws one sample at temperature 0; --n/--temperature/--top-p need --mode sampled")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        for key in ("max_tokens", "concurrency", "batch_size", "tensor_parallel_size", "checker_workers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        return self
+
+    def decoding(self) -> Decoding:
+        if self.mode == "greedy":
+            return Decoding(n=1, temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, seed=self.seed)
+        pick = lambda key: getattr(self, key) if getattr(self, key) is not None else SAMPLED_DEFAULTS[key]  # noqa: E731
+        return Decoding(n=pick("n"), temperature=pick("temperature"), top_p=pick("top_p"),
+                        max_tokens=self.max_tokens, seed=self.seed)
+
+
+def load_problem_sets(cfg: EvalConfig) -> list[tuple[str, list[Problem]]]:
+    """(name, problems) per benchmark or data file, cut to the first ``limit`` problems."""
+    if cfg.data:
+        sets = [(Path(cfg.data).stem, load_problems(cfg.data), cfg.data)]
+    else:
+        sets = [(name, load_benchmark(name, cfg.data_dir), name) for name in cfg.benchmarks]
+    cut = []
+    for name, problems, source in sets:
+        check_unique_ids(problems, source)
+        cut.append((name, problems[: cfg.limit] if cfg.limit else problems))
+    return cut
+
+
+def check_resume(out: Path, cfg: EvalConfig, decoding: Decoding) -> None:
+    """Refuse to mix samples drawn under other settings into one output folder; record ours."""
+    settings = {"model": cfg.model, "template": cfg.template, "mode": cfg.mode, "temperature": decoding.temperature,
+                "top_p": decoding.top_p, "max_tokens": decoding.max_tokens, "seed": decoding.seed}
+    path = out / "run.json"
+    if path.is_file():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        for key in RESUME_KEYS:
+            if key in previous and previous[key] != settings[key]:
+                raise ConfigError(
+                    f"--out {out} holds samples drawn with {key}={previous[key]!r}; this run asks {key}={settings[key]!r}. "
+                    "Use another --out, or the same settings to resume"
+                )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, {**settings, "backend": cfg.backend, "n": decoding.n})
+
+
+def build_backend(cfg: EvalConfig, decoding: Decoding, stack: ExitStack) -> tuple[Any, Any, int | None]:
+    """(generator, tokenizer, context length or None) for ``cfg.backend``; closed by ``stack``."""
+    from slowthink.modeling import load_tokenizer
+
+    if cfg.backend == "hf":
+        from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
+        from slowthink.rollout.hf import HFGenerator
+
+        set_torch_threads()
+        model, tokenizer = load_model_and_tokenizer(cfg.model)
+        model.eval()
+        context = getattr(model.config, "max_position_embeddings", None)
+        return HFGenerator(model, tokenizer, batch_size=cfg.batch_size * decoding.n), tokenizer, context
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    if cfg.backend == "openai":
+        from slowthink.rollout.openai_backend import OpenAIGenerator
+
+        generator = OpenAIGenerator(cfg.base_url or "", model=cfg.served_model_name, api_key=cfg.api_key,
+                                    concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
+                                    max_retries=cfg.max_retries, tokenizer=tokenizer)
+        stack.callback(generator.close)
+        # The server enforces its own context; requests past it come back as errors.
+        return generator, tokenizer, None
+    from slowthink.rollout.vllm_backend import VLLMGenerator
+
+    generator = VLLMGenerator(cfg.model, tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed)
+    return generator, tokenizer, generator.context_length
+
+
+def build_checker(cfg: EvalConfig, stack: ExitStack) -> Any:
+    if cfg.checker == "exact":
+        from slowthink.rewards.verdict import ExactMatchChecker
+
+        checker = ExactMatchChecker()
+    else:
+        from slowthink.rewards.math_checker import MathChecker
+
+        checker = MathChecker(workers=cfg.checker_workers, fallback=cfg.answer_fallback)
+    stack.callback(checker.close)
+    return checker
+
+
+def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[str, Any]]:
+    """Run every benchmark of ``cfg``; returns {benchmark: summary} (also written under ``cfg.out``)."""
+    console = console or Console()
+    decoding = cfg.decoding()
+    problem_sets = load_problem_sets(cfg)
+    out = Path(cfg.out)
+    check_resume(out, cfg, decoding)
+    summaries: dict[str, dict[str, Any]] = {}
+    with ExitStack() as stack:
+        generator, tokenizer, context = build_backend(cfg, decoding, stack)
+        checker = build_checker(cfg, stack)
+        for name, problems in problem_sets:
+            store = SampleStore(out / name / "samples.jsonl")
+            stack.callback(store.close)
+            todo = count_missing(problems, decoding.n, store)
+            console.print(f"[bold]{name}[/]: {len(problems)} problems x {decoding.n} samples, {todo} to generate")
+            with _progress(console, cfg.progress, name, todo) as advance:
+                records = run_samples(problems, generator, tokenizer, checker, cfg.template, decoding, store,
+                                      context_length=context, chunk_size=cfg.batch_size, on_sample=advance)
+            summaries[name] = {"benchmark": name, **summarize(records, decoding.n, cfg.mode)}
+            write_json(out / name / "summary.json", summaries[name])
+    write_json(out / "summary.json", summaries)
+    print_table(console, summaries)
+    console.print(f"samples and summaries in {out}/")
+    return summaries
+
+
+def _progress(console: Console, enabled: bool, name: str, total: int) -> Any:
+    """A rich progress bar on a terminal; elsewhere a no-op (logs stay clean)."""
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    @contextmanager
+    def bar() -> Any:
+        if not (enabled and console.is_terminal and total):
+            yield lambda k: None
+            return
+        columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(name, total=total)
+            yield lambda k: progress.advance(task, k)
+
+    return bar()
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _length(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def print_table(console: Console, summaries: dict[str, dict[str, Any]]) -> None:
+    """One row per benchmark: accuracies in percent, lengths in tokens (correct / incorrect)."""
+    from rich.table import Table
+
+    table = Table(title="slowthink eval (accuracy %, lengths in tokens)")
+    # Short headers: the table fits 80 columns. len ok / len bad: mean tokens of correct /
+    # incorrect responses (Table 4); done: completion ratio; no ans: responses without an answer.
+    for column in ("benchmark", "probs", "n", "pass@1", "maj@n", "pass@n", "len ok", "len bad", "done", "no ans"):
+        table.add_column(column, justify="left" if column == "benchmark" else "right", no_wrap=column == "benchmark")
+    for name, s in summaries.items():
+        n = s["samples_per_problem"]
+        table.add_row(
+            name, str(s["problems"]), str(n), _percent(s["pass@1"]), _percent(s.get(f"maj@{n}")),
+            _percent(s.get(f"pass@{n}")), _length(s["response_length_correct"]), _length(s["response_length_incorrect"]),
+            _percent(s["completion_ratio"]), str(s["check/no_answer"]),
+        )
+    console.print(table)
+
+
+def eval_cli(
+    model: str = typer.Option("tiny", help="'tiny' (embedded), a local HF model directory, or a hub name"),
+    benchmark: list[str] = typer.Option([], "--benchmark", "-b", help=f"repeatable; one of {', '.join(BENCHMARK_NAMES)}"),
+    data: str = typer.Option(None, help="a JSONL file of {id, problem, answer, source, meta} rows instead of --benchmark"),
+    data_dir: str = typer.Option(None, help="folder with local JSONL copies of the named benchmarks (offline)"),
+    mode: str = typer.Option("greedy", help="greedy (1 sample, T=0) or sampled (paper: n=8, T=0.6, top-p 0.95)"),
+    n: int = typer.Option(None, help="samples per problem (sampled mode; default 8)"),
+    temperature: float = typer.Option(None, help="sampling temperature (sampled mode; default 0.6)"),
+    top_p: float = typer.Option(None, help="nucleus sampling p (sampled mode; default 0.95)"),
+    max_tokens: int = typer.Option(32768, help="generated tokens per response (paper: 32768); cut to fit the context"),
+    template: str = typer.Option("chat", help=f"prompt template: {', '.join(TEMPLATE_NAMES)}"),
+    backend: str = typer.Option("hf", help="hf (CPU transformers), openai (any OpenAI-compatible server), vllm"),
+    base_url: str = typer.Option(None, help="server URL for --backend openai, e.g. http://127.0.0.1:8000/v1"),
+    api_key: str = typer.Option(None, envvar="OPENAI_API_KEY", help="bearer token for --backend openai"),
+    served_model_name: str = typer.Option(None, help="model name on the server (default: the first of /v1/models)"),
+    concurrency: int = typer.Option(8, help="requests in flight (--backend openai)"),
+    timeout_s: float = typer.Option(600.0, help="per-request timeout in seconds (--backend openai)"),
+    max_retries: int = typer.Option(3, help="retries on 5xx/429/connection errors (--backend openai)"),
+    batch_size: int = typer.Option(16, help="prompts per generate call (hf/vllm); samples are saved after each"),
+    checker: str = typer.Option("math", help="math (math-verify in worker processes) or exact (string match)"),
+    checker_workers: int = typer.Option(2, help="answer-checker worker processes"),
+    answer_fallback: bool = typer.Option(False, help="also accept unboxed answers ('the answer is X'); eval only"),
+    out: str = typer.Option("runs/eval", help="output folder; rerunning with the same folder resumes"),
+    limit: int = typer.Option(None, help="only the first N problems of each benchmark"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    progress: bool = typer.Option(True, help="progress bar on a terminal"),
+) -> None:
+    """Evaluate a model on math benchmarks (pass@1, maj@n, pass@k, lengths, completion and keyword ratios).
+
+    Writes per-sample JSONL and summary JSON under --out; rerunning with the same --out resumes.
+    """
+    from pydantic import ValidationError
+
+    from slowthink.config import format_validation_error
+    from slowthink.rollout.openai_backend import OpenAIBackendError
+    from slowthink.rollout.vllm_backend import BackendUnavailableError
+
+    options = dict(model=model, benchmarks=tuple(benchmark), data=data, data_dir=data_dir, mode=mode, n=n,
+                   temperature=temperature, top_p=top_p, max_tokens=max_tokens, template=template, backend=backend,
+                   base_url=base_url, api_key=api_key, served_model_name=served_model_name, concurrency=concurrency,
+                   timeout_s=timeout_s, max_retries=max_retries, batch_size=batch_size, checker=checker,
+                   checker_workers=checker_workers, answer_fallback=answer_fallback, out=out,
+                   limit=limit, seed=seed, progress=progress)
+    errors = Console(stderr=True)
+    try:
+        cfg = EvalConfig(**options)
+    except ValidationError as exc:
+        errors.print(f"error: {format_validation_error(EvalConfig, exc, 'slowthink eval options')}", markup=False)
+        raise typer.Exit(2) from None
+    try:
+        evaluate(cfg)
+    except (DataError, ConfigError, ModelLoadError, OpenAIBackendError, BackendUnavailableError) as exc:
+        errors.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
