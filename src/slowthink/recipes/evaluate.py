@@ -28,7 +28,7 @@ from slowthink.prompts import TEMPLATE_NAMES
 # Paper, section 4.4: sampled evaluation at T = 0.6, top-p 0.95, n = 8.
 SAMPLED_DEFAULTS = {"n": 8, "temperature": 0.6, "top_p": 0.95}
 # Settings that change what a sample is: a resumed run must match them.
-RESUME_KEYS = ("model", "template", "mode", "temperature", "top_p", "max_tokens", "seed")
+RESUME_KEYS = ("model", "template", "mode", "temperature", "top_p", "max_tokens", "seed", "checker", "answer_fallback")
 
 
 class EvalConfig(StrictConfig):
@@ -112,7 +112,8 @@ def load_problem_sets(cfg: EvalConfig) -> list[tuple[str, list[Problem]]]:
 def check_resume(out: Path, cfg: EvalConfig, decoding: Decoding) -> None:
     """Refuse to mix samples drawn under other settings into one output folder; record ours."""
     settings = {"model": cfg.model, "template": cfg.template, "mode": cfg.mode, "temperature": decoding.temperature,
-                "top_p": decoding.top_p, "max_tokens": decoding.max_tokens, "seed": decoding.seed}
+                "top_p": decoding.top_p, "max_tokens": decoding.max_tokens, "seed": decoding.seed,
+                "checker": cfg.checker, "answer_fallback": cfg.answer_fallback}
     path = out / "run.json"
     if path.is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
@@ -284,14 +285,13 @@ def eval_cli(
                    timeout_s=timeout_s, max_retries=max_retries, batch_size=batch_size, checker=checker,
                    checker_workers=checker_workers, answer_fallback=answer_fallback, out=out,
                    limit=limit, seed=seed, progress=progress)
-    errors = Console(stderr=True)
     try:
         cfg = EvalConfig(**options)
     except ValidationError as exc:
-        errors.print(f"error: {format_validation_error(EvalConfig, exc, 'slowthink eval options')}", markup=False)
+        typer.echo(f"error: {format_validation_error(EvalConfig, exc, 'slowthink eval options')}", err=True)
         raise typer.Exit(2) from None
     try:
         evaluate(cfg)
     except (DataError, ConfigError, ModelLoadError, OpenAIBackendError, BackendUnavailableError) as exc:
-        errors.print(f"error: {exc}", markup=False)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

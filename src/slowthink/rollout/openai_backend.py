@@ -50,6 +50,7 @@ class OpenAIGenerator:
         max_retries: int = 3,
         backoff_s: float = 1.0,
         tokenizer: Any = None,
+        transport: httpx.BaseTransport | None = None,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -66,7 +67,8 @@ class OpenAIGenerator:
         # Connect fast or fail; a long reasoning completion may take minutes to read.
         timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self._client = httpx.Client(headers=headers, timeout=timeout, limits=limits)
+        # ``transport`` lets tests stand in a scripted server (httpx.MockTransport).
+        self._client = httpx.Client(headers=headers, timeout=timeout, limits=limits, transport=transport)
         self._lock = threading.Lock()
         self._model = model
 

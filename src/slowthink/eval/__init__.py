@@ -1,0 +1,4 @@
+"""Evaluation: benchmarks by name, resumable sample runs, pass@k / maj@n and the paper's monitors.
+
+Kept import-light: the model, the engines and the checker load only when a run starts.
+"""
