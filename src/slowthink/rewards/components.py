@@ -13,8 +13,12 @@ from slowthink.rewards.verdict import Verdict
 
 # R1-Zero format: the response (after the template's opening "<think>") is a thought then
 # an answer. We accept the response with or without the leading "<think>", since the
-# short and long prompts (section 3.1.2) end with "<think>".
-_FORMAT_RE = re.compile(r"^\s*(?:<think>)?(?!.*<think>).*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
+# short and long prompts (section 3.1.2) end with "<think>". Exactly one thought and one
+# answer: a second </think> or <answer> block breaks the format (it was accepted before).
+_FORMAT_RE = re.compile(
+    r"^\s*(?:<think>)?(?:(?!</?think>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*$",
+    re.DOTALL,
+)
 
 
 def correctness_reward(verdict: Verdict) -> float:
@@ -40,10 +44,14 @@ def signed_outcome(verdict: Verdict) -> float:
 
 def length_reward(verdict: Verdict, length: int, max_length: int) -> float:
     """RRL = L / Lmax + (+1 correct | -1 wrong), L in tokens. Section 4.2.1."""
+    if max_length <= 0 or length < 0:
+        raise ValueError(f"length reward needs max_length > 0 and length >= 0 (got {length}, {max_length})")
     return min(length, max_length) / max_length + signed_outcome(verdict)
 
 
 def action_reward(verdict: Verdict, text: str, max_actions: int = 20, keywords: tuple[str, ...] = ACTION_REWARD_KEYWORDS) -> float:
     """RRA = min(A, Amax) / Amax + (+1 | -1), A = keyword count. Section 4.2.1 (Amax = 20)."""
+    if max_actions <= 0:
+        raise ValueError(f"action reward needs max_actions (Amax) > 0 (got {max_actions})")
     actions = count_keywords(text, keywords)
     return min(actions, max_actions) / max_actions + signed_outcome(verdict)

@@ -169,7 +169,8 @@ def judge(gold: str, response: str, golds: GoldCache, fallback: bool = False) ->
     from math_verify import verify
 
     gold_text, gold_parsed = golds.get(gold)
-    if not gold_parsed:
+    # math-verify returns the raw string when sympy cannot read it; a gold must be math.
+    if all(isinstance(item, str) for item in gold_parsed):
         return Judgement("unparseable_gold", detail=f"math-verify cannot parse the gold {gold_text[:80]!r}")
     answer = extract_answer(response)
     if answer is None and fallback:

@@ -111,26 +111,35 @@ def brace_depth(text: str) -> int:
 
 # "The final answer is X", "the answer is: X", "Answer: X" (the last such phrase counts).
 _ANCHOR_RE = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?|\banswer\s*:", re.IGNORECASE)
-# Math spans, each bounded in length so a hostile text cannot make the search quadratic.
+# Math spans, each bounded in length so a hostile text cannot make the search quadratic;
+# an escaped dollar (\$) inside inline math does not close it.
 _MATH_RE = re.compile(
-    r"\$\$(?P<a>[^$]{1,500}?)\$\$|\\\[(?P<b>.{1,500}?)\\\]|\\\((?P<c>.{1,500}?)\\\)|\$(?P<d>[^$\n]{1,500}?)\$",
+    r"\$\$(?P<a>[^$]{1,500}?)\$\$|\\\[(?P<b>.{1,500}?)\\\]|\\\((?P<c>.{1,500}?)\\\)"
+    r"|(?<!\\)\$(?P<d>(?:\\.|[^$\\\n]){1,500}?)\$",
     re.DOTALL,
 )
-# A number not glued to a preceding word ("AZYUK2A" has none); 7,425,000 and 1000,99 stay whole.
-_NUMBER_RE = re.compile(r"(?<![\w.,])-?(?:\d+(?:[.,]\d+)*|\.\d+)")
+# A number not glued to a preceding word ("AZYUK2A" has none); 7,425,000, 2/3 and 28% stay whole.
+_NUMBER_RE = re.compile(r"(?<![\w.,])-?(?:\d+(?:[.,]\d+)*|\.\d+)(?:/\d+)?%?")
 # A sentence ends at a period followed by a space or the end (a decimal point is followed by a digit).
 _SENTENCE_END_RE = re.compile(r"\.(?=\s|$)|\n")
+# An English word: two or more letters not part of a LaTeX command.
+_WORD_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
+_BARE_MAX_CHARS = 300
 
 
-def _last_math(text: str) -> str | None:
-    last = None
+def _last_candidate(text: str) -> str | None:
+    """The later-ending of the last math span and the last number (the last answer counts)."""
+    best: tuple[int, str] | None = None
     for match in _MATH_RE.finditer(text):
-        last = next(group for group in match.groups() if group is not None)
-    return _capped(last) if last is not None else None
+        best = (match.end(), next(group for group in match.groups() if group is not None))
+    numbers = list(_NUMBER_RE.finditer(text))
+    if numbers and (best is None or numbers[-1].end() > best[0]):
+        best = (numbers[-1].end(), numbers[-1].group())
+    return _capped(best[1]) if best is not None else None
 
 
 def _anchored(text: str) -> str | None:
-    """What follows the last "the answer is"; its math span if it starts with one."""
+    """The sentence after the last "the answer is": its leading math span, else its last candidate."""
     anchors = list(_ANCHOR_RE.finditer(text))
     if not anchors:
         return None
@@ -139,15 +148,15 @@ def _anchored(text: str) -> str | None:
     if math is not None:
         return _capped(next(group for group in math.groups() if group is not None))
     end = _SENTENCE_END_RE.search(rest)
-    return _capped(rest[: end.start()] if end else rest)
+    sentence = rest[: end.start()] if end else rest
+    return _last_candidate(sentence) or _capped(sentence)
 
 
 def fallback_answer(text: str) -> str | None:
-    """Evaluation only: "the answer is X", else the last math span, else the last number."""
+    """Evaluation only, when nothing is boxed: a bare expression as the whole response,
+    else the sentence after "the answer is", else the last math span or number."""
+    stripped = text.strip()
+    if stripped and len(stripped) <= _BARE_MAX_CHARS and not _WORD_RE.search(stripped):
+        return stripped
     tail = text[-FALLBACK_SCAN_CHARS:]
-    for find in (_anchored, _last_math):
-        answer = find(tail)
-        if answer is not None:
-            return answer
-    numbers = _NUMBER_RE.findall(tail)
-    return numbers[-1] if numbers else None
+    return _anchored(tail) or _last_candidate(tail)

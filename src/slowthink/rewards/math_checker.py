@@ -142,7 +142,7 @@ class MathChecker:
         # Workers killed at the deadline and replaced (a metric worth logging).
         self.restarts = 0
         self._context = self._make_context()
-        self._workers: list[_Worker] = [self._start_worker() for _ in range(workers)]
+        self._workers: list[_Worker] | None = [self._start_worker() for _ in range(workers)]
 
     @staticmethod
     def _make_context() -> Any:
@@ -255,6 +255,11 @@ class MathChecker:
                 self._replace(worker)
             elif not worker.ready and now >= worker.born + START_TIMEOUT_S:
                 raise RuntimeError(f"math checker worker did not start within {START_TIMEOUT_S:g}s")
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current workers (for monitoring; they change when one is replaced)."""
+        return [w.process.pid for w in self._workers or []]
 
     def close(self) -> None:
         """Stop the workers (politely, then by force). Safe to call twice."""

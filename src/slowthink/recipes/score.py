@@ -1,0 +1,212 @@
+"""``slowthink score FILE.jsonl --out SCORED.jsonl``: check saved responses against their golds.
+
+Reads rows with a gold answer and one response (or a list of responses), checks them all
+with ``MathChecker`` (or the exact-match checker), and writes every row back in input
+order with ``correct`` and ``status`` added (lists when the row has a list).
+
+A row that cannot be read (bad JSON, not an object, a missing or mistyped field) does not
+stop the run: it is reported on stderr with its line number and written to the output
+with ``status: "error"``, ``correct: false`` and an ``error`` message, so that output line
+N always belongs to input line N (blank lines excepted). Only a missing input file is fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+import typer
+
+from slowthink.rewards.verdict import STATUSES, Checker
+
+# Rows checked per round trip to the pool (and per progress update).
+CHUNK_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Where a row keeps its gold and its response(s)."""
+
+    answer: str = "answer"
+    response: str = "response"
+    responses: str = "responses"
+
+
+@dataclass
+class _Row:
+    line: int
+    data: dict[str, Any] | None
+    gold: str = ""
+    responses: list[str] = field(default_factory=list)
+    many: bool = False  # the row had a list of responses
+    error: str = ""
+
+
+@dataclass
+class ScoreSummary:
+    """Counts over samples (one response = one sample) and rows."""
+
+    statuses: Counter = field(default_factory=Counter)
+    rows: int = 0
+    bad_rows: int = 0
+    row_accuracies: list[float] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def accuracy(self) -> float:
+        """Mean correctness over all checked samples."""
+        checked = self.samples - self.bad_rows
+        return self.statuses["correct"] / checked if checked else 0.0
+
+    @property
+    def pass_at_1(self) -> float:
+        """Mean over readable rows of the row's fraction of correct samples."""
+        return sum(self.row_accuracies) / len(self.row_accuracies) if self.row_accuracies else 0.0
+
+
+def _parse_row(line_no: int, text: str, fields: Fields) -> _Row:
+    """One input line -> a row to check, or a row carrying the reason it cannot be checked."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return _Row(line_no, None, error=f"bad JSON: {error.msg} at column {error.colno}")
+    if not isinstance(data, dict):
+        return _Row(line_no, None, error=f"expected a JSON object, got {type(data).__name__}")
+    row = _Row(line_no, data)
+    gold = data.get(fields.answer)
+    if gold is None or isinstance(gold, (dict, list, bool)):
+        row.error = f"missing or non-scalar gold field {fields.answer!r}"
+        return row
+    row.gold = str(gold)
+    if fields.responses in data:
+        responses = data[fields.responses]
+        if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
+            row.error = f"field {fields.responses!r} must be a list of strings"
+        row.responses, row.many = (responses if not row.error else []), True
+    elif isinstance(data.get(fields.response), str):
+        row.responses = [data[fields.response]]
+    else:
+        row.error = f"missing string field {fields.response!r} (or list field {fields.responses!r})"
+    return row
+
+
+def _read_rows(stream: TextIO, fields: Fields) -> Iterator[_Row]:
+    for line_no, text in enumerate(stream, start=1):
+        if text.strip():
+            yield _parse_row(line_no, text, fields)
+
+
+def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
+    chunk: list[_Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _write_chunk(chunk: list[_Row], checker: Checker, out: TextIO, summary: ScoreSummary, source: str) -> None:
+    """Check every sample of the chunk's readable rows in one batch, then write the rows in order."""
+    golds = [row.gold for row in chunk if not row.error for _ in row.responses]
+    responses = [r for row in chunk if not row.error for r in row.responses]
+    verdicts = iter(checker.check(golds, responses))
+    for row in chunk:
+        summary.rows += 1
+        if row.error:
+            print(f"{source}:{row.line}: {row.error}", file=sys.stderr)
+            summary.bad_rows += 1
+            summary.statuses["error"] += 1
+            record = dict(row.data) if row.data is not None else {"line": row.line}
+            record.update(correct=[] if row.many else False, status="error", error=row.error)
+        else:
+            mine = [next(verdicts) for _ in row.responses]
+            summary.statuses.update(v.status for v in mine)
+            if mine:
+                summary.row_accuracies.append(sum(v.correct for v in mine) / len(mine))
+            correct, status = [v.correct for v in mine], [v.status for v in mine]
+            record = dict(row.data or {})
+            record.update(correct=correct if row.many else correct[0], status=status if row.many else status[0])
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def score_file(path: Path, out_path: Path, checker: Checker, fields: Fields = Fields(), progress: bool = False) -> ScoreSummary:
+    """Score ``path`` into ``out_path`` with ``checker``; see the module docstring for the row rules."""
+    summary = ScoreSummary()
+    total = sum(1 for line in path.open(encoding="utf-8", errors="replace") if line.strip())
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open(encoding="utf-8", errors="replace") as stream, out_path.open("w", encoding="utf-8") as out:
+        chunks = _chunks(_read_rows(stream, fields), CHUNK_ROWS)
+        if not progress:
+            for chunk in chunks:
+                _write_chunk(chunk, checker, out, summary, str(path))
+            return summary
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("checking", total=total)
+            for chunk in chunks:
+                _write_chunk(chunk, checker, out, summary, str(path))
+                bar.advance(task, len(chunk))
+    return summary
+
+
+def print_summary(summary: ScoreSummary, out_path: Path) -> None:
+    """A rich table: samples per status, accuracy and pass@1."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"scored {summary.rows} rows, {summary.samples} samples -> {out_path}")
+    table.add_column("status")
+    table.add_column("samples", justify="right")
+    table.add_column("share", justify="right")
+    for status in STATUSES:
+        count = summary.statuses[status]
+        table.add_row(status, str(count), f"{count / summary.samples:.1%}" if summary.samples else "-")
+    table.add_section()
+    table.add_row("accuracy (mean over samples)", "", f"{summary.accuracy:.4f}")
+    table.add_row("pass@1 (mean over rows)", "", f"{summary.pass_at_1:.4f}")
+    if summary.bad_rows:
+        table.add_row("unreadable rows (see stderr)", str(summary.bad_rows), "")
+    Console().print(table)
+
+
+def score_command(
+    file: Path = typer.Argument(..., help="JSONL rows with a gold answer and a response (or a list of responses)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the rows with 'correct' and 'status' added."),
+    answer_field: str = typer.Option("answer", help="Field holding the gold answer."),
+    response_field: str = typer.Option("response", help="Field holding one response."),
+    responses_field: str = typer.Option("responses", help="Field holding a list of responses (wins over --response-field)."),
+    checker: str = typer.Option("math", help="'math' (math-verify in worker processes) or 'exact' (string match)."),
+    fallback: bool = typer.Option(
+        False, "--fallback", help="Evaluation only: when nothing is boxed, also read 'the answer is X', the last $math$, the last number."
+    ),
+    workers: int = typer.Option(2, help="Checker worker processes (each uses one core)."),
+    timeout: float = typer.Option(5.0, help="Seconds one check may take before its worker is killed."),
+) -> None:
+    """Check saved responses against golds; write them back with 'correct' and 'status'."""
+    if not file.is_file():
+        typer.echo(f"error: input file {file} does not exist", err=True)
+        raise typer.Exit(2)
+    if checker not in ("math", "exact"):
+        typer.echo(f"error: --checker must be 'math' or 'exact', got {checker!r}", err=True)
+        raise typer.Exit(2)
+    from slowthink.rewards.math_checker import MathChecker
+    from slowthink.rewards.verdict import ExactMatchChecker
+
+    chosen: Checker = MathChecker(workers, timeout, fallback=fallback) if checker == "math" else ExactMatchChecker()
+    try:
+        fields = Fields(answer_field, response_field, responses_field)
+        summary = score_file(file, out, chosen, fields, progress=sys.stderr.isatty())
+    finally:
+        chosen.close()
+    print_summary(summary, out)
