@@ -13,6 +13,10 @@ app = typer.Typer(
 
 # Subcommands are registered below, one import line each, so their heavy imports stay lazy.
 
+from slowthink.recipes.score import score_command  # noqa: E402
+
+app.command("score")(score_command)
+
 from slowthink.recipes.evaluate import eval_cli  # noqa: E402
 from slowthink.serve import serve_cli  # noqa: E402
 
