@@ -22,3 +22,7 @@ from slowthink.serve import serve_cli  # noqa: E402
 
 app.command("eval")(eval_cli)
 app.command("serve")(serve_cli)
+
+from slowthink.sandbox.cli import sandbox_app  # noqa: E402
+
+app.add_typer(sandbox_app, name="sandbox")

@@ -47,11 +47,11 @@ class ProcessSandbox:
             if self._proc is None or self._proc.poll() is not None:
                 self._start()
             start = time.monotonic()
-            reply = self._request({"op": "run", "code": code, "session": session},
-                                  self.config.timeout_s + GRACE_S)
+            budget = self.config.timeout_s + GRACE_S
+            reply = self._request({"op": "run", "code": code, "session": session}, budget)
             wall = time.monotonic() - start
             if reply is None:
-                return self._worker_failure(wall)
+                return self._worker_failure(wall, overran=wall >= budget)
             return CellResult(backend=self.backend, **reply)
 
     def close_session(self, session: str) -> None:
@@ -125,12 +125,11 @@ class ProcessSandbox:
         self._buffer = bytearray(rest)
         return json.loads(line)
 
-    def _worker_failure(self, wall_s: float) -> CellResult:
+    def _worker_failure(self, wall_s: float, overran: bool) -> CellResult:
         """The worker died or overran: kill it (and every cell), report, restart next time."""
-        alive = self._proc is not None and self._proc.poll() is None
-        detail = self._stderr_tail()
         self._kill_worker()
-        if alive:
+        detail = self._stderr_tail()
+        if overran:
             return CellResult("timeout", "", "[sandbox: the worker overran the deadline and was restarted]\n",
                               wall_s, backend=self.backend)
         return CellResult("crashed", "", f"[sandbox: the worker died and was restarted] {detail}\n",

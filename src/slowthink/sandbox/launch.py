@@ -53,13 +53,13 @@ def worker_config(config: SandboxConfig, backend: str) -> dict:
     fallback_as_root = backend == "fallback" and os.geteuid() == 0
     limits = CellLimits(
         cpu_s=config.cpu_s, memory_mb=config.memory_mb, file_size_mb=config.file_size_mb,
-        max_threads=config.max_threads, block_writes=backend == "fallback", drop_root=fallback_as_root,
+        max_threads=config.max_threads, block_writes=backend == "fallback",
     )
     preload = list(config.preload) + (list(FALLBACK_PRELOAD) if fallback_as_root else [])
     return {
         "limits": limits.__dict__, "mode": config.mode, "timeout_s": config.timeout_s,
         "max_output_chars": config.max_output_chars, "max_output_bytes": config.max_output_bytes,
-        "max_sessions": config.max_sessions, "preload": preload,
+        "max_sessions": config.max_sessions, "preload": preload, "drop_root": fallback_as_root,
     }
 
 

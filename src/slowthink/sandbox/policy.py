@@ -52,8 +52,6 @@ class CellLimits:
     max_threads: int
     # Fallback only: refuse every file write, since nothing else protects the host's files.
     block_writes: bool = False
-    # Fallback only: when the worker runs as root, cells run as nobody.
-    drop_root: bool = False
 
 
 def apply_rlimits(limits: CellLimits) -> None:
@@ -70,7 +68,9 @@ def apply_rlimits(limits: CellLimits) -> None:
 
 
 def drop_root() -> None:
-    """Fallback as root: become nobody, so host files and other processes' /proc are closed."""
+    """Fallback as root: the worker (and so every cell) becomes nobody, so the host's
+    files and other processes' /proc entries are closed to cells. Done in the worker,
+    not per cell, so that the worker can still ``prlimit`` its children (same uid)."""
     if os.geteuid() == 0:
         os.setgroups([])
         os.setgid(NOBODY)
@@ -173,6 +173,4 @@ def restrict_child(limits: CellLimits, program: bytes) -> None:
     """Everything a freshly forked child does before running a cell; ``program`` is
     ``build_filter(limits.block_writes)``."""
     apply_rlimits(limits)
-    if limits.drop_root:
-        drop_root()
     load_filter(program)

@@ -27,10 +27,11 @@ from typing import Any
 
 from slowthink.sandbox.capture import Capture, collect, truncate
 from slowthink.sandbox.cell import EXIT_ERROR, EXIT_MEMORY, EXIT_OK, exit_now, install_std_streams, new_namespace, run_cell
-from slowthink.sandbox.policy import CellLimits, build_filter, restrict_child
+from slowthink.sandbox.policy import CellLimits, build_filter, drop_root, restrict_child
 
 EXIT_SETUP = 87  # the child could not even set itself up: reported as "crashed" with its traceback
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 SESSION_RESET_NOTE = "\n[sandbox: the session was reset; its variables are lost]\n"
 
 
@@ -38,6 +39,13 @@ def die_with_parent() -> None:
     """Ask the kernel to SIGKILL us when our parent dies (no orphaned workers or cells)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def make_undumpable() -> None:
+    """Cells run as the worker's uid; without this, a cell could open the unfiltered
+    worker's /proc/<pid>/mem and rewrite it. Non-dumpable processes need CAP_SYS_PTRACE
+    for that, which no cell has. Forked children inherit the flag."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def place_fds(mapping: dict[int, int]) -> None:
@@ -292,6 +300,9 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     failed = preload(cfg["preload"])
+    make_undumpable()
+    if cfg["drop_root"]:
+        drop_root()
     worker = Worker(cfg)
     worker.after_reply()
     _send(replies, {"ready": True, "pid": os.getpid(), "preload_failed": failed})

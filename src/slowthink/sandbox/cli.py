@@ -1,0 +1,43 @@
+"""``slowthink sandbox run FILE.py``: run one file as a cell, print the result as JSON.
+
+For debugging and scripting: the exit code is 0 whatever the cell did (the status is
+in the JSON); only a sandbox that cannot start, or a bad option, exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+sandbox_app = typer.Typer(help="Run Python in the tool sandbox (see docs/sandbox.md).", no_args_is_help=True)
+
+
+@sandbox_app.command("run")
+def run_file(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="Python file to run as one cell."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with SandboxConfig fields."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a field, e.g. --set timeout_s=2 (repeatable)."),
+) -> None:
+    """Run FILE in a fresh sandbox and print {status, stdout, stderr, wall_s, ...} as one JSON object."""
+    from slowthink.config import ConfigError, load_config
+    from slowthink.sandbox.config import SandboxConfig
+    from slowthink.sandbox.host import ProcessSandbox
+    from slowthink.sandbox.launch import SandboxUnavailable
+
+    try:
+        settings = load_config(SandboxConfig, config, list(overrides))
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    code = file.read_text(encoding="utf-8", errors="replace")
+    try:
+        with ProcessSandbox(settings) as sandbox:
+            result = sandbox.run(code)
+    except SandboxUnavailable as exc:
+        typer.echo(f"sandbox unavailable: {exc}", err=True)
+        raise typer.Exit(3) from None
+    sys.stdout.write(json.dumps(result.to_dict()) + "\n")
