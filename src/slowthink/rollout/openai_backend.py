@@ -13,7 +13,7 @@ from the sampled ones where a tokenizer is not round-trip stable, and log-probs 
 from the server when their count matches, else 0.0). Without ids and without a tokenizer
 the call fails with an error that says so.
 
-Retries: connection errors, timeouts, HTTP 429 and 5xx are retried with exponential
+Retries: connection errors, timeouts, HTTP 408, 429, 500 and 502-504 are retried with exponential
 backoff; other 4xx fail at once (a bad request does not get better). After the last
 attempt the error names the URL, the status and the server's message.
 """
