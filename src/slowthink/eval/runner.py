@@ -133,16 +133,19 @@ def _batches(work: list[_Work], chunk_size: int) -> Iterator[list[_Work]]:
             yield items[start : start + chunk_size]
 
 
-def _generate(generator: Generator, batch: list[_Work], params: SamplingParams) -> Iterator[tuple[int, list[Completion]]]:
-    """(index in batch, completions) pairs; streamed when the generator can."""
+def _generate(
+    generator: Generator, batch: list[_Work], params: SamplingParams
+) -> Iterator[list[tuple[int, list[Completion]]]]:
+    """Groups of (index in batch, completions), each group checked in one call: the whole
+    batch at once, or prompt by prompt as a streaming generator finishes them."""
     prompts = [item.prompt_ids for item in batch]
     if isinstance(generator, StreamingGenerator):
-        yield from generator.generate_stream(prompts, params)
+        for pair in generator.generate_stream(prompts, params):
+            yield [pair]
         return
     completions = generator.generate(prompts, params)
     n = params.n
-    for index in range(len(batch)):
-        yield index, completions[index * n : (index + 1) * n]
+    yield [(index, completions[index * n : (index + 1) * n]) for index in range(len(batch))]
 
 
 def run_samples(
@@ -171,19 +174,22 @@ def run_samples(
             temperature=decoding.temperature, top_p=decoding.top_p, max_new_tokens=first.max_new_tokens,
             n=len(first.missing), seed=_draw_seed(decoding.seed, first.problem.id, first.missing[0]),
         )
-        for index, completions in _generate(generator, batch, params):
-            item = batch[index]
-            golds = [item.problem.answer] * len(completions)
-            verdicts = checker.check(golds, [c.text for c in completions])
-            for sample_index, completion, verdict in zip(item.missing, completions, verdicts, strict=True):
-                store.append(SampleRecord(
-                    problem_id=item.problem.id, sample_index=sample_index, prompt=item.prompt_text,
-                    response=completion.text, num_tokens=completion.num_model_tokens,
-                    finish_reason=completion.finish_reason, gold=item.problem.answer,
-                    extracted=verdict.extracted, status=verdict.status, correct=verdict.correct,
-                ))
-            if on_sample is not None:
-                on_sample(len(completions))
+        for group in _generate(generator, batch, params):
+            # One checker call per group: the checker's worker processes share the work.
+            golds = [batch[index].problem.answer for index, completions in group for _ in completions]
+            verdicts = iter(checker.check(golds, [c.text for _, completions in group for c in completions]))
+            for index, completions in group:
+                item = batch[index]
+                for sample_index, completion in zip(item.missing, completions, strict=True):
+                    verdict = next(verdicts)
+                    store.append(SampleRecord(
+                        problem_id=item.problem.id, sample_index=sample_index, prompt=item.prompt_text,
+                        response=completion.text, num_tokens=completion.num_model_tokens,
+                        finish_reason=completion.finish_reason, gold=item.problem.answer,
+                        extracted=verdict.extracted, status=verdict.status, correct=verdict.correct,
+                    ))
+                if on_sample is not None:
+                    on_sample(len(completions))
     return [store.records[(p.id, i)] for p in problems for i in range(decoding.n)]
 
 

@@ -84,6 +84,12 @@ class EvalConfig(StrictConfig):
         for key in ("max_tokens", "concurrency", "batch_size", "tensor_parallel_size", "checker_workers"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.n is not None and self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         return self
@@ -225,13 +231,16 @@ def _length(value: float | None) -> str:
 
 def print_table(console: Console, summaries: dict[str, dict[str, Any]]) -> None:
     """One row per benchmark: accuracies in percent, lengths in tokens (correct / incorrect)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="slowthink eval (accuracy %, lengths in tokens)")
+    table = Table(title="slowthink eval (accuracy %, lengths in tokens)", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)
     # Short headers: the table fits 80 columns. len ok / len bad: mean tokens of correct /
     # incorrect responses (Table 4); done: completion ratio; no ans: responses without an answer.
     for column in ("benchmark", "probs", "n", "pass@1", "maj@n", "pass@n", "len ok", "len bad", "done", "no ans"):
-        table.add_column(column, justify="left" if column == "benchmark" else "right", no_wrap=column == "benchmark")
+        table.add_column(column, justify="left" if column == "benchmark" else "right", no_wrap=True,
+                         min_width=len(column))
     for name, s in summaries.items():
         n = s["samples_per_problem"]
         table.add_row(
