@@ -8,7 +8,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -18,9 +20,10 @@ from typer.testing import CliRunner
 from slowthink.cli import app
 from slowthink.data.problems import write_problems
 from slowthink.modeling import load_model_and_tokenizer
-from slowthink.rollout.generator import SamplingParams
+from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.rollout.hf import HFGenerator
 from slowthink.rollout.openai_backend import OpenAIBackendError, OpenAIGenerator
+from slowthink.serve import BatchingWorker
 from slowthink.tiny import ArithmeticTask
 
 READY_TIMEOUT_S = 90.0
@@ -145,3 +148,40 @@ def test_eval_over_openai_backend_matches_hf_backend(server, tmp_path, monkeypat
     assert [(r["problem_id"], r["response"], r["num_tokens"]) for r in over_http] == \
         [(r["problem_id"], r["response"], r["num_tokens"]) for r in in_process]
     assert json.loads((tmp_path / "remote" / "run.json").read_text())["backend"] == "openai"
+
+
+class EchoGenerator:
+    """Answers each prompt with its own first id; the first call waits so later jobs queue up."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.release = threading.Event()
+
+    def generate(self, prompt_ids, params):
+        if not self.calls:
+            self.release.wait(timeout=5)
+        self.calls.append(len(prompt_ids))
+        return [Completion(i, [ids[0]], [0.0], str(ids[0]), "stop") for i, ids in enumerate(prompt_ids)
+                for _ in range(params.n)]
+
+
+def test_batching_worker_merges_waiting_jobs_and_returns_each_its_own():
+    generator = EchoGenerator()
+    worker = BatchingWorker(generator)
+    params = SamplingParams(n=2)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.submit(worker.submit, [[1]], params)
+            time.sleep(0.2)  # the worker is now inside the first generate call
+            later = [pool.submit(worker.submit, [[10 * k], [10 * k + 1]], params) for k in range(1, 4)]
+            time.sleep(0.2)
+            generator.release.set()
+            results = [first.result(timeout=5)] + [f.result(timeout=5) for f in later]
+    finally:
+        worker.close()
+    # The three jobs that waited together ran as one call of 6 prompts.
+    assert generator.calls == [1, 6]
+    assert [c.text for c in results[0]] == ["1", "1"]
+    for k, completions in enumerate(results[1:], start=1):
+        assert [(c.prompt_index, c.text) for c in completions] == [
+            (0, str(10 * k)), (0, str(10 * k)), (1, str(10 * k + 1)), (1, str(10 * k + 1))]
