@@ -192,3 +192,11 @@ def test_fallback_mode_reads_unboxed_answers():
         pairs = [("12", "Final Answer: The final answer is $12$. I hope it is correct."), ("3", r"\boxed{4} but the answer is 3")]
         # A box still wins over the fallback phrases.
         assert statuses(pool, pairs) == ["correct", "wrong"]
+
+
+@pytest.mark.parametrize(
+    "gold, response, expected",
+    [("28\\%", r"\boxed{28}", "correct"), ("28\\%", r"\boxed{0.28}", "correct"), ("28", r"\boxed{28\%}", "correct"), ("28\\%", r"\boxed{27}", "wrong")],
+)
+def test_percentages(checker, gold, response, expected):
+    assert statuses(checker, [(gold, response)]) == [expected]

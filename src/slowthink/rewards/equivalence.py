@@ -105,25 +105,47 @@ def strict_numeric_eq(a: Any, b: Any, float_rounding: int, numeric_precision: in
     irrational is involved, the values must agree to a relative ``REL_TOL``.
     """
     from math_verify import grader
-    from sympy import Abs, MatrixBase, Rational
+    from sympy import MatrixBase
 
     if isinstance(a, MatrixBase) and isinstance(b, MatrixBase):
         a, b = grader.safe_sympy_doit(a), grader.safe_sympy_doit(b)
         if isinstance(a, MatrixBase) and isinstance(b, MatrixBase) and a.shape == b.shape:
             return all(strict_numeric_eq(x, y, float_rounding, numeric_precision) for x, y in zip(a, b))
         return False
-    # Percentages: latex2sympy writes 28% as 28 * UnevaluatedExpr(1/100); 28% == 28 (math-verify's rule).
-    a, b = grader.get_pct_val(a, a), grader.get_pct_val(b, b)
+    # Percentages: latex2sympy writes 28% as 28 * UnevaluatedExpr(1/100); like math-verify we
+    # accept both 28 and 0.28 for 28%.
+    forms_a = [a] + ([grader.get_pct_val(a)] if grader.get_pct_val(a) is not None else [])
+    forms_b = [b] + ([grader.get_pct_val(b)] if grader.get_pct_val(b) is not None else [])
+    return any(_close(x, y, float_rounding, numeric_precision) for x in forms_a for y in forms_b)
+
+
+def _close(a: Any, b: Any, float_rounding: int, numeric_precision: int) -> bool:
+    from sympy import Abs, Rational
+
     if isinstance(a, Rational) and isinstance(b, Rational):
         return bool(a == b)
     x, y = _numeric_value(a), _numeric_value(b)
     if x is None or y is None:
         return bool(_ORIGINAL_NUMERIC_EQ(a, b, float_rounding, numeric_precision))
-    scale = max(Abs(x), Abs(y))
-    return bool(Abs(x - y) <= REL_TOL * scale)
+    return bool(Abs(x - y) <= REL_TOL * max(Abs(x), Abs(y)))
 
 
 _ORIGINAL_NUMERIC_EQ: Any = None
+
+
+def _numbers_equal(gold: Any, answer: Any) -> bool | None:
+    """Both plain numbers (constants, not sets or relations): our numeric rule decides alone.
+
+    Saves math-verify's ``simplify`` on every wrong numeric answer (most of the cost of a
+    wrong answer); None when either side is not a plain number.
+    """
+    from sympy import Expr
+
+    if not (isinstance(gold, Expr) and isinstance(answer, Expr)) or gold.free_symbols or answer.free_symbols:
+        return None
+    if _numeric_value(gold) is None or _numeric_value(answer) is None:
+        return None
+    return strict_numeric_eq(gold, answer, 6, 15)
 
 
 def install() -> None:
@@ -185,6 +207,9 @@ def judge(gold: str, response: str, golds: GoldCache, fallback: bool = False) ->
         return Judgement("wrong", answer, "math-verify cannot parse the answer")
     if is_hedged(gold_text, span, gold_parsed[0], parsed[0]):
         return Judgement("wrong", answer, "hedged: several candidate answers for a single-valued gold")
+    numeric = _numbers_equal(gold_parsed[0], parsed[0])
+    if numeric is not None:
+        return Judgement("correct" if numeric else "wrong", answer)
     if verify(gold_parsed, parsed, timeout_seconds=None):
         return Judgement("correct", answer)
     return Judgement("wrong", answer)
