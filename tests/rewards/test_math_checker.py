@@ -200,3 +200,28 @@ def test_fallback_mode_reads_unboxed_answers():
 )
 def test_percentages(checker, gold, response, expected):
     assert statuses(checker, [(gold, response)]) == [expected]
+
+
+class _Interrupt(BaseException):
+    pass
+
+
+def test_interrupted_check_leaves_no_stale_reply():
+    def interrupt(signum, frame):
+        raise _Interrupt()
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with MathChecker(workers=2, timeout_s=2.0) as pool:
+            assert_pool_works(pool)
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(_Interrupt):
+                pool.check(["3"], [r"\boxed{9^{9^{9}}}"])  # busy for 2 s; interrupted after 0.3 s
+            # The next batch must neither wait for nor receive the interrupted check's reply.
+            start = time.monotonic()
+            assert pool.check(["5"], [r"\boxed{4}"])[0].status == "wrong"
+            assert time.monotonic() - start < 1.0
+            assert_pool_works(pool)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

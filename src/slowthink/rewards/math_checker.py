@@ -178,6 +178,11 @@ class MathChecker:
             raise ValueError(f"check() got {len(golds)} golds but {len(responses)} responses")
         if self._workers is None:
             raise RuntimeError("MathChecker.check() called after close()")
+        for worker in list(self._workers):
+            # Still busy from a check() that was interrupted (Ctrl-C): its reply would land
+            # in this batch under a stale index, so the worker goes.
+            if worker.task is not None:
+                self._replace(worker)
         batch = _Batch(golds, responses, verdicts=[None] * len(golds))
         for index, gold in enumerate(golds):
             batch.queues.setdefault(gold, deque()).append(index)
