@@ -134,6 +134,8 @@ class Worker:
             return self.reply(status, capture, time.monotonic() - start), True
         wait_status, cpu = child.kill()
         status = self.status_of(capture.reason, wait_status, cpu)
+        if capture.reason is None and os.WIFSIGNALED(wait_status):
+            capture.exit_note = f"\n[sandbox: the cell died on {signal.Signals(os.WTERMSIG(wait_status)).name}]\n"
         return self.reply(status, capture, time.monotonic() - start), False
 
     def status_of(self, reason: str | None, wait_status: int, cpu_s: float) -> str:
