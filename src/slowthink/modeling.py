@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,10 +27,10 @@ def set_torch_threads(threads: int | None = None) -> int:
 
 def tiny_path(cache_dir: str | Path | None = None) -> Path:
     """Where the tiny default is saved (built on first use, deterministic from seed 0)."""
-    from slowthink.tiny import save_tiny
+    from slowthink.tiny import save_tiny, tiny_fingerprint
 
     root = Path(cache_dir or os.environ.get("SLOWTHINK_CACHE", Path.home() / ".cache" / "slowthink"))
-    path = root / "tiny-qwen2"
+    path = root / f"tiny-qwen2-{tiny_fingerprint()}"
     if not (path / "config.json").is_file():
         # Build beside the target and rename: concurrent first uses never see half a model.
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -64,14 +65,24 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _generic_fast_tokenizer(path: str) -> bool:
+    config = Path(path) / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    return json.loads(config.read_text()).get("tokenizer_class") in ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
 def load_tokenizer(name_or_path: str) -> Any:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     _quiet_transformers()
 
     resolved = resolve_model_path(name_or_path)
+    # A plain tokenizers-backed tokenizer (the tiny default's) must load as itself: AutoTokenizer
+    # would pick the model type's class (Qwen2Tokenizer) and replace its pre-tokenizer.
+    loader = PreTrainedTokenizerFast if _generic_fast_tokenizer(resolved) else AutoTokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        tokenizer = loader.from_pretrained(resolved)
     except OSError as exc:
         raise ModelLoadError(f"cannot load tokenizer from '{name_or_path}': {exc}") from None
     # Left padding for batched generation; a pad token for models that lack one.

@@ -39,6 +39,17 @@ CHAT_TEMPLATE = (
 )
 
 
+def tiny_fingerprint(spec: "TinyModelSpec | None" = None) -> str:
+    """A short hash of everything that defines the tiny default (cache key of its saved copy)."""
+    spec = spec or TinyModelSpec()
+    text = repr((SPECIAL_TOKENS, FORMAT_TOKENS, string.printable, CHAT_TEMPLATE, spec, TOKENIZER_VERSION))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# Bump when the tokenizer's construction changes in a way the fields above do not show.
+TOKENIZER_VERSION = 2
+
+
 def build_tokenizer():
     """A character-level fast tokenizer (printable ASCII + format tokens) in HF format."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -49,7 +60,7 @@ def build_tokenizer():
     vocab = {token: i for i, token in enumerate(specials + list(FORMAT_TOKENS) + chars)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk"]))
     # Every character is its own token; Fuse joins them back without spaces.
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     core.decoder = decoders.Fuse()
     core.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in specials])
     core.add_tokens([AddedToken(t, normalized=False, special=False) for t in FORMAT_TOKENS])

@@ -1,0 +1,146 @@
+"""The SFT recipe (``slowthink sft``): long-CoT supervised fine-tuning, loss on response tokens.
+
+    for step: take a batch -> token-mean cross-entropy over response tokens -> AdamW step
+              -> log -> checkpoint
+
+The demo uses it as the cold start before RL (paper sections 4.1 and 4.4).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import model_validator
+
+from slowthink.config import StrictConfig, config_to_yaml
+from slowthink.data.sampler import PromptSampler
+from slowthink.data.sft import SFTExample, encode_sft_example, load_sft_rows
+from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
+from slowthink.prompts import TEMPLATE_NAMES
+from slowthink.recipes.common_config import ModelConfig, RunConfig, TinyTaskConfig
+from slowthink.tiny import ArithmeticTask
+from slowthink.training import checkpoint as ckpt
+from slowthink.training.batch import build_sequence_batch, split_batch
+from slowthink.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, wrap_model
+from slowthink.training.logprobs import forward_logprobs
+from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler
+from slowthink.tracking import StepProgress, TrackingConfig, build_tracker, truncate_metrics
+
+
+class SFTDataConfig(StrictConfig):
+    # "tiny": the synthetic task's cold-start mix; "jsonl": prompt/response or messages rows.
+    source: Literal["tiny", "jsonl"] = "tiny"
+    train_file: str | None = None
+    template: str = "chat"
+    tiny: TinyTaskConfig = TinyTaskConfig()
+    tiny_size: int = 4000
+    # Tiny cold start: every demonstration thinks (True), or the feature-tied mix (False).
+    tiny_all_think: bool = False
+    # Zero the loss on ```output blocks (tool results); the paper kept them in the loss.
+    mask_tool_outputs: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTDataConfig":
+        if self.template not in TEMPLATE_NAMES:
+            raise ValueError(f"template '{self.template}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
+        if self.source == "jsonl" and not self.train_file:
+            raise ValueError("data.source=jsonl needs data.train_file")
+        return self
+
+
+class SFTTrainConfig(StrictConfig):
+    steps: int = 600
+    batch_size: int = 64  # sequences per optimizer step (over all ranks)
+    micro_batch_size: int = 64
+    save_every: int = 200
+    keep_checkpoints: int = 1
+
+
+class SFTConfig(StrictConfig):
+    run: RunConfig = RunConfig(output_dir="runs/sft")
+    model: ModelConfig = ModelConfig()
+    data: SFTDataConfig = SFTDataConfig()
+    optim: OptimConfig = OptimConfig(lr=2e-3, schedule="cosine", warmup_steps=20)
+    train: SFTTrainConfig = SFTTrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> list[SFTExample]:
+    if config.source == "tiny":
+        task = ArithmeticTask(config.tiny.num_operands, config.tiny.digits)
+        rows = [(r["prompt"], r["response"]) for r in task.sft_rows(config.tiny_size, seed, all_think=config.tiny_all_think)]
+    else:
+        rows = load_sft_rows(config.train_file)
+    return [encode_sft_example(tokenizer, prompt, response, config.template, config.mask_tool_outputs) for prompt, response in rows]
+
+
+def sft_step(model, optimizer, scheduler, examples: list[SFTExample], micro_batch_size: int, grad_clip: float, pad_id: int, info: DistInfo) -> dict[str, float]:
+    """One optimizer step: token-mean negative log-likelihood over all ranks' response tokens."""
+    batch = build_sequence_batch([e.prompt_ids for e in examples], [e.response_ids for e in examples], [e.loss_mask for e in examples], pad_id)
+    num_tokens = all_reduce_sum(float(batch.num_tokens), info)
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for micro in split_batch(batch, micro_batch_size):
+        micro = micro.trimmed()
+        logprobs_BT, _ = forward_logprobs(model, micro.input_ids_BL, micro.attention_mask_BL)
+        loss = -(logprobs_BT * micro.loss_mask_BT).sum() / num_tokens
+        (loss * info.world_size).backward()
+        total += float(loss.detach())
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    optimizer.step()
+    scheduler.step()
+    return {"loss": all_reduce_sum(total, info), "grad_norm": float(norm), "lr": scheduler.get_last_lr()[0], "tokens": num_tokens}
+
+
+def run_sft(config: SFTConfig, resume: bool = False) -> Path:
+    """Fine-tune; returns the run directory (its last checkpoint is the model)."""
+    info = init_distributed()
+    run_dir = Path(config.run.output_dir)
+    set_torch_threads(config.run.torch_threads or None)
+    random.seed(config.run.seed)
+    torch.manual_seed(config.run.seed)
+    model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
+    examples = load_examples(config.data, tokenizer, config.run.seed)
+    if config.train.batch_size % info.world_size:
+        raise ValueError(f"train.batch_size ({config.train.batch_size}) must divide evenly over {info.world_size} ranks")
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps)
+    sampler = PromptSampler(len(examples), seed=config.run.seed)
+    start = 0
+    if resume and (latest := ckpt.latest_checkpoint(run_dir)) is not None:
+        ckpt.load_weights(model, latest)
+        saved = ckpt.load_trainer_state(latest)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        ckpt.set_rng_state(saved["rng"])
+        sampler.load_state(saved["sampler"])
+        start = saved["step"]
+    elif info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    trainer = wrap_model(model, info)
+    model.train()
+    tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=start > 0) if info.is_main else None
+    if info.is_main and start > 0:
+        truncate_metrics(run_dir / "metrics.jsonl", start)
+    progress = StepProgress("sft", config.train.steps, start, ("loss", "lr"), enabled=config.run.progress and info.is_main)
+    per_rank = config.train.batch_size // info.world_size
+    for step in range(start, config.train.steps):
+        # Every rank draws the same indices and takes its own share.
+        indices = sampler.take(config.train.batch_size)[info.rank * per_rank : (info.rank + 1) * per_rank]
+        metrics = sft_step(trainer, optimizer, scheduler, [examples[i] for i in indices], config.train.micro_batch_size, config.optim.grad_clip, tokenizer.pad_token_id, info)
+        if info.is_main:
+            tracker.log(metrics, step + 1)
+            progress.update(step + 1, metrics)
+        if (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
+            if info.is_main:
+                state = {"step": step + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": ckpt.rng_state(), "sampler": sampler.state()}
+                ckpt.save_checkpoint(run_dir, step + 1, model, tokenizer, state, keep_last=config.train.keep_checkpoints)
+            barrier(info)
+    progress.close()
+    if tracker is not None:
+        tracker.close()
+    return run_dir
