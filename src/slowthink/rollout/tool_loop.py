@@ -1,0 +1,277 @@
+"""Tool-integrated generation: stop at a closed code block, run it, splice its output in.
+
+Paper section 4.4 (STILL-3-TOOL) and DESIGN.md, "Tool-integrated reasoning". Over any
+``Generator``: sample with the format's stop strings; when a segment ends on one of them
+and the response's last block is a closed, not yet executed ```` ```python ```` block,
+run it in the ``Sandbox``, append the output block, and continue from prompt + every
+token so far. The sampled token ids are kept as they were; the tool output is tokenized
+on its own and carries loss mask 0 and logprob 0.0, so loss denominators count model
+tokens only (re-tokenizing the joined text would drift).
+
+The ``still3`` preset reproduces the paper's release: an ```` ```Output ```` fence,
+stateless cells with a 5 s timeout (``still3_sandbox_config``), output cut to
+200 + "..." + 200 characters, only the last traceback line on error; as in every
+mode, a cell that prints nothing shows its last expression (the sandbox does that).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, Sequence
+
+from pydantic import Field
+
+from slowthink.config import StrictConfig
+from slowthink.rollout.generator import Completion, Generator, SamplingParams
+from slowthink.sandbox.base import CellResult, Sandbox
+from slowthink.sandbox.config import SandboxConfig
+
+
+class TextTokenizer(Protocol):
+    """What the loop needs from a tokenizer (HF tokenizers fit)."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    """How code and its output are written in a response."""
+
+    name: str
+    code_fence: str = "```python"
+    output_fence: str = "```output"
+    # Stop strings, kept in the text: the model opening an output block itself, or a
+    # code block closed by a blank line.
+    stop: tuple[str, ...] = ("```output", "```\n\n")
+    # "full": stdout plus the traceback or a status line; "last_line": stdout when the
+    # cell succeeded, else only the last traceback line (the paper's release).
+    errors: Literal["full", "last_line"] = "full"
+    # Output longer than head + tail characters keeps head + "..." + tail (None: keep all;
+    # the sandbox's own max_output_chars still applies).
+    head_chars: int | None = None
+    tail_chars: int | None = None
+
+
+DEFAULT_FORMAT = ToolFormat("default")
+STILL3_FORMAT = ToolFormat(
+    "still3", output_fence="```Output", stop=("```Output", "```\n\n"), errors="last_line", head_chars=200, tail_chars=200
+)
+PRESETS = {"default": DEFAULT_FORMAT, "still3": STILL3_FORMAT}
+
+# What the model reads when a cell did not finish normally (one line, like a traceback's last).
+STATUS_LINES = {
+    "timeout": "TimeoutError: the code ran past its time limit",
+    "memory": "MemoryError: the code ran out of memory",
+    "output_limit": "OutputLimitError: the code printed too much output",
+    "crashed": "RuntimeError: the code crashed the interpreter",
+}
+
+
+def still3_sandbox_config(**overrides: Any) -> SandboxConfig:
+    """The paper's release: stateless cells, 5 s timeout."""
+    return SandboxConfig(**{"mode": "stateless", "timeout_s": 5.0, **overrides})
+
+
+class ToolLoopConfig(StrictConfig):
+    """Budgets and switches of the tool loop (``rollout.tools`` / ``eval --tools``)."""
+
+    # Output format: "default" or "still3" (the paper's release).
+    preset: Literal["default", "still3"] = "default"
+    # Tool calls executed per response; later code blocks are left unexecuted and
+    # generation simply continues. None: no limit (the paper's evaluation has none).
+    max_tool_calls: int | None = Field(None, ge=0)
+    # Model + tool tokens per response; None: SamplingParams.max_new_tokens.
+    max_total_tokens: int | None = Field(None, ge=1)
+    # False: the paper's ablation "code written but not executed": the loop stops at
+    # code blocks as usual but runs nothing and appends no output block.
+    execute: bool = True
+
+
+def format_output(result: CellResult, fmt: ToolFormat) -> str:
+    """The text shown to the model inside the output block (without the fences)."""
+    if fmt.errors == "last_line" and result.status != "ok":
+        text = result.error if result.status == "error" and result.error else STATUS_LINES.get(result.status, "")
+    else:
+        text = result.stdout
+        if result.status == "error":
+            text += result.stderr
+        elif result.status != "ok":
+            text += STATUS_LINES[result.status]
+    text = text.rstrip("\n")
+    if fmt.head_chars is not None and fmt.tail_chars is not None and len(text) > fmt.head_chars + fmt.tail_chars:
+        text = text[: fmt.head_chars] + "..." + text[len(text) - fmt.tail_chars :]
+    return text
+
+
+def pending_code(text: str, fmt: ToolFormat, handled_upto: int) -> tuple[str, bool] | None:
+    """The last code block of ``text`` if it is closed, starts at or after ``handled_upto``
+    (not yet executed), and nothing but whitespace or the output fence follows it.
+
+    Returns (code, whether the model already wrote the output fence)."""
+    start = text.rfind(fmt.code_fence)
+    if start < handled_upto or start < 0:
+        return None
+    line_end = text.find("\n", start)
+    if line_end < 0 or text[start + len(fmt.code_fence) : line_end].strip():
+        return None  # "```python3 x" or a fence with no body yet
+    close = text.find("```", line_end + 1)
+    if close < 0:
+        return None
+    tail = text[close + 3 :].strip()
+    if tail not in ("", fmt.output_fence):
+        return None
+    return text[line_end + 1 : close], tail == fmt.output_fence
+
+
+def output_block(body: str, fence_written: bool, text_so_far: str, fmt: ToolFormat) -> str:
+    """The text appended after a code block: the output fence (unless the model wrote
+    it already), the output, and the closing fence."""
+    lead = "" if text_so_far.endswith("\n") else "\n"
+    opening = lead if fence_written else f"{lead}{fmt.output_fence}\n"
+    return f"{opening}{body}\n```\n"
+
+
+def encode_plain(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` alone, without BOS/EOS (HF tokenizers add them by default)."""
+    try:
+        return list(tokenizer.encode(text, add_special_tokens=False))
+    except TypeError:
+        return list(tokenizer.encode(text))
+
+
+@dataclass
+class _Response:
+    """One response being built: its pieces and where it stands."""
+
+    prompt_index: int
+    prompt_ids: list[int]
+    budget: int
+    session: str
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str = "stop"
+    stop_string: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    handled_upto: int = 0
+    done: bool = False
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - len(self.token_ids)
+
+    def add(self, ids: list[int], logprobs: list[float], mask: int, text: str) -> None:
+        self.token_ids += ids
+        self.logprobs += logprobs
+        self.loss_mask += [mask] * len(ids)
+        self.text += text
+
+    def completion(self) -> Completion:
+        return Completion(self.prompt_index, self.token_ids, self.logprobs, self.text, self.finish_reason,  # type: ignore[arg-type]
+                          loss_mask=self.loss_mask, stop_string=self.stop_string, tool_calls=self.tool_calls)
+
+
+class ToolLoop:
+    """Generation with code execution; one instance per (generator, sandbox, tokenizer)."""
+
+    def __init__(self, generator: Generator, sandbox: Sandbox | None, tokenizer: TextTokenizer,
+                 config: ToolLoopConfig | None = None) -> None:
+        self.generator, self.sandbox, self.tokenizer = generator, sandbox, tokenizer
+        self.config = config or ToolLoopConfig()
+        self.fmt = PRESETS[self.config.preset]
+        if self.config.execute and sandbox is None:
+            raise ValueError("the tool loop needs a Sandbox to execute code (or ToolLoopConfig(execute=False))")
+
+    def generate(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
+        """Like ``Generator.generate`` (prompt-major, ``params.n`` per prompt), with tools."""
+        budget = self.config.max_total_tokens or params.max_new_tokens
+        stops = tuple(dict.fromkeys((*params.stop, *self.fmt.stop)))
+        first = self.generator.generate(prompt_ids, replace(params, stop=stops, max_new_tokens=budget))
+        batch = uuid.uuid4().hex[:8]
+        responses = [_Response(c.prompt_index, list(prompt_ids[c.prompt_index]), budget, f"{batch}-{i}")
+                     for i, c in enumerate(first)]
+        segments: list[Completion] = first
+        active = responses
+        for round_index in itertools.count(1):
+            for response, segment in zip(active, segments):
+                self._absorb(response, segment, params.stop)
+            active = [r for r in responses if not r.done]
+            if not active:
+                break
+            # One batched call for every response that goes on; each is clipped to its own budget.
+            seed = None if params.seed is None else params.seed + round_index
+            call = replace(params, n=1, stop=stops, seed=seed, max_new_tokens=max(r.remaining for r in active))
+            segments = self.generator.generate([r.prompt_ids + r.token_ids for r in active], call)
+        for response in responses:
+            if self.sandbox is not None:
+                self.sandbox.close_session(response.session)
+        return [r.completion() for r in responses]
+
+    def _absorb(self, response: _Response, segment: Completion, user_stops: tuple[str, ...]) -> None:
+        """Add one model segment; then finish, or run its code and mark it to go on."""
+        ids, logprobs, text = segment.token_ids, segment.logprobs, segment.text
+        finish, stop = segment.finish_reason, segment.stop_string
+        if len(ids) > response.remaining:
+            ids, logprobs = ids[: response.remaining], logprobs[: response.remaining]
+            text, finish, stop = self.tokenizer.decode(ids), "length", None
+        response.add(ids, logprobs, 1, text)
+        response.finish_reason, response.stop_string = finish, stop
+        # Ends here: length, EOS, a caller's own stop string, an empty segment, or no room left.
+        if finish == "length" or stop is None or stop in user_stops or not ids or response.remaining <= 0:
+            response.done = True
+            return
+        pending = pending_code(response.text, self.fmt, response.handled_upto)
+        if pending is None:
+            return  # a fence that is not a runnable block: keep generating
+        code, fence_written = pending
+        response.handled_upto = len(response.text)
+        executed = sum(1 for call in response.tool_calls if call["status"] != "not_executed")
+        limit = self.config.max_tool_calls
+        if not self.config.execute or (limit is not None and executed >= limit):
+            response.tool_calls.append({"status": "not_executed", "code": code, "output": "", "wall_s": 0.0})
+            return
+        self._run_tool(response, code, fence_written)
+
+    def _run_tool(self, response: _Response, code: str, fence_written: bool) -> None:
+        """Execute ``code`` and splice the output block in as mask-0 tokens."""
+        assert self.sandbox is not None
+        result = self.sandbox.run(code, session=response.session)
+        body = format_output(result, self.fmt)
+        block = output_block(body, fence_written, response.text, self.fmt)
+        ids = encode_plain(self.tokenizer, block)
+        response.tool_calls.append({"status": result.status, "code": code, "output": body, "wall_s": result.wall_s})
+        if len(ids) >= response.remaining:
+            # No room to continue after the output: keep what fits and stop at the budget.
+            ids = ids[: response.remaining]
+            block = self.tokenizer.decode(ids)
+            response.done, response.finish_reason, response.stop_string = True, "length", None
+        response.add(ids, [0.0] * len(ids), 0, block)
+        response.handled_upto = len(response.text)
+
+
+def tool_metrics(completions: Sequence[Completion], correct: Sequence[bool]) -> dict[str, Any]:
+    """Tool calls per response, status counts, and accuracy with and without tool use.
+
+    A response "uses tools" when it has at least one executed call (status other than
+    "not_executed"). Accuracies are None when no response falls in the group."""
+    if len(completions) != len(correct):
+        raise ValueError(f"{len(completions)} completions but {len(correct)} correctness flags")
+    statuses = Counter(call["status"] for c in completions for call in c.tool_calls)
+    used = [any(call["status"] != "not_executed" for call in c.tool_calls) for c in completions]
+    with_tools = [ok for ok, u in zip(correct, used) if u]
+    without = [ok for ok, u in zip(correct, used) if not u]
+    n = len(completions)
+    return {
+        "tool_calls_per_response": sum(len(c.tool_calls) for c in completions) / n if n else 0.0,
+        "responses_with_tools": len(with_tools),
+        "responses_without_tools": len(without),
+        "tool_status_counts": dict(sorted(statuses.items())),
+        "accuracy_with_tools": sum(with_tools) / len(with_tools) if with_tools else None,
+        "accuracy_without_tools": sum(without) / len(without) if without else None,
+    }
