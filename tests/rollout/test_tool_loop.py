@@ -218,3 +218,41 @@ def test_tool_metrics_by_hand():
     }
     with pytest.raises(ValueError, match="2 completions but 1"):
         tool_metrics(completions[:2], [True])
+
+
+def test_tool_loop_over_the_real_tiny_hf_generator(sandbox):
+    """A tiny Qwen2 fitted in a second to one tool-using answer: greedy decoding writes the
+    code block and stops at the output fence, the loop runs the code, splices the real
+    output as mask-0 tokens, and the model continues after it."""
+    torch = pytest.importorskip("torch")
+    from slowthink.rollout.hf import HFGenerator
+    from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128))
+    prompt = tokenizer.encode("<|user|>go<|assistant|>")
+    code_part, tool_part, tail = "```python\nprint(6*7)\n```\n```output", "\n42\n```\n", "ok"
+    target = tokenizer.encode(code_part + tool_part + tail) + [tokenizer.eos_token_id]
+    ids = torch.tensor([prompt + target])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+        loss = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt) :])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 0.01:
+            break
+    loop = ToolLoop(HFGenerator(model, tokenizer), sandbox, tokenizer)
+    (completion,) = loop.generate([prompt], SamplingParams(temperature=0, max_new_tokens=60))
+    assert completion.tool_calls[0]["status"] == "ok" and completion.tool_calls[0]["output"] == "42"
+    n_code = len(tokenizer.encode(code_part))
+    spliced = tokenizer.encode(tool_part)
+    assert completion.token_ids[:n_code] == tokenizer.encode(code_part)
+    assert completion.token_ids[n_code : n_code + len(spliced)] == spliced
+    assert completion.loss_mask[:n_code] == [1] * n_code
+    assert completion.loss_mask[n_code : n_code + len(spliced)] == [0] * len(spliced)
+    assert completion.logprobs[n_code : n_code + len(spliced)] == [0.0] * len(spliced)
+    assert completion.text == code_part + tool_part + tail
+    assert completion.finish_reason == "stop"
