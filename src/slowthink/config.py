@@ -51,6 +51,11 @@ def format_validation_error(model: type[BaseModel], error: ValidationError, sour
         if item["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, tuple(item["loc"][:-1]))
             lines.append(f"unknown key '{key}'; allowed keys here: {', '.join(allowed)}")
+        elif item["type"] == "value_error":
+            # Our own validators (impossible combinations) name the keys and values themselves;
+            # their input is a whole section (or the whole config), too long to echo back.
+            message = str(item.get("ctx", {}).get("error", item["msg"]))
+            lines.append(f"'{key}': {message}" if key else message)
         else:
             lines.append(f"'{key}': {item['msg']} (got {item.get('input')!r})")
     where = f" in {source}" if source else ""

@@ -1,0 +1,212 @@
+"""Typed configs: YAML + dotted overrides, errors that name the key, impossible combinations."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from slowthink.config import ConfigError, StrictConfig, apply_overrides, config_to_yaml, load_config, parse_override
+from slowthink.recipes.rl_config import RLConfig
+
+
+class Inner(StrictConfig):
+    rate: float = 0.5
+    names: list[str] = []
+    flag: bool = False
+
+
+class Outer(StrictConfig):
+    steps: int = 10
+    inner: Inner = Inner()
+
+
+def write(tmp_path, text: str, name: str = "c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ overrides
+
+
+def test_parse_override_reads_the_value_as_yaml():
+    assert parse_override("rl.kl.coef=0.001") == (["rl", "kl", "coef"], 0.001)
+    assert parse_override("a=3") == (["a"], 3)
+    assert parse_override("a=true") == (["a"], True)
+    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
+    assert parse_override("a=null") == (["a"], None)
+    # Only the first '=' separates key and value.
+    assert parse_override("a=x=y") == (["a"], "x=y")
+    assert parse_override("a=") == (["a"], "")
+
+
+@pytest.mark.parametrize("text", ["klcoef", "kl.coef"])
+def test_override_without_equals_is_an_error(text):
+    with pytest.raises(ConfigError, match=f"override '{text}' must look like key.path=value"):
+        parse_override(text)
+
+
+@pytest.mark.parametrize("text", ["=1", "kl..coef=1", ".coef=1", "kl.=1"])
+def test_override_with_an_empty_key_part_is_an_error(text):
+    with pytest.raises(ConfigError, match="empty key"):
+        parse_override(text)
+
+
+def test_apply_overrides_creates_nested_mappings_and_leaves_the_input_alone():
+    data = {"a": {"b": 1}, "keep": 2}
+    merged = apply_overrides(data, ["a.c.d=5", "a.b=7", "x.y=[a, b]"])
+    assert merged == {"a": {"b": 7, "c": {"d": 5}}, "keep": 2, "x": {"y": ["a", "b"]}}
+    assert data == {"a": {"b": 1}, "keep": 2}
+
+
+def test_yaml_file_then_overrides_typed_and_nested(tmp_path):
+    path = write(tmp_path, "steps: 3\ninner:\n  rate: 0.25\n  names: [a]\n")
+    config = load_config(Outer, path, ["inner.names=[x, y, z]", "inner.flag=yes", "steps=7"])
+    assert config.steps == 7
+    assert config.inner.rate == 0.25  # from the file, untouched by the overrides
+    assert config.inner.names == ["x", "y", "z"]
+    assert config.inner.flag is True  # YAML 'yes' is a boolean
+
+
+def test_override_creates_a_section_absent_from_the_file(tmp_path):
+    path = write(tmp_path, "steps: 3\n")
+    assert load_config(Outer, path, ["inner.rate=0.125"]).inner.rate == 0.125
+
+
+def test_overrides_alone_without_a_file():
+    config = load_config(RLConfig, None, ["kl.coef=0.001", "kl.mode=cosine", "rollout.stop=['</answer>', '\\n\\n']"])
+    assert config.kl.coef == 0.001
+    assert config.kl.mode == "cosine"
+    assert config.rollout.stop == ["</answer>", "\\n\\n"]
+
+
+def test_rl_config_yaml_and_override_realistic(tmp_path):
+    path = write(tmp_path, "kl:\n  mode: fixed\n  coef: 0.01\nrollout:\n  prompts_per_step: 8\n  max_length_schedule: [[0, 64], [10, 128]]\n")
+    config = load_config(RLConfig, path, ["kl.coef=0.001", "update.prompts_per_update=4"])
+    assert config.kl.mode == "fixed" and config.kl.coef == 0.001
+    assert config.rollout.max_length_schedule == [(0, 64), (10, 128)]
+    assert config.prompts_per_update == 4
+    assert not config.fully_on_policy  # two mini-batches per step
+    assert load_config(RLConfig, path).fully_on_policy
+
+
+# ------------------------------------------------------------------ errors that name the key
+
+
+def test_unknown_key_names_the_dotted_key_and_lists_allowed_keys():
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, None, ["kl.cooef=1"])
+    message = str(info.value)
+    assert "unknown key 'kl.cooef'" in message
+    allowed = message.split("allowed keys here:")[1].split(",")
+    assert [k.strip() for k in allowed] == sorted(["mode", "coef", "start", "end", "anneal_steps", "estimator", "placement", "reference_reset_every", "monitor"])
+
+
+def test_unknown_top_level_key_lists_the_sections():
+    with pytest.raises(ConfigError, match=r"unknown key 'klx'; allowed keys here: algorithm, data, kl, model, optim"):
+        load_config(RLConfig, None, ["klx.coef=1"])
+
+
+def test_unknown_key_in_a_file_names_the_file(tmp_path):
+    path = write(tmp_path, "inner:\n  rat: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path)
+    assert str(path) in str(info.value)
+    assert "unknown key 'inner.rat'; allowed keys here: flag, names, rate" in str(info.value)
+
+
+def test_bad_value_names_the_key_and_the_value():
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, None, ["kl.coef=abc"])
+    assert "'kl.coef'" in str(info.value) and "'abc'" in str(info.value)
+
+
+def test_bad_literal_lists_allowed_values():
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, None, ["kl.estimator=k4"])
+    message = str(info.value)
+    assert "'kl.estimator'" in message
+    assert all(f"'{k}'" in message for k in ("k1", "k2", "k3"))
+
+
+def test_unknown_advantage_lists_the_estimators():
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, None, ["algorithm.advantage=ppo"])
+    message = str(info.value)
+    assert "algorithm.advantage 'ppo' unknown; allowed: grpo, grpo_no_std, rloo, reinforce_pp" in message
+
+
+def test_unknown_template_lists_the_templates():
+    with pytest.raises(ConfigError, match="template 'fancy' unknown; allowed: r1_zero, long, chat, boxed_chat, tool, plain"):
+        load_config(RLConfig, None, ["data.template=fancy"])
+
+
+def test_prompts_per_update_must_divide_prompts_per_step():
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, None, ["rollout.prompts_per_step=32", "update.prompts_per_update=5"])
+    message = str(info.value)
+    assert "update.prompts_per_update (5) must divide rollout.prompts_per_step (32)" in message
+    # The whole config is not echoed back into the message.
+    assert "{" not in message
+
+
+def test_stale_rollouts_need_rollout_logprobs():
+    with pytest.raises(ConfigError, match="rollout.sync_weights_every > 1 .* algorithm.old_logprobs=rollout"):
+        load_config(RLConfig, None, ["rollout.sync_weights_every=2"])
+    config = load_config(RLConfig, None, ["rollout.sync_weights_every=2", "algorithm.old_logprobs=rollout"])
+    assert not config.fully_on_policy
+
+
+def test_other_impossible_combinations():
+    with pytest.raises(ConfigError, match="max_length_schedule must start at step 0"):
+        load_config(RLConfig, None, ["rollout.max_length_schedule=[[5, 64]]"])
+    with pytest.raises(ConfigError, match="alternatives; choose one"):
+        load_config(RLConfig, None, ["algorithm.question_selection=true", "algorithm.response_selection=true"])
+    with pytest.raises(ConfigError, match="rollouts_per_prompt >= 2"):
+        load_config(RLConfig, None, ["rollout.rollouts_per_prompt=1"])
+    with pytest.raises(ConfigError, match="vllm needs a GPU"):
+        load_config(RLConfig, None, ["rollout.backend=vllm"])
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_missing_config_file_names_the_path(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=f"config file not found: {missing}"):
+        load_config(RLConfig, missing)
+
+
+@pytest.mark.parametrize("text,kind", [("- 1\n- 2\n", "list"), ("just text\n", "str"), ("3\n", "int")])
+def test_non_mapping_yaml_is_an_error(tmp_path, text, kind):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=f"{path}: the top level must be a mapping, got {kind}"):
+        load_config(Outer, path)
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = write(tmp_path, "a: [1, 2\n")
+    with pytest.raises(ConfigError, match=f"{path}: not valid YAML"):
+        load_config(Outer, path)
+
+
+def test_empty_file_gives_the_defaults(tmp_path):
+    assert load_config(Outer, write(tmp_path, "")) == Outer()
+
+
+# ------------------------------------------------------------------ frozen, round trip
+
+
+def test_configs_are_frozen():
+    config = load_config(RLConfig, None, ["kl.coef=0.5"])
+    with pytest.raises(ValidationError):
+        config.kl.coef = 1.0  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        config.kl = config.kl  # type: ignore[misc]
+    assert config.kl.coef == 0.5
+
+
+def test_resolved_yaml_loads_back_to_the_same_config(tmp_path):
+    config = load_config(RLConfig, None, ["kl.mode=cosine", "rollout.max_length_schedule=[[0, 32], [4, 64]]", "rollout.stop=[x]"])
+    path = write(tmp_path, config_to_yaml(config))
+    assert load_config(RLConfig, path) == config
