@@ -13,6 +13,12 @@ app = typer.Typer(
 
 # Subcommands are registered below, one import line each, so their heavy imports stay lazy.
 
+from slowthink.recipes.cli_train import demo_cli, rl_cli, sft_cli  # noqa: E402
+
+app.command("demo")(demo_cli)
+app.command("rl")(rl_cli)
+app.command("sft")(sft_cli)
+
 from slowthink.recipes.score import score_command  # noqa: E402
 
 app.command("score")(score_command)
@@ -26,3 +32,15 @@ app.command("serve")(serve_cli)
 from slowthink.sandbox.cli import sandbox_app  # noqa: E402
 
 app.add_typer(sandbox_app, name="sandbox")
+
+from slowthink.report import report_cli  # noqa: E402  (matplotlib is imported only when plotting)
+
+app.command("report")(report_cli)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,12 @@ class ModelConfig(StrictConfig):
     device: str = "cpu"
 
 
+class RLModelConfig(ModelConfig):
+    # A checkpoint directory (e.g. the SFT cold start's) whose AdamW moments the RL optimizer
+    # continues from; a fresh Adam at a high rate can collapse on its first step (DESIGN.md).
+    optimizer_state: str | None = None
+
+
 class TinyTaskConfig(StrictConfig):
     """The synthetic arithmetic task (slowthink.tiny.ArithmeticTask)."""
 

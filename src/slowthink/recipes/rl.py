@@ -115,6 +115,8 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
     # Optimizer, schedule and the state a checkpoint restores.
     updates_per_step = config.update.epochs * (config.rollout.prompts_per_step // config.prompts_per_update)
     optimizer = build_optimizer(model, config.optim)
+    if config.model.optimizer_state:
+        continue_optimizer(optimizer, Path(config.model.optimizer_state), config.optim.lr)
     scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps * updates_per_step)
     sampler = PromptSampler(len(train_set.problems), seed=config.run.seed)
     state = RLState()
@@ -249,6 +251,16 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
     if config.algorithm.old_logprobs == "recompute" and not config.fully_on_policy and len(batch):
         batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
     return batch, metrics
+
+
+def continue_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, lr: float) -> None:
+    """Start from another run's AdamW moments (the SFT cold start's), at this run's learning rate."""
+    state_file = checkpoint / "trainer_state.pt"
+    if not state_file.is_file():
+        raise ConfigError(f"model.optimizer_state: no trainer_state.pt in {checkpoint}")
+    optimizer.load_state_dict(ckpt.load_trainer_state(checkpoint)["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = lr
 
 
 def generator_sync(generator: Any, model: Any) -> None:

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from slowthink.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from slowthink.algorithms.losses import LOSS_AGGREGATIONS
 from slowthink.config import StrictConfig
-from slowthink.recipes.common_config import ModelConfig, ProblemSourceConfig, RunConfig
+from slowthink.recipes.common_config import ProblemSourceConfig, RLModelConfig, RunConfig
 from slowthink.rewards.reward import RewardConfig
 from slowthink.training.optim import OptimConfig
 from slowthink.tracking import TrackingConfig
@@ -112,7 +112,7 @@ class TrainConfig(StrictConfig):
 
 class RLConfig(StrictConfig):
     run: RunConfig = RunConfig()
-    model: ModelConfig = ModelConfig()
+    model: RLModelConfig = RLModelConfig()
     data: ProblemSourceConfig = ProblemSourceConfig()
     rollout: RolloutConfig = RolloutConfig()
     reward: RewardConfig = RewardConfig()
