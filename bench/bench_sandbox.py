@@ -7,6 +7,8 @@ Phases (median and p90 of the round trip seen by the caller, in ms):
                              where generation runs between cells (the spare child is ready)
   sandbox trivial, b2b       back to back: includes forking and limiting the next child
   sandbox sympy, paced       ``sp.solve(x**2 - 4, x)`` with sympy preloaded in the worker
+  in-process sympy           the same sympy code exec'd in this process, sympy's cache
+                             cleared first: the cell's own compute, without any sandbox
   python -c trivial / sympy  a fresh interpreter per cell (no isolation at all)
 Each phase also records how many cores other processes used meanwhile; a phase where
 they used more than ``--max-other-cores`` is marked CONTAMINATED (DESIGN.md, "Two cores").
@@ -91,11 +93,18 @@ def main() -> None:
     def fresh(code: str):
         return lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
+    def in_process() -> None:
+        from sympy.core.cache import clear_cache
+
+        clear_cache()
+        exec(SYMPY, {})
+
     n, m = args.cells, max(10, args.cells // 10)
     rows = [
         measure(f"sandbox ({box.backend}) trivial, paced", cell(TRIVIAL), n, gap, args.max_other_cores),
         measure(f"sandbox ({box.backend}) trivial, back to back", cell(TRIVIAL), n, 0, args.max_other_cores),
         measure(f"sandbox ({box.backend}) sympy, paced", cell(SYMPY), n, gap, args.max_other_cores),
+        measure("in-process sympy (no sandbox)", in_process, n, gap, args.max_other_cores),
         measure("python -c trivial", fresh(TRIVIAL), m, gap, args.max_other_cores),
         measure("python -c sympy", fresh(SYMPY), m, gap, args.max_other_cores),
     ]

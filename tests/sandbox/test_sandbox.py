@@ -139,3 +139,16 @@ def test_cli_prints_one_json_object_and_exits_zero_whatever_the_cell_did(tmp_pat
     result = json.loads(proc.stdout)
     assert (result["status"], result["stdout"], result["error"]) == ("error", "partial\n", "SystemExit: 3")
     assert result["wall_s"] > 0
+
+
+def test_the_fallback_says_so_in_the_log_once():
+    code = (
+        "import logging\nlogging.basicConfig()\n"
+        "from slowthink.sandbox import ProcessSandbox, SandboxConfig\n"
+        "for _ in range(2):\n"
+        "    with ProcessSandbox(SandboxConfig(backend='fallback', preload=())) as box:\n"
+        "        assert box.run('1').status == 'ok'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("using the fallback backend (requested in the config)") == 1

@@ -62,5 +62,5 @@ class Sandbox(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop the worker; the sandbox may not be used afterwards."""
+        """Stop the worker and every cell (a later ``run`` would start a new worker)."""
         ...

@@ -129,22 +129,22 @@ def bwrap_problem(tmp_size_mb: int = 64) -> str | None:
 
 
 def resolve_backend(choice: str) -> str:
-    """'auto' -> 'bwrap' when it works, else 'fallback' (warned once); 'bwrap' must work."""
+    """'auto' -> 'bwrap' when it works, else 'fallback'; 'bwrap' must work. Using the
+    fallback is logged as a warning once per process, with the reason."""
     if choice in ("auto", "bwrap"):
         problem = bwrap_problem()
         if problem is None:
             return "bwrap"
         if choice == "bwrap":
             raise SandboxUnavailable(f"sandbox backend 'bwrap' requested but unusable: {problem}")
-        _warn_once(f"sandbox: bubblewrap unusable ({problem}); using the fallback")
-    if "fallback" not in _warned:
-        _warn_once("sandbox: fallback backend: no namespaces, cells limited by rlimits + seccomp "
-                   "(no processes, no sockets, no file writes)" + (", run as nobody" if os.geteuid() == 0 else ""))
-    return "fallback"
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
+        reason = f"bubblewrap unusable ({problem})"
+    else:
+        reason = "requested in the config"
+    if not _warned:
         _warned.add("fallback")
-        log.warning(message)
+        log.warning(
+            "sandbox: using the fallback backend (%s): no namespaces; cells are limited by rlimits and "
+            "seccomp (no processes, signals, sockets or file writes)%s. See docs/sandbox.md.",
+            reason, ", and run as nobody" if os.geteuid() == 0 else "",
+        )
+    return "fallback"

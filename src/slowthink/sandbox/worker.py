@@ -2,7 +2,9 @@
 
 Started as ``python -I -B -m slowthink.sandbox.worker CONFIG_JSON``. It imports the
 preload modules once, so a forked cell gets ``sympy`` for free (DESIGN.md measured a
-fresh ``python -c`` at 32 ms, 320 ms with sympy; a fork costs a few ms). Requests and
+fresh ``python -c`` at 32 ms, 320 ms with sympy). The next cell's child is forked,
+limited and filtered while the caller is busy elsewhere (the "spare"), so a cell's
+round trip is a pipe write, the code, and a pipe read. Requests and
 replies are JSON lines on the worker's original stdin/stdout, which no cell can reach:
 every child closes all inherited descriptors before running code.
 
@@ -14,6 +16,7 @@ captured output, and maps how the child ended to one status. Standard library pl
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -281,14 +284,34 @@ def kill_group(pid: int) -> None:
             pass
 
 
+# Run once after importing sympy: its solvers import submodules and build tables on first
+# use, which every forked cell would otherwise redo (measured: ~60 ms per sympy cell).
+SYMPY_WARM_UP = """
+x, y = sympy.symbols('x y')
+sympy.solve(x**2 - 4, x)
+sympy.solve([x + y - 3, x - y - 1], [x, y])
+sympy.simplify(sympy.sin(x)**2 + sympy.cos(x)**2)
+sympy.factor(x**2 - 1), sympy.expand((x + 1)**3), sympy.factorint(360), sympy.nsimplify(0.5)
+sympy.integrate(x**2, x), sympy.diff(sympy.exp(x), x), sympy.Rational(1, 3) + 1, sympy.sqrt(8)
+sympy.core.cache.clear_cache()  # keep the imports and tables, not these results
+"""
+
+
 def preload(names: list[str]) -> dict[str, str]:
     """Import the warm-up modules; a missing one is reported, not fatal."""
     failed = {}
     for name in names:
         try:
-            importlib.import_module(name)
+            module = importlib.import_module(name)
         except ImportError as exc:
             failed[name] = str(exc)
+            continue
+        if name == "sympy":
+            exec(SYMPY_WARM_UP, {"sympy": module})
+    # Objects that exist now are never collected again: a child's garbage collector
+    # would otherwise walk (and so copy-on-write fault) every page of them.
+    gc.collect()
+    gc.freeze()
     return failed
 
 
