@@ -15,6 +15,11 @@ class PromptSampler:
     epoch: int = 0
     position: int = 0
 
+    def __post_init__(self) -> None:
+        # An empty pool would make ``take`` loop forever looking for the next index.
+        if self.size < 1:
+            raise ValueError(f"cannot sample prompts from an empty pool (size {self.size})")
+
     def _order(self) -> list[int]:
         order = list(range(self.size))
         random.Random(f"{self.seed}-{self.epoch}").shuffle(order)
