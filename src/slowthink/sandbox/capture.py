@@ -58,10 +58,9 @@ def collect(
                     sel.unregister(pidfd)
                 elif fd == ctl_r:
                     byte = os.read(ctl_r, 1)
+                    # An empty read: the cell closed its report pipe; wait for its exit instead.
                     cap.done_byte = byte[0] if byte else None
                     sel.unregister(ctl_r)
-                    if not byte:
-                        cap.exited = True  # it closed its report pipe: treat as gone
                 elif not _read_into(fd, streams[fd], cap, max_bytes):
                     sel.unregister(fd)
                     open_streams.discard(fd)

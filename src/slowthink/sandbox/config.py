@@ -19,7 +19,7 @@ class SandboxConfig(StrictConfig):
     # run on other cores.
     cpu_s: int = Field(5, ge=1, le=3600)
     # Address-space limit per cell (RLIMIT_AS), in MiB. It counts the preloaded
-    # numpy/sympy mappings too (~300 MiB), so keep it well above that.
+    # numpy/sympy mappings too (~160 MiB), so keep it well above that.
     memory_mb: int = Field(1024, ge=128)
     # Largest file a cell may write (RLIMIT_FSIZE), in MiB.
     file_size_mb: int = Field(16, ge=0)
