@@ -67,6 +67,11 @@ def build_sequence_batch(
     old = torch.zeros((batch, length - 1), dtype=torch.float32)
     for row, (prompt, response, mask) in enumerate(zip(prompt_ids, response_ids, response_loss_masks)):
         n_prompt, n_resp = len(prompt), len(response)
+        # Target t predicts token t + 1: with no prompt token the first response token has no target.
+        if n_prompt == 0:
+            raise ValueError(f"sequence {row}: empty prompt; every sequence needs at least one prompt token")
+        if len(mask) != n_resp:
+            raise ValueError(f"sequence {row}: {n_resp} response tokens but {len(mask)} loss-mask entries")
         input_ids[row, : n_prompt + n_resp] = torch.tensor(list(prompt) + list(response), dtype=torch.long)
         attention[row, : n_prompt + n_resp] = 1
         # Target index t predicts token t + 1: response token j sits at target n_prompt - 1 + j.
