@@ -51,18 +51,40 @@ def save_checkpoint(run_dir: Path, step: int, model: Any, tokenizer: Any, traine
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     _atomic_write_text(root / "latest", final.name)
-    for old in sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))[:-keep_last]:
+    # Keep this checkpoint and the newest keep_last - 1 before it. Checkpoints of later steps
+    # belong to an abandoned run in the same directory (a fresh start over an old run): they
+    # go too, or pruning by step would delete the one just written and leave `latest` dangling.
+    earlier = [p for p in _checkpoint_dirs(root) if _step_of(p) < step]
+    later = [p for p in _checkpoint_dirs(root) if _step_of(p) > step]
+    for old in earlier[: max(len(earlier) - max(keep_last - 1, 0), 0)] + later:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def _step_of(path: Path) -> int:
+    return int(path.name.removeprefix("step_"))
+
+
+def _checkpoint_dirs(root: Path) -> list[Path]:
+    """Renamed (finished) checkpoint directories, oldest step first; ``.tmp`` ones are partial."""
+    dirs = [p for p in root.glob("step_*") if p.is_dir() and p.name.removeprefix("step_").isdigit()]
+    return sorted(dirs, key=_step_of)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.is_file():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    return path if (path / "trainer_state.pt").is_file() else None
+    """The newest complete checkpoint of a run, or None.
+
+    ``latest`` names it; if the pointer is missing or names a directory that is gone, the
+    newest complete ``step_N`` directory is used instead (a leftover ``.tmp`` never is).
+    """
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / "latest"
+    if pointer.is_file():
+        path = root / pointer.read_text().strip()
+        if (path / "trainer_state.pt").is_file():
+            return path
+    complete = [p for p in _checkpoint_dirs(root) if (p / "trainer_state.pt").is_file()]
+    return complete[-1] if complete else None
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:

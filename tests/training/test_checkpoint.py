@@ -1,0 +1,146 @@
+"""Checkpoints: weights + trainer state round trip, RNG streams, partial writes, pruning."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from slowthink.modeling import load_model
+from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.training.checkpoint import (
+    latest_checkpoint,
+    load_trainer_state,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+torch.set_num_threads(1)
+SPEC = TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture()
+def model(tokenizer):
+    return build_model(tokenizer, SPEC, seed=0)
+
+
+def draws() -> tuple:
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def steps_on_disk(run_dir) -> list[str]:
+    return sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.is_dir())
+
+
+def test_round_trip_restores_weights_optimizer_and_rng(tmp_path, model, tokenizer):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(torch.tensor([[5, 6, 7]])).logits.sum().backward()
+    optimizer.step()
+    saved_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    state = {"step": 7, "optimizer": optimizer.state_dict(), "rng": rng_state(), "sampler": {"epoch": 0, "position": 3}}
+    expected_draws = draws()
+
+    path = save_checkpoint(tmp_path, 7, model, tokenizer, state)
+    assert path == tmp_path / "checkpoints" / "step_000007"
+    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+    assert latest_checkpoint(tmp_path) == path
+
+    # Move everything on, then restore.
+    fresh = build_model(tokenizer, SPEC, seed=5)
+    draws()
+    load_weights(fresh, path)
+    for name, value in fresh.state_dict().items():
+        assert torch.equal(value, saved_weights[name]), name
+    restored = load_trainer_state(path)
+    assert restored["step"] == 7 and restored["sampler"] == {"epoch": 0, "position": 3}
+    set_rng_state(restored["rng"])
+    assert draws() == expected_draws
+    new_optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    new_optimizer.load_state_dict(restored["optimizer"])
+    first = next(iter(optimizer.state.values()))
+    again = next(iter(new_optimizer.state.values()))
+    assert torch.equal(first["exp_avg"], again["exp_avg"]) and int(again["step"]) == 1
+
+
+def test_checkpoint_is_a_loadable_hf_model(tmp_path, model, tokenizer):
+    path = save_checkpoint(tmp_path, 1, model, tokenizer, {"step": 1})
+    reloaded = load_model(str(path))
+    ids = torch.tensor([[3, 4, 5]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, model.eval()(ids).logits)
+
+
+def test_no_checkpoint_yet(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    assert latest_checkpoint(tmp_path / "never-created") is None
+
+
+def test_leftover_tmp_directory_is_ignored_and_replaced(tmp_path, model, tokenizer):
+    first = save_checkpoint(tmp_path, 10, model, tokenizer, {"step": 10})
+    # A SIGKILL while writing step 20 leaves a partial step_000020.tmp behind.
+    partial = tmp_path / "checkpoints" / "step_000020.tmp"
+    partial.mkdir()
+    (partial / "config.json").write_text("{")
+    (partial / "trainer_state.pt").write_bytes(b"")
+    assert latest_checkpoint(tmp_path) == first
+    # Even with the pointer gone, a .tmp directory is never taken for a checkpoint.
+    (tmp_path / "checkpoints" / "latest").unlink()
+    assert latest_checkpoint(tmp_path) == first
+    second = save_checkpoint(tmp_path, 20, model, tokenizer, {"step": 20})
+    assert not partial.exists()
+    assert latest_checkpoint(tmp_path) == second and load_trainer_state(second)["step"] == 20
+
+
+def test_latest_pointing_to_a_missing_directory_falls_back(tmp_path, model, tokenizer):
+    first = save_checkpoint(tmp_path, 3, model, tokenizer, {"step": 3}, keep_last=5)
+    save_checkpoint(tmp_path, 6, model, tokenizer, {"step": 6}, keep_last=5)
+    (tmp_path / "checkpoints" / "latest").write_text("step_000099")
+    assert latest_checkpoint(tmp_path).name == "step_000006"
+    # A checkpoint directory without its trainer state is not complete.
+    (tmp_path / "checkpoints" / "step_000006" / "trainer_state.pt").unlink()
+    assert latest_checkpoint(tmp_path) == first
+    (first / "trainer_state.pt").unlink()
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_keep_last_prunes_the_oldest(tmp_path, model, tokenizer):
+    for step in (1, 2, 3, 4):
+        save_checkpoint(tmp_path, step, model, tokenizer, {"step": step}, keep_last=2)
+    assert steps_on_disk(tmp_path) == ["step_000003", "step_000004"]
+    save_checkpoint(tmp_path, 5, model, tokenizer, {"step": 5}, keep_last=1)
+    assert steps_on_disk(tmp_path) == ["step_000005"]
+
+
+def test_fresh_run_over_an_old_run_keeps_its_new_checkpoint(tmp_path, model, tokenizer):
+    # A real bug: pruning by name deleted the step just written when an old run in the same
+    # directory had reached later steps, leaving `latest` pointing at nothing.
+    for step in (90, 100):
+        save_checkpoint(tmp_path, step, model, tokenizer, {"step": step}, keep_last=2)
+    path = save_checkpoint(tmp_path, 10, model, tokenizer, {"step": 10}, keep_last=2)
+    assert path.is_dir()
+    assert latest_checkpoint(tmp_path) == path
+    assert steps_on_disk(tmp_path) == ["step_000010"]
+
+
+def test_steps_sort_by_number_not_by_name(tmp_path, model, tokenizer):
+    save_checkpoint(tmp_path, 999_999, model, tokenizer, {"step": 999_999}, keep_last=2)
+    save_checkpoint(tmp_path, 1_000_000, model, tokenizer, {"step": 1_000_000}, keep_last=2)
+    save_checkpoint(tmp_path, 1_000_001, model, tokenizer, {"step": 1_000_001}, keep_last=2)
+    assert steps_on_disk(tmp_path) == ["step_1000000", "step_1000001"]
+
+
+def test_loading_into_a_different_architecture_names_the_checkpoint(tmp_path, model, tokenizer):
+    path = save_checkpoint(tmp_path, 1, model, tokenizer, {"step": 1})
+    other = build_model(tokenizer, TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64))
+    with pytest.raises(RuntimeError, match=f"checkpoint {path} does not match the model"):
+        load_weights(other, path)
