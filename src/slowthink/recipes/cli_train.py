@@ -19,6 +19,14 @@ from slowthink.modeling import ModelLoadError
 USER_ERRORS = (ConfigError, DataError, ModelLoadError)
 
 
+def split_config_argument(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
+    """``slowthink rl kl.coef=0`` has no YAML file: its first argument is an override."""
+    overrides = list(overrides or [])
+    if config is not None and "=" in str(config) and not config.exists():
+        return None, [str(config), *overrides]
+    return config, overrides
+
+
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(2)
@@ -34,8 +42,9 @@ def rl_cli(
     from slowthink.recipes.rl import run_rl
     from slowthink.recipes.rl_config import RLConfig
 
+    config, overrides = split_config_argument(config, overrides)
     try:
-        run_dir = run_rl(load_config(RLConfig, config, overrides or []), resume=resume)
+        run_dir = run_rl(load_config(RLConfig, config, overrides), resume=resume)
     except USER_ERRORS as exc:
         fail(str(exc))
     print(f"run written to {run_dir}")
@@ -50,8 +59,9 @@ def sft_cli(
     from slowthink.config import load_config
     from slowthink.recipes.sft import SFTConfig, run_sft
 
+    config, overrides = split_config_argument(config, overrides)
     try:
-        run_dir = run_sft(load_config(SFTConfig, config, overrides or []), resume=resume)
+        run_dir = run_sft(load_config(SFTConfig, config, overrides), resume=resume)
     except USER_ERRORS as exc:
         fail(str(exc))
     print(f"run written to {run_dir}")
