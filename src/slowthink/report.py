@@ -1,0 +1,374 @@
+"""Run reports: the paper's training-curve figures and a side-by-side comparison of runs.
+
+The paper reads its findings off a handful of curves over RL steps (STILL-3, section 3.2
+and Figures 1-7): train and test accuracy, response length (all / correct / incorrect,
+Table 4), completion ratio, reasoning-keyword frequency (Figure 4), and the training
+dynamics behind them (entropy, KL to the reference and its coefficient, section 4.3).
+``write_report`` draws those curves for one or more run directories (each written by
+``slowthink rl`` / ``slowthink sft``: ``config.yaml`` + ``metrics.jsonl``) into PNGs and a
+``report.md`` with a summary per run and the config keys in which the runs differ, which
+is how an ablation (e.g. KL off vs cosine-annealed KL) is read.
+
+matplotlib (its Agg canvas) is imported inside the plotting function only, so importing this module (and
+the ``slowthink`` command) stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import typer
+import yaml
+
+from slowthink.rewards.keywords import KEYWORD_CATEGORIES
+from slowthink.tracking import read_metrics
+
+
+class ReportError(ValueError):
+    """A run directory that cannot be reported on (names the path and what is wrong)."""
+
+
+# The standard figure set: file name -> (figure title, metric keys, subplot columns).
+FIGURES: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "accuracy.png": ("Accuracy and reward", ("accuracy", "heldout/accuracy", "reward"), 3),
+    "length.png": (
+        "Response length",
+        ("response_length", "response_length_correct", "response_length_incorrect", "max_length", "heldout/response_length"),
+        3,
+    ),
+    "completion.png": ("Completion ratio", ("completion_ratio", "heldout/completion_ratio"), 2),
+    "keywords.png": (
+        "Reasoning keywords",
+        tuple(f"keywords/{c}" for c in KEYWORD_CATEGORIES) + tuple(f"keywords/{c}_ratio" for c in KEYWORD_CATEGORIES),
+        len(KEYWORD_CATEGORIES),
+    ),
+    "dynamics.png": ("Training dynamics", ("entropy", "kl", "kl_coef", "clip_fraction", "grad_norm", "lr", "loss"), 3),
+}
+
+# Subplot titles; a key not listed is shown as it is.
+LABELS: dict[str, str] = {
+    "accuracy": "train accuracy",
+    "heldout/accuracy": "held-out accuracy",
+    "reward": "mean reward",
+    "response_length": "response length (tokens)",
+    "response_length_correct": "length of correct responses",
+    "response_length_incorrect": "length of incorrect responses",
+    "max_length": "max response length (schedule)",
+    "heldout/response_length": "held-out response length",
+    "completion_ratio": "train completion ratio",
+    "heldout/completion_ratio": "held-out completion ratio",
+    "entropy": "entropy (nats/token)",
+    "kl": "KL to reference",
+    "kl_coef": "KL coefficient",
+    "clip_fraction": "clip fraction",
+    "grad_norm": "grad norm (before clipping)",
+    "lr": "learning rate",
+    "loss": "SFT loss",
+    **{f"keywords/{c}": f"{c}: keywords / response" for c in KEYWORD_CATEGORIES},
+    **{f"keywords/{c}_ratio": f"{c}: share with any" for c in KEYWORD_CATEGORIES},
+}
+
+# Runs differ by colour and dash, so identical curves (a shared schedule) stay visible.
+LINESTYLES = ("-", "--", "-.", ":")
+# Schedules are exact values, not noisy estimates: never smoothed.
+NOT_SMOOTHED = frozenset({"kl_coef", "lr", "max_length"})
+# The per-run table: these metrics, with a "best" where higher is better.
+SUMMARY_KEYS = (
+    "heldout/accuracy", "accuracy", "reward", "response_length", "completion_ratio", "heldout/response_length",
+    "entropy", "kl",
+)
+HIGHER_IS_BETTER = frozenset({"heldout/accuracy", "accuracy", "reward", "completion_ratio", "heldout/completion_ratio"})
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run directory: its label in figures and tables, metric rows and flattened config."""
+
+    label: str
+    path: Path
+    rows: list[dict[str, Any]]
+    config: dict[str, Any] | None
+
+
+def load_run(path: Path, label: str) -> Run:
+    """Read ``metrics.jsonl`` (required) and ``config.yaml`` (optional) of a run directory."""
+    metrics_path = Path(path) / "metrics.jsonl"
+    if not metrics_path.is_file():
+        raise ReportError(f"{path}: no metrics.jsonl (is this a run directory written by 'slowthink rl' or 'slowthink sft'?)")
+    rows = read_metrics(metrics_path)
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise ReportError(f"{metrics_path}: row {i} has no integer 'step': {json.dumps(row)[:120]}")
+    config_path = Path(path) / "config.yaml"
+    config = None
+    if config_path.is_file():
+        tree = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        if not isinstance(tree, dict):
+            raise ReportError(f"{config_path}: expected a mapping at the top level, got {type(tree).__name__}")
+        config = flatten_config(tree)
+    return Run(label=label, path=Path(path), rows=rows, config=config)
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Short, unique labels: the directory name, with its parent when two names collide."""
+    resolved = [Path(p).resolve() for p in paths]
+    labels = [p.name for p in resolved]
+    clash = {label for label in labels if len({p for p, other in zip(resolved, labels) if other == label}) > 1}
+    labels = [("/".join(p.parts[-2:]) if label in clash else label) for p, label in zip(resolved, labels)]
+    # Still equal (the same directory twice): number them.
+    return [f"{label} ({i + 1})" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
+
+
+def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """Steps and values of one metric; a null is NaN (a gap), a row without the key is skipped.
+
+    Held-out metrics are logged only every ``eval_every`` steps, so their rows are sparse
+    by design and the line joins the evaluations that exist.
+    """
+    steps, values = [], []
+    for row in rows:
+        if key not in row:
+            continue
+        value = row[key]
+        if value is not None and not isinstance(value, (int, float)):
+            raise ReportError(f"metric {key!r} at step {row.get('step')} is not a number: {value!r}")
+        steps.append(int(row["step"]))
+        values.append(float("nan") if value is None else float(value))
+    return steps, values
+
+
+def ema(values: Sequence[float], weight: float) -> list[float]:
+    """Debiased exponential moving average (as TensorBoard's smoothing); NaNs stay gaps.
+
+    ``weight`` is the share of the previous average kept at each step (0 = no smoothing).
+    """
+    out, average, norm = [], 0.0, 0.0
+    for value in values:
+        if math.isnan(value):
+            out.append(float("nan"))
+            continue
+        average = weight * average + (1.0 - weight) * value
+        norm = weight * norm + (1.0 - weight)
+        out.append(average / norm)
+    return out
+
+
+def plot_run_metrics(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str], out_path: Path,
+    title: str | None = None, smoothing: float = 0.0, ncols: int = 3,
+) -> list[str]:
+    """One PNG, a subplot per metric over steps, a line per run; returns the keys drawn.
+
+    Metrics absent from every run are skipped; when none is left no file is written.
+    With ``smoothing`` > 0 noisy train metrics are drawn as an EMA over a faint raw line;
+    held-out metrics (already averages over a whole set) and schedules are drawn as is.
+    """
+    present = [k for k in keys if any(series(rows, k)[0] for rows in runs.values())]
+    if not present:
+        return []
+    # The Agg canvas directly, not pyplot: no global backend switch (which would close a
+    # notebook's open figures) and no figure registry to leak from.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    cols = max(1, min(ncols, len(present)))
+    nrows = math.ceil(len(present) / cols)
+    fig = Figure(figsize=(4.4 * cols, 2.9 * nrows + 1.1))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    drawn_runs: dict[str, tuple[str, str]] = {}
+    for ax, key in zip(axes.flat, present):
+        for i, (label, rows) in enumerate(runs.items()):
+            steps, values = series(rows, key)
+            if steps:
+                style = (f"C{i % 10}", LINESTYLES[i % len(LINESTYLES)])
+                _draw(ax, steps, values, style, smooth=_smoothing_for(key, smoothing))
+                drawn_runs[label] = style
+        ax.set_title(LABELS.get(key, key), fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(present):]:
+        ax.set_visible(False)
+    # One legend for the whole figure, below the plots: every subplot has the same runs.
+    handles = [Line2D([], [], color=color, linestyle=dash, linewidth=1.8) for color, dash in drawn_runs.values()]
+    legend_rows = math.ceil(len(handles) / 4)
+    fig.legend(handles, list(drawn_runs), loc="lower center", ncol=min(len(handles), 4), frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=12, y=1 - 0.12 / fig.get_size_inches()[1], va="top")
+    # Fixed margins in inches: tight_layout gives the same look here at ~3x the cost.
+    width, height = fig.get_size_inches()
+    top, bottom = (0.75 if title else 0.35), 0.55 + 0.28 * legend_rows
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.25 / width, top=1 - top / height, bottom=bottom / height, wspace=0.3, hspace=0.5)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    return present
+
+
+def _smoothing_for(key: str, smoothing: float) -> float:
+    return 0.0 if key.startswith("heldout/") or key in NOT_SMOOTHED else smoothing
+
+
+def _draw(ax: Any, steps: list[int], values: list[float], style: tuple[str, str], smooth: float) -> None:
+    """Draw one run's line: an EMA over a faint raw line when smoothing, else the raw values."""
+    color, linestyle = style
+    # Sparse series (held-out evaluations, short runs) get markers so a lone point shows.
+    marker = "o" if len(steps) <= 30 else None
+    if smooth > 0:
+        ax.plot(steps, values, color=color, alpha=0.25, linewidth=1.0)
+        values = ema(values, smooth)
+    ax.plot(steps, values, color=color, linestyle=linestyle, linewidth=1.7, marker=marker, markersize=3)
+
+
+def flatten_config(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"kl.mode": "cosine", ...}``; lists stay whole values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+_ABSENT = object()
+
+
+def config_differences(configs: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """The flattened keys whose values are not equal in every run (absent counts as a value)."""
+    keys = sorted(set().union(*(c.keys() for c in configs.values()))) if configs else []
+    diffs = []
+    for key in keys:
+        values = [c.get(key, _ABSENT) for c in configs.values()]
+        if any(v != values[0] for v in values[1:]):
+            diffs.append((key, values))
+    return diffs
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any] | None:
+    """First, last and (where higher is better) best non-null value of a metric, with steps."""
+    points = [(s, v) for s, v in zip(*series(rows, key)) if not math.isnan(v)]
+    if not points:
+        return None
+    summary = {"first": points[0][1], "first_step": points[0][0], "last": points[-1][1], "last_step": points[-1][0]}
+    if key in HIGHER_IS_BETTER:
+        best_step, best = max(points, key=lambda p: p[1])
+        summary.update(best=best, best_step=best_step)
+    return summary
+
+
+def fmt(value: Any) -> str:
+    """A table cell: numbers to 4 significant digits, null/NaN as a dash, pipes escaped."""
+    if value is _ABSENT:
+        return "(absent)"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(fmt(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def overview_table(runs: Sequence[Run]) -> str:
+    """One row per run: steps and the final values the paper compares runs by."""
+    header = ("run", "steps", "final held-out acc", "best held-out acc", "final train acc", "final length", "final completion")
+    rows = []
+    for run in runs:
+        held = summarize(run.rows, "heldout/accuracy")
+        final = {k: summarize(run.rows, k) for k in ("accuracy", "response_length", "completion_ratio")}
+        rows.append((
+            run.label,
+            max((r["step"] for r in run.rows), default=0),
+            f"{fmt(held['last'])} (step {held['last_step']})" if held else None,
+            f"{fmt(held['best'])} (step {held['best_step']})" if held else None,
+            *(s["last"] if s else None for s in final.values()),
+        ))
+    return markdown_table(header, rows)
+
+
+def run_table(run: Run) -> str:
+    """First / last / best of the key metrics of one run."""
+    rows = []
+    for key in SUMMARY_KEYS:
+        s = summarize(run.rows, key)
+        if s is not None:
+            best = f"{fmt(s['best'])} (step {s['best_step']})" if "best" in s else None
+            rows.append((key, f"{fmt(s['first'])} (step {s['first_step']})", f"{fmt(s['last'])} (step {s['last_step']})", best))
+    if not rows:
+        return "_No summary metrics logged._"
+    return markdown_table(("metric", "first", "last", "best"), rows)
+
+
+def config_section(runs: Sequence[Run]) -> str:
+    """The config keys whose values differ between runs, one column per run."""
+    with_config = [r for r in runs if r.config is not None]
+    missing = [r.label for r in runs if r.config is None]
+    note = f"\n\nNo config.yaml in: {', '.join(missing)}." if missing else ""
+    if len(with_config) < 2:
+        return "Only one run with a config.yaml: nothing to compare." + note
+    diffs = config_differences({r.label: r.config for r in with_config})
+    if not diffs:
+        return "The configs are identical." + note
+    return markdown_table(("key", *(r.label for r in with_config)), [(k, *v) for k, v in diffs]) + note
+
+
+def write_report(
+    run_dirs: Sequence[Path], out_dir: Path, title: str = "slowthink report",
+    table: Sequence[tuple[str, ...]] | None = None, smoothing: float = 0.6,
+) -> Path:
+    """Write the standard figures and ``report.md`` for one or more runs; returns report.md's path.
+
+    ``table`` (header row first) is placed at the top, e.g. the demo's before/after numbers.
+    """
+    if not run_dirs:
+        raise ReportError("no run directories given")
+    if table is not None and (not table or any(len(r) != len(table[0]) for r in table)):
+        raise ReportError(f"table: every row must have as many cells as the header ({len(table[0]) if table else 0})")
+    runs = [load_run(Path(p), label) for p, label in zip(run_dirs, run_labels(run_dirs))]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# {title}"]
+    if table is not None:
+        parts.append(markdown_table(table[0], table[1:]))
+    parts.append("Runs:\n\n" + "\n".join(f"- **{r.label}**: `{r.path}` ({len(r.rows)} rows)" for r in runs))
+    parts += ["## Summary", overview_table(runs), "## Config differences", config_section(runs), "## Figures"]
+    by_label = {r.label: r.rows for r in runs}
+    for name, (fig_title, keys, ncols) in FIGURES.items():
+        if plot_run_metrics(by_label, keys, out_dir / name, title=fig_title, smoothing=smoothing, ncols=ncols):
+            parts.append(f"### {fig_title}\n\n![{fig_title}]({name})")
+    if smoothing > 0:
+        parts.append(f"Train metrics are smoothed (EMA, weight {smoothing}); the faint lines are the raw values.")
+    parts.append("## Per-run details")
+    parts += [f"### {r.label}\n\n`{r.path}`\n\n{run_table(r)}" for r in runs]
+    report_path = out_dir / "report.md"
+    report_path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    return report_path
+
+
+def report_cli(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories (each with metrics.jsonl, and config.yaml)."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.md and the PNG figures."),
+    title: str = typer.Option("slowthink report", "--title", help="Heading of report.md."),
+    smoothing: float = typer.Option(0.6, "--smoothing", min=0.0, max=0.99, help="EMA weight for noisy train metrics (0 = raw)."),
+) -> None:
+    """Plot training curves of one or more runs and compare them (figures + report.md)."""
+    try:
+        path = write_report(run_dirs, out, title=title, smoothing=smoothing)
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(str(path))
