@@ -3,6 +3,8 @@
 import json
 import math
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,3 +208,9 @@ def test_cli_writes_the_report_and_prints_its_path(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(tmp_path / "out" / "report.md")
     assert (tmp_path / "out" / "report.md").read_text(encoding="utf-8").startswith("# One run\n")
+
+
+def test_import_does_not_load_matplotlib():
+    code = "import sys, slowthink.cli, slowthink.report; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
