@@ -163,8 +163,8 @@ def test_deep_recursion(box):
     # With the guard lifted, Python-level recursion eats the heap (3.11 frames live there)...
     code = "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1) + 1\nf(0)"
     run_hostile(box, code, {"memory", "timeout"})
-    # ...and C-level recursion (repr of a deeply nested list) overflows the C stack.
-    code = "import sys\nsys.setrecursionlimit(10**8)\na = []\nfor _ in range(60_000):\n    a = [a]\nrepr(a)"
+    # ...and C-level recursion (pickling a deeply nested list) overflows the C stack.
+    code = "import pickle, sys\nsys.setrecursionlimit(10**8)\na = []\nfor _ in range(200_000):\n    a = [a]\npickle.dumps(a)"
     result = run_hostile(box, code, {"crashed"})
     assert "SIGSEGV" in result.stderr
 
