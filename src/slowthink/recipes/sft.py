@@ -59,11 +59,23 @@ class SFTTrainConfig(StrictConfig):
     keep_checkpoints: int = 1
 
 
+# Defaults live on subclasses, not on default instances: a partial override such as
+# ``optim.lr=...`` then keeps the other SFT defaults instead of falling back to the base class's.
+class SFTRunConfig(RunConfig):
+    output_dir: str = "runs/sft"
+
+
+class SFTOptimConfig(OptimConfig):
+    lr: float = 2e-3
+    schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = 20
+
+
 class SFTConfig(StrictConfig):
-    run: RunConfig = RunConfig(output_dir="runs/sft")
+    run: SFTRunConfig = SFTRunConfig()
     model: ModelConfig = ModelConfig()
     data: SFTDataConfig = SFTDataConfig()
-    optim: OptimConfig = OptimConfig(lr=2e-3, schedule="cosine", warmup_steps=20)
+    optim: SFTOptimConfig = SFTOptimConfig()
     train: SFTTrainConfig = SFTTrainConfig()
     tracking: TrackingConfig = TrackingConfig()
 
