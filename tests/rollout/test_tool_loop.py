@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.rollout.generator import Completion, Generator, SamplingParams
 from slowthink.rollout.tool_loop import (
     STILL3_FORMAT,
     ToolLoop,
     ToolLoopConfig,
     format_output,
     pending_code,
+    sandbox_config_for,
     still3_sandbox_config,
     tool_metrics,
 )
@@ -55,7 +56,7 @@ class ScriptedGenerator:
         return out
 
     def update_weights(self, model) -> None:
-        pass
+        self.weights = model
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +257,12 @@ def test_tool_loop_over_the_real_tiny_hf_generator(sandbox):
     assert completion.logprobs[n_code : n_code + len(spliced)] == [0.0] * len(spliced)
     assert completion.text == code_part + tool_part + tail
     assert completion.finish_reason == "stop"
+
+
+def test_the_loop_is_a_generator_and_passes_weights_through():
+    generator = ScriptedGenerator([])
+    loop = ToolLoop(generator, None, TOK, ToolLoopConfig(execute=False))
+    assert isinstance(loop, Generator)
+    loop.update_weights("new weights")
+    assert generator.weights == "new weights"
+    assert sandbox_config_for("still3").timeout_s == 5.0 and sandbox_config_for("default", timeout_s=2).timeout_s == 2

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, Sequence
 from pydantic import Field
 
 from slowthink.config import StrictConfig
-from slowthink.rollout.generator import Completion, Generator, SamplingParams
+from slowthink.rollout.generator import Completion, FinishReason, Generator, SamplingParams
 from slowthink.sandbox.base import CellResult, Sandbox
 from slowthink.sandbox.config import SandboxConfig
 
@@ -75,6 +75,11 @@ STATUS_LINES = {
 def still3_sandbox_config(**overrides: Any) -> SandboxConfig:
     """The paper's release: stateless cells, 5 s timeout."""
     return SandboxConfig(**{"mode": "stateless", "timeout_s": 5.0, **overrides})
+
+
+def sandbox_config_for(preset: str, **overrides: Any) -> SandboxConfig:
+    """The sandbox settings a preset expects (still3: the release's; default: ours)."""
+    return still3_sandbox_config(**overrides) if preset == "still3" else SandboxConfig(**overrides)
 
 
 class ToolLoopConfig(StrictConfig):
@@ -156,7 +161,7 @@ class _Response:
     logprobs: list[float] = field(default_factory=list)
     loss_mask: list[int] = field(default_factory=list)
     text: str = ""
-    finish_reason: str = "stop"
+    finish_reason: FinishReason = "stop"
     stop_string: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     handled_upto: int = 0
@@ -173,12 +178,13 @@ class _Response:
         self.text += text
 
     def completion(self) -> Completion:
-        return Completion(self.prompt_index, self.token_ids, self.logprobs, self.text, self.finish_reason,  # type: ignore[arg-type]
+        return Completion(self.prompt_index, self.token_ids, self.logprobs, self.text, self.finish_reason,
                           loss_mask=self.loss_mask, stop_string=self.stop_string, tool_calls=self.tool_calls)
 
 
 class ToolLoop:
-    """Generation with code execution; one instance per (generator, sandbox, tokenizer)."""
+    """Generation with code execution. It is itself a ``Generator``, so evaluation and RL
+    take it wherever they take the engine it wraps."""
 
     def __init__(self, generator: Generator, sandbox: Sandbox | None, tokenizer: TextTokenizer,
                  config: ToolLoopConfig | None = None) -> None:
@@ -212,6 +218,9 @@ class ToolLoop:
             if self.sandbox is not None:
                 self.sandbox.close_session(response.session)
         return [r.completion() for r in responses]
+
+    def update_weights(self, model: Any) -> None:
+        self.generator.update_weights(model)
 
     def _absorb(self, response: _Response, segment: Completion, user_stops: tuple[str, ...]) -> None:
         """Add one model segment; then finish, or run its code and mark it to go on."""
