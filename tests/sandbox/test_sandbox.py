@@ -60,8 +60,8 @@ def test_an_exception_gives_error_with_its_last_traceback_line(sandbox):
 
 def test_a_syntax_error_is_an_error_status(sandbox):
     result = sandbox.run("def f(:\n  pass")
-    assert result.status == "error"
-    assert result.error.startswith("SyntaxError")
+    assert (result.status, result.error) == ("error", "SyntaxError: invalid syntax")
+    assert result.stderr.startswith('  File "<cell>", line 1') and "slowthink" not in result.stderr
 
 
 def test_stateless_cells_share_nothing(sandbox):

@@ -70,6 +70,12 @@ def run_cell(code: str, namespace: dict[str, Any], stdout: TrackedStdout) -> int
     linecache.cache[CELL_FILENAME] = (len(code), None, lines, CELL_FILENAME)
     try:
         body, last = split_last_expression(code)
+    except (SyntaxError, ValueError, UnicodeError) as exc:
+        # Code that does not compile: Python's own one-part report, no internal frames.
+        sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+        _flush_quietly()
+        return EXIT_ERROR
+    try:
         exec(compile(body, CELL_FILENAME, "exec"), namespace)
         if last is not None:
             value = eval(compile(last, CELL_FILENAME, "eval"), namespace)
