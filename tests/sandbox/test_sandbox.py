@@ -6,7 +6,6 @@ Hostile cells live in ``hostile_cells.py`` and run in a jail (``test_hostile.py`
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -98,14 +97,12 @@ def test_long_output_is_truncated_head_and_tail():
 
 
 def test_cpu_limit_stops_a_busy_loop_before_the_wall_deadline():
-    config = SandboxConfig(timeout_s=3, cpu_s=1, preload=())
-    with ProcessSandbox(config) as box:
-        start = time.monotonic()
+    # A generous wall deadline, so that even on a crowded machine 1 CPU-second comes first.
+    with ProcessSandbox(SandboxConfig(timeout_s=20, cpu_s=1, preload=())) as box:
         result = box.run("while True:\n    pass")
-        elapsed = time.monotonic() - start
     assert result.status == "timeout"
-    # SIGXCPU at 1 CPU-second, well before the 3 s wall deadline (slack for a busy machine).
-    assert elapsed < 2.9
+    assert "SIGXCPU" in result.stderr and "wall-clock" not in result.stderr
+    assert result.wall_s < 20
 
 
 def test_fallback_backend_runs_cells_and_blocks_writes(tmp_path):
