@@ -46,8 +46,12 @@ def jail_command(group: Path | None) -> list[str] | str:
         return "util-linux 'unshare' is not installed"
     if group is not None:
         # Join the cgroup first (the shell's pid), then unshare into a new PID namespace.
-        return ["sh", "-c", f'echo $$ > "{group}/cgroup.procs" && exec "$0" "$@"',
-                unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
+        prefix = ["sh", "-c", f'echo $$ > "{group}/cgroup.procs" && exec "$0" "$@"',
+                  unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
+        probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return prefix
+        return f"the pids cgroup {group} or a PID namespace is not usable: {probe.stderr.strip()}"
     probe = subprocess.run([unshare, "--user", "--map-root-user", "--pid", "--fork", "true"], capture_output=True)
     if probe.returncode != 0 or os.geteuid() == 0:
         return ("no pids-limited cgroup could be created and an unprivileged user+PID namespace with "
