@@ -149,3 +149,20 @@ def test_the_fallback_says_so_in_the_log_once():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("using the fallback backend (requested in the config)") == 1
+
+
+def test_a_worker_killed_from_outside_reports_crashed_and_is_replaced():
+    import os
+    import signal
+    import threading
+
+    with ProcessSandbox(SandboxConfig(timeout_s=5, preload=())) as box:
+        pid = box.worker_pid
+        killer = threading.Timer(0.5, os.killpg, (pid, signal.SIGKILL))
+        killer.start()
+        result = box.run("import time\ntime.sleep(4)")
+        killer.join()
+        assert result.status == "crashed" and "worker died" in result.stderr
+        assert result.wall_s < 4
+        assert box.run("print('again')").stdout == "again\n"
+        assert box.worker_starts == 2 and box.worker_pid != pid

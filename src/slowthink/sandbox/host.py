@@ -20,12 +20,13 @@ import threading
 import time
 from typing import Any
 
-from slowthink.sandbox.base import CellResult
+from slowthink.sandbox.base import CELL_STATUSES, CellResult
 from slowthink.sandbox.config import SandboxConfig
 from slowthink.sandbox.launch import WORKER_ENV, SandboxUnavailable, resolve_backend, worker_command
 
 # Time the worker gets beyond a cell's deadline to kill it and reply (a busy machine).
 GRACE_S = 5.0
+REPLY_FIELDS = {"status", "stdout", "stderr", "wall_s", "error", "truncated"}
 
 
 class ProcessSandbox:
@@ -50,8 +51,8 @@ class ProcessSandbox:
             budget = self.config.timeout_s + GRACE_S
             reply = self._request({"op": "run", "code": code, "session": session}, budget)
             wall = time.monotonic() - start
-            if reply is None:
-                return self._worker_failure(wall, overran=wall >= budget)
+            if reply is None or set(reply) != REPLY_FIELDS or reply["status"] not in CELL_STATUSES:
+                return self._worker_failure(wall, overran=reply is None and wall >= budget)
             return CellResult(backend=self.backend, **reply)
 
     def close_session(self, session: str) -> None:
@@ -75,6 +76,11 @@ class ProcessSandbox:
     def __del__(self) -> None:
         if getattr(self, "_proc", None) is not None:
             self._kill_worker()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The host-side pid of the worker (bubblewrap's, under bwrap); None when stopped."""
+        return self._proc.pid if self._proc is not None else None
 
     # -- the worker -----------------------------------------------------------------
     def _start(self) -> None:
@@ -123,7 +129,11 @@ class ProcessSandbox:
                 self._buffer += chunk
         line, _, rest = bytes(self._buffer).partition(b"\n")
         self._buffer = bytearray(rest)
-        return json.loads(line)
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return None  # not our worker's JSON: treated as a dead worker
+        return message if isinstance(message, dict) else None
 
     def _worker_failure(self, wall_s: float, overran: bool) -> CellResult:
         """The worker died or overran: kill it (and every cell), report, restart next time."""
