@@ -97,6 +97,8 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str = "cpu") -
     from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"model.device={device} but no CUDA device is available; use model.device=cpu")
     resolved = resolve_model_path(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=getattr(torch, dtype))

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from slowthink.config import StrictConfig
+from slowthink.config import ConfigError, StrictConfig
 
 
 class TrackingConfig(StrictConfig):
@@ -50,7 +50,7 @@ class TensorBoardTracker:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
-            raise RuntimeError("tracking.tensorboard=true needs the 'tensorboard' package: pip install tensorboard") from exc
+            raise ConfigError("tracking.tensorboard=true needs the 'tensorboard' package: pip install tensorboard") from exc
         self._writer = SummaryWriter(str(log_dir))
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -66,7 +66,7 @@ class WandbTracker:
         try:
             import wandb
         except ImportError as exc:
-            raise RuntimeError("tracking.wandb=true needs the 'wandb' package: pip install wandb") from exc
+            raise ConfigError("tracking.wandb=true needs the 'wandb' package: pip install wandb") from exc
         self._run = wandb.init(project=project, dir=str(run_dir), config=config)
 
     def log(self, metrics: dict[str, float], step: int) -> None:

@@ -116,6 +116,12 @@ def test_impossible_combinations_are_config_errors(tmp_path):
         tiny_rl_config(tmp_path, "rollout.sync_weights_every=2")
     with pytest.raises(ConfigError, match="needs a GPU"):
         tiny_rl_config(tmp_path, "rollout.backend=vllm")
+    with pytest.raises(ConfigError, match="hf backend only"):
+        tiny_rl_config(tmp_path, "rollout.backend=vllm", "model.device=cuda", "rollout.generation_batch_size=8")
+    with pytest.raises(ConfigError, match="needs rollout.tools=python"):
+        tiny_rl_config(tmp_path, "rollout.max_tool_calls=2")
+    with pytest.raises(ConfigError, match="no effect"):
+        tiny_rl_config(tmp_path, "kl.placement=reward")
     with pytest.raises(ConfigError, match="alternatives"):
         tiny_rl_config(tmp_path, "algorithm.question_selection=true", "algorithm.response_selection=true")
 

@@ -58,11 +58,11 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
 
         return VLLMGenerator.from_model_path(config.model.path, tokenizer)
     engine_model = model if config.rollout.sync_weights_every == 1 else copy.deepcopy(model)
-    generator = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size)
+    generator = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size or 256)
     if config.rollout.tools == "python":
         from slowthink.rollout.tool_loop import ToolLoopGenerator
 
-        return ToolLoopGenerator.for_rl(generator, tokenizer, max_tool_calls=config.rollout.max_tool_calls)
+        return ToolLoopGenerator.for_rl(generator, tokenizer, max_tool_calls=config.rollout.max_tool_calls or 4)
     return generator
 
 

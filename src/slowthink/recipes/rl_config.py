@@ -33,17 +33,22 @@ class RolloutConfig(StrictConfig):
     # Sync the trainer's weights into the generator every K steps; K > 1 reuses a stale
     # (older) policy for rollouts: off-policy, corrected with the rollout log-probs.
     sync_weights_every: int = 1
-    # Sequences per generation batch.
-    generation_batch_size: int = 256
+    # Sequences per generation batch of the hf backend (vLLM schedules its own batches).
+    generation_batch_size: int | None = None
     # "python" runs code blocks in the sandbox during rollouts (tool-integrated RL).
     tools: Literal["none", "python"] = "none"
-    max_tool_calls: int = 4
+    # Tool calls allowed per response (rollout.tools=python only).
+    max_tool_calls: int | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "RolloutConfig":
         steps = [s for s, _ in self.max_length_schedule]
         if not steps or steps[0] != 0 or steps != sorted(steps):
             raise ValueError("rollout.max_length_schedule must start at step 0 and be sorted, e.g. [[0, 8192], [100, 20480]]")
+        if self.backend == "vllm" and self.generation_batch_size is not None:
+            raise ValueError("rollout.generation_batch_size applies to the hf backend only; vLLM schedules its own batches")
+        if self.tools == "none" and self.max_tool_calls is not None:
+            raise ValueError("rollout.max_tool_calls needs rollout.tools=python")
         if self.prompts_per_step < 1 or self.rollouts_per_prompt < 1:
             raise ValueError("rollout.prompts_per_step and rollout.rollouts_per_prompt must be >= 1")
         return self
@@ -136,6 +141,10 @@ class RLConfig(StrictConfig):
             raise ValueError("algorithm.loss_aggregation=constant needs a positive max length")
         if self.rollout.backend == "vllm" and self.model.device == "cpu":
             raise ValueError("rollout.backend=vllm needs a GPU: set model.device=cuda (or use rollout.backend=hf)")
+        if self.kl.reference_reset_every and self.kl.mode == "off" and not self.kl.monitor:
+            raise ValueError("kl.reference_reset_every needs a reference model: set kl.mode or kl.monitor=true")
+        if self.kl.placement == "reward" and self.kl.mode == "off":
+            raise ValueError("kl.placement=reward has no effect with kl.mode=off")
         if self.rollout.rollouts_per_prompt < 2 and self.algorithm.advantage != "reinforce_pp":
             raise ValueError(f"algorithm.advantage={self.algorithm.advantage} needs rollout.rollouts_per_prompt >= 2")
         return self
