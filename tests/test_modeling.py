@@ -81,3 +81,14 @@ def test_set_torch_threads(monkeypatch):
         assert set_torch_threads() == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("loader", [load_model, load_tokenizer])
+def test_unknown_hub_name_says_it_is_no_local_directory(loader, monkeypatch):
+    # Offline, so the hub lookup fails at once instead of retrying the network.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=r"from 'runs/nope' \(no such local directory; tried as a Hugging Face hub name\)"):
+        loader("runs/nope")

@@ -72,6 +72,12 @@ def _generic_fast_tokenizer(path: str) -> bool:
     return json.loads(config.read_text()).get("tokenizer_class") in ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
+def _hub_hint(resolved: str) -> str:
+    # A name that is no local directory was tried as a hub id: say so, since a mistyped
+    # relative path ("runs/x") otherwise reads like a network problem.
+    return "" if Path(resolved).exists() else " (no such local directory; tried as a Hugging Face hub name)"
+
+
 def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -84,7 +90,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     try:
         tokenizer = loader.from_pretrained(resolved)
     except OSError as exc:
-        raise ModelLoadError(f"cannot load tokenizer from '{name_or_path}': {exc}") from None
+        raise ModelLoadError(f"cannot load tokenizer from '{name_or_path}'{_hub_hint(resolved)}: {exc}") from None
     # Left padding for batched generation; a pad token for models that lack one.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
@@ -103,7 +109,7 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str = "cpu") -
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=getattr(torch, dtype))
     except OSError as exc:
-        raise ModelLoadError(f"cannot load model from '{name_or_path}': {exc}") from None
+        raise ModelLoadError(f"cannot load model from '{name_or_path}'{_hub_hint(resolved)}: {exc}") from None
     return model.to(device)
 
 
