@@ -60,3 +60,8 @@ def test_keywords_are_whole_words_and_case_insensitive():
     metrics = rollout_metrics(["BUT butter; Waiting, WAIT"], [1], [True], [Verdict("correct", "1")])
     assert metrics["keywords/correction"] == 1.0  # "BUT", not "butter"
     assert metrics["keywords/reflection"] == 1.0  # "WAIT", not "Waiting"
+
+
+def test_mismatched_inputs_are_an_error():
+    with pytest.raises(ValueError, match="got 2 texts, 1 lengths, 2 finished flags, 2 verdicts"):
+        rollout_metrics(["a", "b"], [3], [True, True], [Verdict("correct", "1"), Verdict("wrong", "2")])

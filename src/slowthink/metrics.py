@@ -20,6 +20,12 @@ def _mean(values: Sequence[float]) -> float:
 
 def rollout_metrics(texts: Sequence[str], lengths: Sequence[int], finished: Sequence[bool], verdicts: Sequence[Verdict]) -> dict[str, float]:
     """Accuracy, lengths, completion ratio, keyword frequency and status counts of a batch."""
+    # zip() would silently pair the wrong responses' lengths and verdicts.
+    if not len(texts) == len(lengths) == len(finished) == len(verdicts):
+        raise ValueError(
+            f"rollout_metrics needs one of each per response: got {len(texts)} texts, {len(lengths)} lengths, "
+            f"{len(finished)} finished flags, {len(verdicts)} verdicts"
+        )
     correct = [v.correct for v in verdicts]
     metrics = {
         "accuracy": _mean([float(c) for c in correct]),
