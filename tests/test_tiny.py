@@ -223,3 +223,15 @@ def test_solutions_tokenize_to_the_expected_length(tokenizer):
     ids = tokenizer.encode(task.solution((964, 494, 876)), add_special_tokens=False)
     # <think> + 8 + 1 + 10 + 1 + 10 + </think> + \boxed{ + 4 digits + }
     assert len(ids) == 1 + 8 + 1 + 10 + 1 + 10 + 1 + 1 + 4 + 1
+
+
+def test_an_easy_task_with_too_few_problems_is_an_error_not_a_hang():
+    task = ArithmeticTask(num_operands=2, digits=1)  # 81 ordered pairs in all
+    train, heldout = task.split_size(heldout=False), task.split_size(heldout=True)
+    assert train + heldout == 81
+    assert len({p.problem for p in task.problems(train, seed=0, heldout=False)}) == train  # all of them
+    with pytest.raises(ValueError, match=f"has only {train} distinct train problems, {train + 1} asked for"):
+        task.problems(train + 1, seed=0, heldout=False)
+    with pytest.raises(ValueError, match=f"only {heldout} distinct held-out problems"):
+        task.problems(200, seed=0, heldout=True)
+    assert ArithmeticTask().split_size(heldout=False) is None  # 900^3 tuples: never exhausted

@@ -18,6 +18,7 @@ accuracy as response length grows.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import string
 from dataclasses import dataclass
@@ -175,8 +176,25 @@ class ArithmeticTask:
             if self.is_heldout(operands) == heldout:
                 return operands
 
+    def split_size(self, heldout: bool, limit: int = 100_000) -> int | None:
+        """How many distinct problems one side of the split holds; None when the task has
+        more than ``limit`` operand tuples (too many to count, and never exhausted)."""
+        if (self.high - self.low + 1) ** self.num_operands > limit:
+            return None
+        numbers = range(self.low, self.high + 1)
+        return sum(self.is_heldout(ops) == heldout for ops in itertools.product(numbers, repeat=self.num_operands))
+
     def problems(self, count: int, seed: int, heldout: bool) -> list[Problem]:
         """``count`` distinct problems from the train (or held-out) side of the split."""
+        # An easy task (e.g. one-digit numbers) has few distinct problems: asking for more
+        # would make the loop below draw forever.
+        available = self.split_size(heldout)
+        if available is not None and count > available:
+            side = "held-out" if heldout else "train"
+            raise ValueError(
+                f"the tiny task ({self.num_operands} numbers of {self.digits} digits) has only {available} distinct "
+                f"{side} problems, {count} asked for: ask for fewer or use more digits or operands"
+            )
         rng = random.Random(f"{seed}-{heldout}")
         seen: set[tuple[int, ...]] = set()
         out = []
