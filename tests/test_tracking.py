@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from slowthink.config import ConfigError
 from slowthink.tracking import (
     JsonlTracker,
     MultiTracker,
@@ -85,7 +86,7 @@ def test_multi_tracker_fans_out_and_closes(tmp_path):
 
 def test_tensorboard_sink_writes_events_or_says_what_to_install(tmp_path):
     if importlib.util.find_spec("tensorboard") is None:
-        with pytest.raises(RuntimeError, match="tracking.tensorboard=true needs the 'tensorboard' package"):
+        with pytest.raises(ConfigError, match="tracking.tensorboard=true needs the 'tensorboard' package"):
             build_tracker(TrackingConfig(tensorboard=True), tmp_path, {}, resume=False)
     else:
         tracker = TensorBoardTracker(tmp_path / "tb")
@@ -110,3 +111,10 @@ def test_disabled_progress_prints_nothing(capsys):
     progress.update(1, {"loss": math.pi})
     progress.close()
     assert capsys.readouterr().err == ""
+
+
+def test_wandb_sink_says_what_to_install(tmp_path):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed: this checks the message shown without it")
+    with pytest.raises(ConfigError, match="tracking.wandb=true needs the 'wandb' package: pip install wandb"):
+        build_tracker(TrackingConfig(wandb=True), tmp_path, {}, resume=False)
