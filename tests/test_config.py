@@ -210,3 +210,12 @@ def test_resolved_yaml_loads_back_to_the_same_config(tmp_path):
     config = load_config(RLConfig, None, ["kl.mode=cosine", "rollout.max_length_schedule=[[0, 32], [4, 64]]", "rollout.stop=[x]"])
     path = write(tmp_path, config_to_yaml(config))
     assert load_config(RLConfig, path) == config
+
+
+def test_a_number_given_for_a_text_field_is_its_text():
+    # YAML reads `run.output_dir=2024` as an int; it is still a fine directory name.
+    config = load_config(RLConfig, None, ["run.output_dir=2024", "model.path=0.5"])
+    assert config.run.output_dir == "2024" and config.model.path == "0.5"
+    # ... but a number is not a boolean or a list.
+    with pytest.raises(ConfigError, match="'rollout.stop'"):
+        load_config(RLConfig, None, ["rollout.stop=3"])

@@ -24,7 +24,9 @@ class ConfigError(ValueError):
 class StrictConfig(BaseModel):
     """Base of every config: frozen, and an unknown key is an error, never ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # Override values are parsed as YAML, so `run.output_dir=2024` arrives as an int: a number
+    # given for a text field is taken as its text, not rejected.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True)
 
 
 def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
