@@ -118,7 +118,7 @@ def test_impossible_combinations_are_config_errors(tmp_path):
         tiny_rl_config(tmp_path, "rollout.backend=vllm")
     with pytest.raises(ConfigError, match="hf backend only"):
         tiny_rl_config(tmp_path, "rollout.backend=vllm", "model.device=cuda", "rollout.generation_batch_size=8")
-    with pytest.raises(ConfigError, match="needs rollout.tools=python"):
+    with pytest.raises(ConfigError, match="need rollout.tools=python"):
         tiny_rl_config(tmp_path, "rollout.max_tool_calls=2")
     with pytest.raises(ConfigError, match="no effect"):
         tiny_rl_config(tmp_path, "kl.placement=reward")

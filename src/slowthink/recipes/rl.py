@@ -50,20 +50,34 @@ class RLState:
 
 
 def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
-    """The rollout engine; a separate copy of the weights when rollouts may be stale."""
+    """The rollout engine; a separate copy of the weights when rollouts may be stale.
+
+    With ``rollout.tools=python`` the engine is wrapped in the tool loop: code blocks run in
+    the sandbox and their output is spliced in as loss-mask-0 tokens (section 4.4).
+    """
     from slowthink.rollout.hf import HFGenerator
 
     if config.rollout.backend == "vllm":
         from slowthink.rollout.vllm_backend import VLLMGenerator
 
-        return VLLMGenerator.from_model_path(config.model.path, tokenizer)
-    engine_model = model if config.rollout.sync_weights_every == 1 else copy.deepcopy(model)
-    generator = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size or 256)
-    if config.rollout.tools == "python":
-        from slowthink.rollout.tool_loop import ToolLoopGenerator
+        engine = VLLMGenerator.from_model_path(config.model.path, tokenizer)
+    else:
+        engine_model = model if config.rollout.sync_weights_every == 1 else copy.deepcopy(model)
+        engine = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size or 256)
+    if config.rollout.tools == "none":
+        return engine
+    from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig, sandbox_config_for
+    from slowthink.sandbox import ProcessSandbox
 
-        return ToolLoopGenerator.for_rl(generator, tokenizer, max_tool_calls=config.rollout.max_tool_calls or 4)
-    return generator
+    preset = config.rollout.tool_preset or "default"
+    sandbox = ProcessSandbox(sandbox_config_for(preset))
+    return ToolLoop(engine, sandbox, tokenizer, ToolLoopConfig(preset=preset, max_tool_calls=config.rollout.max_tool_calls))
+
+
+def engine_model(generator: Any) -> Any:
+    """The module a generator samples from (through a tool loop), or None for remote engines."""
+    inner = getattr(generator, "generator", generator)
+    return getattr(inner, "model", None)
 
 
 def roll_out(generator: Any, prompts: ProblemSet, config: RLConfig, max_length: int, seed: int) -> list[Completion]:
@@ -183,6 +197,8 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
         metrics.update(reward=float(torch.tensor(scored.total).mean()), kl_coef=kl_coef, max_length=max_length, lr=scheduler.get_last_lr()[0])
         metrics.update({f"reward/{k}": float(torch.tensor(v).mean()) for k, v in scored.components.items()})
         metrics.update(timer.metrics(generated_tokens=sum(len(c.token_ids) for c in completions)))
+        if config.rollout.tools != "none":
+            metrics.update(rollout_tool_metrics(completions, [v.correct for v in scored.verdicts]))
         metrics.update(reduce_across_ranks(metrics, info))
         if config.train.eval_every and (step + 1) % config.train.eval_every == 0 or step + 1 == config.train.steps:
             metrics.update({f"heldout/{k}": v for k, v in run_heldout(generator, heldout_set, reward_model, config).items()})
@@ -197,6 +213,8 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
 
     progress.close()
     reward_model.close()
+    if (sandbox := getattr(generator, "sandbox", None)) is not None:
+        sandbox.close()
     if tracker is not None:
         tracker.close()
     return run_dir
@@ -263,6 +281,16 @@ def continue_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, lr: f
         group["lr"] = group["initial_lr"] = lr
 
 
+def rollout_tool_metrics(completions: list[Completion], correct: list[bool]) -> dict[str, float]:
+    """Tool calls per response, cell statuses, accuracy with and without tool use."""
+    from slowthink.rollout.tool_loop import tool_metrics
+
+    summary = tool_metrics(completions, correct)
+    metrics = {f"tools/status/{status}": float(count) for status, count in summary.pop("tool_status_counts").items()}
+    metrics.update({f"tools/{k}": float(v) for k, v in summary.items() if v is not None})
+    return metrics
+
+
 def generator_sync(generator: Any, model: Any) -> None:
     generator.update_weights(model)
 
@@ -296,7 +324,7 @@ def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimi
     }
     if reference is not None and state.reference_reset_at > 0:
         trainer_state["reference"] = reference.state_dict()
-    engine = getattr(generator, "model", None)
+    engine = engine_model(generator)
     if engine is not None and engine is not model:
         trainer_state["generator"] = engine.state_dict()
     ckpt.save_checkpoint(run_dir, state.step, model, tokenizer, trainer_state, keep_last=config.train.keep_checkpoints)
@@ -313,7 +341,7 @@ def restore(checkpoint: Path, model, reference, generator, optimizer, scheduler,
     sampler.load_state(saved["sampler"])
     if reference is not None and "reference" in saved:
         reference.load_state_dict(saved["reference"])
-    engine = getattr(generator, "model", None)
+    engine = engine_model(generator)
     if engine is not None and "generator" in saved:
         engine.load_state_dict(saved["generator"])
     print(f"[rl] resumed from {checkpoint} at step {saved['step']}", flush=True)

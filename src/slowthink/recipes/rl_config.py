@@ -39,6 +39,8 @@ class RolloutConfig(StrictConfig):
     tools: Literal["none", "python"] = "none"
     # Tool calls allowed per response (rollout.tools=python only).
     max_tool_calls: int | None = None
+    # Tool format: "default" or "still3" (the paper's release; rollout.tools=python only).
+    tool_preset: Literal["default", "still3"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "RolloutConfig":
@@ -47,8 +49,8 @@ class RolloutConfig(StrictConfig):
             raise ValueError("rollout.max_length_schedule must start at step 0 and be sorted, e.g. [[0, 8192], [100, 20480]]")
         if self.backend == "vllm" and self.generation_batch_size is not None:
             raise ValueError("rollout.generation_batch_size applies to the hf backend only; vLLM schedules its own batches")
-        if self.tools == "none" and self.max_tool_calls is not None:
-            raise ValueError("rollout.max_tool_calls needs rollout.tools=python")
+        if self.tools == "none" and (self.max_tool_calls is not None or self.tool_preset is not None):
+            raise ValueError("rollout.max_tool_calls and rollout.tool_preset need rollout.tools=python")
         if self.prompts_per_step < 1 or self.rollouts_per_prompt < 1:
             raise ValueError("rollout.prompts_per_step and rollout.rollouts_per_prompt must be >= 1")
         return self

@@ -33,6 +33,8 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if any(not stop for stop in self.stop):
+            raise ValueError("stop strings must be non-empty (an empty one would end every completion at once)")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
 
