@@ -5,6 +5,10 @@ loses only the requests in flight; a rerun reads the file (a truncated last line
 trace of a kill mid-write, is dropped), skips every (problem, sample) pair it holds and
 generates only the rest. Each generate call is seeded from the run seed and its first
 sample, so rerunning the same plan draws the same samples.
+
+With tools (``slowthink eval --tools python``) each row also holds ``tool_calls`` (how
+many code blocks the response wrote) and ``tool_statuses`` (one sandbox status per block,
+"not_executed" for blocks left unrun), from which ``tool_summary`` derives the tool metrics.
 """
 
 from __future__ import annotations
@@ -32,6 +36,16 @@ class StreamingGenerator(Protocol):
     ) -> Iterator[tuple[int, list[Completion]]]: ...
 
 
+# Extra per-sample fields written when the generator runs tools.
+TOOL_FIELDS = ("tool_calls", "tool_statuses")
+
+
+def tool_fields(completion: Completion) -> dict[str, Any]:
+    """The tool fields of one row: how many code blocks, and each one's sandbox status."""
+    statuses = [call["status"] for call in completion.tool_calls]
+    return {"tool_calls": len(statuses), "tool_statuses": statuses}
+
+
 @dataclass(frozen=True)
 class Decoding:
     """How every sample is drawn. Greedy is one sample at temperature 0 (paper: greedy search)."""
@@ -49,6 +63,8 @@ class SampleStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.records: dict[tuple[str, int], SampleRecord] = {}
+        # {"tool_calls": k, "tool_statuses": [...]} of rows drawn with tools, by the same key.
+        self.tools: dict[tuple[str, int], dict[str, Any]] = {}
         if self.path.exists():
             self._load()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,18 +82,26 @@ class SampleStore:
             if not line.strip():
                 continue
             try:
-                record = SampleRecord.from_json(json.loads(line))
+                row = json.loads(line)
+                record = SampleRecord.from_json(row)
             except (json.JSONDecodeError, ValueError, TypeError) as exc:
                 raise DataError(f"{self.path}:{lineno}: not a sample row ({exc}); move the file away to start over") from None
             self.records[(record.problem_id, record.sample_index)] = record
+            if "tool_calls" in row:
+                statuses = [str(status) for status in row.get("tool_statuses") or []]
+                self.tools[(record.problem_id, record.sample_index)] = {"tool_calls": row["tool_calls"],
+                                                                        "tool_statuses": statuses}
 
     def has(self, problem_id: str, sample_index: int) -> bool:
         return (problem_id, sample_index) in self.records
 
-    def append(self, record: SampleRecord) -> None:
-        self._handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+    def append(self, record: SampleRecord, tools: dict[str, Any] | None = None) -> None:
+        """Write one row; ``tools`` (``tool_fields``) adds the tool-call fields to it."""
+        self._handle.write(json.dumps({**record.to_json(), **(tools or {})}, ensure_ascii=False) + "\n")
         self._handle.flush()
         self.records[(record.problem_id, record.sample_index)] = record
+        if tools is not None:
+            self.tools[(record.problem_id, record.sample_index)] = tools
 
     def close(self) -> None:
         self._handle.close()
@@ -159,10 +183,12 @@ def run_samples(
     context_length: int | None = None,
     chunk_size: int = 16,
     on_sample: Callable[[int], None] | None = None,
+    record_tools: bool = False,
 ) -> list[SampleRecord]:
     """Draw every missing sample of ``problems``, score it and append it to ``store``.
 
     Returns the records of ``problems`` (old and new), ``decoding.n`` per problem.
+    ``record_tools``: the generator is a tool loop; rows get the ``TOOL_FIELDS``.
     """
     work = plan_work(problems, tokenizer, template, decoding, store, context_length)
     # A streaming generator keeps its own requests in flight and hands back each prompt as
@@ -187,10 +213,32 @@ def run_samples(
                         response=completion.text, num_tokens=completion.num_model_tokens,
                         finish_reason=completion.finish_reason, gold=item.problem.answer,
                         extracted=verdict.extracted, status=verdict.status, correct=verdict.correct,
-                    ))
+                    ), tool_fields(completion) if record_tools else None)
                 if on_sample is not None:
                     on_sample(len(completions))
     return [store.records[(p.id, i)] for p in problems for i in range(decoding.n)]
+
+
+def tool_summary(records: Sequence[SampleRecord], store: SampleStore) -> dict[str, Any]:
+    """Tool metrics of ``records`` (their rows must hold the tool fields), named as RL logs
+    them: ``tools/<metric>`` and ``tools/status/<status>`` (``tool_loop.tool_metrics``)."""
+    from slowthink.rollout.tool_loop import tool_metrics
+
+    missing = [r for r in records if (r.problem_id, r.sample_index) not in store.tools]
+    if missing:
+        raise DataError(
+            f"{store.path}: the row of problem '{missing[0].problem_id}' sample {missing[0].sample_index} was drawn "
+            "without tools; use another --out for a run with --tools"
+        )
+    # tool_metrics reads only each completion's tool calls: rebuild them from the stored statuses.
+    completions = [
+        Completion(0, [], [], r.response, "stop",
+                   tool_calls=[{"status": s} for s in store.tools[(r.problem_id, r.sample_index)]["tool_statuses"]])
+        for r in records
+    ]
+    metrics = tool_metrics(completions, [r.correct for r in records])
+    counts = metrics.pop("tool_status_counts")
+    return {**{f"tools/{k}": v for k, v in metrics.items()}, **{f"tools/status/{k}": v for k, v in counts.items()}}
 
 
 def count_missing(problems: Sequence[Problem], n: int, store: SampleStore) -> int:

@@ -4,6 +4,11 @@ Read top to bottom: load problems -> check the output folder (resume) -> build t
 and the checker -> per benchmark, draw the missing samples and summarize -> write the
 summaries and print the table. The paper's settings (sections 4.3, 4.4): greedy decoding,
 or sampling at T=0.6, top-p 0.95 with n=5 or 8, up to 32,768 tokens.
+
+``--tools python`` wraps the backend in the tool loop (code blocks run in the sandbox, their
+output spliced in; section 4.4, STILL-3-TOOL); ``--tools-no-exec`` is the paper's ablation
+"code written but not executed". Rows then carry tool-call counts and statuses, and the
+summaries the tool metrics (docs/tools.md).
 """
 
 from __future__ import annotations
@@ -21,14 +26,27 @@ from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.problems import DataError, Problem, load_problems
 from slowthink.eval.benchmarks import BENCHMARK_NAMES, load_benchmark
 from slowthink.eval.metrics import summarize
-from slowthink.eval.runner import Decoding, SampleStore, check_unique_ids, count_missing, run_samples, write_json
+from slowthink.eval.runner import (
+    Decoding,
+    SampleStore,
+    check_unique_ids,
+    count_missing,
+    run_samples,
+    tool_summary,
+    write_json,
+)
 from slowthink.modeling import ModelLoadError
 from slowthink.prompts import TEMPLATE_NAMES
 
 # Paper, section 4.4: sampled evaluation at T = 0.6, top-p 0.95, n = 8.
 SAMPLED_DEFAULTS = {"n": 8, "temperature": 0.6, "top_p": 0.95}
 # Settings that change what a sample is: a resumed run must match them.
-RESUME_KEYS = ("model", "template", "mode", "temperature", "top_p", "max_tokens", "seed", "checker", "answer_fallback")
+RESUME_KEYS = ("model", "template", "mode", "temperature", "top_p", "max_tokens", "seed", "checker", "answer_fallback",
+               "tools", "tool_preset", "max_tool_calls", "tools_execute")
+# What a run.json written before tools existed meant by the tool keys: no tools.
+RESUME_DEFAULTS = {"tools": "none", "tool_preset": None, "max_tool_calls": None, "tools_execute": None}
+# Tool output formats (rollout.tool_loop.PRESETS).
+TOOL_PRESETS = ("default", "still3")
 
 
 class EvalConfig(StrictConfig):
@@ -67,6 +85,14 @@ class EvalConfig(StrictConfig):
     limit: int | None = None
     seed: int = 0
     progress: bool = True
+    # "python": run code blocks in the sandbox and splice their output in (section 4.4).
+    tools: Literal["none", "python"] = "none"
+    # Output format of the tool loop: "default" or "still3" (the paper's release); None: default.
+    tool_preset: str | None = None
+    # Code blocks executed per response; later ones are left unrun. None: no limit (the paper's).
+    max_tool_calls: int | None = None
+    # The paper's ablation "code written but not executed": stop at code blocks, run nothing.
+    tools_no_exec: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "EvalConfig":
@@ -92,7 +118,23 @@ class EvalConfig(StrictConfig):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        self._check_tools()
         return self
+
+    def _check_tools(self) -> None:
+        if self.tools == "none" and (self.tool_preset is not None or self.max_tool_calls is not None or self.tools_no_exec):
+            raise ValueError("--tool-preset, --max-tool-calls and --tools-no-exec need --tools python")
+        if self.tool_preset is not None and self.tool_preset not in TOOL_PRESETS:
+            raise ValueError(f"unknown tool preset '{self.tool_preset}'; allowed: {', '.join(TOOL_PRESETS)}")
+        if self.max_tool_calls is not None and self.max_tool_calls < 0:
+            raise ValueError(f"max_tool_calls must be >= 0, got {self.max_tool_calls}")
+
+    def tool_settings(self) -> dict[str, Any]:
+        """The tool settings a sample depends on (resume keys); all None without tools."""
+        if self.tools == "none":
+            return {"tools": "none", "tool_preset": None, "max_tool_calls": None, "tools_execute": None}
+        return {"tools": self.tools, "tool_preset": self.tool_preset or "default",
+                "max_tool_calls": self.max_tool_calls, "tools_execute": not self.tools_no_exec}
 
     def decoding(self) -> Decoding:
         if self.mode == "greedy":
@@ -119,10 +161,10 @@ def check_resume(out: Path, cfg: EvalConfig, decoding: Decoding) -> None:
     """Refuse to mix samples drawn under other settings into one output folder; record ours."""
     settings = {"model": cfg.model, "template": cfg.template, "mode": cfg.mode, "temperature": decoding.temperature,
                 "top_p": decoding.top_p, "max_tokens": decoding.max_tokens, "seed": decoding.seed,
-                "checker": cfg.checker, "answer_fallback": cfg.answer_fallback}
+                "checker": cfg.checker, "answer_fallback": cfg.answer_fallback, **cfg.tool_settings()}
     path = out / "run.json"
     if path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
+        previous = {**RESUME_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))}
         for key in RESUME_KEYS:
             if key in previous and previous[key] != settings[key]:
                 raise ConfigError(
@@ -162,6 +204,25 @@ def build_backend(cfg: EvalConfig, decoding: Decoding, stack: ExitStack) -> tupl
     return generator, tokenizer, generator.context_length
 
 
+def wrap_tools(cfg: EvalConfig, generator: Any, tokenizer: Any, stack: ExitStack) -> Any:
+    """The backend as is, or inside the tool loop with a sandbox (closed by ``stack``).
+
+    With ``--tools-no-exec`` no sandbox is started: the loop stops at each code block and
+    goes on without output, so code is written but never run (section 4.4's ablation)."""
+    if cfg.tools == "none":
+        return generator
+    from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig, sandbox_config_for
+
+    preset = cfg.tool_preset or "default"
+    sandbox = None
+    if not cfg.tools_no_exec:
+        from slowthink.sandbox import ProcessSandbox
+
+        sandbox = stack.enter_context(ProcessSandbox(sandbox_config_for(preset)))
+    config = ToolLoopConfig(preset=preset, max_tool_calls=cfg.max_tool_calls, execute=not cfg.tools_no_exec)
+    return ToolLoop(generator, sandbox, tokenizer, config)
+
+
 def build_checker(cfg: EvalConfig, stack: ExitStack) -> Any:
     if cfg.checker == "exact":
         from slowthink.rewards.verdict import ExactMatchChecker
@@ -185,16 +246,21 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
     summaries: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
         generator, tokenizer, context = build_backend(cfg, decoding, stack)
+        generator = wrap_tools(cfg, generator, tokenizer, stack)
         checker = build_checker(cfg, stack)
         for name, problems in problem_sets:
             store = SampleStore(out / name / "samples.jsonl")
             stack.callback(store.close)
             todo = count_missing(problems, decoding.n, store)
             console.print(f"[bold]{name}[/]: {len(problems)} problems x {decoding.n} samples, {todo} to generate")
-            with _progress(console, cfg.progress, name, todo) as advance:
+            with progress_bar(console, cfg.progress, name, todo) as advance:
                 records = run_samples(problems, generator, tokenizer, checker, cfg.template, decoding, store,
-                                      context_length=context, chunk_size=cfg.batch_size, on_sample=advance)
+                                      context_length=context, chunk_size=cfg.batch_size, on_sample=advance,
+                                      record_tools=cfg.tools != "none")
             summaries[name] = {"benchmark": name, **summarize(records, decoding.n, cfg.mode)}
+            if cfg.tools != "none":
+                summaries[name].update(tool_summary(records, store))
+                console.print(tool_line(summaries[name]))
             write_json(out / name / "summary.json", summaries[name])
     write_json(out / "summary.json", summaries)
     print_table(console, summaries)
@@ -202,7 +268,7 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
     return summaries
 
 
-def _progress(console: Console, enabled: bool, name: str, total: int) -> Any:
+def progress_bar(console: Console, enabled: bool, name: str, total: int) -> Any:
     """A rich progress bar on a terminal; elsewhere a no-op (logs stay clean)."""
     from contextlib import contextmanager
 
@@ -223,6 +289,15 @@ def _progress(console: Console, enabled: bool, name: str, total: int) -> Any:
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
+
+
+def tool_line(summary: dict[str, Any]) -> str:
+    """One line of tool metrics: calls per response, statuses, accuracy with / without tools."""
+    statuses = ", ".join(f"{k.removeprefix('tools/status/')} {v}" for k, v in summary.items()
+                         if k.startswith("tools/status/")) or "none"
+    return (f"tools: {summary['tools/tool_calls_per_response']:.2f} calls/response ({statuses}); acc % with tools "
+            f"{_percent(summary['tools/accuracy_with_tools'])} (n={summary['tools/responses_with_tools']}), without "
+            f"{_percent(summary['tools/accuracy_without_tools'])} (n={summary['tools/responses_without_tools']})")
 
 
 def _length(value: float | None) -> str:
@@ -277,6 +352,10 @@ def eval_cli(
     limit: int = typer.Option(None, help="only the first N problems of each benchmark"),
     seed: int = typer.Option(0, help="sampling seed"),
     progress: bool = typer.Option(True, help="progress bar on a terminal"),
+    tools: str = typer.Option("none", help="python: run code blocks in the sandbox and show their output (section 4.4)"),
+    tool_preset: str = typer.Option(None, help="tool format with --tools python: default or still3 (the paper's release)"),
+    max_tool_calls: int = typer.Option(None, help="code blocks executed per response (default: no limit)"),
+    tools_no_exec: bool = typer.Option(False, "--tools-no-exec", help="ablation: code is written but never executed"),
 ) -> None:
     """Evaluate a model on math benchmarks (pass@1, maj@n, pass@k, lengths, completion and keyword ratios).
 
@@ -287,13 +366,15 @@ def eval_cli(
     from slowthink.config import format_validation_error
     from slowthink.rollout.openai_backend import OpenAIBackendError
     from slowthink.rollout.vllm_backend import BackendUnavailableError
+    from slowthink.sandbox.launch import SandboxUnavailable
 
     options = dict(model=model, benchmarks=tuple(benchmark), data=data, data_dir=data_dir, mode=mode, n=n,
                    temperature=temperature, top_p=top_p, max_tokens=max_tokens, template=template, backend=backend,
                    base_url=base_url, api_key=api_key, served_model_name=served_model_name, concurrency=concurrency,
                    timeout_s=timeout_s, max_retries=max_retries, batch_size=batch_size, checker=checker,
                    checker_workers=checker_workers, answer_fallback=answer_fallback, out=out,
-                   limit=limit, seed=seed, progress=progress)
+                   limit=limit, seed=seed, progress=progress, tools=tools, tool_preset=tool_preset,
+                   max_tool_calls=max_tool_calls, tools_no_exec=tools_no_exec)
     try:
         cfg = EvalConfig(**options)
     except ValidationError as exc:
@@ -301,6 +382,7 @@ def eval_cli(
         raise typer.Exit(2) from None
     try:
         evaluate(cfg)
-    except (DataError, ConfigError, ModelLoadError, OpenAIBackendError, BackendUnavailableError) as exc:
+    except (DataError, ConfigError, ModelLoadError, OpenAIBackendError, BackendUnavailableError,
+            SandboxUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
