@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import random
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_usage import busy_jiffies, tree_jiffies  # noqa: E402
 
 MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "math500.jsonl"
 _BOX_RE = re.compile(r"\\boxed\{")
@@ -56,33 +60,6 @@ def load_mix(n_golds: int, offset: int = 0, seed: int = 0) -> tuple[list[str], l
     return golds, responses
 
 
-def _busy_jiffies() -> int:
-    """Busy time of all CPUs, from /proc/stat (user+nice+system+irq+softirq+steal)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
-
-
-def _tree_jiffies(root: int) -> int:
-    """CPU time of ``root`` and its live descendants (utime+stime+cutime+cstime)."""
-    parents, times = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry)] = int(rest[1])
-        times[int(entry)] = sum(int(x) for x in rest[11:15])
-    total, frontier = 0, [root]
-    while frontier:
-        pid = frontier.pop()
-        total += times.get(pid, 0)
-        frontier += [child for child, parent in parents.items() if parent == pid]
-    return total
-
-
 @dataclass
 class Phase:
     name: str
@@ -101,13 +78,13 @@ class CpuWatch:
 
     def __enter__(self) -> "CpuWatch":
         self.hz = os.sysconf("SC_CLK_TCK")
-        self.t0, self.busy0, self.mine0 = time.perf_counter(), _busy_jiffies(), _tree_jiffies(os.getpid())
+        self.t0, self.busy0, self.mine0 = time.perf_counter(), busy_jiffies(), tree_jiffies(os.getpid())
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.t0
-        busy = _busy_jiffies() - self.busy0
-        mine = _tree_jiffies(os.getpid()) - self.mine0
+        busy = busy_jiffies() - self.busy0
+        mine = tree_jiffies(os.getpid()) - self.mine0
         self.other_cores = max(0, busy - mine) / self.hz / self.seconds
         self.cpu_seconds = mine / self.hz
 

@@ -26,32 +26,11 @@ from pathlib import Path
 
 from slowthink.sandbox import ProcessSandbox, SandboxConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_usage import busy_jiffies, tree_jiffies  # noqa: E402
+
 TRIVIAL = "x = 1"
 SYMPY = "import sympy as sp\nx = sp.symbols('x')\nsp.solve(x**2 - 4, x)"
-
-
-def busy_jiffies() -> int:
-    """Busy time of all CPUs from /proc/stat (all fields but idle and iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
-
-
-def tree_jiffies(root: int) -> int:
-    """CPU time of ``root`` and its live descendants (the worker and its cells)."""
-    parents, times = {}, {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = stat[stat.rindex(")") + 2:].split()
-        parents[int(entry)], times[int(entry)] = int(rest[1]), sum(int(x) for x in rest[11:15])
-    total, frontier = 0, [root]
-    while frontier:
-        pid = frontier.pop()
-        total += times.get(pid, 0)
-        frontier += [child for child, parent in parents.items() if parent == pid]
-    return total
 
 
 def measure(name: str, call, n: int, gap_s: float, max_other: float) -> dict:

@@ -32,22 +32,28 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
+    """Load the config (YAML + overrides) and run the recipe; user errors exit 2 with one message."""
+    from slowthink.config import load_config
+
+    config, overrides = split_config_argument(config, overrides)
+    try:
+        run_dir = run(load_config(config_class, config, overrides), resume=resume)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    print(f"run written to {run_dir}")
+
+
 def rl_cli(
     config: Optional[Path] = typer.Argument(None, help="YAML config (e.g. configs/tiny_rl.yaml); defaults apply without one."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. kl.mode=cosine rollout.temperature=1.2"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
 ) -> None:
     """RL with verifiable rewards (GRPO / Dr. GRPO / RLOO / REINFORCE++, KL schedules, length strategies)."""
-    from slowthink.config import load_config
     from slowthink.recipes.rl import run_rl
     from slowthink.recipes.rl_config import RLConfig
 
-    config, overrides = split_config_argument(config, overrides)
-    try:
-        run_dir = run_rl(load_config(RLConfig, config, overrides), resume=resume)
-    except USER_ERRORS as exc:
-        fail(str(exc))
-    print(f"run written to {run_dir}")
+    train(RLConfig, run_rl, config, overrides, resume)
 
 
 def sft_cli(
@@ -56,15 +62,9 @@ def sft_cli(
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
 ) -> None:
     """Supervised fine-tuning on prompt/response or chat-message JSONL (loss on response tokens)."""
-    from slowthink.config import load_config
     from slowthink.recipes.sft import SFTConfig, run_sft
 
-    config, overrides = split_config_argument(config, overrides)
-    try:
-        run_dir = run_sft(load_config(SFTConfig, config, overrides), resume=resume)
-    except USER_ERRORS as exc:
-        fail(str(exc))
-    print(f"run written to {run_dir}")
+    train(SFTConfig, run_sft, config, overrides, resume)
 
 
 def demo_cli(

@@ -333,16 +333,10 @@ def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimi
 
 def restore(checkpoint: Path, model, reference, generator, optimizer, scheduler, sampler: PromptSampler) -> RLState:
     """Load weights and trainer state; the run continues exactly where the checkpoint was."""
-    ckpt.load_weights(model, checkpoint)
-    saved = ckpt.load_trainer_state(checkpoint)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    ckpt.set_rng_state(saved["rng"])
-    sampler.load_state(saved["sampler"])
+    saved = ckpt.restore_training(checkpoint, model, optimizer, scheduler, sampler)
     if reference is not None and "reference" in saved:
         reference.load_state_dict(saved["reference"])
     engine = engine_model(generator)
     if engine is not None and "generator" in saved:
         engine.load_state_dict(saved["generator"])
-    print(f"[rl] resumed from {checkpoint} at step {saved['step']}", flush=True)
     return RLState(step=saved["step"], sampler=saved["sampler"], reference_reset_at=saved["reference_reset_at"])

@@ -123,13 +123,7 @@ def run_sft(config: SFTConfig, resume: bool = False) -> Path:
     sampler = PromptSampler(len(examples), seed=config.run.seed)
     start = 0
     if resume and (latest := ckpt.latest_checkpoint(run_dir)) is not None:
-        ckpt.load_weights(model, latest)
-        saved = ckpt.load_trainer_state(latest)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        ckpt.set_rng_state(saved["rng"])
-        sampler.load_state(saved["sampler"])
-        start = saved["step"]
+        start = ckpt.restore_training(latest, model, optimizer, scheduler, sampler)["step"]
     elif info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
@@ -149,7 +143,7 @@ def run_sft(config: SFTConfig, resume: bool = False) -> Path:
             progress.update(step + 1, metrics)
         if (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
             if info.is_main:
-                state = {"step": step + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": ckpt.rng_state(), "sampler": sampler.state()}
+                state = ckpt.trainer_state(step + 1, optimizer, scheduler, sampler)
                 ckpt.save_checkpoint(run_dir, step + 1, model, tokenizer, state, keep_last=config.train.keep_checkpoints)
             barrier(info)
     progress.close()

@@ -104,3 +104,21 @@ def load_weights(model: Any, checkpoint: Path) -> None:
     missing = [k for k in missing if k != "lm_head.weight"]
     if missing or unexpected:
         raise RuntimeError(f"checkpoint {checkpoint} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def trainer_state(step: int, optimizer: Any, scheduler: Any, sampler: Any, **extra: Any) -> dict[str, Any]:
+    """What every recipe's checkpoint holds besides the weights."""
+    return {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": rng_state(), "sampler": sampler.state(), **extra}
+
+
+def restore_training(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any, sampler: Any) -> dict[str, Any]:
+    """Load weights, optimizer, schedule, RNG and data position; returns the saved state."""
+    load_weights(model, checkpoint)
+    saved = load_trainer_state(checkpoint)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    set_rng_state(saved["rng"])
+    sampler.load_state(saved["sampler"])
+    print(f"resumed from {checkpoint} at step {saved['step']}", flush=True)
+    return saved
