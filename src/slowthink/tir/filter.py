@@ -1,0 +1,57 @@
+"""Which tool-using responses become training data (paper section 4.4).
+
+The paper keeps a teacher's response only if "it includes a code snippet and provides
+the correct answer". Made precise here, a response is kept when, in this order:
+
+1. it wrote code (at least one tool call)               else ``no_code``
+2. every code block it wrote was executed               else ``unexecuted_code``
+   (a block left unrun, e.g. past ``max_tool_calls``, would teach code with no output)
+3. at least one cell ran to the end (status ``ok``)     else ``no_successful_code``
+4. with ``strict_cells``: every cell ran to the end     else ``failed_cell``
+5. the response finished (EOS), not cut at the limit    else ``truncated``
+6. the checker says the final answer is right           else ``wrong_answer``,
+                                                        ``no_answer`` or ``check_<status>``
+
+A cell that raised, timed out or ran out of memory is kept by default when another cell
+of the response ran: the model then read the error (the paper's release shows the last
+traceback line) and recovered, which is worth learning; ``strict_cells`` drops such
+responses for a cleaner set. A dropped response is counted under the first reason it
+fails, so the counts add up to the number of responses generated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+NOT_EXECUTED = "not_executed"
+# Every reason a response can be dropped for, in the order they are checked.
+FILTER_REASONS: tuple[str, ...] = (
+    "no_code", "unexecuted_code", "no_successful_code", "failed_cell", "truncated", "wrong_answer", "no_answer",
+)
+
+
+def drop_reason(
+    tool_calls: Sequence[Mapping[str, Any]], finished: bool, verdict_status: str, strict_cells: bool = False
+) -> str | None:
+    """Why this response is not training data, or None to keep it.
+
+    ``tool_calls``: the tool loop's records (``{"status": ...}``); ``finished``: it ended
+    on its own; ``verdict_status``: the checker's status ("correct", "wrong", ...)."""
+    statuses = [call["status"] for call in tool_calls]
+    if not statuses:
+        return "no_code"
+    if NOT_EXECUTED in statuses:
+        return "unexecuted_code"
+    if "ok" not in statuses:
+        return "no_successful_code"
+    if strict_cells and any(status != "ok" for status in statuses):
+        return "failed_cell"
+    if not finished:
+        return "truncated"
+    if verdict_status == "correct":
+        return None
+    if verdict_status == "wrong":
+        return "wrong_answer"
+    if verdict_status == "no_answer":
+        return "no_answer"
+    return f"check_{verdict_status}"
