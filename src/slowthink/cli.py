@@ -37,6 +37,10 @@ from slowthink.report import report_cli  # noqa: E402  (matplotlib is imported o
 
 app.command("report")(report_cli)
 
+from slowthink.recipes.distill_tir import distill_tir_cli  # noqa: E402  (teacher, sandbox and checker load when run)
+
+app.command("distill-tir")(distill_tir_cli)
+
 
 def main() -> None:
     app()
