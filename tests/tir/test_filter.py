@@ -30,6 +30,16 @@ def test_no_code_or_code_never_executed_is_dropped_even_with_the_right_answer():
     assert drop_reason(calls("ok", "not_executed"), True, "correct") == "unexecuted_code"
 
 
+def test_code_fences_in_the_text_that_no_tool_call_ran_are_unexecuted_code():
+    ran = "```python\nprint(1)\n```\n```output\n1\n```\n\\boxed{1}"
+    assert drop_reason(calls("ok"), True, "correct", text=ran) is None
+    # A second block closed by a single newline: the loop never stopped there, nothing ran it.
+    unran = ran + "\n```python\nprint(2)\n```\nSo \\boxed{1}"
+    assert drop_reason(calls("ok"), True, "correct", text=unran) == "unexecuted_code"
+    assert drop_reason([], True, "correct", text="```python\nprint(2)\n```\n\\boxed{1}") == "unexecuted_code"
+    assert drop_reason([], True, "correct", text="\\boxed{1}") == "no_code"
+
+
 def test_error_cells_are_kept_beside_a_successful_one_unless_strict():
     assert drop_reason(calls("error", "ok"), True, "correct") is None
     assert drop_reason(calls("timeout", "ok"), True, "correct") is None

@@ -58,6 +58,13 @@ def test_nothing_after_the_end_of_thought_and_nothing_before_start_splits():
     assert split_points("xBut y", start=1) == []
 
 
+def test_nothing_at_or_after_a_code_fence_the_teacher_wrote_itself_splits():
+    text = "a. Wait, b. ```python\nprint(1)\n```\nBut c. Hmm d."
+    assert split_thought(text) == ["a. ", "Wait, b. ```python\nprint(1)\n```\nBut c. Hmm d."]
+    # After the block (an earlier injection's start), the rest of the thought splits again.
+    assert split_thought(text, start=text.index("```\n") + 4) == [text[: text.index("But")], "But c. ", "Hmm d."]
+
+
 def test_a_word_at_the_very_start_or_an_empty_text_makes_no_empty_piece():
     assert split_thought("Wait, then.") == ["Wait, then."]
     assert split_thought("") == [""]

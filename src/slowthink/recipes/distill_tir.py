@@ -184,7 +184,8 @@ def judge(candidates: list[Candidate], problems: Sequence[Problem], checker: Che
     """The drop reason of each candidate (None: keep), checking answers in one call."""
     live = [c for c in candidates if c.failed is None]
     verdicts = iter(checker.check([problems[c.prompt_index].answer for c in live], [c.text for c in live]))
-    return [c.failed if c.failed is not None else drop_reason(c.tool_calls, c.finished, next(verdicts).status, strict_cells)
+    return [c.failed if c.failed is not None
+            else drop_reason(c.tool_calls, c.finished, next(verdicts).status, strict_cells, text=c.text)
             for c in candidates]
 
 
@@ -336,6 +337,7 @@ def distill_tir_cli(
     from slowthink.rollout.openai_backend import OpenAIBackendError
     from slowthink.sandbox.launch import SandboxUnavailable
 
+    # Every option above is a config field of the same name (the imports are not).
     options = {name: value for name, value in locals().items() if name in DistillTIRConfig.model_fields}
     try:
         cfg = DistillTIRConfig(**options)

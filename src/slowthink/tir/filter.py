@@ -5,7 +5,9 @@ the correct answer". Made precise here, a response is kept when, in this order:
 
 1. it wrote code (at least one tool call)               else ``no_code``
 2. every code block it wrote was executed               else ``unexecuted_code``
-   (a block left unrun, e.g. past ``max_tool_calls``, would teach code with no output)
+   (a block left unrun, e.g. past ``max_tool_calls``, or one the loop never saw close,
+   such as a fence followed by a single newline, would teach code with no output; with
+   ``text`` given, its ```` ```python ```` fences are counted against the tool calls)
 3. at least one cell ran to the end (status ``ok``)     else ``no_successful_code``
 4. with ``strict_cells``: every cell ran to the end     else ``failed_cell``
 5. the response finished (EOS), not cut at the limit    else ``truncated``
@@ -24,6 +26,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 NOT_EXECUTED = "not_executed"
+CODE_FENCE = "```python"
 # Every reason a response can be dropped for, in the order they are checked.
 FILTER_REASONS: tuple[str, ...] = (
     "no_code", "unexecuted_code", "no_successful_code", "failed_cell", "truncated", "wrong_answer", "no_answer",
@@ -31,16 +34,19 @@ FILTER_REASONS: tuple[str, ...] = (
 
 
 def drop_reason(
-    tool_calls: Sequence[Mapping[str, Any]], finished: bool, verdict_status: str, strict_cells: bool = False
+    tool_calls: Sequence[Mapping[str, Any]], finished: bool, verdict_status: str, strict_cells: bool = False,
+    text: str | None = None,
 ) -> str | None:
     """Why this response is not training data, or None to keep it.
 
     ``tool_calls``: the tool loop's records (``{"status": ...}``); ``finished``: it ended
-    on its own; ``verdict_status``: the checker's status ("correct", "wrong", ...)."""
+    on its own; ``verdict_status``: the checker's status ("correct", "wrong", ...);
+    ``text``: the response, whose code fences must all be among the tool calls."""
     statuses = [call["status"] for call in tool_calls]
-    if not statuses:
+    written = max(len(statuses), text.count(CODE_FENCE)) if text is not None else len(statuses)
+    if not written:
         return "no_code"
-    if NOT_EXECUTED in statuses:
+    if NOT_EXECUTED in statuses or written > len(statuses):
         return "unexecuted_code"
     if "ok" not in statuses:
         return "no_successful_code"

@@ -15,9 +15,11 @@ The rules here (all pure, all tested by hand):
   the middle of a sentence and do not split; neither does a word inside another word
   ("Butter", "Waiting", "Hmmm"). The word stays at the head of its piece, so joining the
   pieces gives back the text exactly. Only the thought is split: nothing at or after the
-  end-of-thought marker ``</think>`` (when present), and nothing before ``start`` (the
-  text already fixed by an earlier injection). A split point at 0 would make an empty
-  first piece and is not one.
+  end-of-thought marker ``</think>`` (when present), nothing at or after a code fence the
+  teacher wrote on its own (that block never ran, and a kept block without output would
+  teach code that is not executed), and nothing before ``start`` (the text already fixed
+  by an earlier injection). A split point at 0 would make an empty first piece and is not
+  one. Since a cut always drops the last piece, the kept text never reaches past these.
 - **Cut** (``cut_index``): with ``n`` pieces, the cut is a piece index ``i`` drawn
   uniformly from ``[max(1, ceil(n / 3)), n - 1]``: pieces ``0 .. i-1`` are kept, piece ``i``
   (which begins with its split word) and everything after it are replaced. So at least a
@@ -56,9 +58,10 @@ CLOSING_FENCE = "```"
 
 
 def split_points(text: str, start: int = 0, end_marker: str = THOUGHT_END) -> list[int]:
-    """Offsets of the split words in ``text[start:thought end]`` (see the module docstring)."""
-    end = text.find(end_marker, start) if end_marker else -1
-    end = len(text) if end < 0 else end
+    """Offsets of the split words in ``text[start:end]``, ``end`` being the first of the
+    end-of-thought marker and a code fence after ``start`` (see the module docstring)."""
+    ends = [text.find(marker, start) for marker in (end_marker, CLOSING_FENCE) if marker]
+    end = min([e for e in ends if e >= 0], default=len(text))
     return [m.start() for m in _SPLIT_RE.finditer(text, start, end) if m.start() > 0]
 
 
