@@ -195,14 +195,16 @@ def test_heldout_fraction_is_roughly_respected():
 def test_sft_rows_think_probability_follows_the_first_operand():
     task = ArithmeticTask()
     rows = task.sft_rows(2000, seed=0)
-    low = [r for r in rows if int(r["prompt"].split("+")[0]) < 549.5]
-    high = [r for r in rows if int(r["prompt"].split("+")[0]) >= 549.5]
-    assert len(low) > 600 and len(high) > 600
+    threshold = 999 - 0.3 * (999 - 100)  # the top 30% of the first operand's range thinks
+    assert task.think_threshold() == threshold
+    low = [r for r in rows if int(r["prompt"].split("+")[0]) < threshold]
+    high = [r for r in rows if int(r["prompt"].split("+")[0]) >= threshold]
+    assert len(low) > 1200 and len(high) > 450
     think_low = sum(r["response"].startswith("<think>") for r in low) / len(low)
     think_high = sum(r["response"].startswith("<think>") for r in high) / len(high)
-    # 0.2 and 0.8; three standard deviations of a ~1000-sample proportion is about 0.04.
+    # 0.2 and 0.8; three standard deviations of a ~600-sample proportion is about 0.05.
     assert abs(think_low - 0.2) < 0.05
-    assert abs(think_high - 0.8) < 0.05
+    assert abs(think_high - 0.8) < 0.06
     for row in rows:
         operands = tuple(int(x) for x in row["prompt"].split("+"))
         assert row["answer"] == str(sum(operands))

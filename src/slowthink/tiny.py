@@ -134,6 +134,11 @@ class ArithmeticTask:
     digits: int = 3
     # Fraction of problems held out for evaluation (chosen by a hash, so stable across seeds).
     heldout_fraction: float = 0.2
+    # Cold-start mix (see think_probability): the share of the first operand's range where
+    # demonstrations mostly think, and the think probabilities inside and outside it.
+    think_share: float = 0.3
+    think_high: float = 0.8
+    think_low: float = 0.2
 
     @property
     def low(self) -> int:
@@ -214,10 +219,19 @@ class ArithmeticTask:
             )
         return out
 
-    def think_probability(self, operands: tuple[int, ...], low_bias: float = 0.2, high_bias: float = 0.8) -> float:
-        """Chance that the cold-start SFT demonstration thinks: tied to the first operand."""
-        midpoint = (self.low + self.high) / 2
-        return low_bias if operands[0] < midpoint else high_bias
+    def think_threshold(self) -> float:
+        """First-operand value from which demonstrations mostly think (top ``think_share`` of the range)."""
+        return self.high - self.think_share * (self.high - self.low)
+
+    def think_probability(self, operands: tuple[int, ...]) -> float:
+        """Chance that the cold-start SFT demonstration thinks: tied to the first operand.
+
+        Problems whose first operand lies in the top ``think_share`` of its range think with
+        probability ``think_high``, the others with ``think_low``. A greedy SFT model then thinks
+        on about that share of problems and answers directly (and mostly wrongly) elsewhere,
+        though it has seen the reasoning mode on every kind of problem: RL's room to elicit it.
+        """
+        return self.think_high if operands[0] >= self.think_threshold() else self.think_low
 
     def sft_rows(self, count: int, seed: int, all_think: bool = False) -> list[dict]:
         """Cold-start SFT data: ``{"prompt", "response"}`` rows mixing thoughts and bare answers."""

@@ -38,6 +38,11 @@ class TinyTaskConfig(StrictConfig):
 
     num_operands: int = 3
     digits: int = 3
+    # Cold-start mix: share of the first operand's range where demonstrations mostly think
+    # (with probability think_high; think_low elsewhere).
+    think_share: float = 0.3
+    think_high: float = 0.8
+    think_low: float = 0.2
 
 
 class ProblemSourceConfig(StrictConfig):

@@ -25,7 +25,7 @@ class ProblemSet:
 
 
 def tiny_task(config: ProblemSourceConfig) -> ArithmeticTask:
-    return ArithmeticTask(num_operands=config.tiny.num_operands, digits=config.tiny.digits)
+    return ArithmeticTask(**config.tiny.model_dump())
 
 
 def load_problem_sets(config: ProblemSourceConfig, tokenizer: Any, seed: int) -> tuple[ProblemSet, ProblemSet]:

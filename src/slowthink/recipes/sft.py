@@ -82,7 +82,7 @@ class SFTConfig(StrictConfig):
 
 def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> list[SFTExample]:
     if config.source == "tiny":
-        task = ArithmeticTask(config.tiny.num_operands, config.tiny.digits)
+        task = ArithmeticTask(**config.tiny.model_dump())
         rows = [(r["prompt"], r["response"]) for r in task.sft_rows(config.tiny_size, seed, all_think=config.tiny_all_think)]
     else:
         rows = load_sft_rows(config.train_file)
