@@ -57,7 +57,7 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     # Weight-loading progress bars would bury our own progress display.
     from transformers.utils import logging as hf_logging
 
@@ -81,7 +81,7 @@ def _hub_hint(resolved: str) -> str:
 def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    _quiet_transformers()
+    quiet_transformers()
 
     resolved = resolve_model_path(name_or_path)
     # A plain tokenizers-backed tokenizer (the tiny default's) must load as itself: AutoTokenizer
@@ -102,7 +102,7 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str = "cpu") -
     import torch
     from transformers import AutoModelForCausalLM
 
-    _quiet_transformers()
+    quiet_transformers()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"model.device={device} but no CUDA device is available; use model.device=cpu")
     resolved = resolve_model_path(name_or_path)
