@@ -86,10 +86,12 @@ def bwrap_argv(config: SandboxConfig) -> list[str]:
     # ld.so.cache: pyseccomp finds libseccomp through ldconfig; alternatives: Debian's library links.
     for path in ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"):
         argv += ["--ro-bind-try", path, path]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(config.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+    # Bound after the private /tmp, so an interpreter or checkout under /tmp (a CI clone, say)
+    # is mounted on top of it instead of being hidden by it.
     for path in python_paths():
         argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(config.tmp_size_mb * 1024 * 1024),
-             "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    argv += ["--chdir", "/tmp"]
     return argv
 
 
