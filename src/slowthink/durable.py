@@ -1,0 +1,124 @@
+"""Writes that survive a kill at any moment, and one owner per output directory.
+
+- ``atomic_write_bytes`` / ``atomic_write_text``: a temp file beside the target, fsynced,
+  renamed over it, and the directory fsynced, so a reader (or a resume after SIGKILL or a
+  power cut) sees the old content or the new one, never a truncated mix.
+- ``fsync_tree``: fsync every file of a directory and the directory itself before it is
+  renamed into place (checkpoints).
+- ``exclusive_lock``: an ``fcntl.flock`` on a lock file, taken without waiting; a second
+  process on the same run directory or eval output fails at once with a message naming the
+  holder's PID. The kernel drops the lock when its holder dies, so a killed run never
+  leaves a stale lock behind.
+- ``no_space_message``: "no space left on <path>" for an ``OSError`` of a full disk.
+
+Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class LockedError(RuntimeError):
+    """Another live process holds the lock; the message names it and its PID."""
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename or a new entry in ``path`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temp file + fsync + rename + directory fsync."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def fsync_tree(directory: str | Path) -> None:
+    """fsync every regular file under ``directory``, then each directory (deepest first)."""
+    directory = Path(directory)
+    dirs = []
+    for root, _subdirs, files in os.walk(directory):
+        dirs.append(root)
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for root in reversed(dirs):
+        fsync_dir(root)
+
+
+def is_no_space(error: BaseException) -> bool:
+    """True for a full disk (ENOSPC / EDQUOT), also when torch wraps it in a RuntimeError."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return "No space left on device" in text or "basic_ios::clear" in text or "file write failed" in text
+
+
+def no_space_message(path: str | Path) -> str:
+    return f"no space left on {path}: free some space (or choose another directory) and run again"
+
+
+@contextmanager
+def exclusive_lock(lock_path: str | Path, what: str) -> Iterator[Path]:
+    """Hold an exclusive, non-blocking lock on ``lock_path`` for the ``with`` block.
+
+    ``what`` says what is locked ("run directory runs/x"); the error names it and the PID
+    written by the holder. The lock file stays (its content is the holder's PID); only the
+    lock itself matters, and the kernel releases it when the holder exits or dies.
+    """
+    import fcntl
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(lock_path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        os.close(fd)
+        raise LockedError(f"{what} is in use by another process (PID {holder}); wait for it to finish or choose another path") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock_path
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
