@@ -8,6 +8,7 @@ names the dotted key and, for unknown keys, the allowed ones.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,9 +95,27 @@ def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
+def shipped_config_dir() -> Path:
+    """The presets shipped inside the package (``slowthink/configs``), present in a wheel install too."""
+    return Path(str(resources.files("slowthink").joinpath("configs")))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``configs/tiny_rl.yaml`` (or ``tiny_rl.yaml``) names a shipped preset when no such file is here.
+
+    A checkout has ``configs/`` (a link to the package's presets); after ``pip install`` the
+    README's commands still work from any directory. A file that exists always wins.
+    """
+    path = Path(path)
+    if path.is_file() or path.is_absolute() or str(path.parent) not in (".", "configs"):
+        return path
+    shipped = shipped_config_dir() / path.name
+    return shipped if shipped.is_file() else path
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or a non-mapping is a ``ConfigError`` naming the file."""
-    path = Path(path)
+    path = resolve_config_path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from slowthink.config import load_config
+from slowthink.config import load_config, shipped_config_dir
 from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
 from slowthink.recipes.common_config import ProblemSourceConfig
 from slowthink.recipes.heldout import evaluate_heldout
@@ -26,7 +26,8 @@ from slowthink.rollout.hf import HFGenerator
 from slowthink.tiny import save_tiny
 from slowthink.training.checkpoint import latest_checkpoint
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+# Package data, so the demo runs from a wheel install as well as from a checkout.
+CONFIG_DIR = shipped_config_dir()
 
 
 def heldout_accuracy(model_dir: Path, data: ProblemSourceConfig, seed: int, max_tokens: int) -> dict[str, float]:
