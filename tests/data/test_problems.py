@@ -84,3 +84,49 @@ def test_shared_aime24_loads():
     assert len(problems) == 30
     assert problems[0].id == "aime24-I-1" and problems[0].problem.startswith("Every morning Aya")
     assert all(p.answer.isdigit() for p in problems)  # AIME answers are integers 0-999
+
+
+# --- one JSONL policy (data/jsonl.py), issue 8 item 6 ----------------------------------------
+
+
+def write_bytes(tmp_path, data: bytes, name: str = "p.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def row(problem: str, answer: str = "1") -> bytes:
+    return json.dumps({"problem": problem, "answer": answer}).encode() + b"\n"
+
+
+def test_a_bare_carriage_return_is_not_a_line_break(tmp_path):
+    # \r is JSON whitespace: the row is whole, and the next row is line 2.
+    path = write_bytes(tmp_path, b'{"problem": "p",\r "answer": "1"}\n' + row("q"))
+    problems = load_problems(path)
+    assert [(p.id, p.problem) for p in problems] == [("1", "p"), ("2", "q")]
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    path = write_bytes(tmp_path, row("a") + b'{"problem": "caf\xe9", "answer": "1"}\n')
+    with pytest.raises(DataError, match=rf"^{path}:2: invalid UTF-8 at byte"):
+        load_problems(path)
+
+
+def test_deep_nesting_names_file_and_line(tmp_path):
+    path = write_bytes(tmp_path, row("a") + b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    with pytest.raises(DataError, match=rf"^{path}:2: JSON nested too deeply"):
+        load_problems(path)
+
+
+def test_a_last_line_cut_by_a_kill_is_reported_as_such(tmp_path):
+    path = write_bytes(tmp_path, row("a") + b'{"problem": "b", "ans')
+    with pytest.raises(DataError, match=rf"^{path}:2: last line cut short"):
+        load_problems(path)
+
+
+def test_lone_surrogates_are_written_and_read_back(tmp_path):
+    problems = [Problem("x", "bad \udcff text", "1"), Problem("y", "ünïcode", "2")]
+    path = tmp_path / "out.jsonl"
+    write_problems(path, problems)
+    assert load_problems(path) == problems
+    assert "ünïcode" in path.read_text(encoding="utf-8")

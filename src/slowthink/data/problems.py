@@ -1,11 +1,17 @@
-"""The ``Problem`` record and a JSONL loader whose errors name the file and line."""
+"""The ``Problem`` record and a JSONL loader whose errors name the file and line.
+
+Files are read under the one JSONL policy of ``data.jsonl`` (lines split on ``\\n`` only,
+UTF-8 per line, deep nesting and a cut last line reported): here every unreadable line is a
+``DataError`` naming ``file:line``, for eval's ``--data``, RL's and SFT's ``data.train_file``.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from slowthink.data.jsonl import dumps_line, read_jsonl
 
 
 class DataError(ValueError):
@@ -48,18 +54,15 @@ def _row_to_problem(row: Any, where: str, index: int) -> Problem:
 
 
 def iter_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
-    """Yield (line number, parsed object) for each non-blank line; bad JSON names file:line."""
+    """Yield (line number, parsed object) for each non-blank line; any unreadable line
+    (bad JSON, invalid UTF-8, nesting too deep, a last line cut short) names file:line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    for row in read_jsonl(path):
+        if row.error is not None:
+            raise DataError(f"{path}:{row.line}: {row.error}")
+        yield row.line, row.value
 
 
 def load_problems(path: str | Path) -> list[Problem]:
@@ -75,4 +78,4 @@ def write_problems(path: str | Path, problems: Iterable[Problem]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for problem in problems:
-            handle.write(json.dumps(problem.to_json(), ensure_ascii=False) + "\n")
+            handle.write(dumps_line(problem.to_json()))
