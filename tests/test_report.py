@@ -214,3 +214,13 @@ def test_import_does_not_load_matplotlib():
     code = "import sys, slowthink.cli, slowthink.report; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_length_hacking_section_names_the_run_and_steps(tmp_path):
+    # Length 30 -> 88 over 30 steps at flat accuracy: the detector fires; the healthy run gains accuracy.
+    hacking = make_run(tmp_path, "rrl", [train_row(s, 0.5, 30.0 + 2 * s, 0.0) for s in range(1, 31)], None)
+    healthy = make_run(tmp_path, "plain", [train_row(s, 0.2 + 0.02 * s, 30.0 + 2 * s, 0.0) for s in range(1, 31)], None)
+    text = write_report([hacking, healthy], tmp_path / "out", "RRL", smoothing=0.0).read_text(encoding="utf-8")
+    section = text.split("## Length hacking")[1].split("##")[0]
+    assert "**rrl**: WARNING, possible length hacking at steps 10-30" in section
+    assert "**plain**: no warning" in section

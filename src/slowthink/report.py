@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import typer
 import yaml
 
+from slowthink.length_hacking import hacking_episodes, hacking_steps
 from slowthink.rewards.keywords import KEYWORD_CATEGORIES
 from slowthink.tracking import read_metrics
 
@@ -326,6 +327,20 @@ def config_section(runs: Sequence[Run]) -> str:
     return markdown_table(("key", *(r.label for r in with_config)), [(k, *v) for k, v in diffs]) + note
 
 
+def hacking_section(runs: Sequence[Run]) -> str:
+    """Where the length-hacking detector fired (length rising, accuracy flat; sections 4.2.2, 5)."""
+    lines = []
+    for run in runs:
+        if not any("response_length" in row for row in run.rows):
+            continue  # an SFT run: no rollouts
+        spans = hacking_episodes(hacking_steps(run.rows))
+        where = ", ".join(f"steps {a}-{b}" if a != b else f"step {a}" for a, b in spans)
+        lines.append(f"- **{run.label}**: " + (f"WARNING, possible length hacking at {where}" if spans else "no warning"))
+    if not lines:
+        return "No RL runs (no response lengths logged)."
+    return "Response length rising while train accuracy stays flat or falls over a 10-step window:\n\n" + "\n".join(lines)
+
+
 def write_report(
     run_dirs: Sequence[Path], out_dir: Path, title: str = "slowthink report",
     table: Sequence[tuple[str, ...]] | None = None, smoothing: float = 0.6,
@@ -345,7 +360,8 @@ def write_report(
     if table is not None:
         parts.append(markdown_table(table[0], table[1:]))
     parts.append("Runs:\n\n" + "\n".join(f"- **{r.label}**: `{r.path}` ({len(r.rows)} rows)" for r in runs))
-    parts += ["## Summary", overview_table(runs), "## Config differences", config_section(runs), "## Figures"]
+    parts += ["## Summary", overview_table(runs), "## Length hacking", hacking_section(runs)]
+    parts += ["## Config differences", config_section(runs), "## Figures"]
     by_label = {r.label: r.rows for r in runs}
     for name, (fig_title, keys, ncols) in FIGURES.items():
         if plot_run_metrics(by_label, keys, out_dir / name, title=fig_title, smoothing=smoothing, ncols=ncols):

@@ -22,6 +22,7 @@ import torch
 from slowthink.algorithms.schedules import kl_coefficient, max_length_at, reference_reset_due
 from slowthink.config import ConfigError, config_to_yaml
 from slowthink.data.sampler import PromptSampler
+from slowthink.length_hacking import LengthHackingMonitor
 from slowthink.metrics import rollout_metrics
 from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
 from slowthink.recipes.heldout import evaluate_heldout
@@ -35,7 +36,7 @@ from slowthink.training.experience import SelectionSettings, rollout_sequences, 
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.optim import build_optimizer, build_scheduler
 from slowthink.training.policy_update import LossSettings, update_policy
-from slowthink.tracking import StepProgress, build_tracker, truncate_metrics
+from slowthink.tracking import StepProgress, build_tracker
 
 PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
 
@@ -141,9 +142,8 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
     trainer = wrap_model(model, info)
 
-    tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=state.step > 0) if info.is_main else None
-    if info.is_main and state.step > 0:
-        truncate_metrics(run_dir / "metrics.jsonl", state.step)
+    tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=state.step > 0, last_step=state.step) if info.is_main else None
+    hacking = LengthHackingMonitor.for_run(run_dir, state.step, echo=info.is_main)  # sections 4.2.2, 5
     progress = StepProgress("rl", config.train.steps, state.step, PROGRESS_KEYS, enabled=config.run.progress and info.is_main)
     if info.is_main:
         print(f"[rl] {run_dir}: {len(train_set.problems)} train problems, torch threads {threads}, ranks {info.world_size}", flush=True)
@@ -202,6 +202,7 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
         metrics.update(reduce_across_ranks(metrics, info))
         if config.train.eval_every and (step + 1) % config.train.eval_every == 0 or step + 1 == config.train.steps:
             metrics.update({f"heldout/{k}": v for k, v in run_heldout(generator, heldout_set, reward_model, config).items()})
+        metrics.update(hacking.update(metrics, step + 1))  # length up, accuracy flat: warn and log
         state.step, state.sampler = step + 1, sampler.state()
         if info.is_main:
             log_metrics(tracker, step + 1, metrics)
