@@ -63,12 +63,12 @@ def test_truncate_metrics_drops_rows_after_the_checkpoint_step(tmp_path):
 
 
 def test_resume_after_a_kill_mid_write_gives_a_clean_file(tmp_path):
-    """What the recipes do on resume: open the tracker for appending, then truncate to the
-    checkpoint's step; a half-written row must not swallow the next one."""
+    """What the recipes do on resume: truncate to the checkpoint's step (atomically, so
+    before the file is opened for appending); a half-written row must not swallow the next one."""
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "a": 1}\n{"step": 2, "a": 2}\n{"step": 3, "a"')
-    tracker = build_tracker(TrackingConfig(), tmp_path, {}, resume=True)
     truncate_metrics(path, last_step=1)
+    tracker = build_tracker(TrackingConfig(), tmp_path, {}, resume=True)
     tracker.log({"a": 20}, step=2)
     tracker.close()
     assert read_metrics(path) == [{"step": 1, "a": 1}, {"step": 2, "a": 20}]
@@ -118,3 +118,47 @@ def test_wandb_sink_says_what_to_install(tmp_path):
         pytest.skip("wandb is installed: this checks the message shown without it")
     with pytest.raises(ConfigError, match="tracking.wandb=true needs the 'wandb' package: pip install wandb"):
         build_tracker(TrackingConfig(wandb=True), tmp_path, {}, resume=False)
+
+
+# A child that rewrites metrics.jsonl while a file-size limit makes its writes fail part-way:
+# the fault a kill or a full disk causes in the middle of the rewrite.
+_REWRITE_UNDER_A_WRITE_FAULT = """
+import resource, signal, sys
+from slowthink.tracking import truncate_metrics
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+try:
+    truncate_metrics(sys.argv[1], last_step=10**9)
+except OSError as exc:
+    print("write failed:", exc.errno)
+"""
+
+
+def test_a_failed_metrics_rewrite_leaves_the_history_intact(tmp_path):
+    """Issue 8.2: an in-place rewrite emptied a 22 MB metrics.jsonl when killed mid-way."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "loss": 1.0 / (s + 1), "pad": "x" * 40} for s in range(200)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    path.write_text(text + '{"step": 200, "lo')  # a torn last row, so the rewrite has work to do
+    done = subprocess.run([sys.executable, "-c", _REWRITE_UNDER_A_WRITE_FAULT, str(path)], capture_output=True, text=True, timeout=60)
+    assert "write failed" in done.stdout, done.stderr
+    assert read_metrics(path) == rows
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "metrics.jsonl"]  # no temp file left
+
+
+def test_resumed_tracker_drops_rows_after_the_checkpoint_before_appending(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "a": 1}\n{"step": 2, "a": 2}\n{"step": 3, "a"')
+    tracker = build_tracker(TrackingConfig(), tmp_path, {}, resume=True, last_step=1)
+    tracker.log({"a": 20}, step=2)
+    tracker.close()
+    assert read_metrics(path) == [{"step": 1, "a": 1}, {"step": 2, "a": 20}]
+    # Without a step, a resumed tracker still cuts a torn last row before appending.
+    path.write_text('{"step": 1, "a": 1}\n{"step": 2, "a"')
+    tracker = JsonlTracker(path, resume=True)
+    tracker.log({"a": 3}, step=3)
+    tracker.close()
+    assert read_metrics(path) == [{"step": 1, "a": 1}, {"step": 3, "a": 3}]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from slowthink.config import ConfigError, StrictConfig
+from slowthink.durable import atomic_write_text
 
 
 class TrackingConfig(StrictConfig):
@@ -29,11 +30,18 @@ class Tracker(Protocol):
 
 
 class JsonlTracker:
-    """One JSON object per step, flushed at once, so a killed run loses no logged step."""
+    """One JSON object per step, flushed at once, so a killed run loses no logged step.
 
-    def __init__(self, path: Path, resume: bool = False):
+    A resumed tracker first drops the rows logged after ``last_step`` (the checkpoint being
+    resumed from) and any torn last row, with an atomic rewrite, and only then opens the file
+    for appending: appending to a file that is later renamed over would write into the old one.
+    """
+
+    def __init__(self, path: Path, resume: bool = False, last_step: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume:
+            truncate_metrics(self.path, last_step if last_step is not None else math.inf)
         self._file = self.path.open("a" if resume else "w", encoding="utf-8")
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -87,12 +95,21 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """On resume, drop rows logged after the checkpoint being resumed from."""
-    if not Path(path).is_file():
+def truncate_metrics(path: Path, last_step: float) -> None:
+    """On resume, drop rows logged after the checkpoint being resumed from (and a torn last row).
+
+    The new file is written beside the old one, fsynced and renamed over it (issue 8): a kill
+    or a full disk during the rewrite leaves the old history whole, never an empty file.
+    Nothing is written when nothing would change.
+    """
+    path = Path(path)
+    if not path.is_file():
         return
+    text = path.read_text(encoding="utf-8")
     rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
-    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    new_text = "".join(json.dumps(r) + "\n" for r in rows)
+    if new_text != text:
+        atomic_write_text(path, new_text)
 
 
 class MultiTracker:
@@ -108,8 +125,9 @@ class MultiTracker:
             tracker.close()
 
 
-def build_tracker(config: TrackingConfig, run_dir: Path, run_config: dict[str, Any], resume: bool) -> MultiTracker:
-    trackers: list[Tracker] = [JsonlTracker(Path(run_dir) / "metrics.jsonl", resume=resume)]
+def build_tracker(config: TrackingConfig, run_dir: Path, run_config: dict[str, Any], resume: bool, last_step: int | None = None) -> MultiTracker:
+    """All sinks of a run; resuming from the checkpoint of ``last_step`` drops later rows first."""
+    trackers: list[Tracker] = [JsonlTracker(Path(run_dir) / "metrics.jsonl", resume=resume, last_step=last_step)]
     if config.tensorboard:
         trackers.append(TensorBoardTracker(Path(run_dir) / "tensorboard"))
     if config.wandb:
