@@ -27,7 +27,7 @@ from slowthink.training.batch import build_sequence_batch, split_batch
 from slowthink.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, wrap_model
 from slowthink.training.logprobs import forward_logprobs
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler
-from slowthink.tracking import StepProgress, TrackingConfig, build_tracker, truncate_metrics
+from slowthink.tracking import StepProgress, TrackingConfig, build_tracker
 
 
 class SFTDataConfig(StrictConfig):
@@ -129,9 +129,7 @@ def run_sft(config: SFTConfig, resume: bool = False) -> Path:
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
     trainer = wrap_model(model, info)
     model.train()
-    tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=start > 0) if info.is_main else None
-    if info.is_main and start > 0:
-        truncate_metrics(run_dir / "metrics.jsonl", start)
+    tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=start > 0, last_step=start) if info.is_main else None
     progress = StepProgress("sft", config.train.steps, start, ("loss", "lr"), enabled=config.run.progress and info.is_main)
     per_rank = config.train.batch_size // info.world_size
     for step in range(start, config.train.steps):
