@@ -108,6 +108,37 @@ def test_tiny_numbers_compare_relatively(checker, gold, response, expected):
     assert statuses(checker, [(gold, response)]) == [expected]
 
 
+@pytest.mark.parametrize(
+    "gold, response, expected",
+    [
+        # Integers compare exactly, however large: off by one is wrong (a relative 1e-9 would pass it).
+        ("123456789012", r"\boxed{123456789013}", "wrong"),
+        ("123456789012", r"\boxed{123456789012}", "correct"),
+        ("10^{12}", r"\boxed{1000000000001}", "wrong"),
+        ("10^{12}", r"\boxed{1000000000000}", "correct"),
+        ("1000000000000", r"\boxed{10^{12}}", "correct"),
+        (r"2^{64}", r"\boxed{18446744073709551617}", "wrong"),
+        (r"2^{64}", r"\boxed{18446744073709551616}", "correct"),
+        (r"\binom{40}{20}", r"\boxed{137846528821}", "wrong"),
+        (r"\binom{40}{20}", r"\boxed{137846528820}", "correct"),
+        ("1000000000000", r"\boxed{1 \times 10^{12}}", "correct"),
+        ("1000000000001", r"\boxed{1 \times 10^{12}}", "wrong"),
+        # A decimal that happens to be an integer is compared exactly too.
+        ("123456789012", r"\boxed{123456789013.0}", "wrong"),
+        ("123456789012", r"\boxed{123456789012.0}", "correct"),
+        ("1200000", r"\boxed{1.2 \times 10^{6}}", "correct"),  # the decimal as written, not its binary float
+        ("3", r"\boxed{2.9999999999}", "wrong"),  # within 1e-9 relative, but 3 is an integer
+        ("3", r"\boxed{\frac{\ln 8}{\ln 2}}", "correct"),  # a constant equal to an integer
+        ("3", r"\boxed{\frac{\ln 9}{\ln 2}}", "wrong"),
+        # Non-integer decimals keep the relative tolerance.
+        (r"\frac{1}{12}", r"\boxed{0.0833333333333333}", "correct"),
+        ("123456789012.5", r"\boxed{123456789012.5}", "correct"),
+    ],
+)
+def test_integers_compare_exactly(checker, gold, response, expected):
+    assert statuses(checker, [(gold, response)]) == [expected]
+
+
 def test_statuses_no_answer_and_unparseable_gold(checker):
     verdicts = checker.check(["3", r"\frac{", "3"], ["I think it is 3", r"\boxed{3}", ""])
     assert [v.status for v in verdicts] == ["no_answer", "unparseable_gold", "no_answer"]

@@ -8,9 +8,11 @@ math-verify, quiets its loggers and tightens its numeric comparison.
 Strict rules on top of math-verify (each documented in docs/checker.md and tested):
 - the last final answer counts (extraction takes the last box);
 - a hedged answer ("3 or 4", "3, 4", "3 \\pm 1" for a single-valued gold) is wrong;
-- numbers compare exactly, or within a relative 1e-9 when one is a decimal, so
-  0.33 != 1/3 and 1e-7 != 2e-7 (math-verify rounds to 6 decimals: 0.333333 == 1/3 and
-  0.0000001 == 0.0000002), while 0.5 == 1/2 and 0.0833333333333333 == 1/12.
+- integers, and expressions that evaluate to integers (10^{12}, 2^{64}, 12.0), compare
+  exactly, so 10^{12} + 1 != 10^{12} however large the numbers are;
+- other numbers compare exactly, or within a relative 1e-9 when one is a non-integer
+  decimal, so 0.33 != 1/3 and 1e-7 != 2e-7 (math-verify rounds to 6 decimals: 0.333333 == 1/3
+  and 0.0000001 == 0.0000002), while 0.5 == 1/2 and 0.0833333333333333 == 1/12.
 """
 
 from __future__ import annotations
@@ -119,11 +121,57 @@ def strict_numeric_eq(a: Any, b: Any, float_rounding: int, numeric_precision: in
     return any(_close(x, y, float_rounding, numeric_precision) for x in forms_a for y in forms_b)
 
 
+def _as_written(expr: Any) -> Any:
+    """Each decimal read as the exact fraction it was written as: 1.2 -> 6/5, 12.0 -> 12.
+
+    A sympy Float is binary; its own decimal string (at its precision, which latex2sympy
+    sizes to the digits typed) gives back the typed decimal, so 1.2 \\times 10^{6} is exactly 1200000.
+    """
+    from sympy import Float, Rational
+
+    return expr.xreplace({f: Rational(str(f)) for f in expr.atoms(Float)})
+
+
+def _integer_value(expr: Any) -> int | None:
+    """The integer a constant expression equals (10^{12}, 2^{64}, \\binom{40}{20}, 12.0), else None."""
+    from sympy import Basic, Integer
+
+    if not isinstance(expr, Basic) or expr.free_symbols:
+        return None
+    value = _as_written(expr).doit()
+    return int(value) if isinstance(value, Integer) else None
+
+
+def _equals_integer(expr: Any, n: int) -> bool:
+    """``expr`` (not itself reduced to an integer) equals the integer ``n`` exactly.
+
+    A decimal that is not an integer never does (2.9999999999 != 3). Another constant
+    (ln 8 / ln 2) is evaluated with 30 digits beyond ``n``'s own, so off-by-one is
+    caught at any size; only an error below 1e-30 relative could pass.
+    """
+    from sympy import Abs, Float, Integer
+
+    if expr.atoms(Float):
+        return False
+    value = _numeric_value(expr)
+    if value is None:
+        return False
+    digits = len(str(abs(n))) + 30
+    return bool(Abs(expr.doit().evalf(digits) - Integer(n)) <= Integer(10) ** -30 * max(1, abs(n)))
+
+
 def _close(a: Any, b: Any, float_rounding: int, numeric_precision: int) -> bool:
     from sympy import Abs, Rational
 
     if isinstance(a, Rational) and isinstance(b, Rational):
         return bool(a == b)
+    # Integers, and expressions that evaluate to integers, compare exactly: a relative
+    # tolerance would let 10^{12} + 1 pass for 10^{12}. The tolerance is for decimals.
+    int_a, int_b = _integer_value(a), _integer_value(b)
+    if int_a is not None and int_b is not None:
+        return int_a == int_b
+    if int_a is not None or int_b is not None:
+        return _equals_integer(b, int_a) if int_a is not None else _equals_integer(a, int_b)
     x, y = _numeric_value(a), _numeric_value(b)
     if x is None or y is None:
         return bool(_ORIGINAL_NUMERIC_EQ(a, b, float_rounding, numeric_precision))
