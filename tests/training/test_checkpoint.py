@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -11,9 +12,12 @@ import torch
 from slowthink.modeling import load_model
 from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.training.checkpoint import (
+    MANIFEST,
+    CheckpointError,
     latest_checkpoint,
     load_trainer_state,
     load_weights,
+    resume_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -144,3 +148,103 @@ def test_loading_into_a_different_architecture_names_the_checkpoint(tmp_path, mo
     other = build_model(tokenizer, TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64))
     with pytest.raises(RuntimeError, match=f"checkpoint {path} does not match the model"):
         load_weights(other, path)
+
+
+# --- Verification, fallback and full disks (issue 8 items 2, 3, 9) ---------------------------
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "trainer_state.pt"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, model, tokenizer, capsys, damaged):
+    first = save_checkpoint(tmp_path, 1, model, tokenizer, {"step": 1}, keep_last=2)
+    second = save_checkpoint(tmp_path, 2, model, tokenizer, {"step": 2}, keep_last=2)
+    assert resume_checkpoint(tmp_path) == second
+    _truncate(second / damaged)
+    assert resume_checkpoint(tmp_path) == first
+    warning = capsys.readouterr().err
+    assert str(second / damaged) in warning and "step_000001" in warning
+
+
+def test_a_flipped_byte_is_caught_by_the_manifest(tmp_path, model, tokenizer, capsys):
+    first = save_checkpoint(tmp_path, 1, model, tokenizer, {"step": 1}, keep_last=2)
+    second = save_checkpoint(tmp_path, 2, model, tokenizer, {"step": 2}, keep_last=2)
+    data = bytearray((second / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF  # same size, different content: only a hash sees it
+    (second / "model.safetensors").write_bytes(bytes(data))
+    assert resume_checkpoint(tmp_path) == first
+    assert "model.safetensors" in capsys.readouterr().err
+
+
+def test_no_good_checkpoint_is_an_error_naming_the_file(tmp_path, model, tokenizer):
+    only = save_checkpoint(tmp_path, 1, model, tokenizer, {"step": 1})
+    _truncate(only / "trainer_state.pt")
+    with pytest.raises(CheckpointError, match=str(only / "trainer_state.pt")):
+        resume_checkpoint(tmp_path)
+
+
+def test_a_checkpoint_without_manifest_still_loads_and_a_broken_one_is_named(tmp_path, model, tokenizer):
+    old = save_checkpoint(tmp_path, 1, model, tokenizer, {"step": 1})
+    (old / MANIFEST).unlink()  # written by a version before manifests
+    assert resume_checkpoint(tmp_path) == old
+    _truncate(old / "model.safetensors")
+    with pytest.raises(CheckpointError, match=str(old / "model.safetensors")):
+        resume_checkpoint(tmp_path)
+
+
+def test_full_disk_during_a_checkpoint_write_names_the_path_and_cleans_up(tmp_path, model, tokenizer, monkeypatch):
+    """Fault injection: the trainer-state write fails with ENOSPC part-way, as on a full disk
+    (torch reports it as RuntimeError 'basic_ios::clear' / 'file write failed')."""
+    import errno
+
+    first = save_checkpoint(tmp_path, 1, model, tokenizer, {"step": 1}, keep_last=2)
+
+    def full_disk(obj, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"\0" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match=f"no space left on {tmp_path / 'checkpoints'}"):
+        save_checkpoint(tmp_path, 2, model, tokenizer, {"step": 2}, keep_last=2)
+    assert steps_on_disk(tmp_path) == ["step_000001"]  # no partial step_000002.tmp left
+    assert resume_checkpoint(tmp_path) == first
+
+
+_SAVE_ON_A_TINY_DISK = """
+import subprocess, sys, torch
+from pathlib import Path
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", sys.argv[1]], check=True)
+from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.training.checkpoint import CheckpointError, save_checkpoint
+torch.set_num_threads(1)
+tok = build_tokenizer()
+model = build_model(tok, TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128), seed=0)
+try:
+    save_checkpoint(Path(sys.argv[1]), 1, model, tok, {"step": 1, "big": torch.zeros(100_000)})
+except CheckpointError as exc:
+    print("ERROR", exc)
+print("LEFT", sorted(p.name for p in (Path(sys.argv[1]) / "checkpoints").iterdir()))
+"""
+
+
+@pytest.mark.slow
+def test_full_disk_on_a_real_tiny_filesystem(tmp_path):
+    """The same on a 64 KiB tmpfs (in a private mount namespace; skipped where that is not allowed)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("no unprivileged mount namespaces here")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["unshare", "-rm", sys.executable, "-c", _SAVE_ON_A_TINY_DISK, str(mount)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if "mount" in done.stderr and done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr[-200:]}")
+    assert f"ERROR no space left on {mount / 'checkpoints'}" in done.stdout, done.stdout + done.stderr
+    assert "LEFT ['latest']" not in done.stdout and "LEFT []" in done.stdout, done.stdout

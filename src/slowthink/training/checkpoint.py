@@ -5,20 +5,38 @@ Layout of a run directory::
     run/checkpoints/step_000010/{model.safetensors, config.json, tokenizer files, trainer_state.pt}
     run/checkpoints/latest          # text file naming the newest complete checkpoint
 
-A checkpoint is written to ``step_N.tmp`` and renamed; ``latest`` is replaced atomically
-after the rename, so a SIGKILL at any point leaves the previous checkpoint usable.
+A checkpoint is written to ``step_N.tmp``: weights, tokenizer, trainer state, and last a
+``manifest.json`` with every file's size and SHA-256. The files and the directory are fsynced,
+the directory is renamed to ``step_N``, and ``latest`` is replaced atomically, so a SIGKILL
+or a power cut at any point leaves the previous checkpoint usable (issue 8).
+
+Resuming verifies the checkpoint against its manifest first: a truncated or corrupted
+``model.safetensors`` or ``trainer_state.pt`` falls back to the previous good checkpoint with
+a warning naming the bad file; with no good one left the error names it. Checkpoints written
+before manifests existed are checked by loading them. A full disk during a write removes the
+partial ``.tmp`` directory and says "no space left on <path>".
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from slowthink.durable import atomic_write_text, fsync_dir, fsync_tree, is_no_space, no_space_message
+
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or used; the message names the file or directory."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -31,26 +49,50 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 23):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    """Size and SHA-256 of every file in a checkpoint directory, written last."""
+    files = sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name != MANIFEST)
+    entries = {str(p.relative_to(directory)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    (Path(directory) / MANIFEST).write_text(json.dumps({"format": 1, "files": entries}, indent=1))
+
+
+def _write_checkpoint_dir(tmp: Path, model: Any, tokenizer: Any, trainer_state: dict[str, Any]) -> None:
+    model.save_pretrained(tmp, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    torch.save(trainer_state, tmp / "trainer_state.pt")
+    write_manifest(tmp)
+    # Data and directory entries on disk before the rename makes the checkpoint visible.
+    fsync_tree(tmp)
 
 
 def save_checkpoint(run_dir: Path, step: int, model: Any, tokenizer: Any, trainer_state: dict[str, Any], keep_last: int = 2) -> Path:
-    """Write weights (safetensors) + tokenizer + ``trainer_state.pt`` for ``step``; keep the newest few."""
+    """Write weights (safetensors) + tokenizer + ``trainer_state.pt`` + manifest for ``step``; keep the newest few."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
     tmp = root / f"step_{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    torch.save(trainer_state, tmp / "trainer_state.pt")
+    try:
+        _write_checkpoint_dir(tmp, model, tokenizer, trainer_state)
+    except BaseException as exc:
+        # A full disk, a Ctrl-C or any failure: no partial directory is left behind.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception) and is_no_space(exc):
+            raise CheckpointError(no_space_message(root)) from exc
+        raise
     shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    _atomic_write_text(root / "latest", final.name)
+    tmp.rename(final)
+    fsync_dir(root)
+    atomic_write_text(root / "latest", final.name)
     # Keep this checkpoint and the newest keep_last - 1 before it. Checkpoints of later steps
     # belong to an abandoned run in the same directory (a fresh start over an old run): they
     # go too, or pruning by step would delete the one just written and leave `latest` dangling.
@@ -87,8 +129,81 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Raise ``CheckpointError`` naming the first file that does not match the manifest.
+
+    A checkpoint without a manifest (written by an older version) is checked by loading its
+    weights and trainer state instead.
+    """
+    checkpoint = Path(checkpoint)
+    manifest_path = checkpoint / MANIFEST
+    if not manifest_path.is_file():
+        _try_load(checkpoint)
+        return
+    try:
+        entries = json.loads(manifest_path.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{manifest_path} is unreadable ({exc})") from exc
+    for name, expected in entries.items():
+        path = checkpoint / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing")
+        size = path.stat().st_size
+        if size != expected["size"]:
+            raise CheckpointError(f"{path} has {size} bytes, the manifest says {expected['size']} (truncated or overwritten)")
+        if _sha256(path) != expected["sha256"]:
+            raise CheckpointError(f"{path} does not match its SHA-256 in the manifest (corrupted)")
+
+
+def _try_load(checkpoint: Path) -> None:
+    """A manifest-less checkpoint is good if its safetensors and trainer state load."""
+    from safetensors.torch import load_file
+
+    for file in sorted(checkpoint.glob("*.safetensors")):
+        try:
+            load_file(file)
+        except Exception as exc:
+            raise CheckpointError(f"{file} cannot be read ({type(exc).__name__}: {exc})") from exc
+    load_trainer_state(checkpoint)
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint that passes verification, or None when the run has none.
+
+    ``latest`` is tried first, then the other complete checkpoints newest first; each damaged
+    one is reported on stderr by name. Raises ``CheckpointError`` when checkpoints exist but
+    none is usable.
+    """
+    root = Path(run_dir) / "checkpoints"
+    candidates = [p for p in reversed(_checkpoint_dirs(root)) if (p / "trainer_state.pt").is_file()]
+    pointed = latest_checkpoint(run_dir)
+    if pointed is not None and pointed in candidates:
+        candidates.remove(pointed)
+        candidates.insert(0, pointed)
+    problems = []
+    for candidate in candidates:
+        try:
+            verify_checkpoint(candidate)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            print(f"warning: checkpoint {candidate} is damaged: {exc}; trying an earlier one", file=sys.stderr, flush=True)
+            continue
+        if problems:
+            print(f"warning: resuming from {candidate.name} instead (the newer checkpoint is damaged)", file=sys.stderr, flush=True)
+        return candidate
+    if problems:
+        raise CheckpointError(f"no usable checkpoint in {root}: " + "; ".join(problems) + ". Start again with run.overwrite=true, or restore the files")
+    return None
+
+
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
-    return torch.load(Path(checkpoint) / "trainer_state.pt", weights_only=False)
+    path = Path(checkpoint) / "trainer_state.pt"
+    try:
+        return torch.load(path, weights_only=False)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path} is missing") from exc
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def load_weights(model: Any, checkpoint: Path) -> None:
@@ -98,7 +213,10 @@ def load_weights(model: Any, checkpoint: Path) -> None:
     files = sorted(Path(checkpoint).glob("*.safetensors"))
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(load_file(file))
+        try:
+            state.update(load_file(file))
+        except Exception as exc:
+            raise CheckpointError(f"{file} cannot be read ({type(exc).__name__}: {exc})") from exc
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied embeddings are saved once; anything else missing is a real mismatch.
     missing = [k for k in missing if k != "lm_head.weight"]
