@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 TINY = "tiny"
 
@@ -116,3 +117,41 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str = "cpu") -
 def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:
     """The model (eval mode off: callers choose) and its tokenizer."""
     return load_model(name_or_path, dtype, device), load_tokenizer(name_or_path)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a training forward spends memory: what long chains of thought need (issue 9).
+
+    ``logprob_chunk_size``: tokens whose logits exist at once when log-probs and entropy are
+    taken (0 = the whole B x T x V tensor, as a plain forward makes it).
+    ``gradient_checkpointing``: keep only each decoder layer's input and recompute the layer
+    in the backward (Hugging Face's, non-reentrant).
+    ``autocast``: run the forward under torch.autocast in this dtype; the weights and the
+    optimizer keep their stored dtype (``model.dtype``).
+    """
+
+    logprob_chunk_size: int = 0
+    gradient_checkpointing: bool = False
+    autocast: Literal["none", "bfloat16", "float16"] = "none"
+
+
+_PLAN_ATTRIBUTE = "_slowthink_memory_plan"
+
+
+def set_memory_plan(model: Any, plan: MemoryPlan) -> Any:
+    """Attach ``plan`` to ``model`` (copies and wrappers keep it) and turn on gradient checkpointing."""
+    if plan.logprob_chunk_size < 0:
+        raise ValueError(f"logprob_chunk_size must be >= 0 (0 = unchunked), got {plan.logprob_chunk_size}")
+    if plan.gradient_checkpointing:
+        # Non-reentrant: works with inputs that need no grad, with DDP and with FSDP2.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif getattr(model, "is_activation_checkpointing", False):
+        model.activation_checkpointing_disable()
+    setattr(model, _PLAN_ATTRIBUTE, plan)
+    return model
+
+
+def memory_plan(model: Any) -> MemoryPlan:
+    """The plan attached to ``model`` (through a DDP wrapper); unchunked and plain without one."""
+    return getattr(getattr(model, "module", model), _PLAN_ATTRIBUTE, MemoryPlan())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from slowthink.config import StrictConfig
+from slowthink.modeling import MemoryPlan
 from slowthink.prompts import TEMPLATE_NAMES
 
 
@@ -23,8 +24,20 @@ class RunConfig(StrictConfig):
 class ModelConfig(StrictConfig):
     # "tiny" (the embedded default), a local Hugging Face directory, or a hub name.
     path: str = "tiny"
+    # Stored dtype of the weights (and so of the optimizer's moments): bfloat16 halves both.
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = "cpu"
+    # Memory for long chains of thought (docs/scale.md). Tokens whose logits exist at once
+    # when log-probs and entropy are taken; 0 materialises all B x T x V logits.
+    logprob_chunk_size: int = Field(default=1024, ge=0)
+    # Recompute each decoder layer in the backward instead of keeping its activations.
+    gradient_checkpointing: bool = False
+    # Forward under torch.autocast in this dtype, weights kept in model.dtype ("none" = off).
+    autocast: Literal["none", "bfloat16", "float16"] = "none"
+
+    @property
+    def memory_plan(self) -> MemoryPlan:
+        return MemoryPlan(self.logprob_chunk_size, self.gradient_checkpointing, self.autocast)
 
 
 class RLModelConfig(ModelConfig):

@@ -1,30 +1,142 @@
-"""Per-token log-probs and entropy of a model on a ``SequenceBatch``."""
+"""Per-token log-probs and entropy of a model on a ``SequenceBatch``, in chunks over the sequence.
+
+A long chain of thought makes the logits the largest tensor of a step: B x T x V floats,
+12 GB in float32 for one 20k-token response over Qwen2.5's 151,936-token vocabulary (the
+paper's STILL-3-1.5B trains at 20k-29k tokens, section 3.2). So the model is run only up
+to its final hidden states, and the LM head is applied ``chunk_size`` tokens at a time:
+each chunk's logits live only while its log-probs and entropy are taken, and under
+activation checkpointing the backward recomputes them chunk by chunk instead of keeping
+them. No B x T x V tensor exists at any point; the values and gradients equal the
+unchunked computation up to float rounding (tests/training/test_logprobs.py).
+
+How a model computes (chunk size, autocast, gradient checkpointing) is its
+``MemoryPlan`` (slowthink.modeling), set once when the recipe loads it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from slowthink.algorithms.kl import entropy_from_logits
+from slowthink.modeling import MemoryPlan, memory_plan
 
 
 def forward_logprobs(
-    model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False
+    model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
+    plan: MemoryPlan | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logprobs_BT, entropy_BT or None) of each next token under softmax(logits / temperature).
 
     The rollout temperature is applied here too, so that a fully on-policy step sees the
-    same distribution the sampler drew from (importance ratio exactly 1).
+    same distribution the sampler drew from (importance ratio exactly 1). ``plan``
+    defaults to the model's own (``slowthink.modeling.set_memory_plan``).
     """
-    logits_BLV = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL, use_cache=False).logits
-    logits_BTV = logits_BLV[:, :-1].float()
+    plan = plan or memory_plan(model)
+    targets_BT = input_ids_BL[:, 1:]
+    with _autocast(plan, input_ids_BL.device), _training_forward(model, plan):
+        if plan.logprob_chunk_size <= 0:
+            logits_BLV = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL, use_cache=False).logits
+            return _token_logprobs(logits_BLV[:, :-1], targets_BT, temperature, with_entropy)
+        hidden_BLH, head = final_hidden_states(model, input_ids_BL, attention_mask_BL)
+        return chunked_logprobs(hidden_BLH[:, :-1], head.weight, head.bias, targets_BT, temperature, plan.logprob_chunk_size, with_entropy)
+
+
+def _token_logprobs(logits_BTV: torch.Tensor, targets_BT: torch.Tensor, temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-prob of each target and (optionally) the entropy, in float32 whatever the compute dtype."""
+    logits_BTV = logits_BTV.float()
     if temperature not in (0.0, 1.0):
         logits_BTV = logits_BTV / temperature
-    targets_BT = input_ids_BL[:, 1:]
     logprobs_BT = torch.log_softmax(logits_BTV, dim=-1).gather(-1, targets_BT.unsqueeze(-1)).squeeze(-1)
     entropy_BT = entropy_from_logits(logits_BTV) if with_entropy else None
     return logprobs_BT, entropy_BT
+
+
+def final_hidden_states(model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor) -> tuple[torch.Tensor, torch.nn.Module]:
+    """(hidden_BLH after the final norm, the LM head module), without computing any logits.
+
+    The call goes through ``model`` itself, wrapper included, so DDP's gradient hooks and
+    FSDP's all-gathers run as in a normal forward; ``logits_to_keep`` set to no positions
+    makes the model skip its own LM head, and a hook on the decoder catches its output.
+    """
+    inner = getattr(model, "module", model)  # DDP keeps the model as .module; FSDP2 shards in place
+    decoder, head = inner.get_decoder(), inner.get_output_embeddings()
+    captured: list[torch.Tensor] = []
+
+    def keep(_module: Any, _args: Any, output: Any) -> None:
+        captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+    handle = decoder.register_forward_hook(keep)
+    try:
+        no_positions = torch.empty(0, dtype=torch.long, device=input_ids_BL.device)
+        model(input_ids=input_ids_BL, attention_mask=attention_mask_BL, use_cache=False, logits_to_keep=no_positions)
+    finally:
+        handle.remove()
+    return captured[-1], head
+
+
+def chunked_logprobs(
+    hidden_BTH: torch.Tensor, weight_VH: torch.Tensor, bias_V: torch.Tensor | None, targets_BT: torch.Tensor,
+    temperature: float, chunk_size: int, with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (and entropy) of ``targets_BT`` under ``hidden_BTH @ weight_VH.T``, ``chunk_size`` tokens at a time.
+
+    Every chunk is an activation checkpoint: its (chunk, V) logits are freed after the
+    forward and recomputed in the backward, so peak memory holds one chunk's logits.
+    """
+    B, T, H = hidden_BTH.shape
+    hidden_NH, targets_N = hidden_BTH.reshape(B * T, H), targets_BT.reshape(B * T)
+    logprobs, entropies = [], []
+    for start in range(0, B * T, chunk_size):
+        stop = start + chunk_size
+        args = (hidden_NH[start:stop], weight_VH, bias_V, targets_N[start:stop], temperature, with_entropy)
+        if torch.is_grad_enabled() and (hidden_NH.requires_grad or weight_VH.requires_grad):
+            logprobs_N, entropy_N = checkpoint(_head_chunk, *args, use_reentrant=False)
+        else:
+            logprobs_N, entropy_N = _head_chunk(*args)
+        logprobs.append(logprobs_N)
+        entropies.append(entropy_N)
+    logprobs_BT = torch.cat(logprobs).view(B, T) if logprobs else hidden_BTH.new_zeros(B, T, dtype=torch.float32)
+    if not with_entropy:
+        return logprobs_BT, None
+    entropy_BT = torch.cat(entropies).view(B, T) if entropies else torch.zeros_like(logprobs_BT)
+    return logprobs_BT, entropy_BT
+
+
+def _head_chunk(hidden_NH, weight_VH, bias_V, targets_N, temperature: float, with_entropy: bool):
+    # (N, V) logits of one chunk only; the caller checkpoints this function.
+    logits_NV = F.linear(hidden_NH, weight_VH, bias_V)
+    logprobs_N, entropy_N = _token_logprobs(logits_NV.unsqueeze(0), targets_N.unsqueeze(0), temperature, with_entropy)
+    return logprobs_N.squeeze(0), entropy_N.squeeze(0) if entropy_N is not None else logprobs_N.new_zeros(0)
+
+
+def _autocast(plan: MemoryPlan, device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed-precision compute when the plan asks for it (weights stay in their stored dtype)."""
+    if plan.autocast == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, plan.autocast))
+
+
+@contextlib.contextmanager
+def _training_forward(model: Any, plan: MemoryPlan):
+    """Training mode for the duration of a gradient-taking forward with gradient checkpointing.
+
+    Hugging Face checkpoints layers only in training mode; the RL model otherwise stays in
+    eval mode, since the same module samples rollouts, where training mode would turn the
+    KV cache off.
+    """
+    if not (plan.gradient_checkpointing and torch.is_grad_enabled()) or model.training:
+        yield
+        return
+    model.train()
+    try:
+        yield
+    finally:
+        model.eval()
 
 
 @torch.no_grad()
