@@ -24,7 +24,7 @@ from slowthink.config import ConfigError, config_to_yaml
 from slowthink.data.sampler import PromptSampler
 from slowthink.length_hacking import LengthHackingMonitor
 from slowthink.metrics import rollout_metrics
-from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
+from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
 from slowthink.recipes.heldout import evaluate_heldout
 from slowthink.recipes.problem_sets import ProblemSet, load_problem_sets
 from slowthink.recipes.rl_config import RLConfig
@@ -115,6 +115,7 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
 
     # Model, reference, data, generator, reward.
     model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
+    set_memory_plan(model, config.model.memory_plan)  # chunked log-probs, checkpointing, autocast
     needs_reference = config.kl.mode != "off" or config.kl.monitor
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
     train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)

@@ -18,7 +18,7 @@ from pydantic import model_validator
 from slowthink.config import StrictConfig, config_to_yaml
 from slowthink.data.sampler import PromptSampler
 from slowthink.data.sft import SFTExample, encode_sft_example, load_sft_rows
-from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
+from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
 from slowthink.prompts import TEMPLATE_NAMES
 from slowthink.recipes.common_config import ModelConfig, RunConfig, TinyTaskConfig
 from slowthink.tiny import ArithmeticTask
@@ -115,6 +115,7 @@ def run_sft(config: SFTConfig, resume: bool = False) -> Path:
     random.seed(config.run.seed)
     torch.manual_seed(config.run.seed)
     model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
+    set_memory_plan(model, config.model.memory_plan)  # chunked log-probs, checkpointing, autocast
     examples = load_examples(config.data, tokenizer, config.run.seed)
     if config.train.batch_size % info.world_size:
         raise ValueError(f"train.batch_size ({config.train.batch_size}) must divide evenly over {info.world_size} ranks")
