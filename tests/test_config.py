@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Literal
+
 import pytest
 from pydantic import ValidationError
 
@@ -29,12 +33,10 @@ def write(tmp_path, text: str, name: str = "c.yaml"):
 # ------------------------------------------------------------------ overrides
 
 
-def test_parse_override_reads_the_value_as_yaml():
-    assert parse_override("rl.kl.coef=0.001") == (["rl", "kl", "coef"], 0.001)
-    assert parse_override("a=3") == (["a"], 3)
-    assert parse_override("a=true") == (["a"], True)
-    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
-    assert parse_override("a=null") == (["a"], None)
+def test_parse_override_keeps_the_text_as_typed():
+    # The value is read later, by its field's type (see the typed-override tests below).
+    assert parse_override("rl.kl.coef=0.001") == (["rl", "kl", "coef"], "0.001")
+    assert parse_override("a=off") == (["a"], "off")
     # Only the first '=' separates key and value.
     assert parse_override("a=x=y") == (["a"], "x=y")
     assert parse_override("a=") == (["a"], "")
@@ -55,7 +57,7 @@ def test_override_with_an_empty_key_part_is_an_error(text):
 def test_apply_overrides_creates_nested_mappings_and_leaves_the_input_alone():
     data = {"a": {"b": 1}, "keep": 2}
     merged = apply_overrides(data, ["a.c.d=5", "a.b=7", "x.y=[a, b]"])
-    assert merged == {"a": {"b": 7, "c": {"d": 5}}, "keep": 2, "x": {"y": ["a", "b"]}}
+    assert merged == {"a": {"b": "7", "c": {"d": "5"}}, "keep": 2, "x": {"y": "[a, b]"}}
     assert data == {"a": {"b": 1}, "keep": 2}
 
 
@@ -223,3 +225,73 @@ def test_a_number_given_for_a_text_field_is_its_text():
     # ... but a number is not a boolean or a list.
     with pytest.raises(ConfigError, match="'rollout.stop'"):
         load_config(RLConfig, None, ["rollout.stop=3"])
+
+
+# ------------------------------------------------------------------ overrides read by the field's type
+
+
+class Typed(StrictConfig):
+    text: str = "x"
+    mode: Literal["off", "on", "yes", "no", "null", "auto"] = "auto"
+    maybe: str | None = "set"
+    preset: Literal["default", "still3"] | None = "default"
+    count: int = 1
+    rate: float = 0.5
+    flag: bool = False
+    size: int | Literal["auto"] = "auto"
+    items: list[int] = []
+    table: dict[str, int] = {}
+    inner: Inner = Inner()
+
+
+@pytest.mark.parametrize("word", ["off", "on", "yes", "no", "null"])
+def test_a_text_or_literal_field_gets_the_override_as_typed(word):
+    # YAML 1.1 reads off/on/yes/no as booleans and null as None; a text field wants the word.
+    config = load_config(Typed, None, [f"text={word}", f"mode={word}"])
+    assert config.text == word and config.mode == word
+
+
+def test_text_is_never_reinterpreted():
+    config = load_config(Typed, None, ["text=007", "maybe=1e3", "inner.names=[a, b]"])
+    assert config.text == "007" and config.maybe == "1e3"  # YAML would give 7 and "1000.0"-ish
+    assert config.inner.names == ["a", "b"]  # a list still parses as YAML
+
+
+def test_optional_field_null_is_none_and_other_words_are_text():
+    assert load_config(Typed, None, ["maybe=null", "preset=null"]).maybe is None
+    assert load_config(Typed, None, ["preset=null"]).preset is None
+    config = load_config(Typed, None, ["maybe=off", "preset=still3"])
+    assert config.maybe == "off" and config.preset == "still3"
+
+
+def test_numbers_booleans_unions_and_containers_by_type():
+    config = load_config(Typed, None, ["count=3", "rate=1e-3", "flag=off", "size=4", "items=[1, 2]", "table={a: 1}", "inner.flag=yes"])
+    assert config.count == 3 and config.rate == 0.001 and config.flag is False and config.size == 4
+    assert config.items == [1, 2] and config.table == {"a": 1} and config.inner.flag is True
+    assert load_config(Typed, None, ["size=auto", "table.b=5"]).size == "auto"
+    assert load_config(Typed, None, ["table.b=5"]).table == {"b": 5}
+    with pytest.raises(ConfigError, match="'count'"):
+        load_config(Typed, None, ["count=off"])
+
+
+def test_yaml_file_reads_off_as_text_for_a_literal_field(tmp_path):
+    path = write(tmp_path, "kl:\n  mode: off\nrun:\n  progress: no\n")
+    config = load_config(RLConfig, path)
+    assert config.kl.mode == "off" and config.run.progress is False
+
+
+def test_kl_mode_off_through_the_cli_as_the_readme_shows(tmp_path):
+    from typer.testing import CliRunner
+
+    from slowthink.cli import app
+
+    sys.path.insert(0, str(Path(__file__).parent / "recipes"))
+    from rl_helpers import TINY_RL
+
+    out = tmp_path / "run"
+    args = ["rl", "configs/tiny_rl.yaml", f"run.output_dir={out}", *TINY_RL, "train.steps=1", "kl.mode=off", "kl.coef=0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    assert yaml.safe_load((out / "config.yaml").read_text())["kl"]["mode"] == "off"

@@ -8,9 +8,12 @@ names the dotted key and, for unknown keys, the allowed ones.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
+
+from slowthink.overrides import OverrideText, resolve_overrides
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -65,14 +68,14 @@ def format_validation_error(model: type[BaseModel], error: ValidationError, sour
     return f"invalid config{where}:\n  " + "\n  ".join(lines)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``rl.kl.coef=0.001`` -> (['rl', 'kl', 'coef'], 0.001); the value is parsed as YAML."""
+def parse_override(text: str) -> tuple[list[str], OverrideText]:
+    """``rl.kl.coef=0.001`` -> (['rl', 'kl', 'coef'], '0.001'): the value stays text until validation."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like key.path=value")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
-    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+    return key.split("."), OverrideText(raw)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -113,13 +116,27 @@ def resolve_config_path(path: str | Path) -> Path:
     return shipped if shipped.is_file() else path
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with only true/false as booleans (YAML 1.2): ``mode: off`` in a file is the text "off"."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or a non-mapping is a ``ConfigError`` naming the file."""
     path = resolve_config_path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        # A bool field still takes yes/no/on/off: pydantic reads those words as booleans.
+        data = yaml.load(path.read_text(), Loader=_Yaml12Loader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -129,6 +146,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def build_config(model: type[T], data: dict[str, Any], source: str = "") -> T:
     """Validate ``data`` as ``model``; errors become one readable ``ConfigError``."""
+    data = resolve_overrides(model, data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,124 @@
+"""How a command-line override's text is read: by the type of the field it lands in.
+
+``kl.mode=off`` parsed as YAML 1.1 is the boolean False, ``007`` the int 7 and ``null``
+None, so a text field could never be given those words. Instead ``parse_override`` keeps
+the text as typed (``OverrideText``) and ``resolve_overrides`` reads it once the field is
+known:
+
+- a text field (``str``, a ``Literal`` of strings, a path) gets the text as typed;
+- an ``Optional`` field gets None for ``null`` (or ``~``), else its inner type's reading;
+- a number field a number (``1e-3`` too, which YAML 1.1 leaves as text);
+- a bool field, a list, a mapping, anything else: the text parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import PurePath
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel
+
+_NULL_WORDS = ("null", "Null", "NULL", "~")
+
+
+class OverrideText(str):
+    """A command-line override's value exactly as typed, waiting for its field's type."""
+
+
+def resolve_overrides(model: type[BaseModel], data: Any) -> Any:
+    """``data`` with every ``OverrideText`` inside replaced by its reading for ``model``'s fields."""
+    return _resolve(model, data)
+
+
+def _resolve(annotation: Any, value: Any) -> Any:
+    if isinstance(value, OverrideText):
+        return read_override(annotation, str(value))
+    if isinstance(value, dict):
+        model = _model_in(annotation)
+        if model is not None:
+            fields = model.model_fields
+            return {k: _resolve(fields[k].annotation if k in fields else Any, v) for k, v in value.items()}
+        value_type = _dict_value_type(annotation)
+        return {k: _resolve(value_type, v) for k, v in value.items()}
+    return value
+
+
+def read_override(annotation: Any, text: str) -> Any:
+    """The value of ``text`` for a field annotated ``annotation``."""
+    annotation = _unwrap_annotated(annotation)
+    if get_origin(annotation) in (Union, types.UnionType):
+        return _read_union(get_args(annotation), text)
+    if _is_text(annotation):
+        return text
+    if annotation in (int, float):
+        return _number(text, annotation)
+    return _yaml(text)
+
+
+def _read_union(members: tuple[Any, ...], text: str) -> Any:
+    """``X | None``: ``null`` is None. Several types: a literal word, a number, text, then YAML."""
+    members = tuple(_unwrap_annotated(m) for m in members)
+    concrete = [m for m in members if m is not type(None)]
+    if len(concrete) < len(members) and text in _NULL_WORDS:
+        return None
+    if len(concrete) == 1:
+        return read_override(concrete[0], text)
+    if any(get_origin(m) is Literal and text in get_args(m) for m in concrete):
+        return text
+    numbers = [m for m in concrete if m in (int, float)]
+    if numbers:
+        number = _number(text, float if float in numbers else int)
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            return number
+    if any(_is_text(m) for m in concrete):
+        return text
+    return _yaml(text)
+
+
+def _is_text(annotation: Any) -> bool:
+    if get_origin(annotation) is Literal:
+        return all(isinstance(arg, str) for arg in get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, (str, PurePath))
+
+
+def _number(text: str, kind: type) -> Any:
+    """int or float from the text (``1e-3`` included); anything else stays text for pydantic to
+    reject by name (as YAML, ``off`` would become False and pass as the number 0)."""
+    for parse in ((int, float) if kind is int else (float,)):
+        try:
+            return parse(text.strip())
+        except ValueError:
+            continue
+    return text
+
+
+def _yaml(text: str) -> Any:
+    if text == "":
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # pydantic will name the key and show the text
+
+
+def _unwrap_annotated(annotation: Any) -> Any:
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model of a field (through Optional / unions), else None."""
+    annotation = _unwrap_annotated(annotation)
+    for candidate in (annotation, *get_args(annotation)):
+        candidate = _unwrap_annotated(candidate)
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _dict_value_type(annotation: Any) -> Any:
+    """``dict[str, X]`` -> X (for ``table.key=value`` overrides); Any otherwise."""
+    annotation = _unwrap_annotated(annotation)
+    args = get_args(annotation)
+    return args[1] if get_origin(annotation) is dict and len(args) == 2 else Any
