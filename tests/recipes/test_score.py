@@ -74,7 +74,7 @@ def test_bad_rows_are_reported_and_do_not_stop_the_others(tmp_path):
     out = tmp_path / "sub" / "out.jsonl"
     result = run(str(src), "--out", str(out))
     assert result.exit_code == 0
-    for line, reason in [(2, "bad JSON"), (3, "'answer'"), (4, "JSON object"), (5, "list of strings")]:
+    for line, reason in [(2, "not valid JSON"), (3, "'answer'"), (4, "JSON object"), (5, "list of strings")]:
         assert f"in.jsonl:{line}: " in result.stderr and reason in result.stderr
     rows = read_jsonl(out)
     assert len(rows) == 6
@@ -100,3 +100,70 @@ def test_agreement_with_mathverify_regression_set(tmp_path):
     assert len(rows) == 255
     agree = sum(r["correct"] == r["expected"] for r in rows)
     assert agree >= MIN_AGREEMENT, f"{agree}/255 agree with math-verify's labels"
+
+
+# --- the output never destroys the input (issue 8 item 5) ------------------------------------
+
+
+@pytest.mark.parametrize("how", ["same", "hardlink", "symlink", "dotted"])
+def test_output_that_is_the_input_is_refused(tmp_path, how):
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps({"answer": "1", "response": r"\boxed{1}"})])
+    before = src.read_bytes()
+    out = {"same": src, "dotted": tmp_path / "." / "in.jsonl"}.get(how, tmp_path / "out.jsonl")
+    if how == "hardlink":
+        out.hardlink_to(src)
+    elif how == "symlink":
+        out.symlink_to(src)
+    result = run(str(src), "--out", str(out))
+    assert result.exit_code == 2
+    assert "is the input file" in result.stderr
+    assert src.read_bytes() == before
+
+
+def test_a_failed_run_leaves_an_existing_output_untouched(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps({"answer": "1", "response": r"\boxed{1}"})])
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous results\n")
+    # An unknown checker fails before anything is written.
+    assert run(str(src), "--out", str(out), "--checker", "nope").exit_code == 2
+    assert out.read_text() == "previous results\n"
+    assert run(str(src), "--out", str(out)).exit_code == 0
+    assert read_jsonl(out)[0]["status"] == "correct"
+    # Written to a temp file and renamed: nothing else is left beside the output.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+# --- one bad row never stops the run (issue 8 item 6) ----------------------------------------
+
+
+def test_every_row_gets_a_status_and_its_line_number(tmp_path):
+    good = lambda gold, answer: json.dumps({"answer": gold, "response": rf"so \boxed{{{answer}}}"}).encode()  # noqa: E731
+    lines = [
+        good("1", "1"),
+        json.dumps({"answer": "2", "response": "\udcff \\boxed{2}"}).encode(),  # a lone surrogate escape
+        b"[" * 100_000 + b"]" * 100_000,  # nested too deeply for json
+        b'{"answer": "3",\r "response": "\\\\boxed{3}"}',  # a bare \r is whitespace, not a break
+        b'{"answer": "4", "response": "caf\xe9 \\\\boxed{4}"}',  # invalid UTF-8
+        good("5", "6"),
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out.jsonl"
+    result = run(str(src), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(out)
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["status"] for r in rows] == ["correct", "correct", "error", "correct", "error", "wrong"]
+    assert rows[1]["response"] == "\udcff \\boxed{2}"  # the surrogate survives the round trip
+    assert "nested too deeply" in rows[2]["error"] and "invalid UTF-8" in rows[4]["error"]
+    assert "in.jsonl:3: " in result.stderr and "in.jsonl:5: invalid UTF-8" in result.stderr
+
+
+def test_a_huge_boxed_number_is_an_answer_and_wrong():
+    from slowthink.rewards.math_checker import MathChecker
+    from slowthink.rewards.verdict import ExactMatchChecker
+
+    response = "the total is \\boxed{" + "7" * 2_000_000 + "}"
+    with MathChecker(workers=1, timeout_s=5) as checker:
+        assert checker.check(["7"], [response])[0].status == "wrong"
+    assert ExactMatchChecker().check(["7"], [response])[0].status == "wrong"

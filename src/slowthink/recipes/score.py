@@ -2,18 +2,26 @@
 
 Reads rows with a gold answer and one response (or a list of responses), checks them all
 with ``MathChecker`` (or the exact-match checker), and writes every row back in input
-order with ``correct`` and ``status`` added (lists when the row has a list).
+order with ``correct``, ``status`` and ``line`` (its input line number) added (lists when
+the row has a list).
 
-A row that cannot be read (bad JSON, not an object, a missing or mistyped field) does not
-stop the run: it is reported on stderr with its line number and written to the output
-with ``status: "error"``, ``correct: false`` and an ``error`` message, so that output line
-N always belongs to input line N (blank lines excepted). Only a missing input file is fatal.
+The input is read under the one JSONL policy of ``data.jsonl``: lines split on ``\\n`` only,
+UTF-8 decoded per line. A row that cannot be read or used (invalid UTF-8, bad JSON, nesting
+too deep, not an object, a missing or mistyped field, a last line cut short) does not stop
+the run: it is reported on stderr with its line number and written to the output with
+``status: "error"``, ``correct: false`` and an ``error`` message. Every non-blank input line
+gets exactly one output row, in order. Only a missing input file, or an output path that is
+the input itself (also through a hard or symbolic link), is fatal.
+
+The output is written to a temp file beside ``--out`` and renamed over it at the end, so a
+run that fails or is killed leaves any earlier output as it was.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +29,7 @@ from typing import Any, Iterator, TextIO
 
 import typer
 
+from slowthink.data.jsonl import JsonlRow, dumps_line, read_jsonl
 from slowthink.rewards.verdict import STATUSES, Checker
 
 # Rows checked per round trip to the pool (and per progress update).
@@ -71,15 +80,14 @@ class ScoreSummary:
         return sum(self.row_accuracies) / len(self.row_accuracies) if self.row_accuracies else 0.0
 
 
-def _parse_row(line_no: int, text: str, fields: Fields) -> _Row:
+def _parse_row(read: JsonlRow, fields: Fields) -> _Row:
     """One input line -> a row to check, or a row carrying the reason it cannot be checked."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        return _Row(line_no, None, error=f"bad JSON: {error.msg} at column {error.colno}")
+    if read.error is not None:
+        return _Row(read.line, None, error=read.error)
+    data = read.value
     if not isinstance(data, dict):
-        return _Row(line_no, None, error=f"expected a JSON object, got {type(data).__name__}")
-    row = _Row(line_no, data)
+        return _Row(read.line, None, error=f"expected a JSON object, got {type(data).__name__}")
+    row = _Row(read.line, data)
     gold = data.get(fields.answer)
     if gold is None or isinstance(gold, (dict, list, bool)):
         row.error = f"missing or non-scalar gold field {fields.answer!r}"
@@ -97,10 +105,9 @@ def _parse_row(line_no: int, text: str, fields: Fields) -> _Row:
     return row
 
 
-def _read_rows(stream: TextIO, fields: Fields) -> Iterator[_Row]:
-    for line_no, text in enumerate(stream, start=1):
-        if text.strip():
-            yield _parse_row(line_no, text, fields)
+def _read_rows(path: Path, fields: Fields) -> Iterator[_Row]:
+    for read in read_jsonl(path):
+        yield _parse_row(read, fields)
 
 
 def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
@@ -114,6 +121,12 @@ def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
         yield chunk
 
 
+def _error_record(row: _Row, error: str) -> dict[str, Any]:
+    record = dict(row.data) if row.data is not None else {}
+    record.update(line=row.line, correct=[] if row.many else False, status="error", error=error)
+    return record
+
+
 def _write_chunk(chunk: list[_Row], checker: Checker, out: TextIO, summary: ScoreSummary, source: str) -> None:
     """Check every sample of the chunk's readable rows in one batch, then write the rows in order."""
     golds = [row.gold for row in chunk if not row.error for _ in row.responses]
@@ -125,8 +138,7 @@ def _write_chunk(chunk: list[_Row], checker: Checker, out: TextIO, summary: Scor
             print(f"{source}:{row.line}: {row.error}", file=sys.stderr)
             summary.bad_rows += 1
             summary.statuses["error"] += 1
-            record = dict(row.data) if row.data is not None else {"line": row.line}
-            record.update(correct=[] if row.many else False, status="error", error=row.error)
+            record = _error_record(row, row.error)
         else:
             mine = [next(verdicts) for _ in row.responses]
             summary.statuses.update(v.status for v in mine)
@@ -134,30 +146,65 @@ def _write_chunk(chunk: list[_Row], checker: Checker, out: TextIO, summary: Scor
                 summary.row_accuracies.append(sum(v.correct for v in mine) / len(mine))
             correct, status = [v.correct for v in mine], [v.status for v in mine]
             record = dict(row.data or {})
-            record.update(correct=correct if row.many else correct[0], status=status if row.many else status[0])
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            record.update(line=row.line, correct=correct if row.many else correct[0],
+                          status=status if row.many else status[0])
+        try:
+            line = dumps_line(record)
+        except (RecursionError, ValueError) as error:
+            # Parsed, but too deep (or odd) to write back: the row keeps its place as an error.
+            line = dumps_line(_error_record(_Row(row.line, None, many=row.many), f"cannot write the row back: {error}"))
+        out.write(line)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name one file: the same resolved path, or the same inode (hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        sa, sb = a.stat(), b.stat()
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _count_rows(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for raw in handle if raw.strip())
 
 
 def score_file(path: Path, out_path: Path, checker: Checker, fields: Fields = Fields(), progress: bool = False) -> ScoreSummary:
     """Score ``path`` into ``out_path`` with ``checker``; see the module docstring for the row rules."""
+    if same_file(path, out_path):
+        raise ValueError(f"--out {out_path} is the input file {path}; choose another output path")
     summary = ScoreSummary()
-    total = sum(1 for line in path.open(encoding="utf-8", errors="replace") if line.strip())
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open(encoding="utf-8", errors="replace") as stream, out_path.open("w", encoding="utf-8") as out:
-        chunks = _chunks(_read_rows(stream, fields), CHUNK_ROWS)
-        if not progress:
-            for chunk in chunks:
-                _write_chunk(chunk, checker, out, summary, str(path))
-            return summary
-        from rich.console import Console
-        from rich.progress import Progress
-
-        with Progress(console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("checking", total=total)
-            for chunk in chunks:
-                _write_chunk(chunk, checker, out, summary, str(path))
-                bar.advance(task, len(chunk))
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            _score_into(path, out, checker, fields, summary, progress)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return summary
+
+
+def _score_into(path: Path, out: TextIO, checker: Checker, fields: Fields, summary: ScoreSummary, progress: bool) -> None:
+    chunks = _chunks(_read_rows(path, fields), CHUNK_ROWS)
+    if not progress:
+        for chunk in chunks:
+            _write_chunk(chunk, checker, out, summary, str(path))
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("checking", total=_count_rows(path))
+        for chunk in chunks:
+            _write_chunk(chunk, checker, out, summary, str(path))
+            bar.advance(task, len(chunk))
 
 
 def print_summary(summary: ScoreSummary, out_path: Path) -> None:
@@ -199,6 +246,11 @@ def score_command(
         raise typer.Exit(2)
     if checker not in ("math", "exact"):
         typer.echo(f"error: --checker must be 'math' or 'exact', got {checker!r}", err=True)
+        raise typer.Exit(2)
+    if same_file(file, out):
+        # Writing the output over the input would destroy it (issue 8: it did, exiting 0).
+        typer.echo(f"error: --out {out} is the input file {file} (same file, or a link to it); choose another path",
+                   err=True)
         raise typer.Exit(2)
     from slowthink.rewards.math_checker import MathChecker
     from slowthink.rewards.verdict import ExactMatchChecker

@@ -28,6 +28,7 @@ from slowthink.rewards.extract import (
     brace_depth,
     extract_answer,
     fallback_answer,
+    oversized_answer,
 )
 
 # Braces nested deeper than this are not a math answer; refusing them is cheaper than parsing.
@@ -243,6 +244,9 @@ def judge(gold: str, response: str, golds: GoldCache, fallback: bool = False) ->
     if all(isinstance(item, str) for item in gold_parsed):
         return Judgement("unparseable_gold", detail=f"math-verify cannot parse the gold {gold_text[:80]!r}")
     answer = extract_answer(response)
+    if answer is None and (size := oversized_answer(response)) is not None:
+        # Boxed, but too long to parse (a two-million-digit number): an answer, and wrong.
+        return Judgement("wrong", None, f"boxed answer of {size} characters, over the {MAX_ANSWER_CHARS}-character limit")
     if answer is None and fallback:
         answer = fallback_answer(response)
     if answer is None:

@@ -78,6 +78,22 @@ def all_boxed(text: str) -> list[str]:
     return [text[s:e].strip() for s, e in outer if text[s:e].strip()]
 
 
+def oversized_answer(text: str) -> int | None:
+    """Length of the final boxed answer when it is too long to check, else None.
+
+    ``last_boxed`` returns None for a box over ``MAX_ANSWER_CHARS`` (or one opened before
+    its scan window), but such a box is still the response's final answer, and a wrong
+    one: a two-million-digit number is an answer, not "no answer". The checkers call this
+    only when ``extract_answer`` found nothing; it reads the whole text once (linear).
+    """
+    spans = _boxed_spans(text)
+    if not spans:
+        return None
+    start, end = max(spans, key=lambda span: (span[1], -span[0]))
+    length = end - start
+    return length if length > MAX_ANSWER_CHARS else None
+
+
 def answer_tag(text: str) -> str | None:
     """Content of the last ``<answer>…</answer>``; a boxed answer inside it wins."""
     text = text[-MAX_SCAN_CHARS:]

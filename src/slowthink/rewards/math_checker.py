@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Sequence
 
-from slowthink.rewards.extract import MAX_SCAN_CHARS
 from slowthink.rewards.verdict import Verdict
 
 # Seconds between the worker's own alarm and the parent's kill.
 KILL_GRACE_S = 0.5
+# Responses are cut to their last MAX_CHECK_CHARS before they go to a worker (a bound on
+# pipe traffic and worker memory). Extraction reads far less (extract.MAX_SCAN_CHARS), but
+# the worker must see where a huge boxed answer opens to call it an answer (and wrong).
+MAX_CHECK_CHARS = 8_000_000
 # A worker that has not said "ready" after this many seconds is broken (imports hung).
 START_TIMEOUT_S = 60.0
 _PRELOAD = ["math_verify", "slowthink.rewards.equivalence"]
@@ -202,8 +205,7 @@ class MathChecker:
                 return
             gold = batch.golds[index]
             try:
-                # Extraction reads only the last MAX_SCAN_CHARS: send no more than that.
-                worker.conn.send((index, gold, batch.responses[index][-MAX_SCAN_CHARS:]))
+                worker.conn.send((index, gold, batch.responses[index][-MAX_CHECK_CHARS:]))
             except (BrokenPipeError, ConnectionResetError, OSError):
                 batch.queues.setdefault(gold, deque()).appendleft(index)
                 self._replace(worker)

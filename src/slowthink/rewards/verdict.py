@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, Sequence
 
-from slowthink.rewards.extract import extract_answer
+from slowthink.rewards.extract import extract_answer, oversized_answer
 
 # Every check ends in exactly one of these; their counts are logged as metrics.
 Status = Literal["correct", "wrong", "no_answer", "unparseable_gold", "timeout", "error"]
@@ -45,7 +45,9 @@ class ExactMatchChecker:
         verdicts = []
         for gold, response in zip(golds, responses, strict=True):
             answer = extract_answer(response)
-            if answer is None:
+            if answer is None and oversized_answer(response) is not None:
+                verdicts.append(Verdict("wrong", detail="boxed answer too long to compare"))
+            elif answer is None:
                 verdicts.append(Verdict("no_answer"))
             elif answer.replace(" ", "") == gold.replace(" ", ""):
                 verdicts.append(Verdict("correct", answer))
