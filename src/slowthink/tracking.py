@@ -63,7 +63,8 @@ class TensorBoardTracker:
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         for key, value in metrics.items():
-            self._writer.add_scalar(key, value, step)
+            if value is not None:  # nothing measured this step (e.g. no update): a gap, not a 0
+                self._writer.add_scalar(key, value, step)
 
     def close(self) -> None:
         self._writer.close()

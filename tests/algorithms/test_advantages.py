@@ -76,12 +76,52 @@ def test_reinforce_pp_keeps_relative_group_scale_where_grpo_does_not() -> None:
     torch.testing.assert_close(rpp[1], 10 * rpp[0], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", sorted(ADVANTAGE_ESTIMATORS))
-def test_single_rollout_groups_get_zero(name: str) -> None:
+@pytest.mark.parametrize("name", ["grpo", "grpo_no_std", "rloo"])
+def test_single_rollout_groups_get_zero_under_a_group_baseline(name: str) -> None:
     rewards = torch.tensor([[1.0], [0.0], [-2.0]])
     advantages = compute_advantages(name, rewards)
     assert advantages.shape == (3, 1)
     assert torch.equal(advantages, torch.zeros(3, 1))
+
+
+def test_reinforce_pp_with_one_rollout_per_prompt_normalises_over_the_batch() -> None:
+    # No group to centre in: REINFORCE++ (Hu, 2025) uses the batch. Rewards [1, 0, -2]:
+    # mean -1/3, centred [4/3, 1/3, -5/3], squares sum 42/9, unbiased var 7/3.
+    rewards = torch.tensor([[1.0], [0.0], [-2.0]], dtype=torch.float64)
+    std = math.sqrt(7 / 3)
+    expected = torch.tensor([[4 / 3], [1 / 3], [-5 / 3]], dtype=torch.float64) / std
+    torch.testing.assert_close(reinforce_pp_advantages(rewards, eps=0.0), expected, rtol=0, atol=1e-12)
+    assert torch.equal(reinforce_pp_advantages(torch.ones(3, 1)), torch.zeros(3, 1))
+
+
+def test_overlength_rows_are_left_out_of_the_group_baseline() -> None:
+    # Issue 7's example: still3 rewards, 4 finished wrong answers (-1) and 4 truncated
+    # ones (-2, nothing boxed). Over all 8 the wrong answers got (-1 + 1.5) / 0.5345 =
+    # +0.935; over the finished rows only the group is uniform: no signal, no update.
+    rewards = torch.tensor([[-1.0] * 4 + [-2.0] * 4])
+    finished = torch.tensor([[True] * 4 + [False] * 4])
+    torch.testing.assert_close(compute_advantages("grpo", rewards)[0, 0], torch.tensor(0.9354), atol=1e-4, rtol=0)
+    for name in sorted(ADVANTAGE_ESTIMATORS):
+        assert torch.equal(compute_advantages(name, rewards, valid_PG=finished), torch.zeros(1, 8)), name
+    assert zero_variance_groups(rewards, finished).tolist() == [True]
+    assert zero_variance_groups(rewards).tolist() == [False]
+
+
+def test_masked_baseline_equals_the_baseline_of_the_finished_rows_alone() -> None:
+    rewards = torch.tensor([[1.0, -1.0, -2.0, 1.0, -2.0], [1.0, 1.0, -1.0, -2.0, -2.0]], dtype=torch.float64)
+    finished = torch.tensor([[True, True, False, True, True], [True, False, True, True, False]])
+    for name in sorted(ADVANTAGE_ESTIMATORS):
+        masked = compute_advantages(name, rewards, eps=0.0, valid_PG=finished)
+        assert torch.equal(masked[~finished], torch.zeros(int((~finished).sum()), dtype=torch.float64)), name
+        if name == "reinforce_pp":
+            continue  # its std is over the whole batch, checked below
+        for p in range(2):
+            alone = compute_advantages(name, rewards[p, finished[p]][None], eps=0.0)
+            torch.testing.assert_close(masked[p, finished[p]], alone[0], rtol=0, atol=1e-12)
+    # REINFORCE++: group-centred over finished rows, scaled by the std of those 7 values.
+    centred = torch.tensor([1.25, -0.75, 1.25, -1.75, 1 + 2 / 3, -1 + 2 / 3, -2 + 2 / 3], dtype=torch.float64)
+    expected = centred / centred.std()
+    torch.testing.assert_close(reinforce_pp_advantages(rewards, eps=0.0, valid_PG=finished)[finished], expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(ADVANTAGE_ESTIMATORS))

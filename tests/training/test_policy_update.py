@@ -36,13 +36,13 @@ def _batch(seed: int = 0, rows: int = 8):
 SETTINGS = dict(clip_low=0.2, clip_high=0.28, max_length=16, kl_coef=0.1, kl_estimator="k3", entropy_coef=0.01, temperature=1.0, has_reference=True)
 
 
-def _update(model, batch, aggregation: str, micro: int, per_update: int, epochs: int = 1, info: DistInfo = DistInfo()):
+def _update(model, batch, aggregation: str, micro: int, minibatches: int, epochs: int = 1, info: DistInfo = DistInfo(), row_ranks=None):
     # Plain SGD: the parameter change is the gradient itself (Adam would amplify float noise
     # in near-zero gradients to full-size steps and hide what we compare).
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=10)
-    settings = LossSettings(aggregation=aggregation, old_is_current=per_update >= len(batch) and epochs == 1, **SETTINGS)
-    return update_policy(model, optimizer, scheduler, batch, settings, per_update, epochs, micro, grad_clip=0.0, info=info)
+    settings = LossSettings(aggregation=aggregation, old_is_current=minibatches == 1 and epochs == 1, **SETTINGS)
+    return update_policy(model, optimizer, scheduler, batch, settings, minibatches, epochs, micro, grad_clip=0.0, info=info, row_ranks_N=row_ranks)
 
 
 @pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean", "constant"])
@@ -51,7 +51,7 @@ def test_micro_batch_size_does_not_change_the_update(aggregation):
     results = {}
     for micro in (1, 3, 8):
         model = copy.deepcopy(base)
-        _update(model, batch, aggregation, micro=micro, per_update=8)
+        _update(model, batch, aggregation, micro=micro, minibatches=1)
         results[micro] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert not torch.allclose(results[8], torch.cat([p.detach().flatten() for p in base.parameters()]))
     torch.testing.assert_close(results[1], results[8], rtol=0, atol=1e-6)
@@ -60,9 +60,9 @@ def test_micro_batch_size_does_not_change_the_update(aggregation):
 
 def test_on_policy_update_has_ratio_one_and_off_policy_does_not():
     batch = _batch()
-    on = _update(_model(), batch, "token_mean", micro=4, per_update=8)
+    on = _update(_model(), batch, "token_mean", micro=4, minibatches=1)
     assert on["importance_ratio"] == 1.0 and on["clip_fraction"] == 0.0 and on["optimizer_steps"] == 1
-    off = _update(_model(), batch.with_(old_logprobs_BT=torch.full_like(batch.old_logprobs_BT, -4.0)), "token_mean", micro=4, per_update=4, epochs=2)
+    off = _update(_model(), batch.with_(old_logprobs_BT=torch.full_like(batch.old_logprobs_BT, -4.0)), "token_mean", micro=4, minibatches=2, epochs=2)
     assert off["optimizer_steps"] == 4 and off["importance_ratio"] != 1.0
 
 
@@ -85,7 +85,7 @@ def _ddp_worker(rank: int, world: int, port: int, aggregation: str, out: dict) -
         share = batch.select(slice(rank * 4, rank * 4 + 4))
         model = _model()
         trainer = wrap_model(model, DistInfo(rank, world))
-        _update(trainer, share, aggregation, micro=2, per_update=4, info=DistInfo(rank, world))
+        _update(trainer, share, aggregation, micro=2, minibatches=1, info=DistInfo(rank, world), row_ranks=torch.tensor([0] * 4 + [1] * 4))
         out[rank] = torch.cat([p.detach().flatten() for p in model.parameters()])
     finally:
         dist.destroy_process_group()
@@ -94,7 +94,7 @@ def _ddp_worker(rank: int, world: int, port: int, aggregation: str, out: dict) -
 @pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean"])
 def test_two_gloo_ranks_give_the_single_process_update(aggregation):
     single = _model()
-    _update(single, _batch(), aggregation, micro=8, per_update=8)
+    _update(single, _batch(), aggregation, micro=8, minibatches=1)
     expected = torch.cat([p.detach().flatten() for p in single.parameters()])
     with mp.Manager() as manager:
         out = manager.dict()

@@ -12,7 +12,14 @@ Conventions, chosen once for all estimators:
   GRPO, which the paper's section 3 and 4 experiments ran on. With G = 8 the unbiased std
   is ``sqrt(8/7)`` times the population std, so advantages are ~6.5% smaller than with
   ``unbiased=False``; the sign and ranking never change.
-- A group of one rollout (G = 1) has no baseline to compare against: its advantage is 0.
+- ``valid_PG`` (optional, bool) says which rollouts count: the baseline (mean, std) and
+  the uniform-group test see the valid rows only, and invalid rows get advantage 0. With
+  overlength masking the truncated responses are invalid (section 4.2.1 excludes them
+  from training; kept in the baseline they shifted it: 4 finished wrong answers next to
+  4 truncated ones got +0.935 each under the still3 reward).
+- A group of one valid rollout has no baseline to compare against: its advantage is 0
+  under GRPO, Dr. GRPO and RLOO. REINFORCE++ with one rollout per prompt (G = 1) uses
+  the whole batch as its baseline instead (Hu, 2025), so it still learns.
 - A group whose rewards are all equal gets exactly 0 (not a rounding residue such as
   ``0.1 - mean([0.1, 0.1, 0.1]) = -1.4e-17`` blown up by a tiny std), even with eps = 0.
 - Integer rewards are promoted to float32; floating rewards keep their dtype.
@@ -35,11 +42,32 @@ def _check_rewards(rewards_PG: Tensor) -> Tensor:
     return rewards_PG if rewards_PG.is_floating_point() else rewards_PG.float()
 
 
-def _group_centered(rewards_PG: Tensor) -> Tensor:
-    """(P, G) ``r - group mean``, exactly 0 in groups whose rewards are all equal."""
-    centered_PG = rewards_PG - rewards_PG.mean(dim=1, keepdim=True)
-    all_equal_P1 = zero_variance_groups(rewards_PG).unsqueeze(1)
+def _valid(rewards_PG: Tensor, valid_PG: Tensor | None) -> Tensor:
+    """(P, G) bool of the rows that count (all of them when ``valid_PG`` is None)."""
+    if valid_PG is None:
+        return torch.ones_like(rewards_PG, dtype=torch.bool)
+    if valid_PG.shape != rewards_PG.shape:
+        raise ValueError(f"valid_PG {tuple(valid_PG.shape)} must have the rewards' shape {tuple(rewards_PG.shape)}")
+    return valid_PG.bool()
+
+
+def _group_centered(rewards_PG: Tensor, valid_PG: Tensor) -> Tensor:
+    """(P, G) ``r - mean of the group's valid rows``; exactly 0 on invalid rows and in
+    groups whose valid rewards are all equal."""
+    count_P1 = valid_PG.sum(dim=1, keepdim=True).clamp(min=1)
+    mean_P1 = (rewards_PG * valid_PG).sum(dim=1, keepdim=True) / count_P1
+    centered_PG = (rewards_PG - mean_P1).masked_fill(~valid_PG, 0.0)
+    all_equal_P1 = zero_variance_groups(rewards_PG, valid_PG).unsqueeze(1)
     return centered_PG.masked_fill(all_equal_P1, 0.0)
+
+
+def _masked_std(centered: Tensor, valid: Tensor, dim: int | None = None) -> Tensor:
+    """Unbiased std of already-centred values over the valid entries (0 with < 2 of them)."""
+    if dim is None:
+        count, squares = valid.sum(), (centered.square() * valid).sum()
+    else:
+        count, squares = valid.sum(dim=dim, keepdim=True), (centered.square() * valid).sum(dim=dim, keepdim=True)
+    return torch.sqrt(squares / (count - 1).clamp(min=1))
 
 
 def _safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -48,7 +76,7 @@ def _safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
     return numerator / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
 
 
-def grpo_advantages(rewards_PG: Tensor, scale_by_std: bool = True, eps: float = 1e-6) -> Tensor:
+def grpo_advantages(rewards_PG: Tensor, scale_by_std: bool = True, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
     """GRPO: ``(r - group mean) / (group std + eps)``; Dr. GRPO when ``scale_by_std=False``.
 
     GRPO (Shao et al., 2024, DeepSeekMath) divides by the group's (unbiased) std, which
@@ -57,58 +85,59 @@ def grpo_advantages(rewards_PG: Tensor, scale_by_std: bool = True, eps: float = 
     keeps only ``r - group mean``. A group whose rewards are all equal gets 0 either way.
     """
     rewards_PG = _check_rewards(rewards_PG)
-    num_rollouts = rewards_PG.shape[1]
-    if num_rollouts < 2:
-        return torch.zeros_like(rewards_PG)
-    centered_PG = _group_centered(rewards_PG)
+    valid_PG = _valid(rewards_PG, valid_PG)
+    centered_PG = _group_centered(rewards_PG, valid_PG)
     if not scale_by_std:
         return centered_PG
-    std_P1 = rewards_PG.std(dim=1, correction=1, keepdim=True)
-    return _safe_divide(centered_PG, std_P1 + eps)
+    return _safe_divide(centered_PG, _masked_std(centered_PG, valid_PG, dim=1) + eps)
 
 
-def rloo_advantages(rewards_PG: Tensor) -> Tensor:
-    """REINFORCE leave-one-out: ``r_i`` minus the mean of the *other* G - 1 rewards.
+def rloo_advantages(rewards_PG: Tensor, valid_PG: Tensor | None = None) -> Tensor:
+    """REINFORCE leave-one-out: ``r_i`` minus the mean of the *other* valid rewards.
 
     Ahmadian et al., 2024 ("Back to Basics"). Leaving the rollout out of its own baseline
-    keeps the estimator unbiased; algebraically it equals ``G / (G - 1) * (r_i - mean)``.
+    keeps the estimator unbiased; algebraically it equals ``n / (n - 1) * (r_i - mean)``
+    for a group of n valid rollouts.
     """
     rewards_PG = _check_rewards(rewards_PG)
-    num_rollouts = rewards_PG.shape[1]
-    if num_rollouts < 2:
-        return torch.zeros_like(rewards_PG)
-    others_sum_PG = rewards_PG.sum(dim=1, keepdim=True) - rewards_PG
-    advantages_PG = rewards_PG - others_sum_PG / (num_rollouts - 1)
-    return advantages_PG.masked_fill(zero_variance_groups(rewards_PG).unsqueeze(1), 0.0)
+    valid_PG = _valid(rewards_PG, valid_PG)
+    count_P1 = valid_PG.sum(dim=1, keepdim=True).to(rewards_PG.dtype)
+    # n < 2 leaves a zero centred value (uniform group); the factor then does not matter.
+    return _group_centered(rewards_PG, valid_PG) * count_P1 / (count_P1 - 1).clamp(min=1)
 
 
-def reinforce_pp_advantages(rewards_PG: Tensor, eps: float = 1e-6) -> Tensor:
-    """REINFORCE++-baseline: subtract the group mean, then divide by the *batch* std.
+def reinforce_pp_advantages(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
+    """REINFORCE++: centre, then divide by one std over the whole *batch*.
 
-    Hu, 2025 (REINFORCE++, OpenRLHF's ``reinforce_baseline``). Centering per group removes
-    the prompt's difficulty; scaling by one std over the whole batch (all P * G centered
-    values) keeps the relative weight of groups, unlike GRPO's per-group std. The centered
-    values already have mean 0 over the batch, so there is no second mean to subtract.
+    Hu, 2025 (REINFORCE++). With G >= 2 this is OpenRLHF's ``reinforce_baseline``:
+    centering per group removes the prompt's difficulty; scaling by one std over the whole
+    batch (all valid centred values) keeps the relative weight of groups, unlike GRPO's
+    per-group std. With G = 1 there is no group: the rewards are centred and scaled over
+    the whole batch (plain REINFORCE++). "The batch" is whatever the caller passes: the
+    RL recipe passes every rank's rollouts, so the statistics are global.
     """
     rewards_PG = _check_rewards(rewards_PG)
-    if rewards_PG.shape[1] < 2:
-        return torch.zeros_like(rewards_PG)
-    centered_PG = _group_centered(rewards_PG)
-    # G >= 2 here, so the batch has at least two values and the unbiased std is finite.
-    return _safe_divide(centered_PG, centered_PG.std(correction=1) + eps)
+    valid_PG = _valid(rewards_PG, valid_PG)
+    # One rollout per prompt: the batch is the group (a (1, P) view of the same rows).
+    single = rewards_PG.shape[1] == 1
+    if single:
+        rewards_PG, valid_PG = rewards_PG.T, valid_PG.T
+    centered_PG = _group_centered(rewards_PG, valid_PG)
+    advantages_PG = _safe_divide(centered_PG, _masked_std(centered_PG, valid_PG) + eps)
+    return advantages_PG.T if single else advantages_PG
 
 
-def _dr_grpo_advantages(rewards_PG: Tensor, eps: float = 1e-6) -> Tensor:
+def _dr_grpo_advantages(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
     """Dr. GRPO, ``r - group mean`` (``eps`` is accepted for a uniform signature, unused)."""
-    return grpo_advantages(rewards_PG, scale_by_std=False, eps=eps)
+    return grpo_advantages(rewards_PG, scale_by_std=False, eps=eps, valid_PG=valid_PG)
 
 
-def _rloo_estimator(rewards_PG: Tensor, eps: float = 1e-6) -> Tensor:
-    """RLOO with the uniform ``(rewards_PG, eps)`` signature; RLOO divides by nothing."""
-    return rloo_advantages(rewards_PG)
+def _rloo_estimator(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
+    """RLOO with the uniform ``(rewards_PG, eps, valid_PG)`` signature; RLOO divides by nothing."""
+    return rloo_advantages(rewards_PG, valid_PG)
 
 
-# Every value can be called as ``estimator(rewards_PG, eps=eps)`` and returns (P, G).
+# Every value can be called as ``estimator(rewards_PG, eps=eps, valid_PG=valid_PG)`` and returns (P, G).
 # A plain dict, not a decorator registry: the whole menu is readable here.
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
     "grpo": grpo_advantages,
@@ -118,17 +147,18 @@ ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def compute_advantages(name: str, rewards_PG: Tensor, eps: float = 1e-6) -> Tensor:
-    """Advantages (P, G) from the estimator called ``name`` (a key of ADVANTAGE_ESTIMATORS)."""
+def compute_advantages(name: str, rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
+    """Advantages (P, G) from the estimator called ``name`` (a key of ADVANTAGE_ESTIMATORS);
+    only the ``valid_PG`` rows (all when None) enter the baselines."""
     estimator = ADVANTAGE_ESTIMATORS.get(name)
     if estimator is None:
         allowed = ", ".join(repr(key) for key in ADVANTAGE_ESTIMATORS)
         raise ValueError(f"unknown advantage estimator {name!r}; allowed: {allowed}")
-    return estimator(rewards_PG, eps=eps)
+    return estimator(rewards_PG, eps=eps, valid_PG=valid_PG)
 
 
-def zero_variance_groups(rewards_PG: Tensor) -> Tensor:
-    """(P,) bool: True for groups whose rewards are all equal.
+def zero_variance_groups(rewards_PG: Tensor, valid_PG: Tensor | None = None) -> Tensor:
+    """(P,) bool: True for groups whose valid rewards are all equal (or that have < 2 valid).
 
     Such a group carries no learning signal under any group baseline (all its advantages
     are 0), yet it would still count in the loss denominators and dilute the update, so
@@ -136,4 +166,8 @@ def zero_variance_groups(rewards_PG: Tensor) -> Tensor:
     rollout is trivially all-equal.
     """
     rewards_PG = _check_rewards(rewards_PG)
-    return (rewards_PG == rewards_PG[:, :1]).all(dim=1)
+    valid_PG = _valid(rewards_PG, valid_PG)
+    inf = torch.tensor(float("inf"), dtype=rewards_PG.dtype)
+    low_P = torch.where(valid_PG, rewards_PG, inf).amin(dim=1)
+    high_P = torch.where(valid_PG, rewards_PG, -inf).amax(dim=1)
+    return (valid_PG.sum(dim=1) < 2) | (low_P == high_P)

@@ -32,7 +32,7 @@ from slowthink.rewards.reward import RewardModel
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.training import checkpoint as ckpt
 from slowthink.training.distributed import DistInfo, all_gather_objects, barrier, init_distributed, unwrap, wrap_model
-from slowthink.training.experience import SelectionSettings, rollout_sequences, select_training_rows, sequence_kl
+from slowthink.training.experience import RowOutcomes, SelectionSettings, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.optim import build_optimizer, build_scheduler
 from slowthink.training.policy_update import LossSettings, update_policy
@@ -173,16 +173,17 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
 
         # 4. Reference log-probs, KL in the reward, advantages, selection and masking.
         with timer("prepare"):
-            batch, step_metrics = prepare_batch(trainer, reference, prompts, completions, scored, config, settings, kl_coef, tokenizer.pad_token_id)
+            batch, row_ranks, step_metrics = prepare_batch(trainer, reference, prompts, completions, scored, config, settings, kl_coef, tokenizer.pad_token_id, info)
 
-        # 5. Policy update (one on-policy update, or mini-batches / epochs: off-policy).
+        # 5. Policy update: exactly epochs x prompts_per_step / prompts_per_update optimizer steps
+        #    over every rank's kept rows (one on-policy update, or mini-batches / epochs: off-policy).
         with timer("update"):
             has_ref = reference is not None
             update_metrics = update_policy(
                 trainer, optimizer, scheduler, batch, loss_settings(config, kl_coef, max_length, has_ref),
-                sequences_per_update=(config.prompts_per_update // info.world_size) * config.rollout.rollouts_per_prompt,
+                num_minibatches=config.rollout.prompts_per_step // config.prompts_per_update,
                 epochs=config.update.epochs, micro_batch_size=config.update.micro_batch_size,
-                grad_clip=config.optim.grad_clip, info=info, shuffle_seed=step_seed(config, step, 0),
+                grad_clip=config.optim.grad_clip, info=info, shuffle_seed=step_seed(config, step, 0), row_ranks_N=row_ranks,
             )
 
         # 6. Sync the new weights into the rollout engine (every K steps: stale rollouts when K > 1).
@@ -246,40 +247,48 @@ class PhaseTimer:
         return out
 
 
-def prepare_batch(trainer, reference, prompts, completions, scored, config: RLConfig, settings, kl_coef, pad_id):
-    """Scored rollouts -> the training ``SequenceBatch`` (+ metrics of the selection)."""
+def prepare_batch(trainer, reference, prompts, completions, scored, config: RLConfig, settings, kl_coef, pad_id, info: DistInfo = DistInfo()):
+    """Scored rollouts -> this rank's training rows, the owner rank of every kept row of the
+    step (global order), and metrics of the selection. Selection and advantages are computed
+    over every rank's rows (gathered), identically on every rank."""
     group = config.rollout.rollouts_per_prompt
     sequences = rollout_sequences(prompts.prompt_ids, completions, group, pad_id)
     temperature = config.rollout.temperature or 1.0
     micro = config.update.micro_batch_size
-    rewards = torch.tensor(scored.total, dtype=torch.float32)
-    metrics: dict[str, float] = {}
+    reward_kl_coef = kl_coef if config.kl.placement == "reward" else 0.0
+    kl_B = torch.zeros(len(completions))
     if reference is not None:
         ref_BT = batched_logprobs(reference, sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
         sequences = sequences.with_(ref_logprobs_BT=ref_BT)
-        if config.kl.placement == "reward" and kl_coef > 0:
+        if reward_kl_coef > 0:
             # The behaviour log-probs stand in for the policy's: the penalty is a reward, not a gradient path.
             kl_B = sequence_kl(sequences.old_logprobs_BT, ref_BT, sequences.loss_mask_BT, config.kl.estimator)
-            rewards = rewards - kl_coef * kl_B
-            metrics["kl_reward_penalty"] = float((kl_coef * kl_B).mean())
     shape = (len(prompts.problems), group)
-    correct = torch.tensor([v.correct for v in scored.verdicts]).view(shape)
-    lengths = torch.tensor([c.num_model_tokens for c in completions]).view(shape)
-    finished = torch.tensor([c.finished for c in completions]).view(shape)
-    batch, selection = select_training_rows(sequences, rewards.view(shape), correct, lengths, finished, settings)
-    metrics.update(selection)
+    local = RowOutcomes(
+        rewards_PG=torch.tensor(scored.total, dtype=torch.float32).view(shape),
+        correct_PG=torch.tensor([v.correct for v in scored.verdicts]).view(shape),
+        lengths_PG=torch.tensor([c.num_model_tokens for c in completions]).view(shape),
+        finished_PG=torch.tensor([c.finished for c in completions]).view(shape),
+        kl_PG=kl_B.view(shape),
+    )
+    # Every rank sees every rank's rows, so selection and advantage statistics are global.
+    batch, row_ranks, metrics = select_training_rows(sequences, gather_outcomes(local, info), settings, reward_kl_coef, info)
     if config.algorithm.old_logprobs == "recompute" and not config.fully_on_policy and len(batch):
         batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
-    return batch, metrics
+    return batch, row_ranks, metrics
 
 
 def continue_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, lr: float) -> None:
-    """Start from another run's AdamW moments (the SFT cold start's), at this run's learning rate."""
+    """Start from another run's AdamW moments (the SFT cold start's), with this run's
+    hyper-parameters: only the per-parameter state (moments, step counts) is taken; the
+    learning rate, betas, eps and weight decay stay the RL config's."""
     state_file = checkpoint / "trainer_state.pt"
     if not state_file.is_file():
         raise ConfigError(f"model.optimizer_state: no trainer_state.pt in {checkpoint}")
+    own = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     optimizer.load_state_dict(ckpt.load_trainer_state(checkpoint)["optimizer"])
-    for group in optimizer.param_groups:
+    for group, hyper in zip(optimizer.param_groups, own):
+        group.update(hyper)
         group["lr"] = group["initial_lr"] = lr
 
 
@@ -303,12 +312,18 @@ def run_heldout(generator, heldout_set: ProblemSet, reward_model: RewardModel, c
     return evaluate_heldout(generator, subset, reward_model.checker, max_length, config.train.eval_temperature, tuple(config.rollout.stop))
 
 
-def reduce_across_ranks(metrics: dict[str, float], info: DistInfo) -> dict[str, float]:
-    """Mean of every metric over ranks (each rank saw its own share of prompts)."""
+def reduce_across_ranks(metrics: dict[str, float | None], info: DistInfo) -> dict[str, float | None]:
+    """Mean of every metric over ranks (each rank saw its own share of prompts); None
+    (nothing to measure this step, e.g. no update) stays None."""
     if not info.enabled:
         return {}
     gathered = all_gather_objects(metrics, info)
-    return {k: sum(m[k] for m in gathered) / len(gathered) for k in metrics if all(k in m for m in gathered)}
+    reduced: dict[str, float | None] = {}
+    for key in metrics:
+        values = [m.get(key) for m in gathered]
+        if all(key in m for m in gathered):
+            reduced[key] = None if any(v is None for v in values) else sum(values) / len(values)
+    return reduced
 
 
 def log_metrics(tracker, step: int, metrics: dict[str, float]) -> None:

@@ -85,3 +85,20 @@ def build_sequence_batch(
 def split_batch(batch: SequenceBatch, size: int) -> list[SequenceBatch]:
     """Consecutive chunks of at most ``size`` sequences."""
     return [batch.select(slice(start, start + size)) for start in range(0, len(batch), size)]
+
+
+def padding_batch() -> SequenceBatch:
+    """One zero-weight row (two tokens, loss mask 0): a micro-batch that trains nothing.
+
+    A rank whose share of a mini-batch has fewer micro-batches than another rank's runs
+    these, so every rank makes the same forward/backward passes and DDP's all-reduces
+    pair up (issue 9: ranks whose filters dropped rows must not hang the others).
+    """
+    return SequenceBatch(
+        input_ids_BL=torch.zeros((1, 2), dtype=torch.long),
+        attention_mask_BL=torch.ones((1, 2), dtype=torch.long),
+        loss_mask_BT=torch.zeros((1, 1)),
+        advantages_B=torch.zeros(1),
+        old_logprobs_BT=torch.zeros((1, 1)),
+        ref_logprobs_BT=torch.zeros((1, 1)),
+    )

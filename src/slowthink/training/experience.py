@@ -1,17 +1,31 @@
-"""From scored rollouts to a training batch: KL-in-reward, advantages, selection and masking.
+"""From scored rollouts to a training batch: advantages, KL penalty, selection and masking.
 
-Order of operations for one step (P prompts x G rollouts):
-  1. rewards (P, G) from the reward model, minus the per-sequence KL penalty when the
-     KL sits in the reward;
-  2. advantages (P, G) from the chosen estimator over each whole group;
-  3. a keep mask: overlength masking, question or response selection (section 4.2.1),
-     and groups with no reward variance dropped;
-  4. the kept rows become a ``SequenceBatch``.
+Order of operations for one step (P prompts x G rollouts over *all* ranks):
+  1. every rank rolls out and rewards its own share of the prompts; the small per-row
+     facts (outcome reward, correct, length, finished, sequence KL) are all-gathered,
+     so that every rank sees the whole step's (P, G) tensors and computes the same
+     selection and advantage statistics (``gather_outcomes``);
+  2. a keep mask: overlength masking, question or response selection (section 4.2.1),
+     and groups with no reward variance dropped (judged on the *outcome* rewards, over
+     the finished rows when overlength masking is on);
+  3. advantages from the chosen estimator over the valid rows of each group (the
+     finished rows under overlength masking; REINFORCE++ with G = 1 over the batch);
+  4. the KL penalty, when it sits in the reward, is applied *after* the outcome
+     advantage: ``A_i = A_outcome_i - kl_coef * KL_i`` with ``KL_i`` the sequence's summed
+     per-token KL. Subtracting it from the reward *before* GRPO's ``(r - mean) / std``
+     let KL noise alone give an all-correct group O(1) advantages, and the division by
+     the group std cancelled the coefficient. As placed here an all-correct group keeps
+     an outcome advantage of 0 and is still dropped, and the penalty is linear in the
+     coefficient. (OpenRLHF applies it per token to the return; one scalar per sequence
+     is the same total penalty with the sequence-level credit the paper's outcome
+     rewards already use.)
+  5. each rank keeps its own kept rows; ``row_ranks`` (the owner of every kept row, in
+     global order) lets the update split the *global* kept rows into mini-batches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 import torch
@@ -20,6 +34,7 @@ from slowthink.algorithms.advantages import compute_advantages, zero_variance_gr
 from slowthink.algorithms.selection import overlength_mask, question_selection_mask, response_selection_mask
 from slowthink.rollout.generator import Completion
 from slowthink.training.batch import SequenceBatch, build_sequence_batch
+from slowthink.training.distributed import DistInfo, all_gather_objects
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,17 @@ class SelectionSettings:
     question_selection: bool
     response_selection: bool
     overlength_masking: bool
+
+
+@dataclass(frozen=True)
+class RowOutcomes:
+    """Per-rollout facts of a step, all (P, G): P prompts (one rank's, or every rank's), G rollouts."""
+
+    rewards_PG: torch.Tensor  # float, the outcome reward (no KL in it)
+    correct_PG: torch.Tensor  # bool, the checker's verdict
+    lengths_PG: torch.Tensor  # long, model-sampled tokens
+    finished_PG: torch.Tensor  # bool, ended before the length limit
+    kl_PG: torch.Tensor  # float, summed per-token KL to the reference (0 when not needed)
 
 
 def rollout_sequences(prompt_ids: Sequence[Sequence[int]], completions: Sequence[Completion], group_size: int, pad_id: int) -> SequenceBatch:
@@ -42,35 +68,72 @@ def rollout_sequences(prompt_ids: Sequence[Sequence[int]], completions: Sequence
     )
 
 
-def keep_mask(rewards_PG: torch.Tensor, correct_PG: torch.Tensor, lengths_PG: torch.Tensor, finished_PG: torch.Tensor, settings: SelectionSettings) -> torch.Tensor:
-    """(P, G) bool: which rollouts train this step."""
-    keep = torch.ones_like(rewards_PG, dtype=torch.bool)
+def gather_outcomes(local: RowOutcomes, info: DistInfo) -> RowOutcomes:
+    """Every rank's rows, rank-major (rank 0's prompts first): the same tensors on every rank."""
+    if not info.enabled:
+        return local
+    gathered = all_gather_objects({f.name: getattr(local, f.name).cpu() for f in fields(local)}, info)
+    return RowOutcomes(**{f.name: torch.cat([g[f.name] for g in gathered]) for f in fields(local)})
+
+
+def baseline_rows(outcomes: RowOutcomes, settings: SelectionSettings) -> torch.Tensor:
+    """(P, G) bool: the rows the baselines and the uniform-group test look at."""
     if settings.overlength_masking:
-        keep &= overlength_mask(finished_PG)
+        return overlength_mask(outcomes.finished_PG)
+    return torch.ones_like(outcomes.finished_PG, dtype=torch.bool)
+
+
+def uniform_groups(rewards_PG: torch.Tensor, valid_PG: torch.Tensor) -> torch.Tensor:
+    """(P,) bool: groups with no outcome signal. With G = 1 (REINFORCE++ over the batch)
+    the batch is the group: every row is dropped only when the whole batch agrees."""
+    if rewards_PG.shape[1] == 1:
+        return zero_variance_groups(rewards_PG.T, valid_PG.T).expand(rewards_PG.shape[0])
+    return zero_variance_groups(rewards_PG, valid_PG)
+
+
+def keep_mask(outcomes: RowOutcomes, settings: SelectionSettings) -> torch.Tensor:
+    """(P, G) bool: which rollouts train this step."""
+    keep = torch.ones_like(outcomes.rewards_PG, dtype=torch.bool)
+    if settings.overlength_masking:
+        keep &= overlength_mask(outcomes.finished_PG)
     if settings.question_selection:
-        keep &= question_selection_mask(correct_PG, lengths_PG)[:, None]
+        keep &= question_selection_mask(outcomes.correct_PG, outcomes.lengths_PG)[:, None]
     if settings.response_selection:
-        keep &= response_selection_mask(correct_PG, lengths_PG)
+        keep &= response_selection_mask(outcomes.correct_PG, outcomes.lengths_PG)
     if settings.drop_uniform_groups:
-        keep &= ~zero_variance_groups(rewards_PG)[:, None]
+        keep &= ~uniform_groups(outcomes.rewards_PG, baseline_rows(outcomes, settings))[:, None]
     return keep
 
 
+def step_advantages(outcomes: RowOutcomes, settings: SelectionSettings, kl_coef: float) -> torch.Tensor:
+    """(P, G) outcome advantages over the baseline rows, minus the KL-in-reward penalty."""
+    advantages_PG = compute_advantages(settings.advantage, outcomes.rewards_PG, valid_PG=baseline_rows(outcomes, settings))
+    if kl_coef > 0:
+        advantages_PG = advantages_PG - kl_coef * outcomes.kl_PG
+    return advantages_PG
+
+
 def select_training_rows(
-    sequences: SequenceBatch, rewards_PG: torch.Tensor, correct_PG: torch.Tensor, lengths_PG: torch.Tensor,
-    finished_PG: torch.Tensor, settings: SelectionSettings,
-) -> tuple[SequenceBatch, dict[str, float]]:
-    """Advantages for every rollout, then only the kept rows (with their advantages)."""
-    advantages_PG = compute_advantages(settings.advantage, rewards_PG)
-    keep_PG = keep_mask(rewards_PG, correct_PG, lengths_PG, finished_PG, settings)
-    rows = keep_PG.flatten().nonzero().squeeze(-1)
-    selected = sequences.with_(advantages_B=advantages_PG.flatten()).select(rows)
+    sequences: SequenceBatch, outcomes: RowOutcomes, settings: SelectionSettings, kl_coef: float, info: DistInfo = DistInfo()
+) -> tuple[SequenceBatch, torch.Tensor, dict[str, float]]:
+    """This rank's kept rows with their advantages, the owner rank of every kept row of the
+    step (global order), and selection statistics. ``outcomes`` covers every rank's rows,
+    ``sequences`` this rank's only; ranks hold equal shares."""
+    advantages_PG = step_advantages(outcomes, settings, kl_coef)
+    keep_N = keep_mask(outcomes, settings).flatten()
+    rows_per_rank = len(keep_N) // info.world_size
+    mine = slice(info.rank * rows_per_rank, (info.rank + 1) * rows_per_rank)
+    local_rows = keep_N[mine].nonzero().squeeze(-1)
+    selected = sequences.with_(advantages_B=advantages_PG.flatten()[mine]).select(local_rows)
+    row_ranks_N = torch.div(keep_N.nonzero().squeeze(-1), rows_per_rank, rounding_mode="floor")
     stats = {
-        "kept_fraction": float(keep_PG.float().mean()),
-        "uniform_groups": float(zero_variance_groups(rewards_PG).float().mean()),
+        "kept_fraction": float(keep_N.float().mean()),
+        "uniform_groups": float(uniform_groups(outcomes.rewards_PG, baseline_rows(outcomes, settings)).float().mean()),
         "advantage_abs_mean": float(advantages_PG.abs().mean()),
     }
-    return selected, stats
+    if kl_coef > 0:
+        stats["kl_reward_penalty"] = float((kl_coef * outcomes.kl_PG).mean())
+    return selected, row_ranks_N, stats
 
 
 def sequence_kl(logprobs_BT: torch.Tensor, ref_logprobs_BT: torch.Tensor, mask_BT: torch.Tensor, estimator: str) -> torch.Tensor:

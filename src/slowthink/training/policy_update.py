@@ -4,10 +4,16 @@ The loss of a micro-batch is the clipped policy-gradient loss plus the KL penalt
 it sits in the loss) minus the entropy bonus, each aggregated with denominators counted
 over the whole mini-batch on all ranks, so micro-batch size and data-parallel split
 never change the update.
+
+Mini-batches are planned over the step's kept rows on *all* ranks (``minibatch_plan``):
+their number is the config's, never the number of rows that survived selection, and
+every rank runs the same number of micro-batches in each (zero-weight padding rows where
+its share is smaller), so the ranks' collectives always pair up (issue 9).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +22,8 @@ import torch
 
 from slowthink.algorithms.kl import kl_estimate
 from slowthink.algorithms.losses import aggregate_loss, clipped_policy_loss, masked_mean
-from slowthink.training.batch import SequenceBatch, split_batch
-from slowthink.training.distributed import DistInfo, all_reduce_sum
+from slowthink.training.batch import SequenceBatch, padding_batch, split_batch
+from slowthink.training.distributed import DistInfo, all_gather_objects, all_reduce_sum
 from slowthink.training.logprobs import forward_logprobs
 
 
@@ -65,53 +71,115 @@ def micro_batch_loss(model: Any, micro: SequenceBatch, settings: LossSettings, n
     return loss, stats
 
 
+def minibatch_plan(num_rows: int, num_minibatches: int, epochs: int, shuffle_seed: int) -> list[torch.Tensor]:
+    """Global row positions of every mini-batch, epoch by epoch: ``epochs * num_minibatches``.
+
+    The config fixes the number of optimizer steps of an RL step (epochs x prompts_per_step
+    / prompts_per_update), and the LR schedule is planned for exactly that many. Whatever
+    number of rows survived selection, they are split as evenly as possible (sizes differ
+    by at most one row) into that many mini-batches: no trailing half-size mini-batch gets
+    a full Adam step, and the count never depends on filtering. Later epochs see the rows
+    in a new seeded order, as PPO does. With fewer rows than mini-batches some are empty.
+    """
+    plan = []
+    for epoch in range(epochs):
+        order = torch.randperm(num_rows, generator=torch.Generator().manual_seed(shuffle_seed + epoch)) if epoch else torch.arange(num_rows)
+        plan.extend(torch.tensor_split(order, num_minibatches))
+    return plan
+
+
+def rank_micro_batches(batch: SequenceBatch, local_rows: torch.Tensor, rows_per_rank: torch.Tensor, micro_batch_size: int) -> list[SequenceBatch]:
+    """This rank's micro-batches of one mini-batch, padded with zero-weight rows to the
+    count of the rank with the most rows, so every rank runs the same backward passes."""
+    count = int(torch.div(rows_per_rank + micro_batch_size - 1, micro_batch_size, rounding_mode="floor").max())
+    mine = split_batch(batch.select(local_rows), micro_batch_size) if len(local_rows) else []
+    return mine + [padding_batch()] * (count - len(mine))
+
+
 def update_policy(
     model: Any,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     batch: SequenceBatch,
     settings: LossSettings,
-    sequences_per_update: int,
+    num_minibatches: int,
     epochs: int,
     micro_batch_size: int,
     grad_clip: float,
     info: DistInfo = DistInfo(),
     shuffle_seed: int = 0,
-) -> dict[str, float]:
-    """Optimizer steps over ``batch``; returns mean statistics over all updates."""
+    row_ranks_N: torch.Tensor | None = None,
+) -> dict[str, float | None]:
+    """Exactly ``epochs * num_minibatches`` scheduler steps over the step's kept rows.
+
+    ``batch`` holds this rank's rows; ``row_ranks_N`` the owner rank of every kept row of
+    the step in global order (None: one process holds them all). Every rank derives the
+    same mini-batch plan from it, so all ranks make the same collectives whatever their
+    filters dropped. A mini-batch with no tokens anywhere (fewer rows than mini-batches)
+    takes no optimizer step, but the schedule still advances: its horizon is the plan.
+    Statistics are global; with no optimizer step they are None (null in the metrics).
+    """
+    if row_ranks_N is None:
+        if info.enabled:
+            raise ValueError("update_policy on several ranks needs row_ranks_N (the owner rank of every kept row)")
+        row_ranks_N = torch.zeros(len(batch), dtype=torch.long)
+    mine_N = row_ranks_N == info.rank
+    # Position of each of this rank's global rows within ``batch`` (its rows, in global order).
+    local_index_N = torch.cumsum(mine_N.long(), 0) - 1
     totals: dict[str, float] = defaultdict(float)
     grad_norms: list[float] = []
-    for epoch in range(epochs):
-        # Later epochs see the sequences in a new (seeded) order, as PPO does.
-        order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(shuffle_seed + epoch)) if epoch else None
-        epoch_batch = batch.select(order) if order is not None else batch
-        for mini in split_batch(epoch_batch, sequences_per_update):
-            num_sequences = int(all_reduce_sum(float(len(mini)), info))
-            num_tokens = int(all_reduce_sum(float(mini.num_tokens), info))
-            if num_tokens == 0:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            for micro in split_batch(mini, micro_batch_size):
-                loss, stats = micro_batch_loss(model, micro.trimmed(), settings, num_sequences, num_tokens)
-                # DDP averages gradients over ranks; our denominators are already global.
-                (loss * info.world_size).backward()
-                for key, value in stats.items():
-                    totals[key] += value
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
-            grad_norms.append(float(norm))
-            optimizer.step()
-            scheduler.step()
-            totals["updates"] += 1
-    tokens = max(totals["tokens"], 1.0)
-    metrics = {
-        "pg_loss": totals["pg_loss"] / max(totals["updates"], 1.0),
-        "entropy": totals["entropy_sum"] / tokens,
-        "clip_fraction": totals["clipped_sum"] / tokens,
-        "importance_ratio": totals["ratio_sum"] / tokens,
-        "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
-        "optimizer_steps": totals["updates"],
-        "trained_tokens": totals["tokens"],
+    for rows in minibatch_plan(len(row_ranks_N), num_minibatches, epochs, shuffle_seed):
+        local_rows = local_index_N[rows[mine_N[rows]]]
+        num_tokens = int(all_reduce_sum(float(batch.select(local_rows).num_tokens), info))
+        if num_tokens == 0:
+            _advance_schedule(scheduler)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        rows_per_rank = torch.bincount(row_ranks_N[rows], minlength=info.world_size)
+        for micro in rank_micro_batches(batch, local_rows, rows_per_rank, micro_batch_size):
+            loss, stats = micro_batch_loss(model, micro.trimmed(), settings, len(rows), num_tokens)
+            # DDP averages gradients over ranks; our denominators are already global.
+            (loss * info.world_size).backward()
+            for key, value in stats.items():
+                totals[key] += value
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+        grad_norms.append(float(norm))
+        optimizer.step()
+        scheduler.step()
+        totals["updates"] += 1
+    return update_metrics(totals, grad_norms, settings.has_reference, info)
+
+
+def _advance_schedule(scheduler: Any) -> None:
+    """Step the LR schedule for a skipped optimizer step (torch warns when the very first
+    scheduler step comes before any optimizer step; here that order is intended)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        scheduler.step()
+
+
+def update_metrics(totals: dict[str, float], grad_norms: list[float], has_reference: bool, info: DistInfo) -> dict[str, float | None]:
+    """Means over every rank's tokens and every optimizer step; None when nothing trained,
+    so a step without an update draws a gap in the curves, not a false dip to 0."""
+    keys = ("pg_loss", "entropy_sum", "clipped_sum", "ratio_sum", "tokens", "kl_sum")
+    summed = dict(zip(keys, (sum(parts) for parts in zip(*all_gather_objects([totals[k] for k in keys], info)))))
+    updates = totals["updates"]  # the same on every rank
+    tokens = summed["tokens"]
+    trained = updates > 0 and tokens > 0
+
+    def per_token(key: str) -> float | None:
+        return summed[key] / tokens if trained else None
+
+    metrics: dict[str, float | None] = {
+        "pg_loss": summed["pg_loss"] / updates if trained else None,
+        "entropy": per_token("entropy_sum"),
+        "clip_fraction": per_token("clipped_sum"),
+        "importance_ratio": per_token("ratio_sum"),
+        # Gradients are all-reduced before clipping, so every rank measures the same norm.
+        "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
+        "optimizer_steps": updates,
+        "trained_tokens": tokens,
     }
-    if settings.has_reference:
-        metrics["kl"] = totals["kl_sum"] / tokens
+    if has_reference:
+        metrics["kl"] = per_token("kl_sum")
     return metrics
