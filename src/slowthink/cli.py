@@ -41,6 +41,10 @@ from slowthink.recipes.distill_tir import distill_tir_cli  # noqa: E402  (teache
 
 app.command("distill-tir")(distill_tir_cli)
 
+from slowthink.study.cli import study_cli  # noqa: E402  (recipes load when the grid runs)
+
+app.command("study")(study_cli)
+
 
 def main() -> None:
     app()

@@ -1,0 +1,4 @@
+"""``slowthink study``: run a grid of RL arms x seeds and judge the paper's claims (Table 1).
+
+config (the grid file) -> plan (run directories) -> runner (resumable) -> verdict -> report.
+"""

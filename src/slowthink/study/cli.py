@@ -1,0 +1,53 @@
+"""The ``slowthink study`` command: plan, run (resuming), report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def study_cli(
+    grid: Path = typer.Argument(..., help="Grid file, e.g. configs/study/table1_tiny.yaml"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides of the grid file, e.g. seeds=[0] parallel=2"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the runs the grid needs (and which are done); run nothing."),
+    report_only: bool = typer.Option(False, "--report-only", help="Write the report from the runs that exist; run nothing."),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Where report.md/html go (default: the grid's report_dir)."),
+) -> None:
+    """Run every arm x seed of a study grid (resumable) and report each claim's verdict."""
+    from slowthink.recipes.cli_train import USER_ERRORS, fail
+    from slowthink.study.config import load_study
+    from slowthink.study.plan import build_plan
+    from slowthink.study.report import write_study_report
+    from slowthink.study.runner import is_done, run_study
+
+    started = time.perf_counter()
+    try:
+        study, root = load_study(grid, overrides)
+        plan = build_plan(study, root)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    jobs = [*plan.cold_starts.values(), *plan.runs.values()]
+    if dry_run:
+        for job in jobs:
+            print(f"{'done ' if is_done(job) else 'to do'}  {job.run_dir}")
+        print(f"{len(jobs)} runs, {sum(map(is_done, jobs))} done")
+        return
+    outcome = None
+    if not report_only:
+        from slowthink.durable import LockedError
+
+        try:
+            outcome = run_study(study, plan)
+        except LockedError as exc:
+            fail(str(exc))
+    command = "slowthink study " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else f"slowthink study {grid}"
+    target = report_dir or Path(study.report_dir or Path(study.output_dir) / "report")
+    md, html = write_study_report(study, plan, outcome, target, command=command, wall_s=None if report_only else time.perf_counter() - started)
+    print(f"report: {md} and {html}")
+    if outcome is not None and outcome.failed:
+        raise typer.Exit(1)

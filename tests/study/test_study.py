@@ -1,0 +1,136 @@
+"""slowthink study: the grid file, the plan (shared baselines), the report from run
+directories, and (slow) a real tiny study end to end that resumes without redoing runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from slowthink.cli import app
+from slowthink.config import ConfigError, load_config
+from slowthink.study.config import StudyConfig, load_study
+from slowthink.study.plan import build_plan
+from slowthink.study.report import write_study_report
+from slowthink.study.runner import DONE
+
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "slowthink" / "configs"
+
+
+def write_grid(tmp_path: Path, **changes) -> Path:
+    grid = {
+        "base": str(CONFIGS / "tiny_rl.yaml"),
+        "output_dir": str(tmp_path / "study"),
+        "seeds": [0, 1, 2],
+        "factors": {
+            "kl": {"arms": {"off": [], "fixed": ["kl.mode=fixed"]},
+                   "claims": [{"metric": "heldout/accuracy", "direction": "higher", "arm": "fixed", "than": "off"}]},
+            "temperature": {"arms": {"t1": [], "t06": ["rollout.temperature=0.6"]},
+                            "claims": [{"metric": "response_length", "direction": "lower", "arm": "t06", "than": "t1", "window": 2}]},
+        },
+        **changes,
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def test_shipped_table1_grid_loads_and_plans_one_baseline_per_seed():
+    study, root = load_study(CONFIGS / "study" / "table1_tiny.yaml")
+    plan = build_plan(study, root)
+    assert len(plan.cold_starts) == 3 and len(plan.runs) == 33
+    # Every factor's first arm is the base config: one shared run per seed.
+    baselines = {plan.arms[(factor, next(iter(f.arms)), 0)] for factor, f in study.factors.items()}
+    assert len(baselines) == 1 and next(iter(baselines)).startswith("seed0/base-")
+    assert {"prompts_per_step", "on_policy", "rollouts_n", "temperature", "kl", "prompt", "length_reward", "entropy_bonus"} <= set(study.factors)
+    assert all(f.claims for f in study.factors.values())
+
+
+def test_bad_grids_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'factorz'"):
+        load_study(write_grid(tmp_path, factorz={}))
+    with pytest.raises(ConfigError, match="names arm 'nope'"):
+        load_config(StudyConfig, None, ["base=x", "factors={f: {arms: {a: [], b: []}, claims: [{metric: m, direction: higher, arm: nope, than: a}]}}"])
+    with pytest.raises(ConfigError, match="at least two arms"):
+        load_config(StudyConfig, None, ["base=x", "factors={f: {arms: {a: []}}}"])
+    with pytest.raises(ConfigError, match="(?s)arm 'fixed'.*kl.mode"):
+        build_plan(*load_study(write_grid(tmp_path, factors={"kl": {"arms": {"off": [], "fixed": ["kl.mode=sometimes"]}}})))
+
+
+def fake_run(run_dir: Path, heldout: float, length: float, steps: int = 12) -> None:
+    """A finished run as slowthink rl writes it (the metrics the report reads)."""
+    run_dir.mkdir(parents=True)
+    rows = [{"step": s, "accuracy": 0.5, "response_length": length + (5 * s if length > 50 else 0), "entropy": 1.0, "kl": 0.0} for s in range(1, steps + 1)]
+    rows[-1]["heldout/accuracy"] = heldout
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / DONE).write_text(json.dumps({"config_hash": "x", "wall_s": 60.0}))
+
+
+def test_report_from_run_directories_has_verdicts_figures_and_html(tmp_path):
+    study, root = load_study(write_grid(tmp_path))
+    plan = build_plan(study, root)
+    assert len(plan.runs) == 3 * 3  # base, fixed, t06 per seed
+    for seed in study.seeds:
+        fake_run(plan.runs[plan.arms[("kl", "off", seed)]].run_dir, heldout=0.5 + 0.01 * seed, length=60)
+        fake_run(plan.runs[plan.arms[("kl", "fixed", seed)]].run_dir, heldout=0.6 + 0.01 * seed, length=40)
+        fake_run(plan.runs[plan.arms[("temperature", "t06", seed)]].run_dir, heldout=0.5, length=20 + 10 * seed)
+    md, html = write_study_report(study, plan, None, tmp_path / "report", command="slowthink study grid.yaml")
+    text = md.read_text()
+    # KL: fixed - off = 0.1 on every seed -> held. Temperature: t06 - t1 = 20-117.5, 30-117.5, 40-117.5 (lower) -> held.
+    assert re.search(r"\| kl: heldout/accuracy \(final value\): fixed higher than off \| held \|", text)
+    assert re.search(r"\| temperature: response_length \(mean of the last 2 logged values\): t06 lower than t1 \| held \|", text)
+    assert "0.1 ± " in text and "slowthink study grid.yaml" in text
+    # The baseline run lengthens at flat accuracy: the detector's episode is named.
+    assert "Length hacking" in text and "off (seed 0: steps 10-12)" in text
+    for figure in ("kl.png", "temperature.png"):
+        assert (tmp_path / "report" / "figures" / figure).read_bytes().startswith(b"\x89PNG")
+        assert f"figures/{figure}" in text
+    page = html.read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(embedded) == 2 and base64.b64decode(embedded[0]).startswith(b"\x89PNG")
+    assert "<b>Verdict: held</b>" in page and "src=\"figures" not in page
+
+
+def test_missing_runs_make_inconclusive_verdicts(tmp_path):
+    study, root = load_study(write_grid(tmp_path, seeds=[0]))
+    plan = build_plan(study, root)
+    text = write_study_report(study, plan, None, tmp_path / "report")[0].read_text()
+    assert "Runs without metrics yet** (3)" in text
+    assert text.count("| inconclusive |") == 2
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_resumes_and_reports(tmp_path):
+    """Two seeds x (base, one arm) from a shared cold start; a rerun skips every finished run."""
+    tiny = ["train.steps=2", "train.eval_every=0", "train.eval_max_problems=4", "train.save_every=1", "data.tiny_train_size=32",
+            "data.tiny_eval_size=4", "rollout.prompts_per_step=2", "rollout.rollouts_per_prompt=2", "rollout.max_length_schedule=[[0,8]]"]
+    grid = write_grid(
+        tmp_path, seeds=[0, 1], overrides=tiny, report_dir=str(tmp_path / "report"),
+        cold_start={"config": str(CONFIGS / "tiny_sft.yaml"), "overrides": ["train.steps=2", "train.batch_size=4", "train.micro_batch_size=4", "data.tiny_size=16", "train.save_every=2"]},
+        factors={"kl": {"arms": {"off": [], "fixed": ["kl.mode=fixed"]},
+                        "claims": [{"metric": "accuracy", "direction": "higher", "arm": "fixed", "than": "off"}]}},
+    )
+    result = CliRunner().invoke(app, ["study", str(grid)])
+    assert result.exit_code == 0, result.output
+    study, root = load_study(grid)
+    plan = build_plan(study, root)
+    jobs = [*plan.cold_starts.values(), *plan.runs.values()]
+    assert len(jobs) == 6 and all((job.run_dir / DONE).is_file() for job in jobs)
+    # The RL runs started from their seed's cold start.
+    config = yaml.safe_load((plan.runs[plan.arms[("kl", "off", 1)]].run_dir / "config.yaml").read_text())
+    assert config["model"]["path"].startswith(str(tmp_path / "study" / "seed1" / "sft" / "checkpoints"))
+    assert "kl: accuracy (final value): fixed higher than off |" in (tmp_path / "report" / "report.md").read_text()
+    # A rerun redoes nothing; a run whose marker is gone (killed after its last checkpoint) resumes.
+    marker = plan.runs[plan.arms[("kl", "fixed", 0)]].run_dir / DONE
+    marker.unlink()
+    before = {job.name: (job.run_dir / "metrics.jsonl").read_text() for job in plan.runs.values()}
+    result = CliRunner().invoke(app, ["study", str(grid)])
+    assert result.exit_code == 0, result.output
+    assert "sft run(s) already done" in result.output and "3 rl run(s) already done" in result.output
+    assert marker.is_file()
+    assert {job.name: (job.run_dir / "metrics.jsonl").read_text() for job in plan.runs.values()} == before
