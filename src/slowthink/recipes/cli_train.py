@@ -1,11 +1,14 @@
 """The ``rl``, ``sft`` and ``demo`` commands: parse a YAML config plus overrides, run the recipe.
 
-Errors a user can fix (a bad config key, a malformed data row, a missing model path)
-print one clear message and exit with status 2, never a traceback.
+Errors a user can fix (a bad config key, a malformed data row, a missing model path, a run
+directory another run holds, a damaged checkpoint, a full disk) print one clear message and
+exit with status 2, never a traceback. Ctrl-C says which step was last saved and prints the
+exact command that resumes, then exits 130.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -14,9 +17,11 @@ import typer
 
 from slowthink.config import ConfigError
 from slowthink.data.problems import DataError
+from slowthink.durable import LockedError, is_no_space, no_space_message
 from slowthink.modeling import ModelLoadError
+from slowthink.training.checkpoint import CheckpointError
 
-USER_ERRORS = (ConfigError, DataError, ModelLoadError)
+USER_ERRORS = (ConfigError, DataError, ModelLoadError, LockedError, CheckpointError)
 
 
 def split_config_argument(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
@@ -32,15 +37,45 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
+def resume_command(command: str, config: Path | None, overrides: list[str]) -> str:
+    """The command line that continues this run."""
+    parts = ["slowthink", command, *([str(config)] if config is not None else []), *overrides, "--resume"]
+    return shlex.join(parts)
+
+
+def interrupted(run_dir: Path, command: str) -> None:
+    """After Ctrl-C: what is on disk, and how to continue (exit 130, as for SIGINT)."""
+    from slowthink.training.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        saved = f"interrupted: no checkpoint was saved yet in {run_dir}"
+    else:
+        saved = f"interrupted: the last checkpoint is {latest.name} in {run_dir / 'checkpoints'}; later steps are lost"
+    print(f"\n{saved}\nresume with: {command}", file=sys.stderr, flush=True)
+    raise typer.Exit(130)
+
+
+def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool, command: str = "rl") -> None:
     """Load the config (YAML + overrides) and run the recipe; user errors exit 2 with one message."""
     from slowthink.config import load_config
 
     config, overrides = split_config_argument(config, overrides)
+    run_dir = None
     try:
-        run_dir = run(load_config(config_class, config, overrides), resume=resume)
+        loaded = load_config(config_class, config, overrides)
+        run_dir = Path(loaded.run.output_dir)
+        run_dir = run(loaded, resume=resume)
     except USER_ERRORS as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        if run_dir is None:
+            raise typer.Exit(130)
+        interrupted(run_dir, resume_command(command, config, overrides))
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        fail(no_space_message(exc.filename or run_dir or "the output directory"))
     print(f"run written to {run_dir}")
 
 
@@ -53,7 +88,7 @@ def rl_cli(
     from slowthink.recipes.rl import run_rl
     from slowthink.recipes.rl_config import RLConfig
 
-    train(RLConfig, run_rl, config, overrides, resume)
+    train(RLConfig, run_rl, config, overrides, resume, command="rl")
 
 
 def sft_cli(
@@ -64,7 +99,7 @@ def sft_cli(
     """Supervised fine-tuning on prompt/response or chat-message JSONL (loss on response tokens)."""
     from slowthink.recipes.sft import SFTConfig, run_sft
 
-    train(SFTConfig, run_sft, config, overrides, resume)
+    train(SFTConfig, run_sft, config, overrides, resume, command="sft")
 
 
 def demo_cli(

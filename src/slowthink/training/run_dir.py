@@ -1,0 +1,156 @@
+"""A run directory: one owner at a time, no silent mixing of two runs, resume only what was run.
+
+``claim_run_dir`` is the first thing the ``rl`` and ``sft`` recipes do, before anything is
+written (issue 8 items 4 and 10):
+
+1. Lock ``<output_dir>/.lock`` (``fcntl.flock``; only rank 0 under torchrun). A second run on
+   the same directory fails at once with a message naming the holder's PID, instead of
+   tearing metrics lines and pruning the other run's checkpoints.
+2. A fresh run in a directory that already holds a run (``config.yaml``, ``metrics.jsonl``,
+   checkpoints) is refused, unless ``run.overwrite=true``, which removes the old run's files.
+3. ``--resume`` compares the saved ``config.yaml`` with the new config and refuses changes
+   outside ``RESUMABLE_KEYS`` (settings that do not change what is trained), naming each
+   differing key. Then the newest checkpoint that passes verification is chosen; with none,
+   the run says so and starts fresh.
+
+The lock is held until the ``with`` block ends; the kernel releases it if the process dies.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import sys
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from pydantic import BaseModel
+
+from slowthink.config import ConfigError, config_to_yaml
+from slowthink.durable import atomic_write_text, exclusive_lock
+from slowthink.training.checkpoint import resume_checkpoint
+from slowthink.training.distributed import DistInfo, broadcast_object
+
+# Keys whose value may differ between the saved config and a resumed run's: they change how
+# long a run goes, how often it saves, evaluates or logs, and where it lives, never what one
+# step computes. Anything else (a learning rate, a KL schedule, the data) would continue a
+# checkpoint under a config it was not trained with. Patterns are fnmatch over dotted keys.
+RESUMABLE_KEYS = (
+    "run.output_dir",  # a run directory that was moved or copied
+    "run.overwrite",
+    "run.progress",
+    "run.torch_threads",
+    "train.steps",  # longer or shorter; a cosine schedule's remaining horizon follows it
+    "train.save_every",
+    "train.keep_checkpoints",
+    "train.eval_every",
+    "train.eval_max_problems",
+    "tracking.*",
+)
+
+# What a run writes into its directory; "holds a run" means any of these exists.
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "tensorboard")
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where a run starts: its directory and the checkpoint to resume from (None = step 0)."""
+
+    run_dir: Path
+    checkpoint: Path | None
+
+
+@contextmanager
+def claim_run_dir(config: BaseModel, resume: bool, info: DistInfo) -> Iterator[RunStart]:
+    """Lock the run directory and decide fresh vs resume; rank 0 decides, all ranks learn it."""
+    run_dir = Path(config.run.output_dir)
+    with ExitStack() as stack:
+        checkpoint = None
+        if info.is_main:
+            # LockedError (names the holder's PID) when another run owns the directory.
+            stack.enter_context(exclusive_lock(run_dir / ".lock", f"run directory {run_dir}"))
+            checkpoint = _prepare(run_dir, config, resume)
+        checkpoint = broadcast_object(checkpoint, info)
+        yield RunStart(run_dir, checkpoint)
+
+
+def _prepare(run_dir: Path, config: BaseModel, resume: bool) -> Path | None:
+    """Checks and writes under the lock; returns the checkpoint to resume from."""
+    if resume and getattr(config.run, "overwrite", False):
+        raise ConfigError("--resume and run.overwrite=true contradict each other: choose one")
+    existing = existing_run_files(run_dir)
+    checkpoint = None
+    if resume:
+        saved = run_dir / "config.yaml"
+        if saved.is_file():
+            check_resumable(yaml.safe_load(saved.read_text()) or {}, config.model_dump(mode="json"), saved)
+        checkpoint = resume_checkpoint(run_dir)
+        if checkpoint is None:
+            print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting fresh from step 0", file=sys.stderr, flush=True)
+    elif existing:
+        if not config.run.overwrite:
+            raise ConfigError(
+                f"{run_dir} already holds a run ({', '.join(existing)}): continue it with --resume, "
+                "start over with run.overwrite=true, or choose another run.output_dir"
+            )
+        for name in existing:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        print(f"run.overwrite=true: removed the previous run's {', '.join(existing)} from {run_dir}", file=sys.stderr, flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = config_to_yaml(config)
+    path = run_dir / "config.yaml"
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+    return checkpoint
+
+
+def existing_run_files(run_dir: Path) -> list[str]:
+    """The run files present in ``run_dir`` (an empty checkpoints directory does not count)."""
+    found = []
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir() and any(path.iterdir()) or path.is_file():
+            found.append(name)
+    return found
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> {"section.key": value}; lists stay whole values."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved value, new value)} for keys that differ and may not change on resume.
+
+    A key the saved config lacks is a field added by a later version: it is not a change.
+    A key only the saved config has is one the new version no longer knows: it is.
+    """
+    old_flat, new_flat = flatten(saved), flatten(new)
+    changes = {}
+    for key, old_value in old_flat.items():
+        new_value = new_flat.get(key, "<no longer a field>")
+        if old_value != new_value and not any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUMABLE_KEYS):
+            changes[key] = (old_value, new_value)
+    return changes
+
+
+def check_resumable(saved: dict[str, Any], new: dict[str, Any], saved_path: Path) -> None:
+    """Refuse to continue a run under a config it was not started with, naming every change."""
+    changes = config_changes(saved, new)
+    if changes:
+        listed = "; ".join(f"{key}: {old!r} -> {value!r}" for key, (old, value) in sorted(changes.items()))
+        raise ConfigError(
+            f"--resume with a config that differs from {saved_path} in {listed}. Only these may change on "
+            f"resume: {', '.join(RESUMABLE_KEYS)}. Resume with the saved values, or start a new run elsewhere"
+        )

@@ -1,0 +1,115 @@
+"""Run directories (issue 8 items 3, 4, 10; issue 7 item 17): one owner, no silent mixing of
+runs, resume only under the config the run was started with, and clear words on the way."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from slowthink.cli import app
+from slowthink.config import ConfigError, load_config
+from slowthink.durable import LockedError, exclusive_lock
+from slowthink.recipes.cli_train import train
+from slowthink.recipes.sft import SFTConfig, run_sft
+from slowthink.tracking import read_metrics
+from slowthink.training.checkpoint import latest_checkpoint
+from slowthink.training.run_dir import config_changes
+
+torch.set_num_threads(1)
+BASE = ["run.torch_threads=1", "run.progress=false", "data.tiny_size=32", "train.batch_size=4", "train.micro_batch_size=4",
+        "optim.warmup_steps=0", "train.steps=2", "train.save_every=1", "train.keep_checkpoints=2"]
+
+
+def _overrides(out, *extra):
+    return [f"run.output_dir={out}", *BASE, *extra]
+
+
+def _config(out, *extra):
+    return load_config(SFTConfig, None, _overrides(out, *extra))
+
+
+def _weights(run_dir):
+    return load_file(latest_checkpoint(run_dir) / "model.safetensors")
+
+
+def test_a_second_run_on_a_locked_directory_fails_at_once_naming_the_holder(tmp_path):
+    run_dir = tmp_path / "run"
+    with exclusive_lock(run_dir / ".lock", "run directory"):  # another run holds it
+        with pytest.raises(LockedError, match=f"PID {os.getpid()}"):
+            run_sft(_config(run_dir))
+        # Nothing was written by the refused run.
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+        result = CliRunner().invoke(app, ["sft", *_overrides(run_dir)])
+    assert result.exit_code == 2 and f"PID {os.getpid()}" in result.output
+    # Once the holder is gone, the directory is free.
+    assert (run_sft(_config(run_dir)) / "metrics.jsonl").is_file()
+
+
+def test_a_fresh_run_over_an_existing_run_is_refused_unless_overwrite(tmp_path):
+    run_dir = run_sft(_config(tmp_path / "run"))
+    before = (run_dir / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match=r"already holds a run \(config.yaml, metrics.jsonl, checkpoints\).*--resume.*run.overwrite=true"):
+        run_sft(_config(run_dir, "optim.lr=0.01"))
+    assert (run_dir / "metrics.jsonl").read_text() == before  # nothing lost
+    # Overwrite removes the old run's checkpoints: none of a later step survives to be resumed.
+    (run_dir / "checkpoints" / "step_000009").mkdir()
+    run_sft(_config(run_dir, "optim.lr=0.01", "run.overwrite=true", "train.steps=1"))
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest", "step_000001"]
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1]
+    assert "lr: 0.01" in (run_dir / "config.yaml").read_text()
+
+
+def test_resume_refuses_a_changed_config_naming_the_keys_and_allows_more_steps(tmp_path):
+    run_dir = run_sft(_config(tmp_path / "run"))
+    with pytest.raises(ConfigError, match=r"optim.lr: 0.002 -> 0.01; run.seed: 0 -> 3"):
+        run_sft(_config(run_dir, "optim.lr=0.01", "run.seed=3"), resume=True)
+    run_sft(_config(run_dir, "train.steps=3", "train.save_every=3"), resume=True)
+    assert latest_checkpoint(run_dir).name == "step_000003"
+    assert "steps: 3" in (run_dir / "config.yaml").read_text()  # the saved config follows
+
+
+def test_config_changes_ignore_new_fields_and_allowed_keys():
+    saved = {"run": {"output_dir": "a", "seed": 0}, "train": {"steps": 5}, "tracking": {"wandb": False}, "gone": 1}
+    new = {"run": {"output_dir": "b", "seed": 0, "new_field": 1}, "train": {"steps": 9}, "tracking": {"wandb": True}}
+    assert config_changes(saved, new) == {"gone": (1, "<no longer a field>")}
+
+
+def test_resume_without_a_checkpoint_says_it_starts_fresh(tmp_path, capsys):
+    run_sft(_config(tmp_path / "run"), resume=True)
+    assert "--resume: no checkpoint in" in capsys.readouterr().err
+    assert latest_checkpoint(tmp_path / "run").name == "step_000002"
+
+
+def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, capsys):
+    straight = run_sft(_config(tmp_path / "a", "train.steps=3"))
+    damaged = tmp_path / "b"
+    shutil.copytree(straight, damaged)
+    weights = damaged / "checkpoints" / "step_000003" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    capsys.readouterr()
+    run_sft(_config(damaged, "train.steps=3"), resume=True)
+    err = capsys.readouterr().err
+    assert str(weights) in err and "step_000002" in err
+    a, b = _weights(straight), _weights(damaged)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in read_metrics(damaged / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, capsys):
+    import typer
+
+    def run_then_interrupt(config, resume):
+        run_sft(config, resume=resume)  # saved up to step 2, then the user presses Ctrl-C
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as exit_info:
+        train(SFTConfig, run_then_interrupt, None, _overrides(tmp_path / "run", "optim.lr=0.003"), False, command="sft")
+    assert exit_info.value.exit_code == 130
+    err = capsys.readouterr().err
+    assert "last checkpoint is step_000002" in err
+    assert f"resume with: slowthink sft run.output_dir={tmp_path / 'run'} " in err and err.rstrip().endswith("optim.lr=0.003 --resume")
