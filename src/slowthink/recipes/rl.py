@@ -20,14 +20,14 @@ from typing import Any
 import torch
 
 from slowthink.algorithms.schedules import kl_coefficient, max_length_at, reference_reset_due
-from slowthink.config import ConfigError, config_to_yaml
+from slowthink.config import ConfigError
 from slowthink.data.sampler import PromptSampler
 from slowthink.length_hacking import LengthHackingMonitor
 from slowthink.metrics import rollout_metrics
 from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
 from slowthink.recipes.heldout import evaluate_heldout
 from slowthink.recipes.problem_sets import ProblemSet, load_problem_sets
-from slowthink.recipes.rl_config import RLConfig
+from slowthink.recipes.rl_config import RLConfig, check_world_size
 from slowthink.rewards.reward import RewardModel
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.training import checkpoint as ckpt
@@ -76,9 +76,11 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
 
 
 def engine_model(generator: Any) -> Any:
-    """The module a generator samples from (through a tool loop), or None for remote engines."""
+    """What holds the weights a generator samples from (through a tool loop): the HF module,
+    vLLM's CPU copy when rollouts may be stale, or None (vLLM on-policy: the trainer's own)."""
     inner = getattr(generator, "generator", generator)
-    return getattr(inner, "model", None)
+    copy_ = getattr(inner, "weights", None)
+    return copy_ if copy_ is not None else getattr(inner, "model", None)
 
 
 def roll_out(generator: Any, prompts: ProblemSet, config: RLConfig, max_length: int, seed: int) -> list[Completion]:
@@ -106,8 +108,15 @@ def step_seed(config: RLConfig, step: int, rank: int) -> int:
 
 
 def run_rl(config: RLConfig, resume: bool = False) -> Path:
-    """Train; returns the run directory."""
+    """Train; returns the run directory (locked while training, see training/run_dir.py)."""
     info = init_distributed()
+    check_world_size(config, info.world_size)  # before anything is loaded or written
+    with claim_run_dir(config, resume, info) as start:
+        return train_rl(config, start, info)
+
+
+def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
+    """The RL loop in a claimed run directory, from ``start.checkpoint`` or from step 0."""
     run_dir = Path(config.run.output_dir)
     threads = set_torch_threads(config.run.torch_threads or None)
     random.seed(config.run.seed)
