@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from pydantic import model_validator
 
-from slowthink.config import StrictConfig, config_to_yaml
+from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.sampler import PromptSampler
 from slowthink.data.sft import SFTExample, encode_sft_example, load_sft_rows
 from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
@@ -27,6 +27,7 @@ from slowthink.training.batch import build_sequence_batch, split_batch
 from slowthink.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, wrap_model
 from slowthink.training.logprobs import forward_logprobs
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler
+from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.tracking import StepProgress, TrackingConfig, build_tracker
 
 
@@ -110,6 +111,12 @@ def sft_step(model, optimizer, scheduler, examples: list[SFTExample], micro_batc
 def run_sft(config: SFTConfig, resume: bool = False) -> Path:
     """Fine-tune; returns the run directory (its last checkpoint is the model)."""
     info = init_distributed()
+    with claim_run_dir(config, resume, info) as start:
+        return train_sft(config, start, info)
+
+
+def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
+    """The SFT loop in a claimed run directory (training/run_dir.py)."""
     run_dir = Path(config.run.output_dir)
     set_torch_threads(config.run.torch_threads or None)
     random.seed(config.run.seed)
@@ -118,16 +125,13 @@ def run_sft(config: SFTConfig, resume: bool = False) -> Path:
     set_memory_plan(model, config.model.memory_plan)  # chunked log-probs, checkpointing, autocast
     examples = load_examples(config.data, tokenizer, config.run.seed)
     if config.train.batch_size % info.world_size:
-        raise ValueError(f"train.batch_size ({config.train.batch_size}) must divide evenly over {info.world_size} ranks")
+        raise ConfigError(f"train.batch_size ({config.train.batch_size}) must divide evenly over {info.world_size} ranks")
     optimizer = build_optimizer(model, config.optim)
     scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps)
     sampler = PromptSampler(len(examples), seed=config.run.seed)
     start = 0
-    if resume and (latest := ckpt.latest_checkpoint(run_dir)) is not None:
-        start = ckpt.restore_training(latest, model, optimizer, scheduler, sampler)["step"]
-    elif info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    if start_at.checkpoint is not None:
+        start = ckpt.restore_training(start_at.checkpoint, model, optimizer, scheduler, sampler)["step"]
     trainer = wrap_model(model, info)
     model.train()
     tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=start > 0, last_step=start) if info.is_main else None
