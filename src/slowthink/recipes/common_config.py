@@ -19,6 +19,9 @@ class RunConfig(StrictConfig):
     torch_threads: int = 0
     # Show a live progress bar / progress lines.
     progress: bool = True
+    # A fresh run in a directory that already holds a run (config.yaml, metrics.jsonl,
+    # checkpoints) is refused; true removes the old run's files first (training/run_dir.py).
+    overwrite: bool = False
 
 
 class ModelConfig(StrictConfig):

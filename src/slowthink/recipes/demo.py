@@ -52,15 +52,16 @@ def run_demo(output_dir: Path, seed: int = 0, sft_overrides: list[str] = (), rl_
     base = save_tiny(output_dir / "base", seed=seed)
     stage(f"built the tiny model at {base}")
 
-    # 2. SFT cold start on the mixed thought / bare-answer demonstrations.
-    sft_config = load_config(SFTConfig, config_dir / "tiny_sft.yaml", [f"run.output_dir={output_dir / 'sft'}", f"run.seed={seed}", f"model.path={base}", *sft_overrides])
+    # 2. SFT cold start on the mixed thought / bare-answer demonstrations. The demo rebuilds
+    # every stage from its new base model, so its stages replace an earlier demo's runs.
+    sft_config = load_config(SFTConfig, config_dir / "tiny_sft.yaml", [f"run.output_dir={output_dir / 'sft'}", f"run.seed={seed}", f"model.path={base}", "run.overwrite=true", *sft_overrides])
     stage(f"SFT cold start: {sft_config.train.steps} steps x {sft_config.train.batch_size}")
     sft_model = latest_checkpoint(run_sft(sft_config))
 
     # 3. Held-out accuracy of the SFT model (greedy).
     rl_config = load_config(RLConfig, config_dir / "tiny_rl.yaml", [
         f"run.output_dir={output_dir / 'rl'}", f"run.seed={seed}", f"model.path={sft_model}",
-        f"model.optimizer_state={sft_model}", *rl_overrides,
+        f"model.optimizer_state={sft_model}", "run.overwrite=true", *rl_overrides,
     ])
     max_tokens = rl_config.rollout.max_length_schedule[-1][1]
     sft_metrics = heldout_accuracy(sft_model, rl_config.data, seed, max_tokens)
