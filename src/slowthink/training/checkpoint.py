@@ -64,8 +64,9 @@ def write_manifest(directory: Path) -> None:
     (Path(directory) / MANIFEST).write_text(json.dumps({"format": 1, "files": entries}, indent=1))
 
 
-def _write_checkpoint_dir(tmp: Path, model: Any, tokenizer: Any, trainer_state: dict[str, Any]) -> None:
-    model.save_pretrained(tmp, safe_serialization=True)
+def _write_checkpoint_dir(tmp: Path, model: Any, tokenizer: Any, trainer_state: dict[str, Any], state_dict: dict[str, Any] | None = None) -> None:
+    # state_dict: the full weights when the model itself holds only shards (FSDP, training/fsdp.py).
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / "trainer_state.pt")
@@ -74,7 +75,8 @@ def _write_checkpoint_dir(tmp: Path, model: Any, tokenizer: Any, trainer_state: 
     fsync_tree(tmp)
 
 
-def save_checkpoint(run_dir: Path, step: int, model: Any, tokenizer: Any, trainer_state: dict[str, Any], keep_last: int = 2) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model: Any, tokenizer: Any, trainer_state: dict[str, Any], keep_last: int = 2,
+                    state_dict: dict[str, Any] | None = None) -> Path:
     """Write weights (safetensors) + tokenizer + ``trainer_state.pt`` + manifest for ``step``; keep the newest few."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,7 @@ def save_checkpoint(run_dir: Path, step: int, model: Any, tokenizer: Any, traine
     tmp = root / f"step_{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_checkpoint_dir(tmp, model, tokenizer, trainer_state)
+        _write_checkpoint_dir(tmp, model, tokenizer, trainer_state, state_dict)
     except BaseException as exc:
         # A full disk, a Ctrl-C or any failure: no partial directory is left behind.
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,18 +1,45 @@
-"""The only module that knows torch.distributed: DDP over gloo (CPU) or nccl (GPU), via torchrun.
+"""The only module that knows torch.distributed: DDP or FSDP2 over gloo (CPU) or nccl (GPU), via torchrun.
 
 Launch: ``torchrun --nproc-per-node 2 -m slowthink.cli rl CONFIG``. Each rank rolls out
 its own share of the prompts; loss denominators are summed over ranks before the
 backward pass, so the update equals the single-process update on the whole batch.
+``distributed.strategy`` chooses how the ranks hold the model: ``ddp`` a full copy each,
+``fsdp`` a shard each (slowthink.training.fsdp).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
+from pydantic import model_validator
+
+from slowthink.config import StrictConfig
+
+
+class DistributedConfig(StrictConfig):
+    """How several ranks hold and train one model (ignored by a single process)."""
+
+    # ddp: every rank keeps all weights, gradients and optimizer state; fsdp: FSDP2 shards
+    # them over the ranks (for models whose training state does not fit one device).
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    # FSDP mixed precision: dtype the gathered weights compute in (None = as stored,
+    # model.dtype) and dtype gradients are reduced in (None = the compute dtype). The
+    # sharded weights and the optimizer stay in model.dtype.
+    param_dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    reduce_dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    # FSDP: free each layer's gathered weights after its forward and gather them again for
+    # the backward (less memory, one more all-gather per layer).
+    reshard_after_forward: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "DistributedConfig":
+        if self.strategy == "ddp" and (self.param_dtype or self.reduce_dtype or not self.reshard_after_forward):
+            raise ValueError("distributed.param_dtype, reduce_dtype and reshard_after_forward apply to distributed.strategy=fsdp only")
+        return self
 
 
 @dataclass(frozen=True)
@@ -40,17 +67,58 @@ def init_distributed() -> DistInfo:
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
-def wrap_model(model: Any, info: DistInfo) -> Any:
-    """DDP-wrap for training when there are several ranks; the plain module otherwise."""
+def wrap_model(model: Any, info: DistInfo, config: DistributedConfig = DistributedConfig(), optimizer: Any = None) -> Any:
+    """The module to train: DDP-wrapped, or FSDP2-sharded in place, when there are several ranks.
+
+    A single process trains the plain module. ``optimizer``, built on the unsharded
+    parameters (and possibly loaded from a checkpoint), follows the parameters into their
+    shards; DDP keeps the parameters, so it needs nothing.
+    """
     if not info.enabled:
         return model
+    if config.strategy == "fsdp":
+        from slowthink.training.fsdp import shard_model
+
+        return shard_model(model, config.param_dtype, config.reduce_dtype, config.reshard_after_forward, optimizer)
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model)
 
 
 def unwrap(model: Any) -> Any:
+    """The model itself: DDP's ``.module``; a sharded model is its own (FSDP2 works in place)."""
     return getattr(model, "module", model)
+
+
+def is_sharded(model: Any) -> bool:
+    from slowthink.training.fsdp import is_sharded as fsdp_sharded
+
+    return fsdp_sharded(unwrap(model))
+
+
+def checkpoint_states(model: Any, optimizer: Any, info: DistInfo) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(full weights, full optimizer state) on rank 0, (None, None) elsewhere.
+
+    Collective when the model is sharded: every rank must call it. The optimizer state is
+    in ``optimizer.state_dict()``'s layout whatever the strategy, so any world size resumes it.
+    """
+    if is_sharded(model):
+        from slowthink.training.fsdp import full_model_state, full_optimizer_state
+
+        weights, optim_state = full_model_state(unwrap(model), rank0_only=True), full_optimizer_state(unwrap(model), optimizer)
+        return (weights, optim_state) if info.is_main else (None, None)
+    if not info.is_main:
+        return None, None
+    return unwrap(model).state_dict(), optimizer.state_dict()
+
+
+def full_weights(model: Any) -> dict[str, Any]:
+    """The full weights on every rank (collective when sharded): for a reference model or an engine copy."""
+    if is_sharded(model):
+        from slowthink.training.fsdp import full_model_state
+
+        return full_model_state(unwrap(model), rank0_only=False)
+    return unwrap(model).state_dict()
 
 
 def all_reduce_sum(value: float, info: DistInfo) -> float:

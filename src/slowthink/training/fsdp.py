@@ -1,0 +1,108 @@
+"""FSDP2 (``torch.distributed.fsdp.fully_shard``): parameters, gradients and optimizer state sharded over ranks.
+
+DDP keeps a full copy of the weights, gradients and AdamW moments on every rank: 16
+bytes a parameter in float32, 24 GB for a 1.5B model before any activation. FSDP2 keeps
+1/world of each and all-gathers one decoder layer's weights at a time for its forward
+and backward (docs/scale.md). Selected by ``distributed.strategy=fsdp``.
+
+What this module guarantees to the recipes:
+
+* sharding is in place: ``model`` stays the module the recipe holds (the class gains
+  ``FSDPModule``), with the same parameter names, and the optimizer built before the
+  sharding is pointed at the sharded parameters, its state (a resumed run's) resharded;
+* checkpoints are world-size free: a full Hugging Face ``model.safetensors`` gathered from
+  the shards, and the optimizer state gathered to the plain ``optimizer.state_dict()``
+  layout, so a run saved on 2 ranks resumes on 1 and the other way round.
+
+Gradients are averaged over ranks by the reduce-scatter, as DDP's all-reduce averages
+them, so the loss scaling of the recipes is the same for both strategies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+
+def is_sharded(model: Any) -> bool:
+    return isinstance(model, FSDPModule)
+
+
+def shard_model(model: torch.nn.Module, param_dtype: str | None, reduce_dtype: str | None, reshard_after_forward: bool,
+                optimizer: torch.optim.Optimizer | None = None) -> torch.nn.Module:
+    """Shard each decoder layer, then the rest (embeddings, final norm, LM head) as the root.
+
+    One FSDP unit per layer is what bounds memory: only the layer being computed is ever
+    gathered in full. ``optimizer`` (built on the unsharded parameters) is re-pointed at the
+    shards and keeps its state.
+    """
+    # Every rank holds the same full state (the resumed one, or none): each keeps its own copy.
+    before = _full_optimizer_state_fqn(model, optimizer, rank0_only=False) if optimizer is not None and optimizer.state else None
+    names = [name for name, _ in model.named_parameters()]
+    index_of = {id(p): i for i, (_, p) in enumerate(model.named_parameters())}
+    groups = [[index_of[id(p)] for p in group["params"]] for group in optimizer.param_groups] if optimizer is not None else []
+    policy = MixedPrecisionPolicy(param_dtype=_dtype(param_dtype), reduce_dtype=_dtype(reduce_dtype))
+    for layer in decoder_layers(model):
+        fully_shard(layer, mp_policy=policy, reshard_after_forward=reshard_after_forward)
+    # The root (embeddings, final norm, LM head) stays gathered from its forward to its
+    # backward: the log-probs apply the LM head to the hidden states after the model's
+    # forward returns (training/logprobs.py), and the backward needs it again at once.
+    fully_shard(model, mp_policy=policy, reshard_after_forward=False)
+    if optimizer is None:
+        return model
+    # fully_shard swaps every parameter for a sharded one (same names, same order).
+    params = dict(model.named_parameters())
+    for group, indices in zip(optimizer.param_groups, groups):
+        group["params"] = [params[names[i]] for i in indices]
+    optimizer.state.clear()
+    if before is not None:
+        set_optimizer_state_dict(model, optimizer, before, options=StateDictOptions(full_state_dict=True))
+    return model
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The repeated transformer blocks of a Hugging Face causal LM (``model.model.layers`` for Qwen2)."""
+    layers = getattr(model.get_decoder(), "layers", None)
+    if layers is None:
+        raise ValueError(f"distributed.strategy=fsdp: cannot find the decoder layers of {type(model).__name__}")
+    return list(layers)
+
+
+def full_model_state(model: torch.nn.Module, rank0_only: bool) -> dict[str, torch.Tensor]:
+    """The unsharded weights on CPU (collective: every rank calls it); ``{}`` off rank 0 when ``rank0_only``."""
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=rank0_only))
+
+
+def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer state gathered on rank 0 in ``optimizer.state_dict()``'s layout (collective).
+
+    That layout numbers the parameters in optimizer order; a plain optimizer loads it at
+    any world size, and ``shard_model`` reshards it.
+    """
+    by_name = _full_optimizer_state_fqn(model, optimizer, rank0_only=True)
+    if not by_name:  # off rank 0 (cpu_offload keeps the gathered copy on rank 0 only)
+        return {}
+    number: dict[str, int] = {}
+    groups = []
+    for group in by_name["param_groups"]:
+        ids = [number.setdefault(name, len(number)) for name in group["params"]]
+        groups.append({**group, "params": ids})
+    state = {number[name]: value for name, value in by_name["state"].items()}
+    return {"state": state, "param_groups": groups}
+
+
+def _full_optimizer_state_fqn(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank0_only: bool) -> dict[str, Any]:
+    # Keyed by parameter name, which sharding does not change.
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=rank0_only))
+
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    return getattr(torch, name) if name else None
