@@ -61,7 +61,7 @@ def test_tiny_model_on_math500_writes_all_outputs_and_resumes(tmp_path):
 
     # Other settings into the same folder are refused, naming the key.
     result = invoke("--data", str(MATH500), "--max-tokens", "5", "--out", str(out), "--limit", "1")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "holds samples drawn with max_tokens=4; this run asks max_tokens=5" in result.output
 
 
@@ -86,7 +86,7 @@ def test_malformed_data_row_exits_naming_file_and_line(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"id": "1", "problem": "1+1", "answer": "2"}\n{"id": "2", "problem": "2+2"}\n')
     result = invoke("--data", str(data), "--checker", "exact", "--out", str(tmp_path / "out"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"{data}:2: missing field(s) answer" in result.output
 
 

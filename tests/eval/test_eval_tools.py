@@ -144,11 +144,11 @@ def test_tiny_model_with_tools_writes_tool_fields_and_resume_checks_tool_setting
     result = invoke(*common, "--tools", "python", "--tool-preset", "still3", "--max-tool-calls", "2")
     assert result.exit_code == 0 and "2 to generate" not in result.output and "0 to generate" in result.output
     result = invoke(*common, "--tools", "python", "--tool-preset", "still3", "--max-tool-calls", "2", "--tools-no-exec")
-    assert result.exit_code == 1 and "tools_execute=True; this run asks tools_execute=False" in result.output
+    assert result.exit_code == 2 and "tools_execute=True; this run asks tools_execute=False" in result.output
     result = invoke(*common, "--tools", "python", "--max-tool-calls", "2")
-    assert result.exit_code == 1 and "tool_preset='still3'; this run asks tool_preset='default'" in result.output
+    assert result.exit_code == 2 and "tool_preset='still3'; this run asks tool_preset='default'" in result.output
     result = invoke(*common)
-    assert result.exit_code == 1 and "tools='python'; this run asks tools='none'" in result.output
+    assert result.exit_code == 2 and "tools='python'; this run asks tools='none'" in result.output
 
 
 def test_a_folder_from_a_run_without_tools_is_not_resumed_with_tools(tmp_path, sums):
@@ -161,7 +161,7 @@ def test_a_folder_from_a_run_without_tools_is_not_resumed_with_tools(tmp_path, s
         del run[key]
     (out / "run.json").write_text(json.dumps(run))
     result = invoke(*common, "--tools", "python", "--tools-no-exec")
-    assert result.exit_code == 1 and "tools='none'; this run asks tools='python'" in result.output
+    assert result.exit_code == 2 and "tools='none'; this run asks tools='python'" in result.output
 
 
 def test_unknown_preset_and_tool_options_without_tools_are_clear_errors():

@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import typer
 from pydantic import model_validator
 from rich.console import Console
 
 from slowthink.config import ConfigError, StrictConfig
-from slowthink.data.problems import DataError, Problem, load_problems
+from slowthink.data.problems import Problem, load_problems
+from slowthink.durable import exclusive_lock
 from slowthink.eval.benchmarks import BENCHMARK_NAMES, load_benchmark
 from slowthink.eval.metrics import summarize
 from slowthink.eval.runner import (
@@ -35,7 +36,6 @@ from slowthink.eval.runner import (
     tool_summary,
     write_json,
 )
-from slowthink.modeling import ModelLoadError
 from slowthink.prompts import TEMPLATE_NAMES
 
 # Paper, section 4.4: sampled evaluation at T = 0.6, top-p 0.95, n = 8.
@@ -52,9 +52,12 @@ TOOL_PRESETS = ("default", "still3")
 class EvalConfig(StrictConfig):
     """Everything ``slowthink eval`` needs; the command-line options map onto these fields."""
 
-    # "tiny" (embedded default), a local Hugging Face directory or a hub name. For the openai
-    # backend it only names the tokenizer (the served model is asked for at /v1/models).
-    model: str = "tiny"
+    # "tiny" (embedded; the default for hf and vllm), a local Hugging Face directory or a hub
+    # name. For the openai backend it only names the tokenizer (the served model is asked
+    # for at /v1/models); there it has no default, see ``openai_tokenizer_name``.
+    model: str | None = None
+    # The tokenizer that renders prompts (default: --model's). With --backend openai, this or
+    # --model must name the served model's tokenizer, unless the server serves a local path.
     tokenizer: str | None = None
     benchmarks: tuple[str, ...] = ()
     data: str | None = None
@@ -93,6 +96,15 @@ class EvalConfig(StrictConfig):
     max_tool_calls: int | None = None
     # The paper's ablation "code written but not executed": stop at code blocks, run nothing.
     tools_no_exec: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        # hf and vllm load the model itself, the embedded tiny one by default. The openai
+        # backend gets no default: a wrong tokenizer would silently build wrong prompts.
+        if isinstance(data, dict) and data.get("model") is None and data.get("backend", "hf") != "openai":
+            data = {**data, "model": "tiny"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "EvalConfig":
@@ -188,20 +200,41 @@ def build_backend(cfg: EvalConfig, decoding: Decoding, stack: ExitStack) -> tupl
         model.eval()
         context = getattr(model.config, "max_position_embeddings", None)
         return HFGenerator(model, tokenizer, batch_size=cfg.batch_size * decoding.n), tokenizer, context
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     if cfg.backend == "openai":
         from slowthink.rollout.openai_backend import OpenAIGenerator
 
         generator = OpenAIGenerator(cfg.base_url or "", model=cfg.served_model_name, api_key=cfg.api_key,
                                     concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
-                                    max_retries=cfg.max_retries, tokenizer=tokenizer)
+                                    max_retries=cfg.max_retries)
         stack.callback(generator.close)
+        # The generator re-encodes completion text with it when the server sends no token ids.
+        generator.tokenizer = tokenizer = load_tokenizer(openai_tokenizer_name(cfg, lambda: generator.model))
         # The server enforces its own context; requests past it come back as errors.
         return generator, tokenizer, None
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     from slowthink.rollout.vllm_backend import VLLMGenerator
 
     generator = VLLMGenerator(cfg.model, tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed)
     return generator, tokenizer, generator.context_length
+
+
+def openai_tokenizer_name(cfg: EvalConfig, served_model: Callable[[], str]) -> str:
+    """The tokenizer that renders prompts for ``--backend openai``.
+
+    ``--tokenizer``, else ``--model``; else the served model's name (``served_model()``
+    asks ``/v1/models``) when it is a local directory, or "tiny" (the embedded model, as
+    ``slowthink serve`` names it). Anything else is a ``ConfigError``: the embedded tiny
+    tokenizer used to be taken silently, which renders wrong prompts for a real model.
+    """
+    if cfg.tokenizer or cfg.model:
+        return str(cfg.tokenizer or cfg.model)
+    served = served_model()
+    if served == "tiny" or Path(served).is_dir():
+        return served
+    raise ConfigError(
+        f"--backend openai needs a tokenizer to render prompts: the server serves {served!r}, which is not a local "
+        f"directory. Pass --tokenizer (a local directory or hub name of that model's tokenizer) or --model"
+    )
 
 
 def wrap_tools(cfg: EvalConfig, generator: Any, tokenizer: Any, stack: ExitStack) -> Any:
@@ -242,9 +275,12 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
     decoding = cfg.decoding()
     problem_sets = load_problem_sets(cfg)
     out = Path(cfg.out)
-    check_resume(out, cfg, decoding)
     summaries: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
+        # One eval per --out: two at once would append every row twice (issue 8). The lock
+        # fails at once naming the holder's PID, and dies with its holder.
+        stack.enter_context(exclusive_lock(out / ".lock", f"eval output {out}"))
+        check_resume(out, cfg, decoding)
         generator, tokenizer, context = build_backend(cfg, decoding, stack)
         generator = wrap_tools(cfg, generator, tokenizer, stack)
         checker = build_checker(cfg, stack)
@@ -327,7 +363,10 @@ def print_table(console: Console, summaries: dict[str, dict[str, Any]]) -> None:
 
 
 def eval_cli(
-    model: str = typer.Option("tiny", help="'tiny' (embedded), a local HF model directory, or a hub name"),
+    model: str = typer.Option(None, help="'tiny' (embedded; default for hf/vllm), a local HF model directory, or a hub "
+                                          "name; with --backend openai it names the tokenizer"),
+    tokenizer: str = typer.Option(None, help="tokenizer for the prompts (default: --model's); --backend openai needs "
+                                             "it or --model unless the server serves a local path"),
     benchmark: list[str] = typer.Option([], "--benchmark", "-b", help=f"repeatable; one of {', '.join(BENCHMARK_NAMES)}"),
     data: str = typer.Option(None, help="a JSONL file of {id, problem, answer, source, meta} rows instead of --benchmark"),
     data_dir: str = typer.Option(None, help="folder with local JSONL copies of the named benchmarks (offline)"),
@@ -364,11 +403,8 @@ def eval_cli(
     from pydantic import ValidationError
 
     from slowthink.config import format_validation_error
-    from slowthink.rollout.openai_backend import OpenAIBackendError
-    from slowthink.rollout.vllm_backend import BackendUnavailableError
-    from slowthink.sandbox.launch import SandboxUnavailable
 
-    options = dict(model=model, benchmarks=tuple(benchmark), data=data, data_dir=data_dir, mode=mode, n=n,
+    options = dict(model=model, tokenizer=tokenizer, benchmarks=tuple(benchmark), data=data, data_dir=data_dir, mode=mode, n=n,
                    temperature=temperature, top_p=top_p, max_tokens=max_tokens, template=template, backend=backend,
                    base_url=base_url, api_key=api_key, served_model_name=served_model_name, concurrency=concurrency,
                    timeout_s=timeout_s, max_retries=max_retries, batch_size=batch_size, checker=checker,
@@ -380,9 +416,6 @@ def eval_cli(
     except ValidationError as exc:
         typer.echo(f"error: {format_validation_error(EvalConfig, exc, 'slowthink eval options')}", err=True)
         raise typer.Exit(2) from None
-    try:
-        evaluate(cfg)
-    except (DataError, ConfigError, ModelLoadError, OpenAIBackendError, BackendUnavailableError,
-            SandboxUnavailable) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    # The user's to fix (a bad data row, other settings in --out, --out in use, a missing model,
+    # vLLM absent) exits 2; an unreachable server or sandbox 1; one message: slowthink/cli_errors.py.
+    evaluate(cfg)
