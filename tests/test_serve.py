@@ -23,7 +23,8 @@ from slowthink.modeling import load_model_and_tokenizer
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.rollout.hf import HFGenerator
 from slowthink.rollout.openai_backend import OpenAIBackendError, OpenAIGenerator
-from slowthink.serve import BatchingWorker
+from slowthink.serve_app import create_app
+from slowthink.serve_scheduler import Scheduler
 from slowthink.tiny import ArithmeticTask
 
 READY_TIMEOUT_S = 90.0
@@ -150,38 +151,141 @@ def test_eval_over_openai_backend_matches_hf_backend(server, tmp_path, monkeypat
     assert json.loads((tmp_path / "remote" / "run.json").read_text())["backend"] == "openai"
 
 
-class EchoGenerator:
-    """Answers each prompt with its own first id; the first call waits so later jobs queue up."""
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-        self.release = threading.Event()
-
-    def generate(self, prompt_ids, params):
-        if not self.calls:
-            self.release.wait(timeout=5)
-        self.calls.append(len(prompt_ids))
-        return [Completion(i, [ids[0]], [0.0], str(ids[0]), "stop") for i, ids in enumerate(prompt_ids)
-                for _ in range(params.n)]
+SMALL = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 4, "temperature": 0}
 
 
-def test_batching_worker_merges_waiting_jobs_and_returns_each_its_own():
-    generator = EchoGenerator()
-    worker = BatchingWorker(generator)
-    params = SamplingParams(n=2)
+def test_seeded_request_gives_the_same_output_alone_and_among_ten(server):
+    """Issue 8 item 8: each request samples from its own generator state, so batching with
+    others (the same request ten times, and unseeded requests of other lengths) changes nothing."""
+    body = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 12, "temperature": 1.0,
+            "n": 2, "seed": 5}
+    others = [{**body, "prompt": "<|user|>9+999+1=<|assistant|>", "seed": None},
+              {**body, "prompt": "<|user|>7=<|assistant|>", "seed": 6}]
+
+    def texts(request: dict) -> list[str]:
+        reply = httpx.post(f"{server}/completions", json=request, timeout=60)
+        assert reply.status_code == 200, reply.text
+        return [c["text"] for c in reply.json()["choices"]]
+
+    alone = texts(body)
+    assert len(set(alone)) == 2  # the n samples of one request differ from each other
+    with ThreadPoolExecutor(13) as pool:
+        together = list(pool.map(texts, [body] * 10 + others))
+    assert together[:10] == [alone] * 10
+
+
+RAW_BAD_REQUESTS = {
+    "NaN temperature": ("completions", '{"prompt": "1+1=", "temperature": NaN}', "temperature"),
+    "infinite top_p": ("completions", '{"prompt": "1+1=", "top_p": Infinity}', "top_p"),
+    "seed 2**64": ("completions", '{"prompt": "1+1=", "seed": 18446744073709551616}', "seed"),
+    "empty messages": ("chat/completions", '{"messages": []}', "messages"),
+    "lone surrogate prompt": ("completions", '{"prompt": "1+\\udcff="}', "prompt"),
+    "lone surrogate message": ("chat/completions", '{"messages": [{"role": "user", "content": "\\ud800"}]}', "content"),
+    "lone surrogate stop": ("completions", '{"prompt": "1+1=", "stop": ["\\udfff"]}', "stop"),
+    "max_tokens 0": ("completions", '{"prompt": "1+1=", "max_tokens": 0}', "max_tokens"),
+    "not JSON": ("completions", '{"prompt": ', "JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(RAW_BAD_REQUESTS))
+def test_bad_requests_are_400_with_a_message_naming_the_field(server, case):
+    """Issue 8 item 9: each of these gave 500 (or a traceback) before."""
+    endpoint, raw, field = RAW_BAD_REQUESTS[case]
+    reply = httpx.post(f"{server}/{endpoint}", content=raw, headers={"content-type": "application/json"})
+    assert reply.status_code == 400, reply.text
+    assert field in reply.json()["error"]["message"]
+
+
+def test_chat_without_max_tokens_gets_the_context_that_remains(server):
+    """Issue 8 item 11: the default was a fixed 1024 tokens, past the tiny model's context."""
+    reply = httpx.post(f"{server}/chat/completions", timeout=120, json={
+        "model": "tiny", "messages": [{"role": "user", "content": "12+34="}], "temperature": 0})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["total_tokens"] <= 1024
+
+
+@pytest.fixture(scope="module")
+def capped_client(local):
+    """The app in-process with small per-request caps."""
+    from fastapi.testclient import TestClient
+
+    hf, tokenizer = local
+    app = create_app(hf, tokenizer, "tiny", context_length=1024, max_sequences=8, max_tokens_limit=32)
+    with TestClient(app) as client:
+        yield client
+
+
+def test_requests_over_the_caps_are_400_naming_the_limit(capped_client):
+    """Issue 8 item 7: prompts x n and max_tokens are capped per request (one request with
+    512 prompts x n=128 held the server for 23 s)."""
+    many = capped_client.post("/v1/completions", json={"prompt": ["1+1=", "2+2=", "3+3="], "n": 3, "max_tokens": 2})
+    assert many.status_code == 400 and "limit of 8 sequences" in many.json()["error"]["message"]
+    long = capped_client.post("/v1/completions", json={"prompt": "1+1=", "max_tokens": 33})
+    assert long.status_code == 400 and "limit of 32 tokens" in long.json()["error"]["message"]
+    chat = capped_client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "1+1="}]})
+    assert chat.status_code == 200 and chat.json()["usage"]["completion_tokens"] <= 32
+    fits = capped_client.post("/v1/completions", json={"prompt": ["1+1=", "2+2="], "n": 4, "max_tokens": 32})
+    assert fits.status_code == 200 and len(fits.json()["choices"]) == 8
+
+
+def test_scheduler_cancels_a_job_and_serves_a_small_one_while_a_big_one_runs(local):
+    """Round-robin in chunks: a 4-token job finishes while a long one is still decoding, and a
+    cancelled job stops within a chunk and frees its rows."""
+    hf, tokenizer = local
+    scheduler = Scheduler(hf, batch_size=64, chunk_tokens=4)
     try:
-        with ThreadPoolExecutor(4) as pool:
-            first = pool.submit(worker.submit, [[1]], params)
-            time.sleep(0.2)  # the worker is now inside the first generate call
-            later = [pool.submit(worker.submit, [[10 * k], [10 * k + 1]], params) for k in range(1, 4)]
-            time.sleep(0.2)
-            generator.release.set()
-            results = [first.result(timeout=5)] + [f.result(timeout=5) for f in later]
+        prompt = tokenizer.encode("<|user|>12+34=<|assistant|>")
+        big = scheduler.submit([prompt] * 4, SamplingParams(temperature=1.0, max_new_tokens=600, n=8, seed=0))
+        doomed = scheduler.submit([prompt], SamplingParams(temperature=1.0, max_new_tokens=600, n=32, seed=1))
+        time.sleep(0.3)
+        small = scheduler.submit([prompt], SamplingParams(temperature=0.0, max_new_tokens=4))
+        doomed.cancel()
+        (completion,) = small.future.result(timeout=30)
+        assert len(completion.token_ids) <= 4
+        assert not big.future.done()
+        deadline = time.monotonic() + 10
+        while scheduler.stats()["cancelled_requests"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scheduler.stats()["cancelled_requests"] == 1 and doomed.future.cancelled()
+        assert scheduler.stats()["active_sequences"] <= 32  # only the big job's rows still decode
+        big.cancel()
     finally:
-        worker.close()
-    # The three jobs that waited together ran as one call of 6 prompts.
-    assert generator.calls == [1, 6]
-    assert [c.text for c in results[0]] == ["1", "1"]
-    for k, completions in enumerate(results[1:], start=1):
-        assert [(c.prompt_index, c.text) for c in completions] == [
-            (0, str(10 * k)), (0, str(10 * k)), (1, str(10 * k + 1)), (1, str(10 * k + 1))]
+        scheduler.close()
+
+
+def test_scheduler_matches_the_generator_for_a_greedy_request(local):
+    hf, tokenizer = local
+    prompts = [tokenizer.encode("<|user|>12+34=<|assistant|>"), tokenizer.encode("<|user|>7+8<|assistant|>")]
+    scheduler = Scheduler(hf, batch_size=3, chunk_tokens=2)
+    try:
+        served = scheduler.submit(prompts, SamplingParams(temperature=0.0, max_new_tokens=9, n=2)).future.result(timeout=30)
+    finally:
+        scheduler.close()
+    direct = hf.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=9, n=2))
+    assert [(c.prompt_index, c.token_ids, c.finish_reason) for c in served] == \
+        [(c.prompt_index, c.token_ids, c.finish_reason) for c in direct]
+
+
+@pytest.mark.slow
+def test_abandoned_requests_are_cancelled_and_a_small_request_stays_fast(server):
+    """Issue 8 item 7 under load: 3 clients ask for n=64 long samples and hang up; a 4-token
+    request must not wait for their generations (it waited 55 s before), and the server must
+    report the abandoned requests as cancelled. Bounds are generous: the machine is shared."""
+    before = httpx.get(f"{server.rsplit('/v1', 1)[0]}/stats").json()
+    abandoned = {"model": "tiny", "prompt": "<|user|>12+34+56=<|assistant|>", "max_tokens": 1000,
+                 "temperature": 1.0, "n": 64}
+    for _ in range(3):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server}/completions", json=abandoned, timeout=httpx.Timeout(0.5, connect=5))
+    started = time.monotonic()
+    reply = httpx.post(f"{server}/completions", json=SMALL, timeout=60)
+    latency = time.monotonic() - started
+    assert reply.status_code == 200 and latency < 10.0, latency
+    deadline = time.monotonic() + 10
+    while True:
+        stats = httpx.get(f"{server.rsplit('/v1', 1)[0]}/stats").json()
+        if stats["cancelled_requests"] - before["cancelled_requests"] >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert stats["cancelled_requests"] - before["cancelled_requests"] == 3
+    assert stats["active_sequences"] == 0

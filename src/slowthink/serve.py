@@ -9,43 +9,61 @@ Semantics follow vLLM where OpenAI leaves room: ``temperature=0`` is greedy; the
 string is cut from the text unless ``include_stop_str_in_output``; ``logprobs`` reports the
 sampled token only (its log-prob under the sampling temperature, before top-p), and
 ``return_tokens_as_token_ids`` spells tokens as ``"token_id:N"``. A request that would run
-past the model's context is refused with 400, as vLLM does. Requests that arrive together
-with the same sampling settings are generated as one batch by a single worker thread, so
-the model never runs in two threads at once.
+past the model's context is refused with 400, as vLLM does; without ``max_tokens`` a chat
+request gets the context that remains (capped by ``--max-tokens-limit``).
+
+One scheduler thread runs the model (``serve_scheduler``): requests take turns a few
+tokens at a time, so a small request is never stuck behind a big one; a request whose
+client hangs up is cancelled; each request samples from its own generator state, so a
+seeded request gives the same output alone or among others. Per request, prompts x n and
+``max_tokens`` are capped (400 naming the limit). Every malformed request is a 400 that
+names the field (NaN, out-of-range seeds, empty messages, lone surrogates), never a 500.
+``GET /stats`` reports the scheduler's counters.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 import uuid
-from contextlib import asynccontextmanager
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal
+from typing import Annotated, Any, Literal
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.serve_scheduler import Scheduler
 
 
 class RequestError(ValueError):
     """A request the server refuses (HTTP 400); the message says which field and why."""
 
 
+def _utf8(text: str) -> str:
+    """JSON may carry a lone surrogate (``"\\udcff"``); no tokenizer can encode one."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"holds a lone surrogate {text[exc.start]!r} at character {exc.start}; send valid UTF-8 text") \
+            from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+# OpenAI's seed is a 64-bit signed integer.
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
 class _Request(BaseModel):
     # Unknown OpenAI fields (user, frequency_penalty=0, ...) are accepted and ignored;
     # the ones that would change the result are checked in ``_sampling``.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: str | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1, le=128)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: Text | list[Text] | None = None
+    seed: Seed | None = None
     stream: bool = False
     include_stop_str_in_output: bool = False
     return_tokens_as_token_ids: bool = False
@@ -54,97 +72,24 @@ class _Request(BaseModel):
 
 
 class CompletionRequest(_Request):
-    prompt: str | list[int] | list[str] | list[list[int]]
+    prompt: Text | list[int] | list[Text] | list[list[int]]
     # The OpenAI completions default.
-    max_tokens: int | None = 16
-    logprobs: int | None = None
+    max_tokens: int | None = Field(16, ge=1)
+    logprobs: int | None = Field(None, ge=0)
     echo: bool = False
 
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class ChatRequest(_Request):
-    messages: list[ChatMessage]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
-    top_logprobs: int | None = None
-
-
-@dataclass
-class _Job:
-    prompts: list[list[int]]
-    params: SamplingParams
-    future: Future = field(default_factory=Future)
-
-
-class BatchingWorker:
-    """One thread runs the generator; jobs with equal sampling settings that wait together
-    are merged into one ``generate`` call (batched decoding is far cheaper per token)."""
-
-    def __init__(self, generator: Any, max_batch_prompts: int = 64):
-        self.generator = generator
-        self.max_batch_prompts = max_batch_prompts
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="slowthink-serve-generator", daemon=True)
-        self._thread.start()
-
-    def submit(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
-        job = _Job(prompts, params)
-        self._queue.put(job)
-        return job.future.result()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-
-    def _take_batch(self, first: _Job) -> tuple[list[_Job], bool]:
-        """``first`` plus waiting jobs with the same params; True when a close was seen."""
-        batch, others, closing = [first], [], False
-        size = len(first.prompts)
-        while size < self.max_batch_prompts:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                closing = True
-                break
-            if job.params == first.params:
-                batch.append(job)
-                size += len(job.prompts)
-            else:
-                others.append(job)
-        for job in others:
-            self._queue.put(job)
-        return batch, closing
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, closing = self._take_batch(first)
-            prompts = [p for job in batch for p in job.prompts]
-            try:
-                completions = self.generator.generate(prompts, first.params)
-            except Exception as exc:  # handed to the waiting request, which answers 500
-                for job in batch:
-                    job.future.set_exception(exc)
-            else:
-                n, offset = first.params.n, 0
-                for job in batch:
-                    count = len(job.prompts) * n
-                    mine = completions[offset : offset + count]
-                    for c in mine:
-                        c.prompt_index -= offset // n
-                    job.future.set_result(mine)
-                    offset += count
-            if closing:
-                return
+    top_logprobs: int | None = Field(None, ge=0)
 
 
 def _stop_tuple(stop: str | list[str] | None) -> tuple[str, ...]:
@@ -179,32 +124,53 @@ def _cut_stop(completion: Completion, include: bool) -> str:
 
 
 class ServerState:
-    """What the endpoints share: the batching worker, the tokenizer, the name and context."""
+    """What the endpoints share: the scheduler, the tokenizer, the name, context and caps."""
 
     def __init__(self, generator: Any, tokenizer: Any, model_name: str, context_length: int | None,
-                 default_max_tokens: int):
-        self.worker = BatchingWorker(generator)
+                 default_max_tokens: int | None, max_sequences: int, max_tokens_limit: int,
+                 chunk_tokens: int = 8):
+        self.scheduler = Scheduler(generator, batch_size=getattr(generator, "batch_size", 64),
+                                   chunk_tokens=chunk_tokens)
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.context_length = context_length
         self.default_max_tokens = default_max_tokens
+        self.max_sequences = max_sequences
+        self.max_tokens_limit = max_tokens_limit
 
     def check_model(self, requested: str | None) -> None:
         if requested is not None and requested != self.model_name:
             raise LookupError(f"The model '{requested}' does not exist; this server serves '{self.model_name}'")
 
+    def check_size(self, prompts: list[list[int]], n: int) -> None:
+        """Prompts x n per request is capped, so one request cannot hold the server (issue 8)."""
+        if len(prompts) * n > self.max_sequences:
+            raise RequestError(
+                f"{len(prompts)} prompts x n={n} = {len(prompts) * n} sequences exceeds this server's limit of "
+                f"{self.max_sequences} sequences per request (slowthink serve --max-sequences); split the request"
+            )
+
     def max_tokens(self, requested: int | None, prompts: list[list[int]]) -> int:
-        """The generation budget; like vLLM, a request past the context is refused."""
-        wanted = self.default_max_tokens if requested is None else requested
-        if wanted < 1:
-            raise RequestError(f"'max_tokens' must be >= 1, got {wanted}")
+        """The generation budget. Without one: the context that remains (as vLLM), capped by
+        ``--max-tokens-limit`` and ``--default-max-tokens``; like vLLM, a request past the
+        context is refused."""
         longest = max(len(p) for p in prompts)
-        if self.context_length is not None and longest + wanted > self.context_length:
+        room = None if self.context_length is None else self.context_length - longest
+        if room is not None and room < 1:
+            raise RequestError(f"This model's maximum context length is {self.context_length} tokens. However, "
+                               f"the prompt alone is {longest} tokens, which leaves no room for a completion.")
+        if requested is None:
+            caps = [c for c in (room, self.default_max_tokens, self.max_tokens_limit) if c is not None]
+            return min(caps)
+        if room is not None and requested > room:
             raise RequestError(
                 f"This model's maximum context length is {self.context_length} tokens. However, you requested "
-                f"{longest + wanted} tokens ({longest} in the prompt, {wanted} in the completion)."
+                f"{longest + requested} tokens ({longest} in the prompt, {requested} in the completion)."
             )
-        return wanted
+        if requested > self.max_tokens_limit:
+            raise RequestError(f"'max_tokens' {requested} exceeds this server's limit of {self.max_tokens_limit} "
+                               f"tokens per completion (slowthink serve --max-tokens-limit)")
+        return requested
 
     def token_text(self, token_id: int, as_ids: bool) -> str:
         return f"token_id:{token_id}" if as_ids else self.tokenizer.decode([token_id])
@@ -237,11 +203,16 @@ def _usage(prompts: list[list[int]], completions: list[Completion], n: int) -> d
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def completions_reply(state: ServerState, request: CompletionRequest) -> dict[str, Any]:
+def prepare_completion(state: ServerState, request: CompletionRequest) -> tuple[list[list[int]], SamplingParams]:
+    """The prompts' token ids and the sampling settings; ``RequestError`` (400) when refused."""
     state.check_model(request.model)
     prompts = state.encode_prompts(request.prompt)
-    params = _sampling(request, state.max_tokens(request.max_tokens, prompts))
-    completions = state.worker.submit(prompts, params)
+    state.check_size(prompts, request.n)
+    return prompts, _sampling(request, state.max_tokens(request.max_tokens, prompts))
+
+
+def completions_reply(state: ServerState, request: CompletionRequest, prompts: list[list[int]],
+                      completions: list[Completion]) -> dict[str, Any]:
     choices = []
     for i, c in enumerate(completions):
         logprobs = None
@@ -259,16 +230,23 @@ def completions_reply(state: ServerState, request: CompletionRequest) -> dict[st
             "model": state.model_name, "choices": choices, "usage": _usage(prompts, completions, request.n)}
 
 
-def chat_reply(state: ServerState, request: ChatRequest) -> dict[str, Any]:
+def prepare_chat(state: ServerState, request: ChatRequest) -> tuple[list[list[int]], SamplingParams]:
+    """The chat template's prompt ids and the sampling settings; ``RequestError`` (400) when refused."""
     state.check_model(request.model)
     if getattr(state.tokenizer, "chat_template", None) is None:
         raise RequestError("this model's tokenizer has no chat template; use /v1/completions")
     text = state.tokenizer.apply_chat_template([m.model_dump() for m in request.messages], tokenize=False,
                                                add_generation_prompt=True)
     prompts = [state.tokenizer.encode(text, add_special_tokens=False)]
+    if not prompts[0]:
+        raise RequestError("'messages' render to an empty prompt")
+    state.check_size(prompts, request.n)
     wanted = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
-    params = _sampling(request, state.max_tokens(wanted, prompts))
-    completions = state.worker.submit(prompts, params)
+    return prompts, _sampling(request, state.max_tokens(wanted, prompts))
+
+
+def chat_reply(state: ServerState, request: ChatRequest, prompts: list[list[int]],
+               completions: list[Completion]) -> dict[str, Any]:
     choices = []
     for i, c in enumerate(completions):
         logprobs = None
@@ -284,62 +262,9 @@ def chat_reply(state: ServerState, request: ChatRequest) -> dict[str, Any]:
             "model": state.model_name, "choices": choices, "usage": _usage(prompts, completions, request.n)}
 
 
-def create_app(generator: Any, tokenizer: Any, model_name: str, context_length: int | None = None,
-               default_max_tokens: int = 1024) -> Any:
-    """The FastAPI application over ``generator`` (any ``Generator``) and its tokenizer."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-
-    state = ServerState(generator, tokenizer, model_name, context_length, default_max_tokens)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.worker.close()
-
-    app = FastAPI(title="slowthink serve", lifespan=lifespan)
-    app.state.slowthink = state
-
-    def error(status: int, message: str, kind: str) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
-
-    @app.exception_handler(RequestError)
-    async def _bad_request(_: Request, exc: RequestError) -> JSONResponse:
-        return error(400, str(exc), "BadRequestError")
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
-        return error(400, f"invalid request: {details}", "BadRequestError")
-
-    @app.exception_handler(Exception)
-    async def _failed(_: Request, exc: Exception) -> JSONResponse:
-        return error(500, f"generation failed: {type(exc).__name__}: {exc}", "InternalServerError")
-
-    @app.exception_handler(LookupError)
-    async def _not_found(_: Request, exc: LookupError) -> JSONResponse:
-        return error(404, str(exc), "NotFoundError")
-
-    @app.get("/v1/models")
-    def models() -> dict[str, Any]:
-        card = {"id": model_name, "object": "model", "created": int(time.time()), "owned_by": "slowthink",
-                "max_model_len": context_length}
-        return {"object": "list", "data": [card]}
-
-    @app.post("/v1/completions")
-    def completions(request: CompletionRequest) -> dict[str, Any]:
-        return completions_reply(state, request)
-
-    @app.post("/v1/chat/completions")
-    def chat(request: ChatRequest) -> dict[str, Any]:
-        return chat_reply(state, request)
-
-    return app
-
-
 def serve(model: str = "tiny", host: str = "127.0.0.1", port: int = 8000, served_model_name: str | None = None,
-          default_max_tokens: int = 1024, batch_size: int = 64) -> None:
+          default_max_tokens: int | None = None, batch_size: int = 64, max_sequences: int = 256,
+          max_tokens_limit: int = 4096, chunk_tokens: int = 8) -> None:
     """Load ``model`` (``tiny``, a directory or a hub name) on CPU and serve it until interrupted."""
     import uvicorn
 
@@ -351,7 +276,10 @@ def serve(model: str = "tiny", host: str = "127.0.0.1", port: int = 8000, served
     loaded.eval()
     context = getattr(loaded.config, "max_position_embeddings", None)
     name = served_model_name or model
-    app = create_app(HFGenerator(loaded, tokenizer, batch_size=batch_size), tokenizer, name, context, default_max_tokens)
+    from slowthink.serve_app import create_app
+
+    app = create_app(HFGenerator(loaded, tokenizer, batch_size=batch_size), tokenizer, name, context,
+                     default_max_tokens, max_sequences, max_tokens_limit, chunk_tokens)
     print(f"slowthink serve: model '{name}' (context {context}, {threads} torch threads) at http://{host}:{port}/v1",
           flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -362,14 +290,14 @@ def serve_cli(
     host: str = typer.Option("127.0.0.1", help="interface to bind (127.0.0.1: this machine only)"),
     port: int = typer.Option(8000, help="TCP port"),
     served_model_name: str = typer.Option(None, help="name clients send as 'model' (default: --model)"),
-    default_max_tokens: int = typer.Option(1024, help="chat max_tokens when a request gives none"),
-    batch_size: int = typer.Option(64, help="sequences decoded together"),
+    default_max_tokens: int = typer.Option(
+        None, min=1, help="chat max_tokens when a request gives none (default: the context that remains)"),
+    batch_size: int = typer.Option(64, min=1, help="sequences decoded together"),
+    max_sequences: int = typer.Option(256, min=1, help="per request: prompts x n above this is refused (400)"),
+    max_tokens_limit: int = typer.Option(4096, min=1, help="per request: max_tokens above this is refused (400)"),
+    chunk_tokens: int = typer.Option(8, min=1, help="tokens a batch decodes per turn before the next request's"),
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions) on CPU."""
-    from slowthink.modeling import ModelLoadError
-
-    try:
-        serve(model, host, port, served_model_name, default_max_tokens, batch_size)
-    except ModelLoadError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    # A model that cannot load is the user's mistake: exit 2, one message (slowthink/cli_errors.py).
+    serve(model, host, port, served_model_name, default_max_tokens, batch_size, max_sequences, max_tokens_limit,
+          chunk_tokens)

@@ -16,13 +16,14 @@ from slowthink.rollout.generator import Completion, SamplingParams
 
 
 def sample_next_token(
-    logits_B: torch.Tensor, temperature: float, top_p: float, rng: torch.Generator | None
+    logits_B: torch.Tensor, temperature: float, top_p: float, rng: torch.Generator | list[torch.Generator] | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one token per row; return (tokens (B,), log-probs (B,) under softmax(logits / T)).
 
     ``temperature == 0`` is greedy (log-probs at T = 1). Top-p keeps the smallest set of
     tokens whose probability reaches ``top_p``; the returned log-prob is of the tempered
-    distribution before truncation (the trainer recomputes its own).
+    distribution before truncation (the trainer recomputes its own). ``rng`` may be a list
+    with one generator per row.
     """
     logits_B = logits_B.float()
     if temperature == 0:
@@ -36,6 +37,10 @@ def sample_next_token(
         drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs_BV = torch.zeros_like(probs_BV).scatter(-1, order, sorted_probs)
+    if isinstance(rng, list):
+        # One generator per row: a row's draw never depends on the rows beside it.
+        tokens = torch.cat([torch.multinomial(probs_BV[r : r + 1], 1, generator=g) for r, g in enumerate(rng)])
+        return tokens.squeeze(-1), logprobs_BV.gather(-1, tokens).squeeze(-1)
     tokens = torch.multinomial(probs_BV, 1, generator=rng).squeeze(-1)
     return tokens, logprobs_BV.gather(-1, tokens[:, None]).squeeze(-1)
 
@@ -86,60 +91,109 @@ class HFGenerator:
         return next(self.model.parameters()).device
 
     def _generate_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams, rng) -> list[Completion]:
-        device, batch = self._device, len(jobs)
-        width = max(len(ids) for _, ids in jobs)
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long, device=device)
-        attention_mask = torch.zeros((batch, width), dtype=torch.long, device=device)
-        for row, (_, ids) in enumerate(jobs):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
-        past, logits_B = out.past_key_values, out.logits[:, -1]
-        next_position = position_ids[:, -1:] + 1
+        batch = DecodeBatch(self, jobs, params, rng)
+        while not batch.step():
+            pass
+        return batch.completions()
 
-        tokens: list[list[int]] = [[] for _ in range(batch)]
-        logprobs: list[list[float]] = [[] for _ in range(batch)]
-        finish: list[str | None] = [None] * batch
-        stop_hit: list[str | None] = [None] * batch
-        max_stop_chars = max((len(s) for s in params.stop), default=0)
-        for step in range(params.max_new_tokens):
-            chosen, chosen_logprobs = sample_next_token(logits_B, params.temperature, params.top_p, rng)
-            for row in range(batch):
-                if finish[row] is not None:
-                    continue
-                token = int(chosen[row])
-                tokens[row].append(token)
-                logprobs[row].append(float(chosen_logprobs[row]))
-                if token in self.eos_ids:
-                    finish[row] = "stop"
-                elif params.stop:
-                    stop_hit[row] = self._matched_stop(tokens[row], params.stop, max_stop_chars)
-                    finish[row] = "stop" if stop_hit[row] else None
-            if all(f is not None for f in finish) or step == params.max_new_tokens - 1:
-                break
-            # Finished rows keep decoding padding; their extra tokens are never recorded.
-            chosen = torch.where(torch.tensor([f is None for f in finish], device=device), chosen, self.pad_id)
-            attention_mask = torch.cat([attention_mask, torch.ones((batch, 1), dtype=torch.long, device=device)], dim=1)
-            out = self.model(
-                input_ids=chosen[:, None], attention_mask=attention_mask, position_ids=next_position,
-                past_key_values=past, use_cache=True,
-            )
-            past, logits_B = out.past_key_values, out.logits[:, -1]
-            next_position = next_position + 1
-        return [
-            Completion(
-                prompt_index=index,
-                token_ids=tokens[row],
-                logprobs=logprobs[row],
-                text=self.tokenizer.decode(tokens[row], skip_special_tokens=True),
-                finish_reason=finish[row] or "length",
-                stop_string=stop_hit[row],
-            )
-            for row, (index, _) in enumerate(jobs)
-        ]
+    def start_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams,
+                    rngs: list[torch.Generator]) -> "DecodeBatch":
+        """Prefill ``jobs`` ((prompt index, prompt ids) rows) for stepwise decoding, row ``r``
+        sampling from ``rngs[r]`` alone (``slowthink serve``: per-request seeds, chunked turns)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return DecodeBatch(self, jobs, params, rngs)
+        finally:
+            self.model.train(was_training)
 
     def _matched_stop(self, token_ids: list[int], stops: tuple[str, ...], max_stop_chars: int) -> str | None:
         # Decode only a tail long enough to contain any stop string (a token is >= 1 char).
         tail = self.tokenizer.decode(token_ids[-max_stop_chars - 1 :], skip_special_tokens=True)
         return next((s for s in stops if s in tail), None)
+
+
+class DecodeBatch:
+    """One left-padded batch decoded a token per ``step`` over its KV cache.
+
+    ``HFGenerator.generate`` steps it to the end; ``slowthink serve`` steps it a few tokens
+    per turn between requests and drops rows whose client went away (``keep_rows``). ``rng``
+    is one generator shared by all rows, or one per row (then a row's samples do not depend
+    on which other rows share the batch). Finished rows keep decoding padding; their extra
+    tokens are never recorded.
+    """
+
+    @torch.no_grad()
+    def __init__(self, generator: HFGenerator, jobs: list[tuple[int, list[int]]], params: SamplingParams, rng):
+        self.generator, self.jobs, self.params, self.rng = generator, jobs, params, rng
+        model, device, batch = generator.model, generator._device, len(jobs)
+        width = max(len(ids) for _, ids in jobs)
+        input_ids = torch.full((batch, width), generator.pad_id, dtype=torch.long, device=device)
+        attention_mask = torch.zeros((batch, width), dtype=torch.long, device=device)
+        for row, (_, ids) in enumerate(jobs):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, width - len(ids) :] = 1
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
+        self.past, self.logits_B = out.past_key_values, out.logits[:, -1]
+        self.attention_mask, self.next_position = attention_mask, position_ids[:, -1:] + 1
+        self.tokens: list[list[int]] = [[] for _ in range(batch)]
+        self.logprobs: list[list[float]] = [[] for _ in range(batch)]
+        self.finish: list[str | None] = [None] * batch
+        self.stop_hit: list[str | None] = [None] * batch
+        self.max_stop_chars = max((len(s) for s in params.stop), default=0)
+        self.steps = 0
+        self.done = False
+
+    @torch.no_grad()
+    def step(self) -> bool:
+        """Sample one token for every row (and feed it unless the batch is done); True when done."""
+        generator, params, device = self.generator, self.params, self.generator._device
+        chosen, chosen_logprobs = sample_next_token(self.logits_B, params.temperature, params.top_p, self.rng)
+        for row in range(len(self.jobs)):
+            if self.finish[row] is not None:
+                continue
+            token = int(chosen[row])
+            self.tokens[row].append(token)
+            self.logprobs[row].append(float(chosen_logprobs[row]))
+            if token in generator.eos_ids:
+                self.finish[row] = "stop"
+            elif params.stop:
+                self.stop_hit[row] = generator._matched_stop(self.tokens[row], params.stop, self.max_stop_chars)
+                self.finish[row] = "stop" if self.stop_hit[row] else None
+        self.steps += 1
+        if all(f is not None for f in self.finish) or self.steps == params.max_new_tokens:
+            self.done = True
+            return True
+        batch = len(self.jobs)
+        chosen = torch.where(torch.tensor([f is None for f in self.finish], device=device), chosen, generator.pad_id)
+        self.attention_mask = torch.cat([self.attention_mask, torch.ones((batch, 1), dtype=torch.long, device=device)],
+                                        dim=1)
+        out = generator.model(
+            input_ids=chosen[:, None], attention_mask=self.attention_mask, position_ids=self.next_position,
+            past_key_values=self.past, use_cache=True,
+        )
+        self.past, self.logits_B = out.past_key_values, out.logits[:, -1]
+        self.next_position = self.next_position + 1
+        return False
+
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (their order), freeing the others' cache; needs per-row generators."""
+        if not isinstance(self.rng, list):
+            raise ValueError("keep_rows needs one generator per row (a shared one would shift the others' samples)")
+        index = torch.tensor(rows, dtype=torch.long, device=self.logits_B.device)
+        self.past.batch_select_indices(index)
+        self.logits_B, self.attention_mask = self.logits_B[index], self.attention_mask[index]
+        self.next_position = self.next_position[index]
+        for name in ("jobs", "tokens", "logprobs", "finish", "stop_hit", "rng"):
+            setattr(self, name, [getattr(self, name)[r] for r in rows])
+
+    def completions(self) -> list[Completion]:
+        """One completion per remaining row (unfinished rows end with ``length``)."""
+        decode = self.generator.tokenizer.decode
+        return [
+            Completion(prompt_index=index, token_ids=self.tokens[row], logprobs=self.logprobs[row],
+                       text=decode(self.tokens[row], skip_special_tokens=True),
+                       finish_reason=self.finish[row] or "length", stop_string=self.stop_hit[row])
+            for row, (index, _) in enumerate(self.jobs)
+        ]

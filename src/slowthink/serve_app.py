@@ -1,0 +1,117 @@
+"""The FastAPI application of ``slowthink serve``: endpoints, error mapping, and the wait that
+cancels a request when its client hangs up. Request models and validation live in
+``slowthink.serve``; the fair scheduler in ``slowthink.serve_scheduler``.
+
+No ``from __future__ import annotations`` here: FastAPI must see the ``Request`` class
+itself in the endpoints' signatures, not a string it cannot resolve.
+"""
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.serve import (ChatRequest, CompletionRequest, RequestError, ServerState, chat_reply, completions_reply,
+                             prepare_chat, prepare_completion)
+
+# How often a waiting request checks whether its client is still connected.
+DISCONNECT_POLL_S = 0.1
+
+
+class ClientGone(Exception):
+    """The client hung up before its completions were ready; its request was cancelled."""
+
+
+async def generate(state: ServerState, prompts: list[list[int]], params: SamplingParams,
+                   connection: Any) -> list[Completion]:
+    """Wait for the scheduler, checking that the client is still there; if it is not (or
+    this handler is cancelled), cancel the request so it stops taking turns (issue 8)."""
+    job = state.scheduler.submit(prompts, params)
+    waiting = asyncio.wrap_future(job.future)
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return waiting.result()
+            if await connection.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not job.future.done():
+            job.cancel()
+
+
+def create_app(generator: Any, tokenizer: Any, model_name: str, context_length: int | None = None,
+               default_max_tokens: int | None = None, max_sequences: int = 256, max_tokens_limit: int = 4096,
+               chunk_tokens: int = 8) -> Any:
+    """The FastAPI application over ``generator`` (an ``HFGenerator``: the scheduler steps its
+    ``start_batch``) and its tokenizer; the caps are per request (see ``serve_cli``)."""
+    state = ServerState(generator, tokenizer, model_name, context_length, default_max_tokens, max_sequences,
+                        max_tokens_limit, chunk_tokens)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.scheduler.close()
+
+    app = FastAPI(title="slowthink serve", lifespan=lifespan)
+    app.state.slowthink = state
+
+    def error(status: int, message: str, kind: str) -> JSONResponse:
+        return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
+
+    @app.exception_handler(RequestError)
+    async def _bad_request(_: Request, exc: RequestError) -> JSONResponse:
+        return error(400, str(exc), "BadRequestError")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        def where(e: dict) -> str:
+            # The body's JSON path, e.g. 'messages.0.content' ('body' itself when the JSON is malformed).
+            return ".".join(str(p) for p in e["loc"][1:]) or "body"
+
+        details = "; ".join(f"{where(e)}: {e['msg']}" for e in exc.errors())
+        return error(400, f"invalid request: {details}", "BadRequestError")
+
+    @app.exception_handler(ClientGone)
+    async def _gone(_: Request, exc: ClientGone) -> Response:
+        # Nobody reads this; 499 is nginx's "client closed request".
+        return Response(status_code=499)
+
+    @app.exception_handler(Exception)
+    async def _failed(_: Request, exc: Exception) -> JSONResponse:
+        return error(500, f"generation failed: {type(exc).__name__}: {exc}", "InternalServerError")
+
+    @app.exception_handler(LookupError)
+    async def _not_found(_: Request, exc: LookupError) -> JSONResponse:
+        return error(404, str(exc), "NotFoundError")
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        card = {"id": model_name, "object": "model", "created": int(time.time()), "owned_by": "slowthink",
+                "max_model_len": context_length}
+        return {"object": "list", "data": [card]}
+
+    @app.get("/stats")
+    def stats() -> dict[str, int]:
+        return state.scheduler.stats()
+
+    # Tokenizing and rendering run in the thread pool; the wait runs here, watching the client.
+    @app.post("/v1/completions")
+    async def completions(request: CompletionRequest, connection: Request) -> dict[str, Any]:
+        prompts, params = await run_in_threadpool(prepare_completion, state, request)
+        done = await generate(state, prompts, params, connection)
+        return await run_in_threadpool(completions_reply, state, request, prompts, done)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: ChatRequest, connection: Request) -> dict[str, Any]:
+        prompts, params = await run_in_threadpool(prepare_chat, state, request)
+        done = await generate(state, prompts, params, connection)
+        return await run_in_threadpool(chat_reply, state, request, prompts, done)
+
+    return app
