@@ -241,7 +241,7 @@ def test_malformed_input_row_and_bad_options_are_clear_errors(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"id": "1", "problem": "1+1", "answer": "2"}\n{"id": "2", "problem": "2+2"}\n')
     result = invoke("--data", str(data), "--out", str(tmp_path / "o.jsonl"), "--checker", "exact")
-    assert result.exit_code == 1 and f"{data}:2: missing field(s) answer" in result.output
+    assert result.exit_code == 2 and f"{data}:2: missing field(s) answer" in result.output  # a user's mistake
     result = invoke("--data", str(data), "--out", "o.jsonl", "--backend", "openai")
     assert result.exit_code == 2 and "--backend openai needs --base-url" in result.output
     result = invoke("--data", str(data), "--out", "o.jsonl", "--min-injections", "3", "--max-injections", "1")

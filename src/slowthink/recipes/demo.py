@@ -48,21 +48,30 @@ def run_demo(output_dir: Path, seed: int = 0, sft_overrides: list[str] = (), rl_
     threads = set_torch_threads()
     stage(f"output in {output_dir}, seed {seed}, torch threads {threads}")
 
+    # Both stages' configs are checked before any work: a bad --rl override fails in seconds,
+    # not after the SFT stage. The RL config is loaded again once the SFT checkpoint exists.
+    base_dir = output_dir / "base"
+    sft_config = load_config(SFTConfig, config_dir / "tiny_sft.yaml", [f"run.output_dir={output_dir / 'sft'}", f"run.seed={seed}", f"model.path={base_dir}", "run.overwrite=true", *sft_overrides])
+
+    def rl_stage_config(model_dir: Path) -> RLConfig:
+        return load_config(RLConfig, config_dir / "tiny_rl.yaml", [
+            f"run.output_dir={output_dir / 'rl'}", f"run.seed={seed}", f"model.path={model_dir}",
+            f"model.optimizer_state={model_dir}", "run.overwrite=true", *rl_overrides,
+        ])
+
+    rl_stage_config(base_dir)
+
     # 1. The tiny default: a fresh Qwen2-architecture model and character tokenizer.
-    base = save_tiny(output_dir / "base", seed=seed)
+    base = save_tiny(base_dir, seed=seed)
     stage(f"built the tiny model at {base}")
 
     # 2. SFT cold start on the mixed thought / bare-answer demonstrations. The demo rebuilds
     # every stage from its new base model, so its stages replace an earlier demo's runs.
-    sft_config = load_config(SFTConfig, config_dir / "tiny_sft.yaml", [f"run.output_dir={output_dir / 'sft'}", f"run.seed={seed}", f"model.path={base}", "run.overwrite=true", *sft_overrides])
     stage(f"SFT cold start: {sft_config.train.steps} steps x {sft_config.train.batch_size}")
     sft_model = latest_checkpoint(run_sft(sft_config))
 
     # 3. Held-out accuracy of the SFT model (greedy).
-    rl_config = load_config(RLConfig, config_dir / "tiny_rl.yaml", [
-        f"run.output_dir={output_dir / 'rl'}", f"run.seed={seed}", f"model.path={sft_model}",
-        f"model.optimizer_state={sft_model}", "run.overwrite=true", *rl_overrides,
-    ])
+    rl_config = rl_stage_config(sft_model)
     max_tokens = rl_config.rollout.max_length_schedule[-1][1]
     sft_metrics = heldout_accuracy(sft_model, rl_config.data, seed, max_tokens)
     stage(f"SFT held-out accuracy {100 * sft_metrics['accuracy']:.1f}%, mean length {sft_metrics['response_length']:.1f} tokens")

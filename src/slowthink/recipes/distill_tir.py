@@ -29,7 +29,6 @@ from rich.console import Console
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.problems import DataError, Problem, load_problems
 from slowthink.eval.runner import check_unique_ids
-from slowthink.modeling import ModelLoadError
 from slowthink.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.tool_loop import ToolLoop
@@ -334,8 +333,6 @@ def distill_tir_cli(
     from pydantic import ValidationError
 
     from slowthink.config import format_validation_error
-    from slowthink.rollout.openai_backend import OpenAIBackendError
-    from slowthink.sandbox.launch import SandboxUnavailable
 
     # Every option above is a config field of the same name (the imports are not).
     options = {name: value for name, value in locals().items() if name in DistillTIRConfig.model_fields}
@@ -344,8 +341,5 @@ def distill_tir_cli(
     except ValidationError as exc:
         typer.echo(f"error: {format_validation_error(DistillTIRConfig, exc, 'slowthink distill-tir options')}", err=True)
         raise typer.Exit(2) from None
-    try:
-        run_distill_tir(cfg)
-    except (DataError, ConfigError, ModelLoadError, OpenAIBackendError, SandboxUnavailable) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    # A user's mistake exits 2, an unreachable server 1, with one message: slowthink/cli_errors.py.
+    run_distill_tir(cfg)

@@ -31,7 +31,7 @@ def run_file(
     try:
         settings = load_config(SandboxConfig, config, list(overrides))
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     code = file.read_text(encoding="utf-8", errors="replace")
     try:

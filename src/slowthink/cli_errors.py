@@ -1,0 +1,96 @@
+"""What the command line does with an error: a person's mistake is one message and exit 2.
+
+Every ``slowthink`` command runs under ``guarded`` (see cli.py), so no command needs its own
+``try``/``except`` for these:
+
+- a **user error** (a bad config key or value, a malformed data row, a missing file or
+  model, a run directory held by another process, vLLM chosen where it cannot run) prints
+  ``error: <message>`` on stderr and exits **2**;
+- an **environment failure** outside the user's input (a server that does not answer, a
+  sandbox that cannot start, a full disk) prints ``error: <message>`` and exits **1**;
+- anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import typer
+
+USER_ERROR = 2
+ENVIRONMENT_ERROR = 1
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Imported when an error happens, so ``import slowthink.cli`` stays light."""
+    from pydantic import ValidationError
+
+    from slowthink.config import ConfigError
+    from slowthink.data.problems import DataError
+    from slowthink.durable import LockedError
+    from slowthink.modeling import ModelLoadError
+    from slowthink.report import ReportError
+    from slowthink.rollout.vllm_backend import BackendUnavailableError
+    from slowthink.training.checkpoint import CheckpointError
+
+    return (ConfigError, DataError, ModelLoadError, ReportError, BackendUnavailableError, CheckpointError,
+            LockedError, ValidationError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def _environment_error_types() -> tuple[type[BaseException], ...]:
+    from slowthink.rollout.openai_backend import OpenAIBackendError
+    from slowthink.sandbox.launch import SandboxUnavailable
+
+    return (OpenAIBackendError, SandboxUnavailable)
+
+
+def exit_code_for(error: BaseException) -> int | None:
+    """2 for a user's mistake, 1 for an environment failure, None for a bug (keep the traceback)."""
+    from slowthink.durable import is_no_space
+
+    if isinstance(error, _user_error_types()):
+        return USER_ERROR
+    if isinstance(error, _environment_error_types()) or is_no_space(error):
+        return ENVIRONMENT_ERROR
+    return None
+
+
+def message_for(error: BaseException) -> str:
+    """The text after ``error:``; pydantic's errors and a full disk get readable forms."""
+    from pydantic import ValidationError
+
+    from slowthink.durable import is_no_space, no_space_message
+
+    if isinstance(error, ValidationError):
+        return "invalid options:\n  " + "\n  ".join(
+            f"'{'.'.join(str(p) for p in item['loc'])}': {item['msg']}" for item in error.errors()
+        )
+    if is_no_space(error):
+        return no_space_message(getattr(error, "filename", None) or ".")
+    if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and error.filename:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
+
+
+def fail(message: str, code: int = USER_ERROR) -> None:
+    """Print ``error: message`` on stderr and leave with ``code`` (default 2, a user's mistake)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a typer command: user errors and environment failures become a message and an exit code."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - classified below; a bug is re-raised untouched
+            code = exit_code_for(error)
+            if code is None:
+                raise
+            fail(message_for(error), code)
+
+    return run
