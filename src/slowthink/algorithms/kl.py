@@ -9,6 +9,18 @@ was sampled from pi, using Schulman's estimators ("Approximating KL Divergence",
     k1 = -log r                  unbiased, high variance, can be negative
     k2 = (log r)^2 / 2           biased, low variance, >= 0
     k3 = (r - 1) - log r         unbiased, low variance, >= 0 (verl's "low_var_kl")
+
+Those are properties of the *values* (the KL-in-reward penalty and the monitor). In the
+loss what matters is the *gradient* through log pi, with x still sampled from pi (the
+sampling is not differentiated), and there the three differ (Liu et al., 2025, "On the
+design of KL-regularized policy gradient algorithms"; verl's docs):
+
+    k1: E_pi[grad log pi] = 0         zero expected gradient: a k1 loss term does nothing
+                                      but add noise, so kl.placement=loss rejects k1
+    k2: E_pi[log(pi/pi_ref) grad log pi] = grad KL(pi || pi_ref)    the reverse KL
+    k3: E_pi[(1 - pi_ref/pi) grad log pi] = -E_pi_ref[grad log pi] = grad KL(pi_ref || pi)
+                                      the *forward* KL, although k3's value estimates
+                                      KL(pi || pi_ref)
 """
 
 from __future__ import annotations

@@ -128,8 +128,6 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     needs_reference = config.kl.mode != "off" or config.kl.monitor
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
     train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
-    if config.rollout.prompts_per_step % info.world_size:
-        raise ConfigError(f"rollout.prompts_per_step ({config.rollout.prompts_per_step}) must divide evenly over {info.world_size} ranks")
     generator = build_generator(config, model, tokenizer)
     reward_model = RewardModel(config.reward)
     settings = SelectionSettings(

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from slowthink.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from slowthink.algorithms.losses import LOSS_AGGREGATIONS
-from slowthink.config import StrictConfig
+from slowthink.config import ConfigError, StrictConfig
 from slowthink.recipes.common_config import ProblemSourceConfig, RLModelConfig, RunConfig
 from slowthink.rewards.reward import RewardConfig
 from slowthink.training.optim import OptimConfig
@@ -145,6 +145,10 @@ class RLConfig(StrictConfig):
             raise ValueError("rollout.backend=vllm needs a GPU: set model.device=cuda (or use rollout.backend=hf)")
         if self.kl.reference_reset_every and self.kl.mode == "off" and not self.kl.monitor:
             raise ValueError("kl.reference_reset_every needs a reference model: set kl.mode or kl.monitor=true")
+        if self.kl.mode != "off" and self.kl.placement == "loss" and self.kl.estimator == "k1":
+            # E_pi[grad k1] = E_pi[grad log pi] = 0: as a loss term k1 pulls nowhere (algorithms/kl.py).
+            raise ValueError("kl.estimator=k1 in the loss (kl.placement=loss) has zero expected gradient: "
+                             "use kl.estimator=k3 (gradient of KL(ref||pi)) or k2 (gradient of KL(pi||ref)), or kl.placement=reward")
         if self.kl.placement == "reward" and self.kl.mode == "off":
             raise ValueError("kl.placement=reward has no effect with kl.mode=off")
         if self.rollout.rollouts_per_prompt < 2 and self.algorithm.advantage != "reinforce_pp":
@@ -158,3 +162,14 @@ class RLConfig(StrictConfig):
     @property
     def fully_on_policy(self) -> bool:
         return self.prompts_per_update == self.rollout.prompts_per_step and self.update.epochs == 1 and self.rollout.sync_weights_every == 1
+
+def check_world_size(config: RLConfig, world_size: int) -> None:
+    """Raise a ConfigError unless every rank gets an equal, non-empty share of the prompts of
+    every step and of every mini-batch (the world size is only known at run time)."""
+    problems = [
+        f"{key} ({value}) must divide evenly over {world_size} ranks"
+        for key, value in (("rollout.prompts_per_step", config.rollout.prompts_per_step), ("update.prompts_per_update", config.prompts_per_update))
+        if value % world_size
+    ]
+    if problems:
+        raise ConfigError("; ".join(problems) + f": use a multiple of {world_size} or run on fewer ranks")

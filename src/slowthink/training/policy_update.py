@@ -146,6 +146,9 @@ def update_policy(
         grad_norms.append(float(norm))
         optimizer.step()
         scheduler.step()
+        if not totals["updates"]:
+            # The first mini-batch is the one whose old policy is the sampler (before any step).
+            totals["first_ratio_sum"], totals["first_tokens"] = totals["ratio_sum"], totals["tokens"]
         totals["updates"] += 1
     return update_metrics(totals, grad_norms, settings.has_reference, info)
 
@@ -161,7 +164,7 @@ def _advance_schedule(scheduler: Any) -> None:
 def update_metrics(totals: dict[str, float], grad_norms: list[float], has_reference: bool, info: DistInfo) -> dict[str, float | None]:
     """Means over every rank's tokens and every optimizer step; None when nothing trained,
     so a step without an update draws a gap in the curves, not a false dip to 0."""
-    keys = ("pg_loss", "entropy_sum", "clipped_sum", "ratio_sum", "tokens", "kl_sum")
+    keys = ("pg_loss", "entropy_sum", "clipped_sum", "ratio_sum", "tokens", "kl_sum", "first_ratio_sum", "first_tokens")
     summed = dict(zip(keys, (sum(parts) for parts in zip(*all_gather_objects([totals[k] for k in keys], info)))))
     updates = totals["updates"]  # the same on every rank
     tokens = summed["tokens"]
@@ -175,6 +178,8 @@ def update_metrics(totals: dict[str, float], grad_norms: list[float], has_refere
         "entropy": per_token("entropy_sum"),
         "clip_fraction": per_token("clipped_sum"),
         "importance_ratio": per_token("ratio_sum"),
+        # Before any step the policy is the one that sampled: 1 unless old log-probs disagree.
+        "importance_ratio_first": summed["first_ratio_sum"] / summed["first_tokens"] if trained else None,
         # Gradients are all-reduced before clipping, so every rank measures the same norm.
         "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
         "optimizer_steps": updates,
