@@ -12,8 +12,8 @@ was sampled from pi, using Schulman's estimators ("Approximating KL Divergence",
 
 Those are properties of the *values* (the KL-in-reward penalty and the monitor). In the
 loss what matters is the *gradient* through log pi, with x still sampled from pi (the
-sampling is not differentiated), and there the three differ (Liu et al., 2025, "On the
-design of KL-regularized policy gradient algorithms"; verl's docs):
+sampling is not differentiated), and there the three differ (take the expectation of
+each estimator's gradient under pi):
 
     k1: E_pi[grad log pi] = 0         zero expected gradient: a k1 loss term does nothing
                                       but add noise, so kl.placement=loss rejects k1
