@@ -59,11 +59,13 @@ def interrupted(run_dir: Path, command: str) -> None:
 def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool, command: str = "rl") -> None:
     """Load the config (YAML + overrides) and run the recipe; user errors exit 2 with one message."""
     from slowthink.config import load_config
+    from slowthink.recipes.runnable import check_runnable
 
     config, overrides = split_config_argument(config, overrides)
     run_dir = None
     try:
         loaded = load_config(config_class, config, overrides)
+        check_runnable(loaded)  # every reason it cannot run on this machine, at once (recipes/runnable.py)
         run_dir = Path(loaded.run.output_dir)
         run_dir = run(loaded, resume=resume)
     except USER_ERRORS as exc:
