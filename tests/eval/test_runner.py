@@ -8,7 +8,7 @@ from typing import Sequence
 import pytest
 
 from slowthink.data.problems import DataError, Problem
-from slowthink.eval.runner import Decoding, SampleStore, check_unique_ids, count_missing, run_samples
+from slowthink.eval.runner import Decoding, SampleStore, check_unique_ids, count_missing, fingerprint, run_samples
 from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.rollout.generator import Completion, SamplingParams
 
@@ -60,7 +60,8 @@ def test_rows_hold_every_field_and_the_verdict(tmp_path):
         ("p1", 0, True), ("p1", 1, True), ("p2", 0, True), ("p2", 1, True), ("p3", 0, False), ("p3", 1, False)]
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert rows[4] == {"problem_id": "p3", "sample_index": 0, "prompt": "xy", "response": "\\boxed{2}", "num_tokens": 9,
-                       "finish_reason": "stop", "gold": "9", "extracted": "2", "status": "wrong", "correct": False}
+                       "finish_reason": "stop", "gold": "9", "extracted": "2", "status": "wrong", "correct": False,
+                       "key": fingerprint("xy")}
 
 
 def test_rerun_skips_finished_samples(tmp_path):
@@ -72,7 +73,7 @@ def test_rerun_skips_finished_samples(tmp_path):
     assert first.samples_drawn == 6
     again = ScriptedGenerator()
     store = SampleStore(path)
-    assert count_missing(PROBLEMS, 2, store) == 0
+    assert count_missing(PROBLEMS, 2, store, CharTokenizer(), "plain") == 0
     records = run(store, again)
     store.close()
     assert again.calls == [] and len(records) == 6
@@ -89,7 +90,7 @@ def test_kill_mid_write_loses_only_the_cut_row(tmp_path):
     path.write_text("".join(lines[:3]) + lines[3][:25])
     resumed = ScriptedGenerator()
     store = SampleStore(path)
-    assert count_missing(PROBLEMS, 2, store) == 3
+    assert count_missing(PROBLEMS, 2, store, CharTokenizer(), "plain") == 3
     records = run(store, resumed)
     store.close()
     assert resumed.samples_drawn == 3

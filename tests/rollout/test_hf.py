@@ -126,6 +126,19 @@ def test_seeded_sampling_is_reproducible(model, tokenizer, prompts):
     assert [x.token_ids for x in a] != [x.token_ids for x in c]
 
 
+def test_per_completion_seeds_make_a_completion_independent_of_its_batch(model, tokenizer, prompts):
+    """``SamplingParams.seeds`` (eval): prompt 2's completions are the same alone, beside the
+    others, and in generation batches cut differently."""
+    params = SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seeds=(11, 12, 21, 22, 31, 32, 41, 42))
+    together = HFGenerator(model, tokenizer, batch_size=3).generate(prompts, params)
+    alone = HFGenerator(model, tokenizer).generate(prompts[2:3], SamplingParams(temperature=1.0, max_new_tokens=16,
+                                                                                 n=2, seeds=(31, 32)))
+    assert [c.token_ids for c in together[4:6]] == [c.token_ids for c in alone]
+    assert together[4].token_ids != together[5].token_ids
+    with pytest.raises(ValueError, match="2 seeds for 8 completions"):
+        HFGenerator(model, tokenizer).generate(prompts, SamplingParams(n=2, seeds=(1, 2)))
+
+
 def test_tiny_top_p_is_greedy(model, tokenizer, prompts):
     generator = HFGenerator(model, tokenizer)
     sampled = generator.generate(prompts, SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=16, n=2, seed=3))

@@ -2,9 +2,24 @@
 
 Each finished sample is appended to ``samples.jsonl`` and flushed at once, so a killed run
 loses only the requests in flight; a rerun reads the file (a truncated last line, the
-trace of a kill mid-write, is dropped), skips every (problem, sample) pair it holds and
-generates only the rest. Each generate call is seeded from the run seed and its first
-sample, so rerunning the same plan draws the same samples.
+trace of a kill mid-write, is dropped), skips every sample it holds and generates only
+the rest.
+
+What a sample is, on resume (issue 8: keying on file name + problem id reused samples of
+another file with the same name, and verdicts against a since-corrected answer):
+
+- A sample is keyed by a **fingerprint of the prompt the model saw** (the rendered problem
+  text; ``#k`` is added to the k-th repeat of one text in a file) and its sample index.
+  The generation settings that define a sample are checked by ``slowthink eval`` itself
+  (``run.json``). Another file under the same name, or an edited problem, draws anew.
+- The **answer is not part of the key**: a response does not depend on it. When a
+  problem's answer changed, its stored responses are re-checked against the new answer and
+  the file is rewritten (atomically) with the new verdicts; nothing is drawn again. A
+  problem whose id changed keeps its samples, relabelled.
+- **Every sample has its own seed**, derived from the run seed, the key and the sample
+  index (``SamplingParams.seeds``), so a sample does not depend on which other problems
+  share its batch: a resumed eval draws exactly what an uninterrupted one draws (with the
+  hf backend; the openai backend seeds each prompt's request, vLLM each call).
 
 With tools (``slowthink eval --tools python``) each row also holds ``tool_calls`` (how
 many code blocks the response wrote) and ``tool_statuses`` (one sandbox status per block,
@@ -15,12 +30,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
+from slowthink.data.jsonl import dumps_line, parse_line
 from slowthink.data.problems import DataError, Problem
+from slowthink.durable import atomic_write_text
 from slowthink.eval.metrics import SampleRecord
 from slowthink.prompts import render_prompt
 from slowthink.rewards.verdict import Checker
@@ -57,13 +74,33 @@ class Decoding:
     seed: int = 0
 
 
+def fingerprint(text: str) -> str:
+    """16 hex digits of SHA-256 of ``text`` (lone surrogates included)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def prompt_keys(prompts: Sequence[str]) -> list[str]:
+    """The resume key of each prompt: its fingerprint, ``#k`` added to the k-th repeat."""
+    seen: Counter[str] = Counter()
+    keys = []
+    for text in prompts:
+        digest = fingerprint(text)
+        keys.append(f"{digest}#{seen[digest]}" if seen[digest] else digest)
+        seen[digest] += 1
+    return keys
+
+
 class SampleStore:
-    """``samples.jsonl``: rows read back on resume, new rows appended and flushed one by one."""
+    """``samples.jsonl``: rows read back on resume, new rows appended and flushed one by one.
+
+    Rows are kept by (key, sample index); ``key`` is a field of each row. A row written
+    before keys existed is keyed by the fingerprint of its ``prompt`` field.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.records: dict[tuple[str, int], SampleRecord] = {}
-        # {"tool_calls": k, "tool_statuses": [...]} of rows drawn with tools, by the same key.
+        self.rows: dict[tuple[str, int], dict[str, Any]] = {}
+        # {"tool_calls": k, "tool_statuses": [...]} of rows drawn with tools, by (problem id, sample index).
         self.tools: dict[tuple[str, int], dict[str, Any]] = {}
         if self.path.exists():
             self._load()
@@ -81,59 +118,106 @@ class SampleStore:
         for lineno, line in enumerate(lines[:-1], start=1):
             if not line.strip():
                 continue
+            read = parse_line(line, lineno)
             try:
-                row = json.loads(line)
+                if read.error is not None:
+                    raise ValueError(read.error)
+                row = read.value
                 record = SampleRecord.from_json(row)
-            except (json.JSONDecodeError, ValueError, TypeError) as exc:
+            except (ValueError, TypeError) as exc:
                 raise DataError(f"{self.path}:{lineno}: not a sample row ({exc}); move the file away to start over") from None
-            self.records[(record.problem_id, record.sample_index)] = record
-            if "tool_calls" in row:
-                statuses = [str(status) for status in row.get("tool_statuses") or []]
-                self.tools[(record.problem_id, record.sample_index)] = {"tool_calls": row["tool_calls"],
-                                                                        "tool_statuses": statuses}
+            key = str(row.get("key") or fingerprint(record.prompt))
+            self.rows[(key, record.sample_index)] = {**row, "key": key}
+            self._index_tools(row)
 
-    def has(self, problem_id: str, sample_index: int) -> bool:
-        return (problem_id, sample_index) in self.records
+    def _index_tools(self, row: dict[str, Any]) -> None:
+        if "tool_calls" in row:
+            statuses = [str(status) for status in row.get("tool_statuses") or []]
+            self.tools[(row["problem_id"], row["sample_index"])] = {"tool_calls": row["tool_calls"],
+                                                                   "tool_statuses": statuses}
 
-    def append(self, record: SampleRecord, tools: dict[str, Any] | None = None) -> None:
+    def has(self, key: str, sample_index: int) -> bool:
+        return (key, sample_index) in self.rows
+
+    def record(self, key: str, sample_index: int) -> SampleRecord:
+        return SampleRecord.from_json(self.rows[(key, sample_index)])
+
+    def append(self, key: str, record: SampleRecord, tools: dict[str, Any] | None = None) -> None:
         """Write one row; ``tools`` (``tool_fields``) adds the tool-call fields to it."""
-        self._handle.write(json.dumps({**record.to_json(), **(tools or {})}, ensure_ascii=False) + "\n")
+        row = {**record.to_json(), "key": key, **(tools or {})}
+        # dumps_line escapes lone surrogates rather than failing on them: the row is kept.
+        self._handle.write(dumps_line(row))
         self._handle.flush()
-        self.records[(record.problem_id, record.sample_index)] = record
-        if tools is not None:
-            self.tools[(record.problem_id, record.sample_index)] = tools
+        self.rows[(key, record.sample_index)] = row
+        self._index_tools(row)
+
+    def rewrite(self) -> None:
+        """Write every row again (after ``self.rows`` changed in place): temp file + rename."""
+        self._handle.close()
+        atomic_write_text(self.path, "".join(dumps_line(row) for row in self.rows.values()))
+        self.tools.clear()
+        for row in self.rows.values():
+            self._index_tools(row)
+        self._handle = self.path.open("a", encoding="utf-8")
 
     def close(self) -> None:
         self._handle.close()
 
 
-def _draw_seed(base: int, problem_id: str, first_index: int) -> int:
-    """A seed fixed by (run seed, problem, first missing sample): stable across resumes and batching."""
-    digest = hashlib.sha256(f"{base}:{problem_id}:{first_index}".encode()).digest()
+def sample_seed(base: int, key: str, sample_index: int) -> int:
+    """The seed of one sample, fixed by (run seed, prompt key, sample index): the same
+    however the samples are batched, and across resumes."""
+    digest = hashlib.sha256(f"{base}:{key}:{sample_index}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+def recheck_answers(problems: Sequence[Problem], keys: Sequence[str], n: int, checker: Checker,
+                    store: SampleStore) -> int:
+    """Bring stored samples up to date with ``problems``: re-check the responses of a
+    problem whose answer changed, relabel those of a problem whose id changed, and rewrite
+    the file once. Returns the number of samples re-checked."""
+    stale = [(problem, key, i) for problem, key in zip(problems, keys) for i in range(n)
+             if store.has(key, i) and (store.rows[(key, i)]["gold"], store.rows[(key, i)]["problem_id"])
+             != (problem.answer, problem.id)]
+    if not stale:
+        return 0
+    regrade = [(problem, key, i) for problem, key, i in stale if store.rows[(key, i)]["gold"] != problem.answer]
+    verdicts = checker.check([problem.answer for problem, _, _ in regrade],
+                             [store.rows[(key, i)]["response"] for _, key, i in regrade])
+    for (problem, key, i), verdict in zip(regrade, verdicts, strict=True):
+        store.rows[(key, i)].update(gold=problem.answer, extracted=verdict.extracted, status=verdict.status,
+                                    correct=verdict.correct)
+    for problem, key, i in stale:
+        store.rows[(key, i)]["problem_id"] = problem.id
+    store.rewrite()
+    return len(regrade)
 
 
 @dataclass
 class _Work:
     problem: Problem
+    key: str
     prompt_text: str
     prompt_ids: list[int]
     missing: list[int]
     max_new_tokens: int
 
 
+def render_prompts(problems: Sequence[Problem], tokenizer: Any, template: str) -> list[str]:
+    return [render_prompt(template, problem.problem, tokenizer) for problem in problems]
+
+
 def plan_work(
-    problems: Sequence[Problem], tokenizer: Any, template: str, decoding: Decoding, store: SampleStore,
-    context_length: int | None,
+    problems: Sequence[Problem], prompts: Sequence[str], keys: Sequence[str], tokenizer: Any, decoding: Decoding,
+    store: SampleStore, context_length: int | None,
 ) -> list[_Work]:
     """The samples still to draw, per problem; the token budget is cut to fit the model's context."""
     work = []
-    for problem in problems:
-        missing = [i for i in range(decoding.n) if not store.has(problem.id, i)]
+    for problem, text, key in zip(problems, prompts, keys, strict=True):
+        missing = [i for i in range(decoding.n) if not store.has(key, i)]
         if not missing:
             continue
         # As prompts.encode_prompt: chat templates already hold their special tokens.
-        text = render_prompt(template, problem.problem, tokenizer)
         ids = tokenizer.encode(text, add_special_tokens=False)
         budget = decoding.max_tokens
         if context_length is not None:
@@ -143,7 +227,7 @@ def plan_work(
                     f"problem '{problem.id}': its prompt has {len(ids)} tokens, the model's context is "
                     f"{context_length}; nothing is left to generate"
                 )
-        work.append(_Work(problem, text, ids, missing, budget))
+        work.append(_Work(problem, key, text, ids, missing, budget))
     return work
 
 
@@ -190,15 +274,20 @@ def run_samples(
     Returns the records of ``problems`` (old and new), ``decoding.n`` per problem.
     ``record_tools``: the generator is a tool loop; rows get the ``TOOL_FIELDS``.
     """
-    work = plan_work(problems, tokenizer, template, decoding, store, context_length)
+    prompts = render_prompts(problems, tokenizer, template)
+    keys = prompt_keys(prompts)
+    recheck_answers(problems, keys, decoding.n, checker, store)
+    work = plan_work(problems, prompts, keys, tokenizer, decoding, store, context_length)
     # A streaming generator keeps its own requests in flight and hands back each prompt as
     # it finishes, so one call per group avoids waiting on the slowest prompt of each chunk.
     size = max(len(work), 1) if isinstance(generator, StreamingGenerator) else chunk_size
     for batch in _batches(work, size):
         first = batch[0]
+        # One seed per sample; ``seed`` is for engines that take only one per call.
+        seeds = tuple(sample_seed(decoding.seed, item.key, i) for item in batch for i in item.missing)
         params = SamplingParams(
             temperature=decoding.temperature, top_p=decoding.top_p, max_new_tokens=first.max_new_tokens,
-            n=len(first.missing), seed=_draw_seed(decoding.seed, first.problem.id, first.missing[0]),
+            n=len(first.missing), seed=seeds[0], seeds=seeds,
         )
         for group in _generate(generator, batch, params):
             # One checker call per group: the checker's worker processes share the work.
@@ -208,7 +297,7 @@ def run_samples(
                 item = batch[index]
                 for sample_index, completion in zip(item.missing, completions, strict=True):
                     verdict = next(verdicts)
-                    store.append(SampleRecord(
+                    store.append(item.key, SampleRecord(
                         problem_id=item.problem.id, sample_index=sample_index, prompt=item.prompt_text,
                         response=completion.text, num_tokens=completion.num_model_tokens,
                         finish_reason=completion.finish_reason, gold=item.problem.answer,
@@ -216,7 +305,7 @@ def run_samples(
                     ), tool_fields(completion) if record_tools else None)
                 if on_sample is not None:
                     on_sample(len(completions))
-    return [store.records[(p.id, i)] for p in problems for i in range(decoding.n)]
+    return [store.record(key, i) for key in keys for i in range(decoding.n)]
 
 
 def tool_summary(records: Sequence[SampleRecord], store: SampleStore) -> dict[str, Any]:
@@ -241,12 +330,14 @@ def tool_summary(records: Sequence[SampleRecord], store: SampleStore) -> dict[st
     return {**{f"tools/{k}": v for k, v in metrics.items()}, **{f"tools/status/{k}": v for k, v in counts.items()}}
 
 
-def count_missing(problems: Sequence[Problem], n: int, store: SampleStore) -> int:
-    return sum(1 for p in problems for i in range(n) if not store.has(p.id, i))
+def count_missing(problems: Sequence[Problem], n: int, store: SampleStore, tokenizer: Any, template: str) -> int:
+    """Samples of ``problems`` that ``store`` does not hold yet."""
+    keys = prompt_keys(render_prompts(problems, tokenizer, template))
+    return sum(1 for key in keys for i in range(n) if not store.has(key, i))
 
 
 def check_unique_ids(problems: Sequence[Problem], source: str) -> None:
-    """Resume keys on problem ids, so two problems with one id would shadow each other."""
+    """Summaries group samples by problem id, so two problems with one id would merge."""
     seen: set[str] = set()
     for problem in problems:
         if problem.id in seen:
@@ -255,8 +346,5 @@ def check_unique_ids(problems: Sequence[Problem], source: str) -> None:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename): a kill never leaves half a summary."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically (temp file + fsync + rename): a kill never leaves half a summary."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

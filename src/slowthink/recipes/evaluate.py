@@ -212,9 +212,11 @@ def build_backend(cfg: EvalConfig, decoding: Decoding, stack: ExitStack) -> tupl
         # The server enforces its own context; requests past it come back as errors.
         return generator, tokenizer, None
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-    from slowthink.rollout.vllm_backend import VLLMGenerator
+    from slowthink.rollout.vllm_backend import VLLMEngineConfig, VLLMGenerator
 
-    generator = VLLMGenerator(cfg.model, tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed)
+    # The RL rollout engine's code; no trainer shares the GPU, so no sleeping between calls.
+    engine = VLLMEngineConfig(tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=0.9, sleep_mode=False)
+    generator = VLLMGenerator(cfg.model, engine, seed=cfg.seed, tokenizer=tokenizer)
     return generator, tokenizer, generator.context_length
 
 
@@ -287,7 +289,7 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
         for name, problems in problem_sets:
             store = SampleStore(out / name / "samples.jsonl")
             stack.callback(store.close)
-            todo = count_missing(problems, decoding.n, store)
+            todo = count_missing(problems, decoding.n, store, tokenizer, cfg.template)
             console.print(f"[bold]{name}[/]: {len(problems)} problems x {decoding.n} samples, {todo} to generate")
             with progress_bar(console, cfg.progress, name, todo) as advance:
                 records = run_samples(problems, generator, tokenizer, checker, cfg.template, decoding, store,

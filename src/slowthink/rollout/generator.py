@@ -25,6 +25,11 @@ class SamplingParams:
     # Completions per prompt; results are prompt-major (all n of prompt 0, then prompt 1...).
     n: int = 1
     seed: int | None = None
+    # One seed per completion (prompt-major, len(prompts) * n), or None. When given, an
+    # engine that supports it (HFGenerator; OpenAIGenerator per prompt) draws each completion
+    # from its own random stream, so a completion does not depend on what else is in the
+    # batch: eval's resume draws what an uninterrupted run draws. Others use ``seed``.
+    seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

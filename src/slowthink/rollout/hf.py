@@ -76,12 +76,19 @@ class HFGenerator:
         rng = None
         if params.seed is not None:
             rng = torch.Generator(device=self._device).manual_seed(params.seed)
+        rngs = None
+        if params.seeds is not None:
+            # One stream per completion (eval): its tokens do not depend on the rest of the batch.
+            if len(params.seeds) != len(jobs):
+                raise ValueError(f"SamplingParams.seeds has {len(params.seeds)} seeds for {len(jobs)} completions")
+            rngs = [torch.Generator(device=self._device).manual_seed(seed) for seed in params.seeds]
         was_training = self.model.training
         self.model.eval()
         try:
             completions: list[Completion] = []
             for start in range(0, len(jobs), self.batch_size):
-                completions.extend(self._generate_batch(jobs[start : start + self.batch_size], params, rng))
+                chunk_rng = rng if rngs is None else rngs[start : start + self.batch_size]
+                completions.extend(self._generate_batch(jobs[start : start + self.batch_size], params, chunk_rng))
             return completions
         finally:
             self.model.train(was_training)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 import httpx
@@ -166,6 +167,10 @@ class OpenAIGenerator:
         return body
 
     def _complete(self, model: str, prompt: Sequence[int] | str, index: int, params: SamplingParams) -> list[Completion]:
+        if params.seeds is not None:
+            # One request per prompt: its first completion's seed seeds the request, so a
+            # prompt's samples do not depend on the other prompts of the call.
+            params = replace(params, seed=params.seeds[index * params.n], seeds=None)
         reply = self._request("POST", f"{self.base_url}/completions", self.request_body(model, prompt, params))
         choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != params.n:

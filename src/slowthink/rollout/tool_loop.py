@@ -212,7 +212,11 @@ class ToolLoop:
                 break
             # One batched call for every response that goes on; each is clipped to its own budget.
             seed = None if params.seed is None else params.seed + round_index
-            call = replace(params, n=1, stop=stops, seed=seed, max_new_tokens=max(r.remaining for r in active))
+            # Per-completion seeds (eval) follow each response into its later rounds.
+            seeds = None if params.seeds is None else tuple(
+                params.seeds[responses.index(r)] + round_index for r in active)
+            call = replace(params, n=1, stop=stops, seed=seed, seeds=seeds,
+                           max_new_tokens=max(r.remaining for r in active))
             segments = self.generator.generate([r.prompt_ids + r.token_ids for r in active], call)
         for response in responses:
             if self.sandbox is not None:

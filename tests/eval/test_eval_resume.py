@@ -1,0 +1,135 @@
+"""Eval resume keys samples by what was asked, not by file name and id (issue 8 item 1):
+a different file with the same name draws its own samples, a corrected answer re-checks the
+old responses, and a resumed run draws exactly the samples an uninterrupted one draws."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+from typer.testing import CliRunner
+
+from slowthink.cli import app
+from slowthink.data.problems import Problem, write_problems
+from slowthink.eval.runner import Decoding, SampleStore, run_samples
+from slowthink.rewards.verdict import ExactMatchChecker
+from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.tiny import ArithmeticTask
+
+
+class CharTokenizer:
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+
+class SeedEcho:
+    """Answers ``\\boxed{<prompt length>}`` and records the seed each completion was drawn with."""
+
+    def __init__(self) -> None:
+        self.drawn: dict[tuple[str, int], int | None] = {}
+        self.calls = 0
+
+    def generate(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
+        self.calls += 1
+        out = []
+        for index, ids in enumerate(prompt_ids):
+            for j in range(params.n):
+                seeds = getattr(params, "seeds", None)
+                seed = seeds[index * params.n + j] if seeds is not None else params.seed
+                text = f"\\boxed{{{len(ids)}}} seed {seed}"
+                out.append(Completion(index, [1] * len(text), [0.0] * len(text), text, "stop"))
+        return out
+
+    def update_weights(self, model: object) -> None:
+        raise AssertionError("not used")
+
+
+PROBLEMS = [Problem("p1", "abc", "3"), Problem("p2", "hello", "5"), Problem("p3", "xy", "9")]
+DECODING = Decoding(n=2, temperature=1.0, top_p=1.0, max_tokens=16)
+
+
+def run(path: Path, problems, generator, **kwargs):
+    store = SampleStore(path)
+    try:
+        return run_samples(problems, generator, CharTokenizer(), ExactMatchChecker(), "plain", DECODING, store, **kwargs)
+    finally:
+        store.close()
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_different_file_with_the_same_ids_draws_its_own_samples(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    run(path, PROBLEMS, SeedEcho())
+    other = [Problem("p1", "abcd", "4"), Problem("p2", "hello", "5"), Problem("p3", "z", "1")]
+    again = SeedEcho()
+    records = run(path, other, again)
+    # p1 and p3 are other problems under the same ids: drawn anew; p2 is the same problem: kept.
+    assert again.calls > 0
+    assert [r.response.split()[0] for r in records] == ["\\boxed{4}"] * 2 + ["\\boxed{5}"] * 2 + ["\\boxed{1}"] * 2
+    assert [r.correct for r in records] == [True] * 6
+    assert [r.prompt for r in records] == ["abcd", "abcd", "hello", "hello", "z", "z"]
+
+
+def test_a_corrected_answer_rechecks_the_old_responses(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    first = run(path, PROBLEMS, SeedEcho())
+    assert [r.correct for r in first if r.problem_id == "p3"] == [False, False]
+    fixed = PROBLEMS[:2] + [Problem("p3", "xy", "2")]
+    again = SeedEcho()
+    records = run(path, fixed, again)
+    assert again.calls == 0  # nothing redrawn: the responses do not depend on the answer
+    assert [(r.gold, r.status, r.correct) for r in records if r.problem_id == "p3"] == [("2", "correct", True)] * 2
+    assert [r.response for r in records] == [r.response for r in first]
+    # The file holds one row per sample, with the new verdicts (a resume reads them back).
+    rows = lines(path)
+    assert len(rows) == 6
+    assert [(r["gold"], r["correct"]) for r in rows if r["problem_id"] == "p3"] == [("2", True)] * 2
+
+
+def test_seeds_follow_the_problem_and_sample_not_the_batch(tmp_path):
+    whole, pieces = SeedEcho(), SeedEcho()
+    a = run(tmp_path / "a.jsonl", PROBLEMS, whole, chunk_size=16)
+    # Another batching, and a resume that finds one sample of p2 already there.
+    run(tmp_path / "b.jsonl", PROBLEMS[1:2], pieces, chunk_size=1)
+    rows = (tmp_path / "b.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "b.jsonl").write_text(rows[1])
+    b = run(tmp_path / "b.jsonl", PROBLEMS, pieces, chunk_size=1)
+    assert [(r.problem_id, r.sample_index, r.response) for r in a] == [(r.problem_id, r.sample_index, r.response) for r in b]
+    assert len({r.response for r in a}) == 6  # every sample its own seed
+
+
+@pytest.fixture(autouse=False)
+def one_thread(monkeypatch):
+    monkeypatch.setenv("SLOWTHINK_TORCH_THREADS", "1")
+
+
+def test_resumed_tiny_eval_draws_what_an_uninterrupted_one_draws(tmp_path, one_thread):
+    data = tmp_path / "sums.jsonl"
+    write_problems(data, ArithmeticTask(num_operands=2, digits=2).problems(6, seed=3, heldout=True))
+    common = ["eval", "--data", str(data), "--mode", "sampled", "--n", "3", "--temperature", "1.0", "--top-p", "1.0",
+              "--max-tokens", "8", "--checker", "exact", "--batch-size", "4"]
+    runner = CliRunner()
+    whole = runner.invoke(app, [*common, "--out", str(tmp_path / "whole")], catch_exceptions=False)
+    assert whole.exit_code == 0, whole.output
+    # The interrupted run: a kill left 7 whole rows (two problems and one sample of a third)
+    # and half of the eighth; the resume draws the other 11 in other batches.
+    cut = tmp_path / "cut" / "sums" / "samples.jsonl"
+    assert runner.invoke(app, [*common, "--out", str(tmp_path / "cut")], catch_exceptions=False).exit_code == 0
+    kept = cut.read_text().splitlines(keepends=True)
+    cut.write_text("".join(kept[:7]) + kept[7][:30])
+    resumed = runner.invoke(app, [*common, "--out", str(tmp_path / "cut")], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    assert "11 to generate" in resumed.output
+
+    def samples(folder: str) -> list[tuple[str, int, str]]:
+        rows = lines(tmp_path / folder / "sums" / "samples.jsonl")
+        return sorted((r["problem_id"], r["sample_index"], r["response"]) for r in rows)
+
+    assert len(samples("whole")) == 18
+    assert samples("cut") == samples("whole")
+    assert len({response for _, _, response in samples("whole")}) > 3  # really sampled
