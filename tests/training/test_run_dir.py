@@ -53,7 +53,7 @@ def test_a_second_run_on_a_locked_directory_fails_at_once_naming_the_holder(tmp_
 def test_a_fresh_run_over_an_existing_run_is_refused_unless_overwrite(tmp_path):
     run_dir = run_sft(_config(tmp_path / "run"))
     before = (run_dir / "metrics.jsonl").read_text()
-    with pytest.raises(ConfigError, match=r"already holds a run \(config.yaml, metrics.jsonl, checkpoints\).*--resume.*run.overwrite=true"):
+    with pytest.raises(ConfigError, match=r"already holds a run \(metrics.jsonl, checkpoints\).*--resume.*run.overwrite=true"):
         run_sft(_config(run_dir, "optim.lr=0.01"))
     assert (run_dir / "metrics.jsonl").read_text() == before  # nothing lost
     # Overwrite removes the old run's checkpoints: none of a later step survives to be resumed.
@@ -113,3 +113,11 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "last checkpoint is step_000002" in err
     assert f"resume with: slowthink sft run.output_dir={tmp_path / 'run'} " in err and err.rstrip().endswith("optim.lr=0.003 --resume")
+
+
+def test_a_run_that_stopped_before_its_first_step_can_simply_be_retried(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Exception):
+        run_sft(_config(run_dir, "model.path=/nonexistent/model"))
+    assert (run_dir / "config.yaml").is_file()  # written, but nothing was trained
+    assert latest_checkpoint(run_sft(_config(run_dir))).name == "step_000002"

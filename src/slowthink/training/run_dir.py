@@ -6,8 +6,8 @@ written (issue 8 items 4 and 10):
 1. Lock ``<output_dir>/.lock`` (``fcntl.flock``; only rank 0 under torchrun). A second run on
    the same directory fails at once with a message naming the holder's PID, instead of
    tearing metrics lines and pruning the other run's checkpoints.
-2. A fresh run in a directory that already holds a run (``config.yaml``, ``metrics.jsonl``,
-   checkpoints) is refused, unless ``run.overwrite=true``, which removes the old run's files.
+2. A fresh run in a directory that already holds a run (logged metrics or checkpoints) is
+   refused, unless ``run.overwrite=true``, which removes the old run's files.
 3. ``--resume`` compares the saved ``config.yaml`` with the new config and refuses changes
    outside ``RESUMABLE_KEYS`` (settings that do not change what is trained), naming each
    differing key. Then the newest checkpoint that passes verification is chosen; with none,
@@ -51,8 +51,11 @@ RESUMABLE_KEYS = (
     "tracking.*",
 )
 
-# What a run writes into its directory; "holds a run" means any of these exists.
+# What a run writes into its directory (and run.overwrite removes).
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "tensorboard")
+# "Holds a run": something was trained or logged. A config.yaml alone is a run that stopped
+# before its first step (a wrong model path, say): retrying it must not need run.overwrite.
+RUN_HISTORY = ("metrics.jsonl", "checkpoints")
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def _prepare(run_dir: Path, config: BaseModel, resume: bool) -> Path | None:
     """Checks and writes under the lock; returns the checkpoint to resume from."""
     if resume and getattr(config.run, "overwrite", False):
         raise ConfigError("--resume and run.overwrite=true contradict each other: choose one")
-    existing = existing_run_files(run_dir)
+    existing = existing_run_files(run_dir, RUN_HISTORY)
     checkpoint = None
     if resume:
         saved = run_dir / "config.yaml"
@@ -96,6 +99,7 @@ def _prepare(run_dir: Path, config: BaseModel, resume: bool) -> Path | None:
                 f"{run_dir} already holds a run ({', '.join(existing)}): continue it with --resume, "
                 "start over with run.overwrite=true, or choose another run.output_dir"
             )
+        existing = existing_run_files(run_dir, RUN_FILES)
         for name in existing:
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -108,12 +112,12 @@ def _prepare(run_dir: Path, config: BaseModel, resume: bool) -> Path | None:
     return checkpoint
 
 
-def existing_run_files(run_dir: Path) -> list[str]:
-    """The run files present in ``run_dir`` (an empty checkpoints directory does not count)."""
+def existing_run_files(run_dir: Path, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` exist in ``run_dir`` (an empty file or directory does not count)."""
     found = []
-    for name in RUN_FILES:
+    for name in names:
         path = run_dir / name
-        if path.is_dir() and any(path.iterdir()) or path.is_file():
+        if path.is_dir() and any(path.iterdir()) or path.is_file() and path.stat().st_size > 0:
             found.append(name)
     return found
 
