@@ -103,11 +103,12 @@ def test_seeds_follow_the_problem_and_sample_not_the_batch(tmp_path):
     assert len({r.response for r in a}) == 6  # every sample its own seed
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture
 def one_thread(monkeypatch):
     monkeypatch.setenv("SLOWTHINK_TORCH_THREADS", "1")
 
 
+@pytest.mark.slow
 def test_resumed_tiny_eval_draws_what_an_uninterrupted_one_draws(tmp_path, one_thread):
     data = tmp_path / "sums.jsonl"
     write_problems(data, ArithmeticTask(num_operands=2, digits=2).problems(6, seed=3, heldout=True))
