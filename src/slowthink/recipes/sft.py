@@ -24,7 +24,7 @@ from slowthink.recipes.common_config import ModelConfig, RunConfig, TinyTaskConf
 from slowthink.tiny import ArithmeticTask
 from slowthink.training import checkpoint as ckpt
 from slowthink.training.batch import build_sequence_batch, split_batch
-from slowthink.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, wrap_model
+from slowthink.training.distributed import DistInfo, DistributedConfig, all_reduce_sum, barrier, checkpoint_states, init_distributed, wrap_model
 from slowthink.training.logprobs import forward_logprobs
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler
 from slowthink.training.run_dir import RunStart, claim_run_dir
@@ -78,6 +78,8 @@ class SFTConfig(StrictConfig):
     data: SFTDataConfig = SFTDataConfig()
     optim: SFTOptimConfig = SFTOptimConfig()
     train: SFTTrainConfig = SFTTrainConfig()
+    # DDP or FSDP2 over torchrun's ranks (training/distributed.py).
+    distributed: DistributedConfig = DistributedConfig()
     tracking: TrackingConfig = TrackingConfig()
 
 
@@ -132,7 +134,7 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     start = 0
     if start_at.checkpoint is not None:
         start = ckpt.restore_training(start_at.checkpoint, model, optimizer, scheduler, sampler)["step"]
-    trainer = wrap_model(model, info)
+    trainer = wrap_model(model, info, config.distributed, optimizer)
     model.train()
     tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=start > 0, last_step=start) if info.is_main else None
     progress = StepProgress("sft", config.train.steps, start, ("loss", "lr"), enabled=config.run.progress and info.is_main)
@@ -145,9 +147,11 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
             tracker.log(metrics, step + 1)
             progress.update(step + 1, metrics)
         if (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
+            # Full weights and optimizer state on rank 0 (gathered from the shards under FSDP).
+            weights, optimizer_state = checkpoint_states(trainer, optimizer, info)
             if info.is_main:
-                state = ckpt.trainer_state(step + 1, optimizer, scheduler, sampler)
-                ckpt.save_checkpoint(run_dir, step + 1, model, tokenizer, state, keep_last=config.train.keep_checkpoints)
+                state = {**ckpt.trainer_state(step + 1, optimizer, scheduler, sampler), "optimizer": optimizer_state}
+                ckpt.save_checkpoint(run_dir, step + 1, model, tokenizer, state, keep_last=config.train.keep_checkpoints, state_dict=weights)
             barrier(info)
     progress.close()
     if tracker is not None:

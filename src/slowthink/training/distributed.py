@@ -99,17 +99,19 @@ def is_sharded(model: Any) -> bool:
 def checkpoint_states(model: Any, optimizer: Any, info: DistInfo) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(full weights, full optimizer state) on rank 0, (None, None) elsewhere.
 
-    Collective when the model is sharded: every rank must call it. The optimizer state is
-    in ``optimizer.state_dict()``'s layout whatever the strategy, so any world size resumes it.
+    Collective when the model is sharded: every rank must call it. Weights are None for an
+    unsharded model (``save_pretrained`` reads its own). The optimizer state is in
+    ``optimizer.state_dict()``'s layout whatever the strategy, so any world size resumes it.
     """
     if is_sharded(model):
         from slowthink.training.fsdp import full_model_state, full_optimizer_state
 
-        weights, optim_state = full_model_state(unwrap(model), rank0_only=True), full_optimizer_state(unwrap(model), optimizer)
+        weights = full_model_state(unwrap(model), rank0_only=True, keep_tied=False)
+        optim_state = full_optimizer_state(unwrap(model), optimizer)
         return (weights, optim_state) if info.is_main else (None, None)
     if not info.is_main:
         return None, None
-    return unwrap(model).state_dict(), optimizer.state_dict()
+    return None, optimizer.state_dict()
 
 
 def full_weights(model: Any) -> dict[str, Any]:

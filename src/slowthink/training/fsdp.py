@@ -76,9 +76,26 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def full_model_state(model: torch.nn.Module, rank0_only: bool) -> dict[str, torch.Tensor]:
-    """The unsharded weights on CPU (collective: every rank calls it); ``{}`` off rank 0 when ``rank0_only``."""
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=rank0_only))
+def full_model_state(model: torch.nn.Module, rank0_only: bool, keep_tied: bool = True) -> dict[str, torch.Tensor]:
+    """The unsharded weights (collective: every rank calls it); on CPU and ``{}`` off rank 0 when ``rank0_only``.
+
+    ``keep_tied=False`` keeps a tied weight (the LM head sharing the embeddings) once, under
+    its first name, as ``save_pretrained`` writes it; ``load_state_dict`` wants every name.
+    """
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=rank0_only))
+    tied = set() if keep_tied else _tied_names(model)
+    return {name: value for name, value in state.items() if name not in tied}
+
+
+def _tied_names(model: torch.nn.Module) -> set[str]:
+    """Names under which an already-named parameter appears again."""
+    seen: set[int] = set()
+    tied = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            tied.add(name)
+        seen.add(id(param))
+    return tied
 
 
 def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
