@@ -63,6 +63,29 @@ def test_a_syntax_error_is_an_error_status(sandbox):
     assert result.stderr.startswith('  File "<cell>", line 1') and "slowthink" not in result.stderr
 
 
+# Issue 8 item 9: a cell the parser cannot hold reported `error` with the worker's own traceback.
+TOO_BIG_TO_COMPILE = {
+    "12 MB expression": "print(" + '"a"+' * (3 * 1024 * 1024) + '"b")\n',
+    "deep unary chain": "-" * 100_000 + "1\n",
+}
+
+
+@pytest.mark.parametrize("case", list(TOO_BIG_TO_COMPILE))
+def test_a_cell_too_big_to_compile_reports_memory_with_its_own_error_only(case):
+    # 256 MB: the parser reaches the limit in about a second rather than four at 1 GB.
+    with ProcessSandbox(SandboxConfig(timeout_s=20, memory_mb=256, preload=())) as box:
+        result = box.run(TOO_BIG_TO_COMPILE[case])
+        assert (result.status, result.stderr) == ("memory", "MemoryError\n")
+        assert box.run("6 * 7").stdout == "42\n"
+
+
+def test_a_cell_too_deep_to_compile_is_an_error_naming_only_its_recursion(sandbox):
+    result = sandbox.run("x" + "[0]" * 200_000)
+    assert result.status == "error" and result.error.startswith("RecursionError: maximum recursion depth")
+    assert "slowthink" not in result.stderr and "Traceback" not in result.stderr
+    assert sandbox.run("1 + 1").stdout == "2\n"  # and the sandbox is fine afterwards
+
+
 def test_stateless_cells_share_nothing(sandbox):
     assert sandbox.run("secret_value = 5", session="s").status == "ok"
     assert sandbox.run("secret_value", session="s").error == "NameError: name 'secret_value' is not defined"

@@ -65,16 +65,19 @@ def _print_exception(exc: BaseException) -> None:
 def run_cell(code: str, namespace: dict[str, Any], stdout: TrackedStdout) -> int:
     """Execute ``code`` in ``namespace``; returns EXIT_OK, EXIT_ERROR or EXIT_MEMORY."""
     stdout.written = False
-    # Registering the source lets tracebacks quote the offending line.
-    lines = code.splitlines(keepends=True)
-    linecache.cache[CELL_FILENAME] = (len(code), None, lines, CELL_FILENAME)
     try:
+        # Registering the source lets tracebacks quote the offending line.
+        lines = code.splitlines(keepends=True)
+        linecache.cache[CELL_FILENAME] = (len(code), None, lines, CELL_FILENAME)
         body, last = split_last_expression(code)
-    except (SyntaxError, ValueError, UnicodeError) as exc:
-        # Code that does not compile: Python's own one-part report, no internal frames.
+    except (SyntaxError, ValueError, UnicodeError, RecursionError, MemoryError) as exc:
+        # Code that does not compile: Python's own one-part report, no internal frames. A cell
+        # too big or too deep for the parser (a 12 MB expression: MemoryError; 200,000 nested
+        # subscripts: RecursionError) is the cell's failure, not the worker's (issue 8).
+        linecache.cache.pop(CELL_FILENAME, None)
         sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
         _flush_quietly()
-        return EXIT_ERROR
+        return EXIT_MEMORY if isinstance(exc, MemoryError) else EXIT_ERROR
     try:
         exec(compile(body, CELL_FILENAME, "exec"), namespace)
         if last is not None:

@@ -257,8 +257,14 @@ def _session_child(limits: CellLimits, program: bytes, cmd_r: int, out_w: int, e
         header = _read_exactly(3, 8)
         if len(header) < 8:
             exit_now(EXIT_OK)
-        code = _read_exactly(3, int.from_bytes(header, "little")).decode("utf-8", "surrogatepass")
-        status = run_cell(code, namespace, stdout)
+        try:
+            code = _read_exactly(3, int.from_bytes(header, "little")).decode("utf-8", "surrogatepass")
+            status = run_cell(code, namespace, stdout)
+        except MemoryError:
+            # The cell did not fit in the address-space limit before it could run; report
+            # that alone, never this loop's frames (run_cell reports the cell's own errors).
+            os.write(2, b"MemoryError: the cell does not fit in the sandbox's memory limit\n")
+            status = EXIT_MEMORY
         try:
             os.write(4, bytes([status]))
         except OSError:
