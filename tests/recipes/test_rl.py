@@ -114,8 +114,8 @@ def test_impossible_combinations_are_config_errors(tmp_path):
         tiny_rl_config(tmp_path, "update.prompts_per_update=3")
     with pytest.raises(ConfigError, match="old_logprobs=rollout"):
         tiny_rl_config(tmp_path, "rollout.sync_weights_every=2")
-    with pytest.raises(ConfigError, match="needs a GPU"):
-        tiny_rl_config(tmp_path, "rollout.backend=vllm")
+    with pytest.raises(ConfigError, match="truncated log-probs"):
+        tiny_rl_config(tmp_path, "rollout.backend=vllm", "rollout.top_p=0.9", "rollout.sync_weights_every=2", "algorithm.old_logprobs=rollout")
     with pytest.raises(ConfigError, match="hf backend only"):
         tiny_rl_config(tmp_path, "rollout.backend=vllm", "model.device=cuda", "rollout.generation_batch_size=8")
     with pytest.raises(ConfigError, match="need rollout.tools=python"):

@@ -1,4 +1,4 @@
-"""The vLLM backend's mappings, tested without vLLM; a real run only where vLLM is installed."""
+"""The vLLM backend's pure mappings, tested without vLLM (the real engine: tests/vllm)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import importlib.util
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.vllm_backend import (
     BackendUnavailableError,
     VLLMGenerator,
-    _engine_model,
     completion_from_vllm,
+    full_weights,
+    prompt_seed,
     vllm_sampling_kwargs,
 )
 
@@ -21,12 +23,19 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 def test_sampling_params_map_onto_vllm_kwargs():
     params = SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=32768, stop=("```output",), n=8, seed=5)
-    assert vllm_sampling_kwargs(params) == {
+    assert vllm_sampling_kwargs(params, seed=21) == {
         "n": 8, "temperature": 0.6, "top_p": 0.95, "max_tokens": 32768, "stop": ["```output"],
-        "include_stop_str_in_output": True, "logprobs": 0, "seed": 5, "skip_special_tokens": True,
+        "include_stop_str_in_output": True, "logprobs": 0, "seed": 21, "skip_special_tokens": True,
     }
     greedy = vllm_sampling_kwargs(SamplingParams(temperature=0.0, max_new_tokens=4))
-    assert (greedy["temperature"], greedy["stop"], greedy["n"]) == (0.0, None, 1)
+    assert (greedy["temperature"], greedy["stop"], greedy["n"], greedy["seed"]) == (0.0, None, 1, None)
+
+
+def test_prompt_seeds_give_every_completion_its_own_stream():
+    # vLLM seeds the n completions of a request base + 0 .. base + n - 1.
+    n = 4
+    streams = [prompt_seed(7, index, n) + i for index in range(5) for i in range(n)]
+    assert len(set(streams)) == 20 and prompt_seed(None, 3, n) is None
 
 
 def test_completion_output_becomes_a_completion():
@@ -45,25 +54,21 @@ def test_completion_output_becomes_a_completion():
         completion_from_vllm(SimpleNamespace(text="", token_ids=[], logprobs=None, finish_reason="abort"), 0)
 
 
-def test_engine_model_is_found_on_either_path_or_explained():
-    model = object()
-    v1 = SimpleNamespace(llm_engine=SimpleNamespace(model_executor=SimpleNamespace(
-        driver_worker=SimpleNamespace(worker=SimpleNamespace(model_runner=SimpleNamespace(model=model))))))
-    v0 = SimpleNamespace(llm_engine=SimpleNamespace(model_executor=SimpleNamespace(
-        driver_worker=SimpleNamespace(model_runner=SimpleNamespace(model=model)))))
-    assert _engine_model(v1) is model and _engine_model(v0) is model
-    with pytest.raises(BackendUnavailableError, match="VLLM_ENABLE_V1_MULTIPROCESSING=0"):
-        _engine_model(SimpleNamespace(llm_engine=SimpleNamespace()))
+def test_text_is_decoded_from_every_sampled_id_when_a_tokenizer_is_given():
+    # vLLM cuts its text right after a stop string, even inside a token; HFGenerator decodes all ids.
+    tokenizer = SimpleNamespace(decode=lambda ids, skip_special_tokens: "".join(f"<{i}>" for i in ids))
+    output = SimpleNamespace(text="<1><", token_ids=[1, 2], logprobs=None, finish_reason="stop", stop_reason="<")
+    assert completion_from_vllm(output, 0, tokenizer).text == "<1><2>"
 
 
-@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
+def test_full_weights_use_hugging_face_names_without_the_ddp_prefix():
+    wrapped = torch.nn.Module()
+    wrapped.module = torch.nn.Linear(2, 3)
+    names = [name for name, _ in full_weights(wrapped)]
+    assert names == ["weight", "bias"]
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed (the real engine is tested in tests/vllm)")
 def test_missing_vllm_is_a_clear_error():
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'slowthink\[vllm\]'"):
+    with pytest.raises(BackendUnavailableError, match=r"make vllm-env"):
         VLLMGenerator("tiny")
-
-
-@pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (GPU machines only)")
-def test_real_vllm_generates_greedy_like_the_sampling_contract():
-    gen = VLLMGenerator("tiny", gpu_memory_utilization=0.3, enable_weight_sync=True)
-    (completion,) = gen.generate([[5, 6, 7]], SamplingParams(temperature=0.0, max_new_tokens=4))
-    assert 1 <= len(completion.token_ids) <= 4 and len(completion.logprobs) == len(completion.token_ids)

