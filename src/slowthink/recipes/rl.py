@@ -23,6 +23,7 @@ from slowthink.algorithms.schedules import kl_coefficient, max_length_at, refere
 from slowthink.config import ConfigError
 from slowthink.data.sampler import PromptSampler
 from slowthink.length_hacking import LengthHackingMonitor
+from slowthink.no_signal import NoSignalWatch
 from slowthink.metrics import rollout_metrics
 from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
 from slowthink.recipes.heldout import evaluate_heldout
@@ -152,6 +153,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
 
     tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=state.step > 0, last_step=state.step) if info.is_main else None
     hacking = LengthHackingMonitor.for_run(run_dir, state.step, echo=info.is_main)  # sections 4.2.2, 5
+    no_signal = NoSignalWatch.for_run(state.step, config.model.path, echo=info.is_main)  # nothing correct: warn once
     progress = StepProgress("rl", config.train.steps, state.step, PROGRESS_KEYS, enabled=config.run.progress and info.is_main)
     if info.is_main:
         print(f"[rl] {run_dir}: {len(train_set.problems)} train problems, torch threads {threads}, ranks {info.world_size}", flush=True)
@@ -212,6 +214,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         if config.train.eval_every and (step + 1) % config.train.eval_every == 0 or step + 1 == config.train.steps:
             metrics.update({f"heldout/{k}": v for k, v in run_heldout(generator, heldout_set, reward_model, config).items()})
         metrics.update(hacking.update(metrics, step + 1))  # length up, accuracy flat: warn and log
+        no_signal.update(metrics)  # no correct rollout in the first steps (e.g. a random model): warn
         state.step, state.sampler = step + 1, sampler.state()
         if info.is_main:
             log_metrics(tracker, step + 1, metrics)
