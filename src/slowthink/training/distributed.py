@@ -63,6 +63,9 @@ def init_distributed() -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            # One GPU per rank; nccl's collectives (and object collectives) use the current device.
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
 
@@ -123,10 +126,17 @@ def full_weights(model: Any) -> dict[str, Any]:
     return unwrap(model).state_dict()
 
 
+def collective_device() -> torch.device:
+    """Where a collective's tensors must live: the current GPU for nccl, the CPU for gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(value: float, info: DistInfo) -> float:
     if not info.enabled:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = torch.tensor([value], dtype=torch.float64, device=collective_device())
     dist.all_reduce(tensor)
     return float(tensor.item())
 

@@ -1,0 +1,169 @@
+"""Two gloo ranks end with the same parameters as one process on the same global batch,
+whatever each rank's filters drop (issue 9 item 3).
+
+Before, each rank selected and split its own rows: a rank whose groups were all dropped
+made no backward pass while the other waited in DDP's all-reduce (a hang), and ranks with
+uneven kept counts made different numbers of micro-batches. Now the per-row outcomes are
+gathered, selection and advantages are global, the mini-batch plan is global, and a rank
+with a smaller share runs zero-weight padding micro-batches. Every worker has a gloo
+timeout and the test a deadline, so a hang fails instead of wedging CI.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from slowthink.recipes.problem_sets import ProblemSet
+from slowthink.recipes.rl import loss_settings, prepare_batch
+from slowthink.rollout.generator import Completion
+from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.training.distributed import DistInfo, wrap_model
+from slowthink.training.experience import SelectionSettings
+from slowthink.training.optim import OptimConfig, build_scheduler
+from slowthink.training.policy_update import update_policy
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rl_helpers import tiny_rl_config  # noqa: E402
+
+SPEC = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+T, F = True, False
+# 4 prompts x 4 rollouts; rank 0 rolls out prompts 0-1, rank 1 prompts 2-3. Two mini-batches
+# (prompts_per_update=2) and two epochs; KL to the reference in the loss unless stated.
+COMMON = ["rollout.prompts_per_step=4", "update.prompts_per_update=2", "update.epochs=2", "update.micro_batch_size=2",
+          "algorithm.drop_uniform_groups=true", "kl.mode=fixed", "kl.coef=0.05"]
+SCENARIOS = {
+    # Rank 1's groups all agree: it keeps nothing and must still join every collective.
+    "one_rank_all_dropped": dict(rewards=[[1, 0, 0, 1], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]),
+    # Rank 0 keeps 8 rows, rank 1 keeps 4; micro-batches of 3 split them unevenly.
+    "uneven_kept": dict(rewards=[[1, 0, 0, 1], [0, 1, 1, 0], [1, 0, 1, 1], [1, 1, 1, 1]], overrides=["update.micro_batch_size=3"]),
+    # Question selection keeps groups whose correct answers are the longer ones (0 and 2).
+    "question_selection": dict(
+        rewards=[[1, 0, 1, 0]] * 4, lengths=[[6, 2, 6, 2], [2, 6, 2, 6], [5, 3, 5, 3], [3, 5, 3, 5]],
+        overrides=["algorithm.question_selection=true"],
+    ),
+    # Truncated rows leave the baselines; groups 1 and 3 agree on their finished rows. KL in the reward.
+    "overlength_masking": dict(
+        rewards=[[1, -1, -2, 1], [-1, -1, -2, -2], [1, -2, -1, -2], [1, 1, -2, 1]],
+        finished=[[T, T, F, T], [T, T, F, F], [T, F, T, F], [T, T, F, T]],
+        overrides=["algorithm.overlength_masking=true", "kl.placement=reward"],
+    ),
+}
+
+
+def _step(name: str):
+    """The scenario's config and global step: prompt ids, completions, scores."""
+    scenario = SCENARIOS[name]
+    config = tiny_rl_config(Path("unused"), *COMMON, *scenario.get("overrides", []))
+    generator = torch.Generator().manual_seed(0)
+    rewards = scenario["rewards"]
+    lengths = scenario.get("lengths") or torch.randint(2, 7, (4, 4), generator=generator).tolist()
+    finished = scenario.get("finished") or [[True] * 4] * 4
+    prompt_ids = [torch.randint(10, 60, (int(n),), generator=generator).tolist() for n in (2, 3, 4, 3)]
+    completions = [
+        Completion(prompt_index=p, token_ids=torch.randint(10, 60, (lengths[p][g],), generator=generator).tolist(),
+                   logprobs=(-torch.rand(lengths[p][g], generator=generator)).tolist(), text="", finish_reason="stop" if finished[p][g] else "length")
+        for p in range(4) for g in range(4)
+    ]
+    verdicts = [SimpleNamespace(correct=rewards[p][g] > 0) for p in range(4) for g in range(4)]
+    return config, prompt_ids, completions, [float(r) for row in rewards for r in row], verdicts
+
+
+def _train(name: str, info: DistInfo) -> tuple[torch.Tensor, dict]:
+    """One RL update (prepare_batch + update_policy, as the recipe calls them) on this rank's share."""
+    config, prompt_ids, completions, totals, verdicts = _step(name)
+    share = range(info.rank * 4 // info.world_size, (info.rank + 1) * 4 // info.world_size)
+    rows = [i for i, c in enumerate(completions) if c.prompt_index in share]
+    local = [Completion(**{**c.__dict__, "prompt_index": c.prompt_index - share.start}) for c in (completions[i] for i in rows)]
+    prompts = ProblemSet([SimpleNamespace(answer="")] * len(share), [prompt_ids[p] for p in share])
+    scored = SimpleNamespace(total=[totals[i] for i in rows], verdicts=[verdicts[i] for i in rows])
+    algorithm = config.algorithm
+    settings = SelectionSettings(algorithm.advantage, algorithm.drop_uniform_groups, algorithm.question_selection,
+                                 algorithm.response_selection, algorithm.overlength_masking)
+    model = build_model(build_tokenizer(), SPEC, seed=0)
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    trainer = wrap_model(model, info)
+    batch, row_ranks, _ = prepare_batch(trainer, reference, prompts, local, scored, config, settings, config.kl.coef, 0, info)
+    # Plain SGD: the parameter change is the gradient itself (Adam turns float noise into steps).
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=4)
+    metrics = update_policy(
+        trainer, optimizer, scheduler, batch, loss_settings(config, config.kl.coef, 12, True), num_minibatches=2,
+        epochs=config.update.epochs, micro_batch_size=config.update.micro_batch_size, grad_clip=config.optim.grad_clip,
+        info=info, shuffle_seed=5, row_ranks_N=row_ranks,
+    )
+    return torch.cat([p.detach().flatten() for p in model.parameters()]), metrics
+
+
+def _worker(rank: int, world: int, port: int, out: dict) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    # A collective that never pairs up raises after 60 s instead of waiting forever.
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    try:
+        for name in SCENARIOS:
+            out[(name, rank)] = _train(name, DistInfo(rank, world))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _spawn_with_deadline(seconds: float) -> dict:
+    with mp.Manager() as manager:
+        out = manager.dict()
+        context = mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=False, start_method="spawn")
+        deadline = time.monotonic() + seconds
+        while not context.join(timeout=2):
+            if time.monotonic() > deadline:
+                for process in context.processes:
+                    process.kill()
+                pytest.fail(f"two-rank RL update still running after {seconds:.0f} s: the ranks' collectives do not pair up")
+        return dict(out)
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_end_with_the_single_process_parameters_whatever_is_dropped():
+    results = _spawn_with_deadline(240)
+    for name in SCENARIOS:
+        expected, single = _train(name, DistInfo())
+        assert single["optimizer_steps"] >= 1, name  # each scenario trains something
+        for rank in (0, 1):
+            params, metrics = results[(name, rank)]
+            assert metrics["optimizer_steps"] == single["optimizer_steps"], name
+            torch.testing.assert_close(params, expected, rtol=0, atol=2e-6, msg=lambda m: f"{name}, rank {rank}: {m}")
+        assert results[(name, 0)][1]["entropy"] == pytest.approx(single["entropy"], abs=1e-6)  # global statistics
+
+
+def test_the_scenarios_drop_what_they_say():
+    from slowthink.training.experience import RowOutcomes, keep_mask
+
+    kept = {}
+    for name in SCENARIOS:
+        config, _, completions, totals, verdicts = _step(name)
+        a = config.algorithm
+        settings = SelectionSettings(a.advantage, a.drop_uniform_groups, a.question_selection, a.response_selection, a.overlength_masking)
+        outcomes = RowOutcomes(
+            torch.tensor(totals).view(4, 4), torch.tensor([v.correct for v in verdicts]).view(4, 4),
+            torch.tensor([c.num_model_tokens for c in completions]).view(4, 4), torch.tensor([c.finished for c in completions]).view(4, 4),
+            torch.zeros(4, 4),
+        )
+        keep = keep_mask(outcomes, settings)
+        kept[name] = (int(keep[:2].sum()), int(keep[2:].sum()))  # rows kept on rank 0, rank 1
+    assert kept == {"one_rank_all_dropped": (8, 0), "uneven_kept": (8, 4), "question_selection": (4, 4), "overlength_masking": (3, 2)}
