@@ -67,3 +67,14 @@ def test_build_optimizer_uses_the_config_and_skips_frozen_parameters():
     assert isinstance(optimizer, torch.optim.AdamW)
     assert group["lr"] == 3e-4 and group["weight_decay"] == 0.1 and group["betas"] == (0.8, 0.95) and group["eps"] == 1e-6
     assert len(group["params"]) == 2 and all(p.requires_grad for p in group["params"])
+
+
+def test_warmup_warning_when_the_run_never_leaves_warmup():
+    from slowthink.training.optim import warmup_warning
+
+    config = OptimConfig(lr=0.1, warmup_steps=20, schedule="cosine")
+    message = warmup_warning(config, total_steps=10)
+    assert message is not None and "10" in message and "20" in message and "\n" not in message
+    assert warmup_warning(config, total_steps=20) is not None  # at the boundary too: the cosine never starts
+    assert warmup_warning(config, total_steps=21) is None
+    assert warmup_warning(OptimConfig(warmup_steps=0), total_steps=1) is None

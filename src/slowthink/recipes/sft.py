@@ -9,6 +9,7 @@ The demo uses it as the cold start before RL (paper sections 4.1 and 4.4).
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +27,7 @@ from slowthink.training import checkpoint as ckpt
 from slowthink.training.batch import build_sequence_batch, split_batch
 from slowthink.training.distributed import DistInfo, DistributedConfig, all_reduce_sum, barrier, checkpoint_states, init_distributed, wrap_model
 from slowthink.training.logprobs import forward_logprobs
-from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler
+from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler, warmup_warning
 from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.tracking import StepProgress, TrackingConfig, build_tracker
 
@@ -130,6 +131,8 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
         raise ConfigError(f"train.batch_size ({config.train.batch_size}) must divide evenly over {info.world_size} ranks")
     optimizer = build_optimizer(model, config.optim)
     scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps)
+    if info.is_main and (warning := warmup_warning(config.optim, config.train.steps)):
+        print(f"[sft] {warning}", file=sys.stderr, flush=True)
     sampler = PromptSampler(len(examples), seed=config.run.seed)
     start = 0
     if start_at.checkpoint is not None:

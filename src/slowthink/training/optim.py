@@ -44,5 +44,21 @@ def lr_factor(step: int, config: OptimConfig, total_steps: int) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def warmup_warning(config: OptimConfig, total_steps: int) -> str | None:
+    """One line when the run never leaves warm-up (``total_steps <= warmup_steps``), else None.
+
+    The learning rate then only climbs: it reaches ``lr`` at best on the last step, and the
+    cosine decay never starts, which nothing else in the log would show.
+    """
+    if config.warmup_steps <= 0 or total_steps > config.warmup_steps:
+        return None
+    peak = lr_factor(total_steps - 1, config, total_steps)
+    return (
+        f"WARNING: train.steps={total_steps} <= optim.warmup_steps={config.warmup_steps}: the whole run is linear "
+        f"warm-up (the learning rate reaches {peak:.0%} of optim.lr on its last step and the {config.schedule} "
+        "schedule never starts); lower optim.warmup_steps or raise train.steps"
+    )
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config, total_steps))
