@@ -204,6 +204,7 @@ class ToolLoop:
                      for i, c in enumerate(first)]
         segments: list[Completion] = first
         active = responses
+        position = {id(r): i for i, r in enumerate(responses)}  # a response's completion index
         for round_index in itertools.count(1):
             for response, segment in zip(active, segments):
                 self._absorb(response, segment, params.stop)
@@ -214,7 +215,7 @@ class ToolLoop:
             seed = None if params.seed is None else params.seed + round_index
             # Per-completion seeds (eval) follow each response into its later rounds.
             seeds = None if params.seeds is None else tuple(
-                params.seeds[responses.index(r)] + round_index for r in active)
+                params.seeds[position[id(r)]] + round_index for r in active)
             call = replace(params, n=1, stop=stops, seed=seed, seeds=seeds,
                            max_new_tokens=max(r.remaining for r in active))
             segments = self.generator.generate([r.prompt_ids + r.token_ids for r in active], call)
