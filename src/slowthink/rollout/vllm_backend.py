@@ -64,8 +64,9 @@ class VLLMEngineConfig(StrictConfig):
     tensor_parallel_size: int = Field(1, ge=1)
     # GPU only: release the engine's memory while the trainer updates (vLLM sleep mode).
     sleep_mode: bool = True
-    # Skip CUDA graphs / torch.compile: faster start, slower decoding (tests use it on CPU).
-    enforce_eager: bool = False
+    # Skip CUDA graphs / torch.compile: faster start, slower decoding. None: eager on CPU
+    # (compiling takes longer there than the tiny runs it would speed up), compiled on GPU.
+    enforce_eager: bool | None = None
     # Longest prompt + response the engine accepts; None: the model's max_position_embeddings.
     max_model_len: int | None = Field(None, ge=1)
     enable_prefix_caching: bool = True
@@ -183,7 +184,7 @@ class VLLMGenerator:
         self.llm = vllm.LLM(
             model=resolve_model_path(model), dtype=dtype, seed=seed, max_model_len=engine.max_model_len,
             tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
-            enforce_eager=engine.enforce_eager, enable_prefix_caching=engine.enable_prefix_caching,
+            enforce_eager=_on_cpu() if engine.enforce_eager is None else engine.enforce_eager, enable_prefix_caching=engine.enable_prefix_caching,
             enable_sleep_mode=self.sleeps, logprobs_mode="processed_logprobs", **kwargs,
         )
         self.asleep: set[str] = set()
