@@ -134,3 +134,31 @@ def test_resumed_tiny_eval_draws_what_an_uninterrupted_one_draws(tmp_path, one_t
     assert len(samples("whole")) == 18
     assert samples("cut") == samples("whole")
     assert len({response for _, _, response in samples("whole")}) > 3  # really sampled
+
+
+@pytest.mark.slow
+def test_eval_cli_another_file_of_the_same_name_and_a_corrected_answer(tmp_path, one_thread):
+    """The issue's two cases end to end: same --out, a different sums.jsonl, then a fix."""
+    task = ArithmeticTask(num_operands=2, digits=1)
+    first, second = tmp_path / "a" / "sums.jsonl", tmp_path / "b" / "sums.jsonl"
+    write_problems(first, task.problems(2, seed=1, heldout=True))
+    other = [Problem(p.id, p.problem.replace("+", "+1"), p.answer) for p in task.problems(2, seed=1, heldout=True)]
+    write_problems(second, other)
+    out = tmp_path / "eval"
+    common = ["eval", "--max-tokens", "3", "--checker", "exact", "--out", str(out)]
+    runner = CliRunner()
+    assert runner.invoke(app, [*common, "--data", str(first)], catch_exceptions=False).exit_code == 0
+    result = runner.invoke(app, [*common, "--data", str(second)], catch_exceptions=False)
+    assert result.exit_code == 0 and "2 to generate" in result.output
+    # The gold of the first problem is corrected to what the model answered: re-checked, not redrawn.
+    rows = lines(out / "sums" / "samples.jsonl")
+    mine = [r for r in rows if r["prompt"].count("+1")]
+    assert len(mine) == 2
+    answered = mine[0]["extracted"] or "0"
+    write_problems(second, [Problem(other[0].id, other[0].problem, answered), other[1]])
+    result = runner.invoke(app, [*common, "--data", str(second)], catch_exceptions=False)
+    assert result.exit_code == 0 and "0 to generate" in result.output
+    fixed = [r for r in lines(out / "sums" / "samples.jsonl") if r["key"] == mine[0]["key"]]
+    assert len(fixed) == 1 and fixed[0]["gold"] == answered and fixed[0]["response"] == mine[0]["response"]
+    summary = json.loads((out / "sums" / "summary.json").read_text())
+    assert summary["problems"] == 2
