@@ -73,11 +73,11 @@ app.command("distill-tir")(guarded(distill_tir_cli))
 
 from slowthink.study.cli import study_cli  # noqa: E402  (recipes load when the grid runs)
 
-app.command("study")(study_cli)
+app.command("study")(guarded(study_cli))
 
 from slowthink.curate.cli import curate_cli  # noqa: E402  (datasketch and math-verify load when run)
 
-app.command("curate")(curate_cli)
+app.command("curate")(guarded(curate_cli))
 
 
 def main() -> None:
