@@ -18,8 +18,8 @@ another file with the same name, and verdicts against a since-corrected answer):
   problem whose id changed keeps its samples, relabelled.
 - **Every sample has its own seed**, derived from the run seed, the key and the sample
   index (``SamplingParams.seeds``), so a sample does not depend on which other problems
-  share its batch: a resumed eval draws exactly what an uninterrupted one draws (with the
-  hf backend; the openai backend seeds each prompt's request, vLLM each call).
+  share its batch: a resumed eval draws exactly what an uninterrupted one draws (hf and
+  vllm backends; the openai backend seeds each prompt's request).
 
 With tools (``slowthink eval --tools python``) each row also holds ``tool_calls`` (how
 many code blocks the response wrote) and ``tool_statuses`` (one sandbox status per block,

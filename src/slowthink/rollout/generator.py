@@ -26,7 +26,7 @@ class SamplingParams:
     n: int = 1
     seed: int | None = None
     # One seed per completion (prompt-major, len(prompts) * n), or None. When given, an
-    # engine that supports it (HFGenerator; OpenAIGenerator per prompt) draws each completion
+    # engine that supports it (HFGenerator, VLLMGenerator; OpenAIGenerator per prompt) draws each completion
     # from its own random stream, so a completion does not depend on what else is in the
     # batch: eval's resume draws what an uninterrupted run draws. Others use ``seed``.
     seeds: tuple[int, ...] | None = None
