@@ -167,3 +167,30 @@ def test_the_scenarios_drop_what_they_say():
         keep = keep_mask(outcomes, settings)
         kept[name] = (int(keep[:2].sum()), int(keep[2:].sum()))  # rows kept on rank 0, rank 1
     assert kept == {"one_rank_all_dropped": (8, 0), "uneven_kept": (8, 4), "question_selection": (4, 4), "overlength_masking": (3, 2)}
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_with_uneven_filtering_complete(tmp_path):
+    # The recipe end to end: overlength masking at a 4-token limit and uniform groups dropped
+    # leave the ranks different numbers of rows; micro-batches of 1 made their backward
+    # passes (DDP all-reduces) differ in number, so before, the ranks hung.
+    import subprocess
+
+    from rl_helpers import TINY_RL
+
+    from slowthink.tracking import read_metrics
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [
+        str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "slowthink.cli", "rl",
+        f"run.output_dir={tmp_path / 'run'}", *TINY_RL, "train.steps=2", "algorithm.drop_uniform_groups=true",
+        "algorithm.overlength_masking=true", "rollout.max_length_schedule=[[0,4]]", "update.micro_batch_size=1", "update.prompts_per_update=2",
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail("torchrun RL with uneven filtering did not finish in 240 s: the ranks hang")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["optimizer_steps"] == min(2, round(r["kept_fraction"] * 16)) for r in rows), rows

@@ -32,7 +32,7 @@ from slowthink.recipes.rl_config import RLConfig, check_world_size
 from slowthink.rewards.reward import RewardModel
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.training import checkpoint as ckpt
-from slowthink.training.distributed import DistInfo, all_gather_objects, barrier, init_distributed, unwrap, wrap_model
+from slowthink.training.distributed import DistInfo, all_gather_objects, barrier, init_distributed, is_sharded, unwrap, wrap_model
 from slowthink.training.experience import RowOutcomes, SelectionSettings, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.optim import build_optimizer, build_scheduler
@@ -282,8 +282,12 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
         kl_PG=kl_B.view(shape),
     )
     # Every rank sees every rank's rows, so selection and advantage statistics are global.
+    recompute = config.algorithm.old_logprobs == "recompute" and not config.fully_on_policy
+    if recompute and is_sharded(trainer):
+        # A sharded forward is collective: every rank recomputes all its rows (equal shares).
+        sequences = sequences.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro))
     batch, row_ranks, metrics = select_training_rows(sequences, gather_outcomes(local, info), settings, reward_kl_coef, info)
-    if config.algorithm.old_logprobs == "recompute" and not config.fully_on_policy and len(batch):
+    if recompute and not is_sharded(trainer) and len(batch):
         batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
     return batch, row_ranks, metrics
 
