@@ -276,6 +276,11 @@ def test_numbers_booleans_unions_and_containers_by_type():
         load_config(Typed, None, ["count=off"])
 
 
+def test_a_mapping_override_keeps_words_as_text():
+    config = load_config(RLConfig, None, ["kl={mode: off, coef: 0.0}", "run={progress: no}"])
+    assert config.kl.mode == "off" and config.run.progress is False
+
+
 def test_yaml_file_reads_off_as_text_for_a_literal_field(tmp_path):
     path = write(tmp_path, "kl:\n  mode: off\nrun:\n  progress: no\n")
     config = load_config(RLConfig, path)

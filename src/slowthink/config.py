@@ -8,15 +8,14 @@ names the dotted key and, for unknown keys, the allowed ones.
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from slowthink.overrides import OverrideText, resolve_overrides
-
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from slowthink.overrides import OverrideText, load_yaml12, resolve_overrides
 
 T = TypeVar("T", bound="StrictConfig")
 
@@ -116,19 +115,6 @@ def resolve_config_path(path: str | Path) -> Path:
     return shipped if shipped.is_file() else path
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """YAML with only true/false as booleans (YAML 1.2): ``mode: off`` in a file is the text "off"."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or a non-mapping is a ``ConfigError`` naming the file."""
     path = resolve_config_path(path)
@@ -136,7 +122,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         # A bool field still takes yes/no/on/off: pydantic reads those words as booleans.
-        data = yaml.load(path.read_text(), Loader=_Yaml12Loader) or {}
+        data = load_yaml12(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

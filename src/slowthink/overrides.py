@@ -8,11 +8,13 @@ known:
 - a text field (``str``, a ``Literal`` of strings, a path) gets the text as typed;
 - an ``Optional`` field gets None for ``null`` (or ``~``), else its inner type's reading;
 - a number field a number (``1e-3`` too, which YAML 1.1 leaves as text);
-- a bool field, a list, a mapping, anything else: the text parsed as YAML.
+- a bool field, a list, a mapping, anything else: the text parsed as YAML, where only
+  true/false are booleans (so ``kl={mode: off, coef: 0}`` keeps "off" too).
 """
 
 from __future__ import annotations
 
+import re
 import types
 from pathlib import PurePath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -21,6 +23,27 @@ import yaml
 from pydantic import BaseModel
 
 _NULL_WORDS = ("null", "Null", "NULL", "~")
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with only true/false as booleans (YAML 1.2), not YAML 1.1's yes/no/on/off."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml12(text: str) -> Any:
+    """Config YAML (files, and override lists and mappings): ``mode: off`` is the text "off".
+
+    A bool field still takes yes/no/on/off, since pydantic reads those words as booleans.
+    """
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 class OverrideText(str):
@@ -98,7 +121,7 @@ def _yaml(text: str) -> Any:
     if text == "":
         return ""
     try:
-        return yaml.safe_load(text)
+        return load_yaml12(text)
     except yaml.YAMLError:
         return text  # pydantic will name the key and show the text
 

@@ -26,7 +26,7 @@ import typer
 from pydantic import model_validator
 from rich.console import Console
 
-from slowthink.config import ConfigError, StrictConfig
+from slowthink.config import StrictConfig
 from slowthink.data.problems import DataError, Problem, load_problems
 from slowthink.eval.runner import check_unique_ids
 from slowthink.prompts import TEMPLATE_NAMES, encode_prompt
