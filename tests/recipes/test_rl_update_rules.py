@@ -85,3 +85,14 @@ def test_optimizer_steps_and_schedule_follow_the_config_when_rows_are_dropped(tm
     scheduler = ckpt.load_trainer_state(ckpt.latest_checkpoint(run_dir))["scheduler"]
     assert scheduler["last_epoch"] == 4  # the planned horizon, skipped mini-batches included
     assert scheduler["_last_lr"][0] == pytest.approx(1e-4)  # cosine ended at 0.1 x optim.lr
+
+
+def test_a_step_without_an_update_logs_null_not_zero(tmp_path):
+    # A random tiny model is never right: with the correctness reward alone every group is
+    # uniform and dropped, so nothing trains. Its entropy, KL and gradient norm are unknown
+    # (null), not 0.0, which drew false dips in the report.
+    config = tiny_rl_config(tmp_path / "run", "train.steps=1", "algorithm.drop_uniform_groups=true", "reward.weights={correctness: 1.0}")
+    row = read_metrics(run_rl(config) / "metrics.jsonl")[-1]
+    assert row["kept_fraction"] == 0.0 and row["optimizer_steps"] == 0
+    assert row["entropy"] is None and row["kl"] is None and row["grad_norm"] is None
+    assert row["reward"] == 0.0  # the rollout metrics are still there
