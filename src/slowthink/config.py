@@ -109,9 +109,15 @@ def resolve_config_path(path: str | Path) -> Path:
     README's commands still work from any directory. A file that exists always wins.
     """
     path = Path(path)
-    if path.is_file() or path.is_absolute() or str(path.parent) not in (".", "configs"):
+    if path.is_file() or path.is_absolute():
         return path
-    shipped = shipped_config_dir() / path.name
+    parts = path.parts
+    if len(parts) > 1 and parts[0] == "configs":
+        shipped = shipped_config_dir().joinpath(*parts[1:])  # configs/study/table1_tiny.yaml too
+    elif len(parts) == 1:
+        shipped = shipped_config_dir() / path
+    else:
+        return path
     return shipped if shipped.is_file() else path
 
 
