@@ -44,10 +44,22 @@ def parse_sft_row(row: Any, where: str) -> tuple[str | list[dict[str, str]], str
 
 
 def load_sft_rows(path: str | Path) -> list[tuple[str | list[dict[str, str]], str]]:
-    rows = [parse_sft_row(row, f"{path}:{lineno}") for lineno, row in iter_jsonl(path)]
-    if not rows:
+    return [(prompt, response) for prompt, response, _ in load_sft_records(path)]
+
+
+def load_sft_records(path: str | Path) -> list[tuple[str | list[dict[str, str]], str, str | None]]:
+    """(prompt or messages, response, gold answer or None): a row's optional ``answer``
+    field lets the long-CoT filter check the trace (data/long_cot.py)."""
+    records = []
+    for lineno, row in iter_jsonl(path):
+        prompt, response = parse_sft_row(row, f"{path}:{lineno}")
+        answer = row.get("answer")
+        if answer is not None and not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
+            raise DataError(f"{path}:{lineno}: 'answer' must be a string or a number")
+        records.append((prompt, response, None if answer is None else str(answer)))
+    if not records:
         raise DataError(f"{path}: no SFT rows in file")
-    return rows
+    return records
 
 
 def response_mask(tokenizer: Any, response: str, mask_tool_outputs: bool) -> tuple[list[int], list[int]]:

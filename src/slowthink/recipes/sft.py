@@ -18,16 +18,20 @@ from pydantic import model_validator
 
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.sampler import PromptSampler
-from slowthink.data.sft import SFTExample, encode_sft_example, load_sft_rows
+from slowthink.data.long_cot import DataStats, answer_token_index, fit_to_length, incorrect_traces, trace_rejection
+from slowthink.data.problems import DataError
+from slowthink.data.sft import SFTExample, encode_sft_example, load_sft_records
 from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
 from slowthink.prompts import TEMPLATE_NAMES
 from slowthink.recipes.common_config import ModelConfig, RunConfig, TinyTaskConfig
 from slowthink.tiny import ArithmeticTask
 from slowthink.training import checkpoint as ckpt
+from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.training.batch import build_sequence_batch, split_batch
 from slowthink.training.distributed import DistInfo, DistributedConfig, all_reduce_sum, barrier, checkpoint_states, init_distributed, wrap_model
 from slowthink.training.logprobs import forward_logprobs
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler, warmup_warning
+from slowthink.training.packing import pack_examples
 from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.tracking import StepProgress, TrackingConfig, build_tracker
 
@@ -43,9 +47,23 @@ class SFTDataConfig(StrictConfig):
     tiny_all_think: bool = False
     # Zero the loss on ```output blocks (tool results); the paper kept them in the loss.
     mask_tool_outputs: bool = False
+    # Long-CoT cold start (section 4.1, data/long_cot.py): keep responses of this many tokens ...
+    min_response_tokens: int = 0
+    max_response_tokens: int | None = None
+    # ... whose final answer the checker accepts against the row's "answer" ("none": no check).
+    check_answers: Literal["none", "exact", "math"] = "none"
+    # Max tokens of prompt + response. A longer example is dropped, or kept up to the limit
+    # with the loss zeroed from its answer on ("mask"); never trained cut off. Both counted.
+    max_length: int | None = None
+    truncation: Literal["drop", "mask"] = "drop"
+    # Pack examples into rows of max_length tokens (block-diagonal attention, per-example
+    # positions): the same loss as unpacked, without the padding (training/packing.py).
+    packing: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "SFTDataConfig":
+        if self.packing and not self.max_length:
+            raise ValueError("data.packing=true needs data.max_length (the packed row length)")
         if self.template not in TEMPLATE_NAMES:
             raise ValueError(f"template '{self.template}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
         if self.source == "jsonl" and not self.train_file:
@@ -84,31 +102,83 @@ class SFTConfig(StrictConfig):
     tracking: TrackingConfig = TrackingConfig()
 
 
-def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> list[SFTExample]:
+def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFTExample], DataStats]:
+    """Encoded examples after the long-CoT filter and the max-length policy, with their counts."""
     if config.source == "tiny":
         task = ArithmeticTask(**config.tiny.model_dump())
-        rows = [(r["prompt"], r["response"]) for r in task.sft_rows(config.tiny_size, seed, all_think=config.tiny_all_think)]
+        rows = [(r["prompt"], r["response"], r["answer"]) for r in task.sft_rows(config.tiny_size, seed, all_think=config.tiny_all_think)]
     else:
-        rows = load_sft_rows(config.train_file)
-    return [encode_sft_example(tokenizer, prompt, response, config.template, config.mask_tool_outputs) for prompt, response in rows]
+        rows = load_sft_records(config.train_file)
+    stats = DataStats(rows=len(rows))
+    wrong = [False] * len(rows)
+    if config.check_answers != "none":
+        checker = build_checker(config.check_answers)
+        try:
+            wrong = incorrect_traces(checker, [a for _, _, a in rows], [r for _, r, _ in rows])
+        finally:
+            checker.close()
+    examples = []
+    for (prompt, response, _), is_wrong in zip(rows, wrong):
+        example = encode_sft_example(tokenizer, prompt, response, config.template, config.mask_tool_outputs)
+        reason = "incorrect" if is_wrong else trace_rejection(len(example.response_ids) - 1, config.min_response_tokens, config.max_response_tokens)
+        if reason is None and config.max_length is not None:
+            fitted = fit_to_length(example, config.max_length, config.truncation, answer_token_index(tokenizer, response))
+            reason = "truncated" if fitted is None else None
+            stats.truncated_masked += fitted is not None and fitted is not example
+            example = fitted
+        if reason is not None:
+            stats.drop(reason)
+            continue
+        examples.append(example)
+    stats.kept = len(examples)
+    if not examples:
+        raise DataError(f"no SFT example left after the filters: {stats.metrics()}")
+    return examples, stats
 
 
-def sft_step(model, optimizer, scheduler, examples: list[SFTExample], micro_batch_size: int, grad_clip: float, pad_id: int, info: DistInfo) -> dict[str, float]:
-    """One optimizer step: token-mean negative log-likelihood over all ranks' response tokens."""
-    batch = build_sequence_batch([e.prompt_ids for e in examples], [e.response_ids for e in examples], [e.loss_mask for e in examples], pad_id)
-    num_tokens = all_reduce_sum(float(batch.num_tokens), info)
+def build_checker(kind: str):
+    if kind == "exact":
+        return ExactMatchChecker()
+    from slowthink.rewards.math_checker import MathChecker
+
+    return MathChecker()
+
+
+def sft_step(
+    model, optimizer, scheduler, examples: list[SFTExample], micro_batch_size: int, grad_clip: float, pad_id: int, info: DistInfo, pack_length: int = 0,
+) -> dict[str, float]:
+    """One optimizer step: token-mean negative log-likelihood over all ranks' response tokens.
+
+    With ``pack_length`` the examples are packed into rows (micro-batches count rows).
+    """
+    num_tokens = all_reduce_sum(float(sum(sum(e.loss_mask) for e in examples)), info)
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for micro in split_batch(batch, micro_batch_size):
-        micro = micro.trimmed()
-        logprobs_BT, _ = forward_logprobs(model, micro.input_ids_BL, micro.attention_mask_BL)
-        loss = -(logprobs_BT * micro.loss_mask_BT).sum() / num_tokens
+    for logprobs_BT, loss_mask_BT in micro_batch_logprobs(model, examples, micro_batch_size, pad_id, pack_length):
+        loss = -(logprobs_BT * loss_mask_BT).sum() / num_tokens
         (loss * info.world_size).backward()
         total += float(loss.detach())
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
     optimizer.step()
     scheduler.step()
     return {"loss": all_reduce_sum(total, info), "grad_norm": float(norm), "lr": scheduler.get_last_lr()[0], "tokens": num_tokens}
+
+
+def micro_batch_logprobs(model, examples: list[SFTExample], micro_batch_size: int, pad_id: int, pack_length: int):
+    """(logprobs_BT, loss_mask_BT) per micro-batch, padded or packed."""
+    prompts, responses, masks = [e.prompt_ids for e in examples], [e.response_ids for e in examples], [e.loss_mask for e in examples]
+    if pack_length:
+        packed = pack_examples(prompts, responses, masks, pack_length, pad_id)
+        for start in range(0, len(packed), micro_batch_size):
+            micro = packed.select(slice(start, start + micro_batch_size)).trimmed()
+            mask = micro.attention_mask(next(model.parameters()).dtype).to(micro.input_ids_RL.device)
+            logprobs_RT, _ = forward_logprobs(model, micro.input_ids_RL, mask, position_ids_BL=micro.position_ids_RL)
+            yield logprobs_RT, micro.loss_mask_RT
+        return
+    for micro in split_batch(build_sequence_batch(prompts, responses, masks, pad_id), micro_batch_size):
+        micro = micro.trimmed()
+        logprobs_BT, _ = forward_logprobs(model, micro.input_ids_BL, micro.attention_mask_BL)
+        yield logprobs_BT, micro.loss_mask_BT
 
 
 def run_sft(config: SFTConfig, resume: bool = False) -> Path:
@@ -126,7 +196,9 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     torch.manual_seed(config.run.seed)
     model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
     set_memory_plan(model, config.model.memory_plan)  # chunked log-probs, checkpointing, autocast
-    examples = load_examples(config.data, tokenizer, config.run.seed)
+    examples, data_stats = load_examples(config.data, tokenizer, config.run.seed)
+    if info.is_main:
+        print(f"[sft] {data_stats.kept} of {data_stats.rows} examples kept; dropped {data_stats.dropped or 'none'}, answer-masked {data_stats.truncated_masked}", flush=True)
     if config.train.batch_size % info.world_size:
         raise ConfigError(f"train.batch_size ({config.train.batch_size}) must divide evenly over {info.world_size} ranks")
     optimizer = build_optimizer(model, config.optim)
@@ -145,7 +217,10 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     for step in range(start, config.train.steps):
         # Every rank draws the same indices and takes its own share.
         indices = sampler.take(config.train.batch_size)[info.rank * per_rank : (info.rank + 1) * per_rank]
-        metrics = sft_step(trainer, optimizer, scheduler, [examples[i] for i in indices], config.train.micro_batch_size, config.optim.grad_clip, tokenizer.pad_token_id, info)
+        pack_length = config.data.max_length if config.data.packing else 0
+        metrics = sft_step(trainer, optimizer, scheduler, [examples[i] for i in indices], config.train.micro_batch_size, config.optim.grad_clip, tokenizer.pad_token_id, info, pack_length)
+        if step == 0:
+            metrics.update(data_stats.metrics())  # the data filter's counts, once, in the first row
         if info.is_main:
             tracker.log(metrics, step + 1)
             progress.update(step + 1, metrics)

@@ -28,21 +28,23 @@ from slowthink.modeling import MemoryPlan, memory_plan
 
 def forward_logprobs(
     model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
-    plan: MemoryPlan | None = None,
+    plan: MemoryPlan | None = None, position_ids_BL: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logprobs_BT, entropy_BT or None) of each next token under softmax(logits / temperature).
 
     The rollout temperature is applied here too, so that a fully on-policy step sees the
     same distribution the sampler drew from (importance ratio exactly 1). ``plan``
-    defaults to the model's own (``slowthink.modeling.set_memory_plan``).
+    defaults to the model's own (``slowthink.modeling.set_memory_plan``). Packed SFT rows
+    pass a (B, 1, L, L) block-diagonal mask and per-sequence ``position_ids_BL``
+    (training/packing.py).
     """
     plan = plan or memory_plan(model)
     targets_BT = input_ids_BL[:, 1:]
     with _autocast(plan, input_ids_BL.device), _training_forward(model, plan):
         if plan.logprob_chunk_size <= 0:
-            logits_BLV = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL, use_cache=False).logits
+            logits_BLV = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL, position_ids=position_ids_BL, use_cache=False).logits
             return _token_logprobs(logits_BLV[:, :-1], targets_BT, temperature, with_entropy)
-        hidden_BLH, head = final_hidden_states(model, input_ids_BL, attention_mask_BL)
+        hidden_BLH, head = final_hidden_states(model, input_ids_BL, attention_mask_BL, position_ids_BL)
         return chunked_logprobs(hidden_BLH[:, :-1], head.weight, head.bias, targets_BT, temperature, plan.logprob_chunk_size, with_entropy)
 
 
@@ -56,7 +58,7 @@ def _token_logprobs(logits_BTV: torch.Tensor, targets_BT: torch.Tensor, temperat
     return logprobs_BT, entropy_BT
 
 
-def final_hidden_states(model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor) -> tuple[torch.Tensor, torch.nn.Module]:
+def final_hidden_states(model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, position_ids_BL: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.nn.Module]:
     """(hidden_BLH after the final norm, the LM head module), without computing any logits.
 
     The call goes through ``model`` itself, wrapper included, so DDP's gradient hooks and
@@ -73,7 +75,7 @@ def final_hidden_states(model: Any, input_ids_BL: torch.Tensor, attention_mask_B
     handle = decoder.register_forward_hook(keep)
     try:
         no_positions = torch.empty(0, dtype=torch.long, device=input_ids_BL.device)
-        model(input_ids=input_ids_BL, attention_mask=attention_mask_BL, use_cache=False, logits_to_keep=no_positions)
+        model(input_ids=input_ids_BL, attention_mask=attention_mask_BL, position_ids=position_ids_BL, use_cache=False, logits_to_keep=no_positions)
     finally:
         handle.remove()
     return captured[-1], head
