@@ -1,4 +1,4 @@
-"""The vLLM backend's pure mappings, tested without vLLM (the real engine: tests/vllm)."""
+"""The vLLM backend's pure mappings, tested without vLLM (the real engine: tests/with_vllm)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,21 @@ def test_full_weights_use_hugging_face_names_without_the_ddp_prefix():
     assert names == ["weight", "bias"]
 
 
-@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed (the real engine is tested in tests/vllm)")
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed (the real engine is tested in tests/with_vllm)")
 def test_missing_vllm_is_a_clear_error():
     with pytest.raises(BackendUnavailableError, match=r"make vllm-env"):
         VLLMGenerator("tiny")
+
+
+@pytest.mark.parametrize("overrides, dtype", [
+    ([], "float32"),
+    (["model.autocast=bfloat16"], "bfloat16"),  # fp32 master weights, bf16 compute: roll out in bf16
+    (["distributed.strategy=fsdp", "distributed.param_dtype=bfloat16"], "bfloat16"),
+    (["model.autocast=bfloat16", "rollout.vllm.dtype=float32"], "float32"),  # set explicitly
+])
+def test_the_engine_computes_in_the_trainers_dtype(overrides, dtype):
+    from slowthink.config import load_config
+    from slowthink.recipes.rl import rollout_dtype
+    from slowthink.recipes.rl_config import RLConfig
+
+    assert rollout_dtype(load_config(RLConfig, None, overrides)) == dtype

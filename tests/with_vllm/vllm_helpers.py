@@ -11,6 +11,9 @@ import pytest
 def require_vllm() -> None:
     """Skip the calling test module when vLLM cannot be imported, saying why.
 
+    (This folder is not named ``tests/vllm``: pytest puts ``tests/`` on sys.path, where a
+    ``vllm`` folder would import as an empty namespace package wherever vLLM is absent.)
+
     ``make test-vllm`` sets SLOWTHINK_VLLM_UNAVAILABLE when it could not build .venv-vllm,
     so the skip carries the install's own error rather than a bare ImportError.
     """
