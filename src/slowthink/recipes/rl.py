@@ -32,7 +32,7 @@ from slowthink.recipes.rl_config import RLConfig, check_world_size
 from slowthink.rewards.reward import RewardModel
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.training import checkpoint as ckpt
-from slowthink.training.distributed import DistInfo, all_gather_objects, barrier, init_distributed, is_sharded, unwrap, wrap_model
+from slowthink.training.distributed import DistInfo, all_gather_objects, barrier, checkpoint_states, full_weights, init_distributed, is_sharded, unwrap, wrap_model
 from slowthink.training.experience import RowOutcomes, SelectionSettings, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.optim import build_optimizer, build_scheduler
@@ -70,7 +70,10 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
             tokenizer=tokenizer, keep_weights_of=model if stale else None,
         )
     else:
-        engine_model = model if config.rollout.sync_weights_every == 1 else copy.deepcopy(model)
+        # FSDP: a full copy beside the shards (a sharded forward is collective, and ranks
+        # generate different numbers of tokens), synced by gathering after each update.
+        shared = config.rollout.sync_weights_every == 1 and config.distributed.strategy != "fsdp"
+        engine_model = model if shared else copy.deepcopy(model)
         engine = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size or 256)
     if config.rollout.tools == "none":
         return engine
@@ -167,7 +170,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     elif info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
-    trainer = wrap_model(model, info)
+    trainer = wrap_model(model, info, config.distributed, optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
 
     tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=state.step > 0, last_step=state.step) if info.is_main else None
     hacking = LengthHackingMonitor.for_run(run_dir, state.step, echo=info.is_main)  # sections 4.2.2, 5
@@ -218,7 +221,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
             generator_sync(generator, model)
         # 7. Periodic reference reset (section 4.3).
         if reference is not None and reference_reset_due(step + 1, config.kl.reference_reset_every):
-            reference.load_state_dict(model.state_dict())
+            reference.load_state_dict(full_weights(model))  # gathered from the shards under FSDP
             state.reference_reset_at = step + 1
 
         # 8. Metrics: rollout monitors, update statistics, schedule values, timings.
@@ -335,6 +338,11 @@ def rollout_tool_metrics(completions: list[Completion], correct: list[bool]) -> 
 
 
 def generator_sync(generator: Any, model: Any) -> None:
+    engine = engine_model(generator)
+    if engine is not None and is_sharded(model):
+        # Every rank gathers the shards (a collective) into its own full engine copy.
+        engine.load_state_dict(full_weights(model))
+        return
     generator.update_weights(model)
 
 
@@ -364,19 +372,21 @@ def log_metrics(tracker, step: int, metrics: dict[str, float]) -> None:
 
 
 def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimizer, scheduler, config: RLConfig, info: DistInfo) -> None:
+    # Full weights and optimizer state on rank 0; under FSDP every rank takes part in the gather.
+    weights, optimizer_state = checkpoint_states(model, optimizer, info)
     if not info.is_main:
         barrier(info)
         return
     trainer_state = {
         "step": state.step, "sampler": state.sampler, "reference_reset_at": state.reference_reset_at,
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": ckpt.rng_state(),
+        "optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": ckpt.rng_state(),
     }
     if reference is not None and state.reference_reset_at > 0:
         trainer_state["reference"] = reference.state_dict()
     engine = engine_model(generator)
     if engine is not None and engine is not model:
         trainer_state["generator"] = engine.state_dict()
-    ckpt.save_checkpoint(run_dir, state.step, model, tokenizer, trainer_state, keep_last=config.train.keep_checkpoints)
+    ckpt.save_checkpoint(run_dir, state.step, model, tokenizer, trainer_state, keep_last=config.train.keep_checkpoints, state_dict=weights)
     barrier(info)
 
 

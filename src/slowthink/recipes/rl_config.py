@@ -18,6 +18,7 @@ from slowthink.config import ConfigError, StrictConfig
 from slowthink.recipes.common_config import ProblemSourceConfig, RLModelConfig, RunConfig
 from slowthink.rewards.reward import RewardConfig
 from slowthink.rollout.vllm_backend import VLLMEngineConfig
+from slowthink.training.distributed import DistributedConfig
 from slowthink.training.optim import OptimConfig
 from slowthink.tracking import TrackingConfig
 
@@ -133,6 +134,8 @@ class RLConfig(StrictConfig):
     update: UpdateConfig = UpdateConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+    # DDP or FSDP2 over torchrun's ranks (training/distributed.py).
+    distributed: DistributedConfig = DistributedConfig()
 
     @model_validator(mode="after")
     def _check(self) -> "RLConfig":
