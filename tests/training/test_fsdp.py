@@ -185,3 +185,24 @@ def test_fsdp_rl_update_on_two_ranks_equals_one_process():
     assert sharded.keys() == expected.keys()  # full_weights keeps the tied LM head: load_state_dict wants it
     for key, value in expected.items():
         torch.testing.assert_close(sharded[key], value, **TOL, msg=key)
+
+
+@pytest.mark.slow
+def test_fsdp_rl_run_on_two_ranks_resumes_on_one_process(tmp_path):
+    """The RL recipe under FSDP: rollouts from a full engine copy synced by gathering, a
+    reference reset from the gathered weights, a checkpoint of full weights; then 1 process resumes it."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "recipes"))
+    from rl_helpers import TINY_RL, tiny_rl_config
+
+    from slowthink.recipes.rl import run_rl
+    from slowthink.tracking import read_metrics
+
+    run = tmp_path / "run"
+    options = ["distributed.strategy=fsdp", "kl.mode=fixed", "kl.reference_reset_every=1", "model.logprob_chunk_size=8"]
+    _torchrun(2, "rl", f"run.output_dir={run}", *TINY_RL, "train.steps=2", *options)
+    saved = _weights(run)
+    assert "lm_head.weight" not in saved and "model.embed_tokens.weight" in saved  # tied once, as save_pretrained writes
+    assert load_trainer_state(latest_checkpoint(run))["reference_reset_at"] == 2
+    run_rl(tiny_rl_config(run, "train.steps=3", *options), resume=True)
+    assert latest_checkpoint(run).name == "step_000003"
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3]
