@@ -134,3 +134,19 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     assert "sft run(s) already done" in result.output and "3 rl run(s) already done" in result.output
     assert marker.is_file()
     assert {job.name: (job.run_dir / "metrics.jsonl").read_text() for job in plan.runs.values()} == before
+
+
+@pytest.mark.slow
+def test_parallel_study_runs_subprocesses_with_divided_threads(tmp_path):
+    tiny = ["train.steps=1", "train.eval_every=0", "train.eval_max_problems=4", "train.save_every=1", "data.tiny_train_size=32",
+            "data.tiny_eval_size=4", "rollout.prompts_per_step=2", "rollout.rollouts_per_prompt=2", "rollout.max_length_schedule=[[0,8]]",
+            "model.path=tiny"]
+    grid = write_grid(tmp_path, seeds=[0], parallel=2, overrides=tiny, factors={"kl": {"arms": {"off": [], "fixed": ["kl.mode=fixed"]}}})
+    result = CliRunner().invoke(app, ["study", str(grid)])
+    assert result.exit_code == 0, result.output
+    plan = build_plan(*load_study(grid))
+    for job in plan.runs.values():
+        assert (job.run_dir / DONE).is_file()
+        config = yaml.safe_load((job.run_dir / "config.yaml").read_text())
+        assert config["run"]["torch_threads"] >= 1 and config["run"]["progress"] is False
+        assert "run written to" in job.run_dir.with_suffix(".log").read_text()
