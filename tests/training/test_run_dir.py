@@ -121,3 +121,11 @@ def test_a_run_that_stopped_before_its_first_step_can_simply_be_retried(tmp_path
         run_sft(_config(run_dir, "model.path=/nonexistent/model"))
     assert (run_dir / "config.yaml").is_file()  # written, but nothing was trained
     assert latest_checkpoint(run_sft(_config(run_dir))).name == "step_000002"
+
+
+def test_a_garbled_saved_config_is_named(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("run: [unclosed\n")
+    with pytest.raises(ConfigError, match=f"{run_dir / 'config.yaml'} cannot be read"):
+        run_sft(_config(run_dir), resume=True)

@@ -89,7 +89,7 @@ def _prepare(run_dir: Path, config: BaseModel, resume: bool) -> Path | None:
     if resume:
         saved = run_dir / "config.yaml"
         if saved.is_file():
-            check_resumable(yaml.safe_load(saved.read_text()) or {}, config.model_dump(mode="json"), saved)
+            check_resumable(read_saved_config(saved), config.model_dump(mode="json"), saved)
         checkpoint = resume_checkpoint(run_dir)
         if checkpoint is None:
             print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting fresh from step 0", file=sys.stderr, flush=True)
@@ -147,6 +147,16 @@ def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tupl
         if old_value != new_value and not any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUMABLE_KEYS):
             changes[key] = (old_value, new_value)
     return changes
+
+
+def read_saved_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} cannot be read ({exc}); fix or remove it to resume") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a config (a mapping of sections); fix or remove it to resume")
+    return data
 
 
 def check_resumable(saved: dict[str, Any], new: dict[str, Any], saved_path: Path) -> None:
