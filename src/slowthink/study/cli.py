@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -45,7 +44,7 @@ def study_cli(
             outcome = run_study(study, plan)
         except LockedError as exc:
             fail(str(exc))
-    command = "slowthink study " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else f"slowthink study {grid}"
+    command = " ".join(shlex.quote(str(a)) for a in ["slowthink", "study", grid, *(overrides or [])])
     target = report_dir or Path(study.report_dir or Path(study.output_dir) / "report")
     md, html = write_study_report(study, plan, outcome, target, command=command, wall_s=None if report_only else time.perf_counter() - started)
     print(f"report: {md} and {html}")
