@@ -16,12 +16,40 @@ class ModelLoadError(ValueError):
     """A model that cannot be loaded; the message names the path or name."""
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _thread_variable(name: str) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return 0
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        from slowthink.config import ConfigError  # exit 2 at the CLI, not a traceback
+
+        raise ConfigError(f"${name} must be a whole number of threads, got {value!r}") from None
+
+
 def set_torch_threads(threads: int | None = None) -> int:
-    """Size torch's intra-op threads (default: $SLOWTHINK_TORCH_THREADS, else all cores, at most 8)."""
+    """Size torch's intra-op threads for this process and return the number.
+
+    ``threads`` when given, else $SLOWTHINK_TORCH_THREADS, else $OMP_NUM_THREADS (torchrun and
+    users set it per process), else the cores shared out among the ranks on this machine
+    ($LOCAL_WORLD_SIZE, set by torchrun), at most 8 and at least 1. Without the division two
+    torchrun ranks each took every core and spun against each other (issue 7 item 16).
+    """
     import torch
 
     if threads is None:
-        threads = int(os.environ.get("SLOWTHINK_TORCH_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+        threads = _thread_variable("SLOWTHINK_TORCH_THREADS") or _thread_variable("OMP_NUM_THREADS")
+    if not threads:
+        local_ranks = max(_thread_variable("LOCAL_WORLD_SIZE"), 1)
+        threads = max(min(available_cores(), 8) // local_ranks, 1)
     torch.set_num_threads(threads)
     return threads
 

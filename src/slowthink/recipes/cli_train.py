@@ -8,6 +8,7 @@ exact command that resumes, then exits 130.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -78,7 +79,8 @@ def train(config_class, run, config: Path | None, overrides: list[str] | None, r
         if not is_no_space(exc):
             raise
         fail(no_space_message(exc.filename or run_dir or "the output directory"))
-    print(f"run written to {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # once under torchrun, not once per rank
+        print(f"run written to {run_dir}")
 
 
 def rl_cli(
