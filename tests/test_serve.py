@@ -196,6 +196,22 @@ def test_bad_requests_are_400_with_a_message_naming_the_field(server, case):
     assert field in reply.json()["error"]["message"]
 
 
+def test_chat_without_max_tokens_gets_the_context_that_remains_in_process(local):
+    """Issue 8 item 11 (fast): with a 40-token context the completion gets what the prompt leaves."""
+    from fastapi.testclient import TestClient
+
+    hf, tokenizer = local
+    with TestClient(create_app(hf, tokenizer, "tiny", context_length=40)) as client:
+        reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "12+34="}],
+                                                            "temperature": 0})
+    assert reply.status_code == 200, reply.text
+    usage = reply.json()["usage"]
+    assert usage["total_tokens"] <= 40
+    if reply.json()["choices"][0]["finish_reason"] == "length":
+        assert usage["total_tokens"] == 40
+
+
+@pytest.mark.slow
 def test_chat_without_max_tokens_gets_the_context_that_remains(server):
     """Issue 8 item 11: the default was a fixed 1024 tokens, past the tiny model's context."""
     reply = httpx.post(f"{server}/chat/completions", timeout=120, json={
@@ -277,6 +293,9 @@ def test_abandoned_requests_are_cancelled_and_a_small_request_stays_fast(server)
     for _ in range(3):
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{server}/completions", json=abandoned, timeout=httpx.Timeout(0.5, connect=5))
+    oversized = httpx.post(f"{server}/completions", timeout=60,
+                           json={"model": "tiny", "prompt": ["1+1="] * 512, "n": 128, "max_tokens": 16})
+    assert oversized.status_code == 400 and "limit of 256 sequences" in oversized.json()["error"]["message"]
     started = time.monotonic()
     reply = httpx.post(f"{server}/completions", json=SMALL, timeout=60)
     latency = time.monotonic() - started

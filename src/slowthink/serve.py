@@ -31,7 +31,6 @@ import typer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from slowthink.rollout.generator import Completion, SamplingParams
-from slowthink.serve_scheduler import Scheduler
 
 
 class RequestError(ValueError):
@@ -129,6 +128,9 @@ class ServerState:
     def __init__(self, generator: Any, tokenizer: Any, model_name: str, context_length: int | None,
                  default_max_tokens: int | None, max_sequences: int, max_tokens_limit: int,
                  chunk_tokens: int = 8):
+        # Imported here: the scheduler needs torch, and ``slowthink --help`` must not.
+        from slowthink.serve_scheduler import Scheduler
+
         self.scheduler = Scheduler(generator, batch_size=getattr(generator, "batch_size", 64),
                                    chunk_tokens=chunk_tokens)
         self.tokenizer = tokenizer
