@@ -33,6 +33,10 @@ class SequenceBatch:
     def with_(self, **changes) -> "SequenceBatch":
         return replace(self, **changes)
 
+    def to(self, device: torch.device | str) -> "SequenceBatch":
+        """Every tensor on ``device`` (batches are built on the CPU; a GPU model trains on its own)."""
+        return SequenceBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
     def trimmed(self) -> "SequenceBatch":
         """Drop trailing columns that are padding in every row (micro-batches of short sequences)."""
         length = max(int(self.attention_mask_BL.sum(-1).max()), 2)

@@ -46,6 +46,7 @@ class LossSettings:
 
 def micro_batch_loss(model: Any, micro: SequenceBatch, settings: LossSettings, num_sequences: int, num_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
     """The micro-batch's share of the mini-batch loss, and its (token-summed) statistics."""
+    micro = micro.to(next(model.parameters()).device)
     logprobs_BT, entropy_BT = forward_logprobs(model, micro.input_ids_BL, micro.attention_mask_BL, settings.temperature, with_entropy=True)
     old_BT = logprobs_BT.detach() if settings.old_is_current else micro.old_logprobs_BT
     mask_BT = micro.loss_mask_BT
