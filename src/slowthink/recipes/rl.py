@@ -1,8 +1,8 @@
 """The RL recipe (``slowthink rl``): RL with verifiable rewards, read top to bottom.
 
     for step:
-        sample prompts -> roll out n per prompt -> reward -> (KL in reward) -> advantages
-        -> select / mask -> old & reference log-probs -> policy update -> sync weights
+        sample prompts -> roll out n per prompt -> reward -> reference log-probs
+        -> select / mask -> advantages (- KL penalty) -> old log-probs -> policy update -> sync weights
         -> reference reset -> evaluate -> log -> checkpoint
 
 Every factor of the paper's Table 1 and sections 3-4 is a field of ``RLConfig``.
@@ -201,7 +201,8 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
             golds = [prompts.problems[c.prompt_index].answer for c in completions]
             scored = reward_model.score(golds, texts, lengths, max_length)
 
-        # 4. Reference log-probs, KL in the reward, advantages, selection and masking.
+        # 4. Reference log-probs; selection and advantages (minus the KL-in-reward penalty)
+        #    over every rank's gathered outcomes, so all ranks agree on them.
         with timer("prepare"):
             batch, row_ranks, step_metrics = prepare_batch(trainer, reference, prompts, completions, scored, config, settings, kl_coef, tokenizer.pad_token_id, info)
 
