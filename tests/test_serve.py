@@ -151,6 +151,28 @@ def test_eval_over_openai_backend_matches_hf_backend(server, tmp_path, monkeypat
     assert json.loads((tmp_path / "remote" / "run.json").read_text())["backend"] == "openai"
 
 
+@pytest.mark.slow
+def test_sampled_eval_over_the_server_is_the_same_twice(server, tmp_path, monkeypatch):
+    """Issue 8 item 8: two identical sampled evals over ``slowthink serve`` differed in 8 of 16
+    samples, because concurrent requests shared one random stream."""
+    monkeypatch.setenv("SLOWTHINK_TORCH_THREADS", "1")
+    data = tmp_path / "sums.jsonl"
+    write_problems(data, ArithmeticTask(num_operands=2, digits=2).problems(4, seed=1, heldout=True))
+    runner = CliRunner()
+
+    def responses(out: str) -> list[tuple]:
+        result = runner.invoke(app, ["eval", "--data", str(data), "--max-tokens", "12", "--checker", "exact",
+                                     "--mode", "sampled", "--n", "4", "--temperature", "1.0", "--backend", "openai",
+                                     "--base-url", server, "--tokenizer", "tiny", "--concurrency", "4",
+                                     "--out", str(tmp_path / out)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in (tmp_path / out / "sums" / "samples.jsonl").read_text().splitlines()]
+        return sorted((r["problem_id"], r["response"]) for r in rows)
+
+    first, second = responses("first"), responses("second")
+    assert len(first) == 16 and first == second
+
+
 SMALL = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 4, "temperature": 0}
 
 
