@@ -4,10 +4,9 @@ A long chain of thought makes the logits the largest tensor of a step: B x T x V
 12 GB in float32 for one 20k-token response over Qwen2.5's 151,936-token vocabulary (the
 paper's STILL-3-1.5B trains at 20k-29k tokens, section 3.2). So the model is run only up
 to its final hidden states, and the LM head is applied ``chunk_size`` tokens at a time:
-each chunk's logits live only while its log-probs and entropy are taken, and under
-activation checkpointing the backward recomputes them chunk by chunk instead of keeping
-them. No B x T x V tensor exists at any point; the values and gradients equal the
-unchunked computation up to float rounding (tests/training/test_logprobs.py).
+each chunk's logits live only while its log-probs and entropy are taken. No B x T x V tensor exists at any point; the values and gradients equal the
+unchunked computation up to float rounding (tests/training/test_logprobs.py). The
+backward recomputes each chunk's logits from the hidden states instead of keeping them.
 
 How a model computes (chunk size, autocast, gradient checkpointing) is its
 ``MemoryPlan`` (slowthink.modeling), set once when the recipe loads it.
@@ -20,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from slowthink.algorithms.kl import entropy_from_logits
 from slowthink.modeling import MemoryPlan, memory_plan
@@ -87,19 +85,15 @@ def chunked_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropy) of ``targets_BT`` under ``hidden_BTH @ weight_VH.T``, ``chunk_size`` tokens at a time.
 
-    Every chunk is an activation checkpoint: its (chunk, V) logits are freed after the
-    forward and recomputed in the backward, so peak memory holds one chunk's logits.
+    Each chunk is a ``HeadLogprobs`` call: it keeps no logits for the backward, which
+    recomputes them, so peak memory holds one chunk's logits and two tensors of their size.
     """
     B, T, H = hidden_BTH.shape
     hidden_NH, targets_N = hidden_BTH.reshape(B * T, H), targets_BT.reshape(B * T)
     logprobs, entropies = [], []
     for start in range(0, B * T, chunk_size):
         stop = start + chunk_size
-        args = (hidden_NH[start:stop], weight_VH, bias_V, targets_N[start:stop], temperature, with_entropy)
-        if torch.is_grad_enabled() and (hidden_NH.requires_grad or weight_VH.requires_grad):
-            logprobs_N, entropy_N = checkpoint(_head_chunk, *args, use_reentrant=False)
-        else:
-            logprobs_N, entropy_N = _head_chunk(*args)
+        logprobs_N, entropy_N = HeadLogprobs.apply(hidden_NH[start:stop], weight_VH, bias_V, targets_N[start:stop], temperature, with_entropy)
         logprobs.append(logprobs_N)
         entropies.append(entropy_N)
     logprobs_BT = torch.cat(logprobs).view(B, T) if logprobs else hidden_BTH.new_zeros(B, T, dtype=torch.float32)
@@ -109,11 +103,70 @@ def chunked_logprobs(
     return logprobs_BT, entropy_BT
 
 
-def _head_chunk(hidden_NH, weight_VH, bias_V, targets_N, temperature: float, with_entropy: bool):
-    # (N, V) logits of one chunk only; the caller checkpoints this function.
-    logits_NV = F.linear(hidden_NH, weight_VH, bias_V)
-    logprobs_N, entropy_N = _token_logprobs(logits_NV.unsqueeze(0), targets_N.unsqueeze(0), temperature, with_entropy)
-    return logprobs_N.squeeze(0), entropy_N.squeeze(0) if entropy_N is not None else logprobs_N.new_zeros(0)
+class HeadLogprobs(torch.autograd.Function):
+    """log p(target) and the entropy H of softmax(z), z = (h W^T + b) / temperature, for N tokens.
+
+    The gradient is written out instead of taped, so the backward needs only h, W and the
+    targets: with log p = log_softmax(z) and p = exp(log p),
+
+        d log p(t) / dz = onehot(t) - p          dH / dz = -p * (log p + H)
+
+    and the (N, V) buffers are reused in place. Logits and softmax are float32 whatever the
+    compute dtype (autocast, FSDP's param_dtype).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden_NH, weight_VH, bias_V, targets_N, temperature: float, with_entropy: bool):
+        ctx.autocast = _autocast_state(hidden_NH.device)
+        logprobs_NV = _log_softmax(hidden_NH, weight_VH, bias_V, temperature)
+        logprobs_N = logprobs_NV.gather(-1, targets_N.unsqueeze(-1)).squeeze(-1)
+        entropy_N = -(logprobs_NV.exp().mul_(logprobs_NV)).sum(-1) if with_entropy else logprobs_N.new_zeros(0)
+        ctx.temperature, ctx.with_entropy = temperature, with_entropy
+        ctx.save_for_backward(hidden_NH, weight_VH, bias_V, targets_N, entropy_N)
+        return logprobs_N, entropy_N
+
+    @staticmethod
+    def backward(ctx, grad_logprobs_N, grad_entropy_N):
+        hidden_NH, weight_VH, bias_V, targets_N, entropy_N = ctx.saved_tensors
+        with _restore_autocast(ctx.autocast, hidden_NH.device):
+            logprobs_NV = _log_softmax(hidden_NH, weight_VH, bias_V, ctx.temperature)
+        probs_NV = logprobs_NV.exp()
+        # coefficient_NV = g_lp + g_H * (log p + H), in log p's buffer
+        coefficient_NV = logprobs_NV
+        if ctx.with_entropy and grad_entropy_N is not None:
+            coefficient_NV.add_(entropy_N.unsqueeze(-1)).mul_(grad_entropy_N.unsqueeze(-1)).add_(grad_logprobs_N.unsqueeze(-1))
+        else:
+            coefficient_NV.copy_(grad_logprobs_N.unsqueeze(-1).expand_as(coefficient_NV))
+        # dL/dz = -p * coefficient + onehot(t) * g_lp, in p's buffer; then through z = (hW^T + b) / temperature.
+        grad_z_NV = probs_NV.mul_(coefficient_NV).neg_()
+        del coefficient_NV, logprobs_NV
+        grad_z_NV.scatter_add_(-1, targets_N.unsqueeze(-1), grad_logprobs_N.unsqueeze(-1).float())
+        if ctx.temperature not in (0.0, 1.0):
+            grad_z_NV.div_(ctx.temperature)
+        grad_hidden = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = (grad_z_NV @ weight_VH.float()).to(hidden_NH.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad_z_NV.T @ hidden_NH.float()).to(weight_VH.dtype)
+        if bias_V is not None and ctx.needs_input_grad[2]:
+            grad_bias = grad_z_NV.sum(0).to(bias_V.dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None, None
+
+
+def _log_softmax(hidden_NH, weight_VH, bias_V, temperature: float) -> torch.Tensor:
+    logits_NV = F.linear(hidden_NH, weight_VH, bias_V).float()
+    if temperature not in (0.0, 1.0):
+        logits_NV = logits_NV.div_(temperature)  # a fresh tensor: no autograd inside a Function's forward/backward
+    return torch.log_softmax(logits_NV, dim=-1)
+
+
+def _autocast_state(device: torch.device) -> torch.dtype | None:
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+
+
+def _restore_autocast(dtype: torch.dtype | None, device: torch.device) -> contextlib.AbstractContextManager:
+    # The backward runs outside the forward's autocast: recompute the logits as the forward did.
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def _autocast(plan: MemoryPlan, device: torch.device) -> contextlib.AbstractContextManager:
