@@ -58,6 +58,8 @@ SCENARIOS = {
         finished=[[T, T, F, T], [T, T, F, F], [T, F, T, F], [T, T, F, T]],
         overrides=["algorithm.overlength_masking=true", "kl.placement=reward"],
     ),
+    # REINFORCE++ scales by one std over the whole batch: every rank's rows, not its own.
+    "reinforce_pp_batch_std": dict(rewards=[[1, 0, 0, 1], [1, 1, 0, 1], [0, 0, 0, 1], [3, 0, 1, 1]], overrides=["algorithm.advantage=reinforce_pp"]),
 }
 
 
@@ -166,7 +168,8 @@ def test_the_scenarios_drop_what_they_say():
         )
         keep = keep_mask(outcomes, settings)
         kept[name] = (int(keep[:2].sum()), int(keep[2:].sum()))  # rows kept on rank 0, rank 1
-    assert kept == {"one_rank_all_dropped": (8, 0), "uneven_kept": (8, 4), "question_selection": (4, 4), "overlength_masking": (3, 2)}
+    assert kept == {"one_rank_all_dropped": (8, 0), "uneven_kept": (8, 4), "question_selection": (4, 4), "overlength_masking": (3, 2),
+                    "reinforce_pp_batch_std": (8, 8)}
 
 
 @pytest.mark.slow
