@@ -39,11 +39,13 @@ from slowthink.training.distributed import DistInfo, all_gather_objects
 
 @dataclass(frozen=True)
 class SelectionSettings:
-    advantage: str
-    drop_uniform_groups: bool
-    question_selection: bool
-    response_selection: bool
-    overlength_masking: bool
+    """The ``algorithm.*`` fields selection and advantages need, as plain values."""
+
+    advantage: str  # a key of ADVANTAGE_ESTIMATORS
+    drop_uniform_groups: bool  # drop groups whose (valid) outcome rewards all agree
+    question_selection: bool  # section 4.2.1: keep questions whose correct answers are longer
+    response_selection: bool  # section 4.2.1: the longest correct and shortest wrong response
+    overlength_masking: bool  # section 4.2.1: truncated rows leave the loss and the baselines
 
 
 @dataclass(frozen=True)
