@@ -206,3 +206,15 @@ def test_fsdp_rl_run_on_two_ranks_resumes_on_one_process(tmp_path):
     run_rl(tiny_rl_config(run, "train.steps=3", *options), resume=True)
     assert latest_checkpoint(run).name == "step_000003"
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_fsdp_only_fields_and_a_negative_chunk_are_config_errors():
+    from slowthink.config import ConfigError
+    from slowthink.recipes.rl_config import RLConfig
+
+    with pytest.raises(ConfigError, match="distributed.param_dtype"):
+        load_config(SFTConfig, None, ["distributed.param_dtype=bfloat16"])
+    with pytest.raises(ConfigError, match="logprob_chunk_size"):
+        load_config(RLConfig, None, ["model.logprob_chunk_size=-1"])
+    config = load_config(RLConfig, None, ["distributed.strategy=fsdp", "distributed.param_dtype=bfloat16", "distributed.reduce_dtype=float32"])
+    assert config.distributed.param_dtype == "bfloat16"
