@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from slowthink.study.config import StudyConfig, load_study
 from slowthink.study.plan import build_plan
 from slowthink.study.report import write_study_report
 from slowthink.study.runner import DONE
+from slowthink.training.checkpoint import latest_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "src" / "slowthink" / "configs"
 
@@ -125,15 +127,22 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     config = yaml.safe_load((plan.runs[plan.arms[("kl", "off", 1)]].run_dir / "config.yaml").read_text())
     assert config["model"]["path"].startswith(str(tmp_path / "study" / "seed1" / "sft" / "checkpoints"))
     assert "kl: accuracy (final value): fixed higher than off |" in (tmp_path / "report" / "report.md").read_text()
-    # A rerun redoes nothing; a run whose marker is gone (killed after its last checkpoint) resumes.
-    marker = plan.runs[plan.arms[("kl", "fixed", 0)]].run_dir / DONE
-    marker.unlink()
-    before = {job.name: (job.run_dir / "metrics.jsonl").read_text() for job in plan.runs.values()}
+    # A rerun redoes nothing but a run killed after step 1 (its step-2 checkpoint, metrics
+    # row and done marker gone): that one continues from step 1.
+    killed = plan.runs[plan.arms[("kl", "fixed", 0)]].run_dir
+    (killed / DONE).unlink()
+    shutil.rmtree(killed / "checkpoints" / "step_000002")
+    (killed / "checkpoints" / "latest").write_text("step_000001")
+    metrics = (killed / "metrics.jsonl").read_text().splitlines()
+    (killed / "metrics.jsonl").write_text(metrics[0] + "\n")
+    before = {job.name: (job.run_dir / "metrics.jsonl").read_text() for job in plan.runs.values() if job.run_dir != killed}
     result = CliRunner().invoke(app, ["study", str(grid)])
     assert result.exit_code == 0, result.output
     assert "sft run(s) already done" in result.output and "3 rl run(s) already done" in result.output
-    assert marker.is_file()
-    assert {job.name: (job.run_dir / "metrics.jsonl").read_text() for job in plan.runs.values()} == before
+    assert "(1/1) seed0/fixed-" in result.output and "resuming" in result.output
+    assert (killed / DONE).is_file() and latest_checkpoint(killed).name == "step_000002"
+    assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert {job.name: (job.run_dir / "metrics.jsonl").read_text() for job in plan.runs.values() if job.run_dir != killed} == before
 
 
 @pytest.mark.slow
