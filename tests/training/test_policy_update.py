@@ -101,3 +101,56 @@ def test_two_gloo_ranks_give_the_single_process_update(aggregation):
         mp.spawn(_ddp_worker, args=(2, _free_port(), aggregation, out), nprocs=2, join=True)
         for rank in (0, 1):
             torch.testing.assert_close(out[rank], expected, rtol=0, atol=1e-6)
+
+
+def test_minibatch_plan_splits_the_kept_rows_evenly_into_the_configured_count():
+    from slowthink.training.policy_update import minibatch_plan
+
+    # 5 surviving rows, 2 mini-batches per epoch: 3 + 2, not a full 4 and a trailing 1.
+    plan = minibatch_plan(5, num_minibatches=2, epochs=2, shuffle_seed=7)
+    assert [len(rows) for rows in plan] == [3, 2, 3, 2]
+    assert [r.tolist() for r in plan[:2]] == [[0, 1, 2], [3, 4]]
+    assert sorted(torch.cat(plan[2:]).tolist()) == [0, 1, 2, 3, 4]  # epoch 2: every row, reshuffled
+    assert [len(rows) for rows in minibatch_plan(1, 2, 1, 0)] == [1, 0]
+
+
+def test_optimizer_steps_per_rl_step_are_what_the_config_says_whatever_survives():
+    # Issue 7 item 4: 3 surviving rows with 2 mini-batches x 2 epochs planned. Before, the
+    # count was epochs x ceil(kept / sequences_per_update): 2 steps, and the schedule
+    # (planned for 4) never finished.
+    batch = _batch(rows=3)
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=4)
+    settings = LossSettings(aggregation="token_mean", old_is_current=False, **SETTINGS)
+    metrics = update_policy(model, optimizer, scheduler, batch, settings, num_minibatches=2, epochs=2, micro_batch_size=8, grad_clip=0.0)
+    assert metrics["optimizer_steps"] == 4 and scheduler.last_epoch == 4
+
+
+def test_even_split_equals_two_separate_updates_on_its_halves():
+    batch, base = _batch(rows=5), _model()
+    split = copy.deepcopy(base)
+    _update(split, batch, "seq_mean", micro=2, minibatches=2)
+    by_hand = copy.deepcopy(base)
+    optimizer = torch.optim.SGD(by_hand.parameters(), lr=0.5)
+    scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=10)
+    settings = LossSettings(aggregation="seq_mean", old_is_current=False, **SETTINGS)
+    for rows in (slice(0, 3), slice(3, 5)):
+        update_policy(by_hand, optimizer, scheduler, batch.select(rows), settings, 1, 1, 2, grad_clip=0.0)
+    for a, b in zip(split.parameters(), by_hand.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_step_with_no_rows_logs_null_statistics_and_still_advances_the_schedule():
+    # Issue 7 item 17: no update means no entropy, KL or gradient norm (not 0.0, which drew
+    # false dips in the report); the LR schedule still follows its planned horizon.
+    empty = _batch().select(torch.tensor([], dtype=torch.long))
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=4)
+    settings = LossSettings(aggregation="token_mean", old_is_current=True, **SETTINGS)
+    metrics = update_policy(model, optimizer, scheduler, empty, settings, num_minibatches=2, epochs=1, micro_batch_size=4, grad_clip=0.0)
+    assert metrics["entropy"] is None and metrics["kl"] is None and metrics["grad_norm"] is None
+    assert metrics["optimizer_steps"] == 0 and scheduler.last_epoch == 2
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
