@@ -64,13 +64,14 @@ def test_bad_grids_name_the_key(tmp_path):
         build_plan(*load_study(write_grid(tmp_path, factors={"kl": {"arms": {"off": [], "fixed": ["kl.mode=sometimes"]}}})))
 
 
-def fake_run(run_dir: Path, heldout: float, length: float, steps: int = 12) -> None:
-    """A finished run as slowthink rl writes it (the metrics the report reads)."""
+def fake_run(job, heldout: float, length: float, steps: int = 12) -> None:
+    """A finished run as slowthink rl writes it (the metrics the report reads) and the study marks it."""
+    run_dir = job.run_dir
     run_dir.mkdir(parents=True)
     rows = [{"step": s, "accuracy": 0.5, "response_length": length + (5 * s if length > 50 else 0), "entropy": 1.0, "kl": 0.0} for s in range(1, steps + 1)]
     rows[-1]["heldout/accuracy"] = heldout
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (run_dir / DONE).write_text(json.dumps({"config_hash": "x", "wall_s": 60.0}))
+    (run_dir / DONE).write_text(json.dumps({"config_hash": job.config_hash, "wall_s": 60.0}))
 
 
 def test_report_from_run_directories_has_verdicts_figures_and_html(tmp_path):
@@ -78,9 +79,9 @@ def test_report_from_run_directories_has_verdicts_figures_and_html(tmp_path):
     plan = build_plan(study, root)
     assert len(plan.runs) == 3 * 3  # base, fixed, t06 per seed
     for seed in study.seeds:
-        fake_run(plan.runs[plan.arms[("kl", "off", seed)]].run_dir, heldout=0.5 + 0.01 * seed, length=60)
-        fake_run(plan.runs[plan.arms[("kl", "fixed", seed)]].run_dir, heldout=0.6 + 0.01 * seed, length=40)
-        fake_run(plan.runs[plan.arms[("temperature", "t06", seed)]].run_dir, heldout=0.5, length=20 + 10 * seed)
+        fake_run(plan.runs[plan.arms[("kl", "off", seed)]], heldout=0.5 + 0.01 * seed, length=60)
+        fake_run(plan.runs[plan.arms[("kl", "fixed", seed)]], heldout=0.6 + 0.01 * seed, length=40)
+        fake_run(plan.runs[plan.arms[("temperature", "t06", seed)]], heldout=0.5, length=20 + 10 * seed)
     md, html = write_study_report(study, plan, None, tmp_path / "report", command="slowthink study grid.yaml")
     text = md.read_text()
     # KL: fixed - off = 0.1 on every seed -> held. Temperature: t06 - t1 = 20-117.5, 30-117.5, 40-117.5 (lower) -> held.
@@ -159,3 +160,19 @@ def test_parallel_study_runs_subprocesses_with_divided_threads(tmp_path):
         config = yaml.safe_load((job.run_dir / "config.yaml").read_text())
         assert config["run"]["torch_threads"] >= 1 and config["run"]["progress"] is False
         assert "run written to" in job.run_dir.with_suffix(".log").read_text()
+
+
+def test_cli_dry_run_and_report_only(tmp_path):
+    grid = write_grid(tmp_path, seeds=[0, 1])
+    study, root = load_study(grid)
+    plan = build_plan(study, root)
+    for seed in study.seeds:
+        fake_run(plan.runs[plan.arms[("kl", "off", seed)]], heldout=0.5, length=40)
+    result = CliRunner().invoke(app, ["study", str(grid), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "6 runs, 2 done" in result.output and "to do" in result.output
+    result = CliRunner().invoke(app, ["study", str(grid), "--report-only", "--report-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "report.html").is_file() and "| inconclusive |" in (tmp_path / "r" / "report.md").read_text()
+    result = CliRunner().invoke(app, ["study", str(grid), "seeds=[]", "--dry-run"])
+    assert result.exit_code == 2 and "seeds must be a non-empty list" in result.output
