@@ -74,7 +74,8 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
         # generate different numbers of tokens), synced by gathering after each update.
         shared = config.rollout.sync_weights_every == 1 and config.distributed.strategy != "fsdp"
         engine_model = model if shared else copy.deepcopy(model)
-        engine = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size or 256)
+        engine = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size or 256,
+                             fast=config.rollout.fast_generation)
     if config.rollout.tools == "none":
         return engine
     from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig, sandbox_config_for

@@ -37,6 +37,10 @@ class RolloutConfig(StrictConfig):
     sync_weights_every: int = 1
     # Sequences per generation batch of the hf backend (vLLM schedules its own batches).
     generation_batch_size: int | None = None
+    # hf backend: decode Qwen2/Llama models with the static-cache fast path (rollout/fast_qwen2.py;
+    # greedy identical to the generic loop, sampling from another random stream); false forces
+    # the generic transformers loop. Other model families always take the generic loop.
+    fast_generation: bool = True
     # "python" runs code blocks in the sandbox during rollouts (tool-integrated RL).
     tools: Literal["none", "python"] = "none"
     # Tool calls allowed per response (rollout.tools=python only).

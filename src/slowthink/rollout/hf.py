@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
+from slowthink.rollout.fast_sampling import row_keys
 from slowthink.rollout.generator import Completion, SamplingParams
 
 
@@ -46,14 +47,24 @@ def sample_next_token(
 
 
 class HFGenerator:
-    """The CPU ``Generator``: shares the trainer's model object, so ``update_weights`` is free."""
+    """The CPU ``Generator``: shares the trainer's model object, so ``update_weights`` is free.
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64):
+    ``fast=True`` decodes Qwen2/Llama models with ``rollout/fast_qwen2.py`` (static KV cache,
+    tensor bookkeeping; greedy identical, sampling from the same distribution with another
+    random stream); other models, and ``fast=False``, take the generic loop below.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, fast: bool = True):
+        from slowthink.rollout.fast_qwen2 import FastDecodeLoop, unsupported_reason
+
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.eos_ids = self._eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+        # Why the fast path is not used (None when it is).
+        self.generic_reason = "fast=False" if not fast else unsupported_reason(model)
+        self._fast_loop = FastDecodeLoop(self) if self.generic_reason is None else None
 
     @staticmethod
     def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -86,6 +97,13 @@ class HFGenerator:
         self.model.eval()
         try:
             completions: list[Completion] = []
+            if self._fast_loop is not None:
+                # Counter-based streams: row j of the call, or the completion's own seed.
+                keys = row_keys(len(jobs), params.seed, params.seeds)
+                for start in range(0, len(jobs), self.batch_size):
+                    end = start + self.batch_size
+                    completions.extend(self._fast_loop.generate_batch(jobs[start:end], params, keys[start:end]))
+                return completions
             for start in range(0, len(jobs), self.batch_size):
                 chunk_rng = rng if rngs is None else rngs[start : start + self.batch_size]
                 completions.extend(self._generate_batch(jobs[start : start + self.batch_size], params, chunk_rng))

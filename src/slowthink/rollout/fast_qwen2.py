@@ -1,0 +1,245 @@
+"""Fast decoding for the Qwen2 / Llama family: a static KV cache and a hand-written forward.
+
+A decode step of the generic path (``rollout/hf.py``) spends almost all its time outside the
+model's arithmetic: the transformers forward rebuilds masks and grows its cache by
+concatenation, and a Python loop over rows records tokens and decodes text to look for
+stop strings (issue 12). Here:
+
+- the KV cache is preallocated once per batch, ``(B, H_kv, prompt width + max new, D)`` per
+  layer, and a step writes one column;
+- the forward reuses the Hugging Face module's own weights and submodules (embedding,
+  RMSNorms, rotary embedding, projections, SwiGLU MLP, LM head), so the weights the trainer
+  updates are the weights sampled from, with grouped-query attention written out over the
+  cache and logits computed for the last position only;
+- sampling, EOS and length bookkeeping are tensor ops over the batch (``fast_sampling.py``),
+  stop strings are checked only for rows whose token could complete one (``stop_ids.py``);
+- rows that finish are dropped from the batch (compaction) once a quarter of it is done,
+  so long tails do not keep paying for finished rows.
+
+Greedy output equals the generic path's token for token; sampling draws from the same
+distribution with a different random stream (``fast_sampling.row_keys``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from slowthink.rollout.fast_sampling import row_keys, sample_from_uniforms, uniforms
+from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.rollout.stop_ids import StopMasks
+
+FAST_MODEL_TYPES = ("qwen2", "llama")
+# Compact the batch once this fraction of its rows has finished.
+COMPACT_FRACTION = 0.25
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why ``model`` must take the generic path, or None when the fast path computes it exactly."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in FAST_MODEL_TYPES:
+        return f"model type {model_type!r} is not one of {FAST_MODEL_TYPES}"
+    if getattr(config, "use_sliding_window", False):
+        return "sliding-window attention"
+    body = getattr(model, "model", None)
+    if body is None or not hasattr(body, "rotary_emb") or not hasattr(model, "lm_head"):
+        return "not the standard <Family>ForCausalLM layout"
+    attention = body.layers[0].self_attn if len(body.layers) else None
+    if attention is None or not all(hasattr(attention, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")):
+        return "not the standard attention layout"
+    if any(hasattr(attention, n) for n in ("q_norm", "k_norm")):
+        return "query/key norms"
+    return None
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def _fused_weights(layer: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    attention, mlp = layer.self_attn, layer.mlp
+    projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+    weight = torch.cat([p.weight for p in projections]).detach()
+    biases = [p.bias for p in projections]
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat([b if b is not None else weight.new_zeros(p.out_features)
+                          for b, p in zip(biases, projections)]).detach()
+    # SwiGLU without biases fuses gate and up; anything else runs the module's own MLP.
+    plain = (getattr(mlp, "gate_proj", None) is not None and mlp.gate_proj.bias is None
+             and mlp.up_proj.bias is None and getattr(mlp.config, "hidden_act", None) == "silu")
+    gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach() if plain else None
+    return weight, bias, gate_up
+
+
+def attention_out(layer: Any, out_BTC: torch.Tensor) -> torch.Tensor:
+    return layer.self_attn.o_proj(out_BTC)
+
+
+class StaticDecoder:
+    """One batch's KV cache and forward over a Qwen2/Llama ``ForCausalLM`` module."""
+
+    def __init__(self, model: Any, batch: int, max_len: int):
+        self.model, self.body = model, model.model
+        config = model.config
+        attention = self.body.layers[0].self_attn
+        self.head_dim = attention.head_dim
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.scaling = getattr(attention, "scaling", self.head_dim**-0.5)
+        param = next(model.parameters())
+        shape = (batch, self.kv_heads, max_len, self.head_dim)
+        self.keys = [torch.zeros(shape, dtype=param.dtype, device=param.device) for _ in self.body.layers]
+        self.values = [torch.zeros(shape, dtype=param.dtype, device=param.device) for _ in self.body.layers]
+        # The q/k/v and gate/up projections fused into one matmul each (copies made per batch,
+        # so the trainer's updates between calls are always seen).
+        self.fused = [_fused_weights(layer) for layer in self.body.layers]
+        # Additive attention bias per key column: 0 where the key is a real token, -inf for padding.
+        self.key_bias = torch.zeros((batch, max_len), dtype=param.dtype, device=param.device)
+
+    @staticmethod
+    def _mlp(layer: Any, gate_up_weight: torch.Tensor | None, x_BTC: torch.Tensor) -> torch.Tensor:
+        if gate_up_weight is None:
+            return layer.mlp(x_BTC)
+        gate, up = torch.nn.functional.linear(x_BTC, gate_up_weight).chunk(2, dim=-1)
+        return layer.mlp.down_proj(torch.nn.functional.silu(gate) * up)
+
+    def keep_rows(self, rows: torch.Tensor, length: int) -> None:
+        """Keep only ``rows`` of the batch (the first ``length`` columns hold anything)."""
+        self.keys = [k[rows, :, :].contiguous() for k in self.keys]
+        self.values = [v[rows, :, :].contiguous() for v in self.values]
+        self.key_bias = self.key_bias[rows].contiguous()
+
+    def forward(self, input_ids_BT: torch.Tensor, position_ids_BT: torch.Tensor, start: int,
+                query_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Run tokens at cache columns [start, start + T); return the last position's logits (B, V).
+
+        ``query_bias`` (B, T, start + T) is the prefill's causal-and-padding mask; a decode
+        step (T = 1) attends to every filled column of ``key_bias``.
+        """
+        batch, length = input_ids_BT.shape
+        end = start + length
+        groups = self.heads // self.kv_heads
+        q_width, kv_width = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        hidden_BTC = self.body.embed_tokens(input_ids_BT)
+        cos, sin = self.body.rotary_emb(hidden_BTC, position_ids_BT)
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D): broadcast over heads
+        # (B, 1, 1, T or 1, end): broadcast over KV heads and the query heads of a group.
+        bias = (query_bias if query_bias is not None else self.key_bias[:, None, :end])[:, None, None]
+        for layer, fused, key_cache, value_cache in zip(self.body.layers, self.fused, self.keys, self.values):
+            qkv_weight, qkv_bias, gate_up_weight = fused
+            x_BTC = layer.input_layernorm(hidden_BTC)
+            qkv = torch.nn.functional.linear(x_BTC, qkv_weight, qkv_bias)
+            q, k, v = qkv.split((q_width, kv_width, kv_width), dim=-1)
+            q = q.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+            k = k.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            key_cache[:, :, start:end] = _rotate(k, cos, sin)
+            value_cache[:, :, start:end] = v.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            # Query head h reads KV head h // groups (Hugging Face's repeat_kv): a group's
+            # queries are stacked along the query axis, so the cache is never copied.
+            q = _rotate(q, cos, sin).reshape(batch, self.kv_heads, groups * length, self.head_dim)
+            keys, values = key_cache[:, :, :end], value_cache[:, :, :end]
+            scores = torch.matmul(q, keys.transpose(-1, -2)).view(batch, self.kv_heads, groups, length, end)
+            scores = scores * self.scaling + bias
+            weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            out = torch.matmul(weights.view(batch, self.kv_heads, groups * length, end), values)
+            out = out.view(batch, self.heads, length, self.head_dim).transpose(1, 2).reshape(batch, length, -1)
+            hidden_BTC = hidden_BTC + attention_out(layer, out)
+            hidden_BTC = hidden_BTC + self._mlp(layer, gate_up_weight, layer.post_attention_layernorm(hidden_BTC))
+        return self.model.lm_head(self.body.norm(hidden_BTC[:, -1]))
+
+
+class FastDecodeLoop:
+    """Decodes batches for an ``HFGenerator`` whose model passes ``unsupported_reason``."""
+
+    def __init__(self, generator: Any):
+        self.generator = generator
+        self.stop_masks = StopMasks()
+
+    @torch.no_grad()
+    def generate_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams,
+                       keys_B: torch.Tensor) -> list[Completion]:
+        gen, device = self.generator, self.generator._device
+        batch, width = len(jobs), max(len(ids) for _, ids in jobs)
+        max_new = params.max_new_tokens
+        input_ids = torch.full((batch, width), gen.pad_id, dtype=torch.long, device=device)
+        real = torch.zeros((batch, width), dtype=torch.bool, device=device)
+        for row, (_, ids) in enumerate(jobs):
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            real[row, width - len(ids):] = True
+        decoder = StaticDecoder(gen.model, batch, width + max_new)
+        decoder.key_bias[:, :width].masked_fill_(~real, float("-inf"))
+        # Prefill: causal over real tokens; a padding query also sees itself (a fully masked
+        # row would be NaN and poison later layers through its keys).
+        causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
+        allowed = (causal[None] & real[:, None, :]) | torch.eye(width, dtype=torch.bool, device=device)[None]
+        query_bias = torch.zeros(allowed.shape, dtype=decoder.key_bias.dtype, device=device)
+        query_bias.masked_fill_(~allowed, float("-inf"))
+        positions = (real.long().cumsum(-1) - 1).clamp(min=0)
+        logits_BV = decoder.forward(input_ids, positions, 0, query_bias)
+        next_position = positions[:, -1] + 1
+
+        eos = torch.tensor(sorted(gen.eos_ids), dtype=torch.long, device=device)
+        stop_candidates = (self.stop_masks.get(gen.tokenizer, params.stop, logits_BV.shape[-1]).to(device)
+                           if params.stop else None)
+        max_stop_chars = max((len(s) for s in params.stop), default=0)
+        tokens = torch.full((batch, max_new), gen.pad_id, dtype=torch.long)
+        logprobs = torch.zeros((batch, max_new), dtype=torch.float32)
+        lengths = torch.zeros(batch, dtype=torch.long)
+        stopped = torch.zeros(batch, dtype=torch.bool)
+        stop_hit: list[str | None] = [None] * batch
+        rows = torch.arange(batch)  # the original row of each row still in the batch
+        active = torch.ones(batch, dtype=torch.bool)
+        keys_B = keys_B.clone()
+        for step in range(max_new):
+            chosen, chosen_logprobs = sample_from_uniforms(logits_BV, params.temperature, params.top_p,
+                                                           uniforms(keys_B, step))
+            chosen, chosen_logprobs = chosen.cpu(), chosen_logprobs.cpu()
+            live = rows[active]
+            tokens[live, step], logprobs[live, step] = chosen[active], chosen_logprobs[active]
+            lengths[live] = step + 1
+            ended = active & torch.isin(chosen, eos.cpu())
+            if stop_candidates is not None:
+                ended |= self._stops(active & ~ended, chosen, rows, tokens, step, stop_candidates.cpu(),
+                                     params.stop, max_stop_chars, stop_hit)
+            stopped[rows[ended]] = True
+            active &= ~ended
+            remaining = int(active.sum())
+            if remaining == 0 or step == max_new - 1:
+                break
+            if len(rows) - remaining >= COMPACT_FRACTION * len(rows):
+                keep = active.nonzero().squeeze(1)
+                decoder.keep_rows(keep.to(device), width + step)
+                rows, keys_B, chosen = rows[keep], keys_B[keep], chosen[keep]
+                next_position, active = next_position[keep.to(device)], active[keep]
+            feed = torch.where(active, chosen, gen.pad_id).to(device)
+            logits_BV = decoder.forward(feed[:, None], next_position[:, None], width + step)
+            next_position = next_position + 1
+        return self._completions(jobs, tokens, logprobs, lengths, stopped, stop_hit)
+
+    def _stops(self, checkable, chosen, rows, tokens, step, candidates, stops, max_stop_chars, stop_hit):
+        """Rows whose completion now contains a stop string (the generic path's exact text check)."""
+        ended = torch.zeros_like(checkable)
+        for index in (checkable & candidates[chosen]).nonzero().squeeze(1).tolist():
+            row = int(rows[index])
+            hit = self.generator._matched_stop(tokens[row, : step + 1].tolist(), stops, max_stop_chars)
+            if hit is not None:
+                stop_hit[row], ended[index] = hit, True
+        return ended
+
+    def _completions(self, jobs, tokens, logprobs, lengths, stopped, stop_hit) -> list[Completion]:
+        decode = self.generator.tokenizer.decode
+        completions = []
+        for row, (index, _) in enumerate(jobs):
+            length = int(lengths[row])
+            ids = tokens[row, :length].tolist()
+            completions.append(Completion(
+                prompt_index=index, token_ids=ids, logprobs=logprobs[row, :length].tolist(),
+                text=decode(ids, skip_special_tokens=True),
+                finish_reason="stop" if bool(stopped[row]) else "length", stop_string=stop_hit[row],
+            ))
+        return completions
