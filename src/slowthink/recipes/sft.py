@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.sampler import PromptSampler
@@ -72,10 +72,11 @@ class SFTDataConfig(StrictConfig):
 
 
 class SFTTrainConfig(StrictConfig):
-    steps: int = 600
-    batch_size: int = 64  # sequences per optimizer step (over all ranks)
-    micro_batch_size: int = 64
-    save_every: int = 200
+    # At least 1 each: 0 used to crash mid-run with a bare ValueError (or run no step at all).
+    steps: int = Field(default=600, ge=1)
+    batch_size: int = Field(default=64, ge=1)  # sequences per optimizer step (over all ranks)
+    micro_batch_size: int = Field(default=64, ge=1)
+    save_every: int = Field(default=200, ge=1)
     keep_checkpoints: int = 1
 
 

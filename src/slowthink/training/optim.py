@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 import torch
 
+from pydantic import model_validator
+
 from slowthink.config import StrictConfig
 
 
@@ -24,6 +26,13 @@ class OptimConfig(StrictConfig):
     min_lr_ratio: float = 0.0
     # Gradient-norm clipping (0 disables).
     grad_clip: float = 1.0
+
+    @model_validator(mode="after")
+    def _check(self) -> "OptimConfig":
+        # A validator, not Field(ge=0): recipes' subclasses redeclare warmup_steps with their defaults.
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        return self
 
 
 def build_optimizer(model: Any, config: OptimConfig) -> torch.optim.Optimizer:
