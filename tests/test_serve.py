@@ -330,3 +330,31 @@ def test_abandoned_requests_are_cancelled_and_a_small_request_stays_fast(server)
         time.sleep(0.1)
     assert stats["cancelled_requests"] - before["cancelled_requests"] == 3
     assert stats["active_sequences"] == 0
+
+
+class FailsOnEmptyPrompt:
+    """The tiny ``HFGenerator``, except that a batch holding the prompt [0] fails to start."""
+
+    def __init__(self, hf):
+        self.hf = hf
+
+    def start_batch(self, jobs, params, rngs):
+        if any(ids == [0] for _, ids in jobs):
+            raise RuntimeError("cannot decode this batch")
+        return self.hf.start_batch(jobs, params, rngs)
+
+
+def test_a_failing_batch_fails_its_requests_only_and_the_scheduler_goes_on(local):
+    hf, tokenizer = local
+    scheduler = Scheduler(FailsOnEmptyPrompt(hf), batch_size=4, chunk_tokens=2)
+    try:
+        prompt = tokenizer.encode("<|user|>1+1=<|assistant|>")
+        params = SamplingParams(temperature=0.0, max_new_tokens=3)
+        bad = scheduler.submit([prompt, [0]], params)
+        with pytest.raises(RuntimeError, match="cannot decode"):
+            bad.future.result(timeout=30)
+        (good,) = scheduler.submit([prompt], params).future.result(timeout=30)
+        assert 1 <= len(good.token_ids) <= 3
+        assert scheduler.stats()["failed_requests"] == 1 and scheduler.stats()["active_sequences"] == 0
+    finally:
+        scheduler.close()

@@ -126,7 +126,9 @@ class Scheduler:
 
     def _run(self) -> None:
         while not self._closed:
-            idle = not self._cohorts and not any(job.waiting for job in self._jobs)
+            # Block for new work only when nothing is decoding, waiting or left to answer.
+            idle = not self._cohorts and not any(
+                job.waiting or job.cancelled or job.error is not None for job in self._jobs)
             if not self._take_new(block=idle):
                 return
             self._drop_abandoned()
@@ -242,7 +244,7 @@ class Scheduler:
         for (job, row), completion in zip(cohort.owners, cohort.batch.completions()):
             job.results[row] = completion
             job.in_flight -= 1
-            if len(job.results) == job.rows:
+            if len(job.results) == job.rows and job.error is None:
                 finished.append(job)
         with self._lock:
             self._counts["generated_tokens"] += sum(len(c) for c in cohort.batch.tokens)
@@ -251,8 +253,9 @@ class Scheduler:
         for job in finished:
             job.future.set_result([job.results[row] for row in range(job.rows)])
 
-    def _fail(self, jobs: set[Job], exc: Exception) -> None:
-        """Decoding raised: the jobs involved fail with ``exc`` (their HTTP requests answer 500)."""
+    @staticmethod
+    def _fail(jobs: set[Job], exc: Exception) -> None:
+        """Decoding raised: the jobs involved fail with ``exc`` (their HTTP requests answer 500);
+        the next pass of the loop drops their other rows and answers them."""
         for job in jobs:
             job.error = exc
-        self._drop_abandoned()
