@@ -70,11 +70,13 @@ def _backend_problems(config: Any, vllm_installed: bool) -> list[str]:
 
 
 def _model_problems(config: Any) -> list[str]:
-    from slowthink.modeling import ModelLoadError, resolve_model_path
+    from slowthink.modeling import TINY, ModelLoadError, resolve_model_path
 
     problems = []
     try:
-        resolve_model_path(config.model.path)  # a hub name passes: it is fetched (or found in the cache) at load
+        # A hub name passes (fetched, or found in the cache, at load); "tiny" is built on first use.
+        if config.model.path != TINY:
+            resolve_model_path(config.model.path)
     except ModelLoadError as exc:
         problems.append(f"model.path={config.model.path}: {exc}")
     state = getattr(config.model, "optimizer_state", None)
