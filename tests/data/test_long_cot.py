@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slowthink.data.long_cot import DataStats, answer_char_index, answer_token_index, fit_to_length, incorrect_traces, trace_rejection
-from slowthink.data.sft import SFTExample, encode_sft_example
+from slowthink.data.sft import encode_sft_example
 from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.tiny import build_tokenizer
 
