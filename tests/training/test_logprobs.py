@@ -173,3 +173,23 @@ def test_chunked_equals_unchunked_on_cuda_with_bf16_autocast_and_checkpointing()
     (plain, plain_grad), (chunked, chunked_grad) = results
     torch.testing.assert_close(chunked, plain, rtol=0, atol=2e-2)  # bf16 matmuls either way
     assert (chunked_grad - plain_grad).abs().max() <= 0.02 * plain_grad.abs().max()
+
+
+def test_the_backward_keeps_no_logits():
+    """Chunked, no tensor saved for the backward is as large as the B x T x V logits; unchunked, some are."""
+    model = _model()
+    input_ids, attention, _ = _inputs(rows=3, length=40)
+    logits_size = 3 * 39 * model.config.vocab_size
+    for chunk in (8, 0):
+        sizes = []
+
+        def pack(tensor):
+            sizes.append(tensor.numel())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            forward_logprobs(model, input_ids, attention, 0.7, with_entropy=True, plan=MemoryPlan(logprob_chunk_size=chunk))
+        if chunk:
+            assert max(sizes) < logits_size
+        else:
+            assert max(sizes) >= logits_size  # the plain path keeps B x T x V tensors
