@@ -183,6 +183,7 @@ class VLLMGenerator:
         self.tp_group, self.tp_rank, self.tp_size = _tensor_parallel_group(engine.tensor_parallel_size)
         self.sleeps = engine.sleep_mode and not _on_cpu()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gib))
+        eager = _on_cpu() if engine.enforce_eager is None else engine.enforce_eager
         kwargs: dict[str, Any] = {}
         if _distributed_world() > 1:
             # Join torchrun's process group instead of starting vLLM's own workers.
@@ -190,7 +191,7 @@ class VLLMGenerator:
         self.llm = vllm.LLM(
             model=resolve_model_path(model), dtype=dtype, seed=seed, max_model_len=engine.max_model_len,
             tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
-            enforce_eager=_on_cpu() if engine.enforce_eager is None else engine.enforce_eager, enable_prefix_caching=engine.enable_prefix_caching,
+            enforce_eager=eager, enable_prefix_caching=engine.enable_prefix_caching,
             enable_sleep_mode=self.sleeps, logprobs_mode="processed_logprobs", **kwargs,
         )
         self.asleep: set[str] = set()
