@@ -317,3 +317,16 @@ def test_a_shipped_preset_is_found_from_any_directory(tmp_path, monkeypatch):
     assert read_yaml("configs/tiny_rl.yaml") == {"train": {"steps": 3}}
     with pytest.raises(ConfigError, match="config file not found: configs/nope.yaml"):
         read_yaml("configs/nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["update.micro_batch_size=0", "train.save_every=0", "train.steps=0", "update.epochs=0", "train.eval_max_problems=0", "train.eval_every=-1", "train.keep_checkpoints=0"],
+)
+def test_rl_sizes_that_would_crash_or_do_nothing_are_config_errors(override):
+    # train.save_every=0 used to pass validation and die with ZeroDivisionError at the first step.
+    from slowthink.config import ConfigError, load_config
+    from slowthink.recipes.rl_config import RLConfig
+
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        load_config(RLConfig, None, [override])

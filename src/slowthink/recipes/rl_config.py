@@ -112,18 +112,18 @@ class AlgorithmConfig(StrictConfig):
 class UpdateConfig(StrictConfig):
     """How a batch of rollouts becomes optimizer steps (on-policy vs off-policy, section 3.1.1)."""
 
-    prompts_per_update: int = 0  # 0 = prompts_per_step (one update per batch: fully on-policy)
-    epochs: int = 1  # passes over each batch
-    micro_batch_size: int = 16  # sequences per forward/backward
+    prompts_per_update: int = Field(0, ge=0)  # 0 = prompts_per_step (one update per batch: fully on-policy)
+    epochs: int = Field(1, ge=1)  # passes over each batch
+    micro_batch_size: int = Field(16, ge=1)  # sequences per forward/backward
 
 
 class TrainConfig(StrictConfig):
-    steps: int = 100
-    eval_every: int = 10  # 0 = only at the end
+    steps: int = Field(100, ge=1)  # RL steps (each: roll out, reward, update)
+    eval_every: int = Field(10, ge=0)  # 0 = only at the end
     eval_temperature: float = 0.0  # greedy held-out accuracy
-    eval_max_problems: int = 200
-    save_every: int = 10
-    keep_checkpoints: int = 2
+    eval_max_problems: int = Field(200, ge=1)  # held-out problems per evaluation
+    save_every: int = Field(10, ge=1)  # checkpoint every N steps (and at the end)
+    keep_checkpoints: int = Field(2, ge=1)  # newest checkpoints kept on disk
 
 
 class RLConfig(StrictConfig):
@@ -175,6 +175,7 @@ class RLConfig(StrictConfig):
     @property
     def fully_on_policy(self) -> bool:
         return self.prompts_per_update == self.rollout.prompts_per_step and self.update.epochs == 1 and self.rollout.sync_weights_every == 1
+
 
 def check_world_size(config: RLConfig, world_size: int) -> None:
     """Raise a ConfigError unless every rank gets an equal, non-empty share of the prompts of
