@@ -116,7 +116,7 @@ def _spawn(worker, world: int, *args) -> None:
             pytest.fail(f"{world} ranks did not finish in {TIMEOUT_S} s (a hang in a collective?)")
 
 
-def _rl_update(model, batch, info, row_ranks=None):
+def _rl_update(model, batch, info, row_ranks=None, **distributed):
     from slowthink.training.optim import OptimConfig, build_scheduler
     from slowthink.training.policy_update import LossSettings, update_policy
 
@@ -126,7 +126,7 @@ def _rl_update(model, batch, info, row_ranks=None):
                             entropy_coef=0.01, temperature=0.8, old_is_current=False, has_reference=True)
     from slowthink.training.distributed import DistributedConfig, wrap_model
 
-    trainer = wrap_model(model, info, DistributedConfig(strategy="fsdp"), optimizer)
+    trainer = wrap_model(model, info, DistributedConfig(strategy="fsdp", **distributed), optimizer)
     # Two mini-batches, two epochs: four optimizer steps, off-policy after the first.
     return update_policy(trainer, optimizer, scheduler, batch, settings, num_minibatches=2, epochs=2, micro_batch_size=2,
                          grad_clip=1.0, info=info, row_ranks_N=row_ranks)
@@ -149,7 +149,7 @@ def _rl_model():
     return set_memory_plan(model, MemoryPlan(logprob_chunk_size=8, gradient_checkpointing=True))
 
 
-def _rl_worker(rank: int, world: int, port: int, out: dict) -> None:
+def _rl_worker(rank: int, world: int, port: int, out: dict, distributed: dict) -> None:
     import torch.distributed as dist
 
     from slowthink.training.distributed import DistInfo, full_weights
@@ -161,7 +161,7 @@ def _rl_worker(rank: int, world: int, port: int, out: dict) -> None:
         batch, model = _rl_batch(), _rl_model()
         # Rows 0-3 on rank 0, 4-7 on rank 1: the global order is rank 0's rows, then rank 1's.
         row_ranks = torch.tensor([0] * 4 + [1] * 4)
-        _rl_update(model, batch.select(slice(rank * 4, rank * 4 + 4)), DistInfo(rank, world), row_ranks)
+        _rl_update(model, batch.select(slice(rank * 4, rank * 4 + 4)), DistInfo(rank, world), row_ranks, **distributed)
         weights = full_weights(model)
         if rank == 0:
             out["weights"] = {k: v.clone() for k, v in weights.items()}
@@ -179,7 +179,7 @@ def test_fsdp_rl_update_on_two_ranks_equals_one_process():
     assert not torch.equal(single.state_dict()["model.layers.0.mlp.up_proj.weight"], initial["model.layers.0.mlp.up_proj.weight"])
     with mp.Manager() as manager:
         out = manager.dict()
-        _spawn(_rl_worker, 2, out)
+        _spawn(_rl_worker, 2, out, {})
         sharded = out["weights"]
     expected = single.state_dict()
     assert sharded.keys() == expected.keys()  # full_weights keeps the tied LM head: load_state_dict wants it
@@ -218,3 +218,20 @@ def test_fsdp_only_fields_and_a_negative_chunk_are_config_errors():
         load_config(RLConfig, None, ["model.logprob_chunk_size=-1"])
     config = load_config(RLConfig, None, ["distributed.strategy=fsdp", "distributed.param_dtype=bfloat16", "distributed.reduce_dtype=float32"])
     assert config.distributed.param_dtype == "bfloat16"
+
+
+@pytest.mark.slow
+def test_fsdp_bf16_compute_keeps_fp32_shards_and_stays_near_the_fp32_update():
+    """distributed.param_dtype=bfloat16: the update differs from fp32 compute (the policy is
+    applied) by less than AdamW's per-step bound (4 steps x lr 1e-3 each way)."""
+    from slowthink.training.distributed import DistInfo
+
+    single = _rl_model()
+    _rl_update(single, _rl_batch(), DistInfo())
+    with mp.Manager() as manager:
+        out = manager.dict()
+        _spawn(_rl_worker, 2, out, {"param_dtype": "bfloat16", "reduce_dtype": "float32"})
+        mixed = out["weights"]
+    assert all(value.dtype == torch.float32 for value in mixed.values())  # master weights stay fp32
+    differences = [float((mixed[k] - v).abs().max()) for k, v in single.state_dict().items()]
+    assert 1e-5 < max(differences) < 8e-3
