@@ -33,7 +33,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from slowthink.modeling import ModelLoadError
     from slowthink.report import ReportError
     from slowthink.rollout.vllm_backend import BackendUnavailableError
-    from slowthink.training.checkpoint import CheckpointError
+    from slowthink.durable import CheckpointError
 
     return (ConfigError, DataError, ModelLoadError, ReportError, BackendUnavailableError, CheckpointError,
             LockedError, ValidationError, FileNotFoundError, IsADirectoryError, NotADirectoryError)

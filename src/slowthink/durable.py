@@ -28,6 +28,13 @@ class LockedError(RuntimeError):
     """Another live process holds the lock; the message names it and its PID."""
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or used; the message names the file or directory.
+
+    Defined here, not in ``training.checkpoint``, so the CLI can name it without importing torch.
+    """
+
+
 def fsync_dir(path: str | Path) -> None:
     """Make a rename or a new entry in ``path`` durable (no-op where directories cannot be opened)."""
     try:

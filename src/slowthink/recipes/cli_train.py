@@ -18,9 +18,8 @@ import typer
 
 from slowthink.config import ConfigError
 from slowthink.data.problems import DataError
-from slowthink.durable import LockedError, is_no_space, no_space_message
+from slowthink.durable import CheckpointError, LockedError, is_no_space, no_space_message
 from slowthink.modeling import ModelLoadError
-from slowthink.training.checkpoint import CheckpointError
 
 USER_ERRORS = (ConfigError, DataError, ModelLoadError, LockedError, CheckpointError)
 

@@ -30,13 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from slowthink.durable import atomic_write_text, fsync_dir, fsync_tree, is_no_space, no_space_message
+from slowthink.durable import CheckpointError, atomic_write_text, fsync_dir, fsync_tree, is_no_space, no_space_message  # noqa: F401  (CheckpointError re-exported)
 
 MANIFEST = "manifest.json"
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be written or used; the message names the file or directory."""
 
 
 def rng_state() -> dict[str, Any]:
