@@ -4,9 +4,10 @@ A long chain of thought makes the logits the largest tensor of a step: B x T x V
 12 GB in float32 for one 20k-token response over Qwen2.5's 151,936-token vocabulary (the
 paper's STILL-3-1.5B trains at 20k-29k tokens, section 3.2). So the model is run only up
 to its final hidden states, and the LM head is applied ``chunk_size`` tokens at a time:
-each chunk's logits live only while its log-probs and entropy are taken. No B x T x V tensor exists at any point; the values and gradients equal the
-unchunked computation up to float rounding (tests/training/test_logprobs.py). The
-backward recomputes each chunk's logits from the hidden states instead of keeping them.
+each chunk's logits live only while its log-probs and entropy are taken, and the backward
+recomputes them from the hidden states instead of keeping them. No B x T x V tensor exists
+at any point; values and gradients equal the unchunked computation up to float rounding
+(tests/training/test_logprobs.py; peak memory in bench/RESULTS.md).
 
 How a model computes (chunk size, autocast, gradient checkpointing) is its
 ``MemoryPlan`` (slowthink.modeling), set once when the recipe loads it.
