@@ -23,3 +23,14 @@ def test_subcommand_help(command):
     result = CliRunner().invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_importing_the_cli_does_not_import_torch():
+    # `slowthink --help` must answer at once; torch costs ~2 s to import (a regression came in
+    # through an exception class imported from a module that imports torch).
+    import subprocess
+    import sys
+
+    code = "import sys, slowthink.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
