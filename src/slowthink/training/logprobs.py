@@ -144,13 +144,19 @@ class HeadLogprobs(torch.autograd.Function):
         grad_z_NV.scatter_add_(-1, targets_N.unsqueeze(-1), grad_logprobs_N.unsqueeze(-1).float())
         if ctx.temperature not in (0.0, 1.0):
             grad_z_NV.div_(ctx.temperature)
-        grad_hidden = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_hidden = (grad_z_NV @ weight_VH.float()).to(hidden_NH.dtype)
-        if ctx.needs_input_grad[1]:
-            grad_weight = (grad_z_NV.T @ hidden_NH.float()).to(weight_VH.dtype)
         if bias_V is not None and ctx.needs_input_grad[2]:
             grad_bias = grad_z_NV.sum(0).to(bias_V.dtype)
+        else:
+            grad_bias = None
+        # The two matmuls run in the forward's compute dtype, as autograd would run them: a
+        # float32 copy of a bf16 V x H head would cost more than the chunk's logits.
+        compute = ctx.autocast or weight_VH.dtype
+        grad_z_NV = grad_z_NV.to(compute)
+        grad_hidden = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = (grad_z_NV @ weight_VH.to(compute)).to(hidden_NH.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad_z_NV.T @ hidden_NH.to(compute)).to(weight_VH.dtype)
         return grad_hidden, grad_weight, grad_bias, None, None, None
 
 
