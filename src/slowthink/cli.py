@@ -41,21 +41,25 @@ def _options(
 # Subcommands are registered below, one import line each, so their heavy imports stay lazy.
 # Each runs under `guarded` (cli_errors.py): a user's mistake is one message and exit 2.
 
+from slowthink.command_config import ConfigCommand, config_cli  # noqa: E402  (config classes load when asked for)
 from slowthink.recipes.cli_train import demo_cli, rl_cli, sft_cli  # noqa: E402
 
+# `slowthink config CMD` lists every key of CMD's config; `--help` of CMD points there.
+app.command("config")(guarded(config_cli))
+
 app.command("demo")(guarded(demo_cli))
-app.command("rl")(guarded(rl_cli))
-app.command("sft")(guarded(sft_cli))
+app.command("rl", cls=ConfigCommand)(guarded(rl_cli))
+app.command("sft", cls=ConfigCommand)(guarded(sft_cli))
 
 from slowthink.recipes.score import score_command  # noqa: E402
 
-app.command("score")(guarded(score_command))
+app.command("score", cls=ConfigCommand)(guarded(score_command))
 
 from slowthink.recipes.evaluate import eval_cli  # noqa: E402
 from slowthink.serve import serve_cli  # noqa: E402
 
-app.command("eval")(guarded(eval_cli))
-app.command("serve")(guarded(serve_cli))
+app.command("eval", cls=ConfigCommand)(guarded(eval_cli))
+app.command("serve", cls=ConfigCommand)(guarded(serve_cli))
 
 from slowthink.sandbox.cli import sandbox_app  # noqa: E402
 
@@ -69,15 +73,15 @@ app.command("report")(guarded(report_cli))
 
 from slowthink.recipes.distill_tir import distill_tir_cli  # noqa: E402  (teacher, sandbox and checker load when run)
 
-app.command("distill-tir")(guarded(distill_tir_cli))
+app.command("distill-tir", cls=ConfigCommand)(guarded(distill_tir_cli))
 
 from slowthink.study.cli import study_cli  # noqa: E402  (recipes load when the grid runs)
 
-app.command("study")(guarded(study_cli))
+app.command("study", cls=ConfigCommand)(guarded(study_cli))
 
 from slowthink.curate.cli import curate_cli  # noqa: E402  (datasketch and math-verify load when run)
 
-app.command("curate")(guarded(curate_cli))
+app.command("curate", cls=ConfigCommand)(guarded(curate_cli))
 
 
 def main() -> None:

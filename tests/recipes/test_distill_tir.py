@@ -28,6 +28,7 @@ from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig
 from slowthink.sandbox import ProcessSandbox, SandboxConfig
 from slowthink.tiny import ArithmeticTask
 from slowthink.tir.inject import INJECTION_PREFIXES
+from slowthink.tir.paths import TIRSampling
 
 PLAIN = "<think>6 times 7 is 42. Wait, let me recheck: 6*7 = 42. Hmm, yes. But is that right? Yes.</think>\\boxed{42}"
 PLAIN_PIECES = ["<think>6 times 7 is 42. ", "Wait, let me recheck: 6*7 = 42. ", "Hmm, yes. ",
@@ -95,8 +96,10 @@ def sandbox():
 
 
 def run(tmp_path: Path, problems: list[Problem], tokenizer, sandbox, out: str = "tir.jsonl", **options):
+    # The sampling keys (n, temperatures, injections) live in the config's `sampling` section.
+    sampling = {k: options.pop(k) for k in list(options) if k in TIRSampling.model_fields}
     cfg = DistillTIRConfig(data=str(tmp_path / "problems.jsonl"), out=str(tmp_path / out), checker="exact",
-                           progress=False, **{"max_tokens": 400, **options})
+                           progress=False, sampling=TIRSampling(**sampling), **{"max_tokens": 400, **options})
     teacher = ScriptedTeacher(tokenizer)
     totals = distill(problems, ToolLoop(teacher, sandbox, tokenizer, ToolLoopConfig()), ExactMatchChecker(), cfg)
     rows = [json.loads(line) for line in (tmp_path / out).read_text().splitlines()]
@@ -166,7 +169,7 @@ def test_sampling_settings_of_each_step(tmp_path, tokenizer, sandbox):
             return super().generate(prompt_ids, params)
 
     cfg = DistillTIRConfig(data="unused", out=str(tmp_path / "o.jsonl"), checker="exact", progress=False,
-                           source="inject", min_injections=1, max_injections=1, max_tokens=5000)
+                           source="inject", sampling=TIRSampling(min_injections=1, max_injections=1), max_tokens=5000)
     distill(PROBLEMS[:1], ToolLoop(Recording(tokenizer), sandbox, tokenizer), ExactMatchChecker(), cfg)
     plain, code, continuation = calls
     assert (plain.temperature, plain.top_p, plain.stop) == (0.6, 0.95, ())
@@ -244,11 +247,11 @@ def test_malformed_input_row_and_bad_options_are_clear_errors(tmp_path):
     assert result.exit_code == 2 and f"{data}:2: missing field(s) answer" in result.output  # a user's mistake
     result = invoke("--data", str(data), "--out", "o.jsonl", "--backend", "openai")
     assert result.exit_code == 2 and "--backend openai needs --base-url" in result.output
-    result = invoke("--data", str(data), "--out", "o.jsonl", "--min-injections", "3", "--max-injections", "1")
+    result = invoke("--data", str(data), "--out", "o.jsonl", "sampling.min_injections=3", "sampling.max_injections=1")
     assert result.exit_code == 2 and "need 0 <= min_injections <= max_injections, got 3 and 1" in result.output
     result = invoke("--data", str(data), "--out", "o.jsonl", "--source", "teacher")
     assert result.exit_code == 2 and "source" in result.output and "instruct" in result.output
-    result = invoke("--data", str(data), "--out", "o.jsonl", "--instruct-template", "nope")
+    result = invoke("--data", str(data), "--out", "o.jsonl", "instruct_template=nope")
     assert result.exit_code == 2 and "instruct_template 'nope' unknown" in result.output
 
 

@@ -16,20 +16,13 @@ from typing import List, Optional
 
 import typer
 
+from slowthink.command_config import print_config, split_config_argument
 from slowthink.config import ConfigError
 from slowthink.data.problems import DataError
 from slowthink.durable import CheckpointError, LockedError, is_no_space, no_space_message
 from slowthink.modeling import ModelLoadError
 
 USER_ERRORS = (ConfigError, DataError, ModelLoadError, LockedError, CheckpointError)
-
-
-def split_config_argument(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
-    """``slowthink rl kl.coef=0`` has no YAML file: its first argument is an override."""
-    overrides = list(overrides or [])
-    if config is not None and "=" in str(config) and not config.exists():
-        return None, [str(config), *overrides]
-    return config, overrides
 
 
 def fail(message: str) -> None:
@@ -56,7 +49,8 @@ def interrupted(run_dir: Path, command: str) -> None:
     raise typer.Exit(130)
 
 
-def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool, command: str = "rl") -> None:
+def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool, command: str = "rl",
+          show_config: bool = False) -> None:
     """Load the config (YAML + overrides) and run the recipe; user errors exit 2 with one message."""
     from slowthink.config import load_config
     from slowthink.recipes.runnable import check_runnable
@@ -65,6 +59,8 @@ def train(config_class, run, config: Path | None, overrides: list[str] | None, r
     run_dir = None
     try:
         loaded = load_config(config_class, config, overrides)
+        if show_config:
+            print_config(loaded)
         check_runnable(loaded)  # every reason it cannot run on this machine, at once (recipes/runnable.py)
         run_dir = Path(loaded.run.output_dir)
         run_dir = run(loaded, resume=resume)
@@ -86,23 +82,25 @@ def rl_cli(
     config: Optional[Path] = typer.Argument(None, help="YAML config (e.g. configs/tiny_rl.yaml); defaults apply without one."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. kl.mode=cosine rollout.temperature=1.2"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
+    show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """RL with verifiable rewards (GRPO / Dr. GRPO / RLOO / REINFORCE++, KL schedules, length strategies)."""
     from slowthink.recipes.rl import run_rl
     from slowthink.recipes.rl_config import RLConfig
 
-    train(RLConfig, run_rl, config, overrides, resume, command="rl")
+    train(RLConfig, run_rl, config, overrides, resume, command="rl", show_config=show_config)
 
 
 def sft_cli(
     config: Optional[Path] = typer.Argument(None, help="YAML config (e.g. configs/tiny_sft.yaml)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. train.steps=100 data.train_file=x.jsonl"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
+    show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Supervised fine-tuning on prompt/response or chat-message JSONL (loss on response tokens)."""
     from slowthink.recipes.sft import SFTConfig, run_sft
 
-    train(SFTConfig, run_sft, config, overrides, resume, command="sft")
+    train(SFTConfig, run_sft, config, overrides, resume, command="sft", show_config=show_config)
 
 
 def demo_cli(

@@ -20,7 +20,7 @@ import random
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, List, Literal, Optional, Sequence
 
 import typer
 from pydantic import model_validator
@@ -37,41 +37,56 @@ from slowthink.tir.paths import Candidate, TIRSampling, inject_responses, instru
 
 
 class DistillTIRConfig(StrictConfig):
-    """Everything ``slowthink distill-tir`` needs; the command-line options map onto these fields."""
+    """Everything ``slowthink distill-tir`` needs: a YAML file, the shorthand flags and key=value overrides."""
 
     data: str
+    """Problems JSONL ({id, problem, answer} rows)."""
     out: str
-    # "tiny", a local Hugging Face directory or a hub name; with --backend openai it names the tokenizer.
-    teacher: str = "tiny"
+    """Output JSONL of SFT rows; rerunning with the same file resumes."""
+    model: str = "tiny"
+    """The teacher: "tiny", a local Hugging Face directory or a hub name; with backend openai it names the tokenizer."""
     backend: Literal["hf", "openai"] = "hf"
+    """hf (a local model) or openai (any OpenAI-compatible server)."""
     base_url: str | None = None
+    """Server URL for backend openai, e.g. http://127.0.0.1:8000/v1."""
     api_key: str | None = None
-    # Served model name (--backend openai; default: the first of /v1/models).
-    model: str | None = None
+    """Bearer token for backend openai (the --api-key flag reads OPENAI_API_KEY)."""
+    served_model_name: str | None = None
+    """Model name on the server (backend openai; default: the first of /v1/models)."""
     tokenizer: str | None = None
+    """Tokenizer that renders prompts for backend openai (default: served_model_name, else model)."""
     concurrency: int = 8
+    """Requests in flight (backend openai)."""
     timeout_s: float = 600.0
-    # instruct: ask for code; inject: prefix injection; both: inject where instruct kept nothing.
+    """Per-request timeout in seconds (backend openai)."""
     source: Literal["instruct", "inject", "both"] = "both"
+    """instruct: ask for code; inject: prefix injection; both: inject where instruct kept nothing."""
     instruct_template: str = "tool"
+    """Prompt template of the instruct path."""
     inject_template: str = "chat"
-    n: int = 1
+    """Prompt template of the plain thoughts (inject path)."""
     max_tokens: int = 16384
-    temperature: float = 0.6
-    top_p: float = 0.95
-    code_temperature: float = 1.0
-    code_max_tokens: int = 1024
-    min_injections: int = 1
-    max_injections: int = 3
+    """Tokens per response (model + tool output); cut to the context."""
+    sampling: TIRSampling = TIRSampling()
+    """How the teacher is sampled: n, temperatures, top-p, injections (section 4.4's settings)."""
     tool_preset: Literal["default", "still3"] = "default"
+    """Tool output format: default or still3 (the paper's release)."""
     max_tool_calls: int | None = None
+    """Code blocks the teacher may run per response (null: no limit)."""
     strict_cells: bool = False
+    """Drop responses with any cell that failed."""
     checker: Literal["math", "exact"] = "math"
+    """math (math-verify) or exact (string match, the tiny task)."""
     checker_workers: int = 2
+    """Answer-checker worker processes."""
     batch_size: int = 8
+    """Problems per batch; results are saved after each."""
     limit: int | None = None
+    """Only the first N problems."""
     seed: int = 0
+    """Seed of sampling and of the injection choices."""
     progress: bool = True
+    """Progress bar on a terminal."""
 
     @model_validator(mode="after")
     def _check(self) -> "DistillTIRConfig":
@@ -80,23 +95,14 @@ class DistillTIRConfig(StrictConfig):
                 raise ValueError(f"{key} '{getattr(self, key)}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
         if self.backend == "openai" and not self.base_url:
             raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        if self.backend == "hf" and (self.base_url or self.model):
-            raise ValueError("--base-url and --model are for --backend openai; a local teacher is --teacher PATH")
-        for key in ("n", "max_tokens", "code_max_tokens", "batch_size", "concurrency", "checker_workers"):
+        if self.backend == "hf" and (self.base_url or self.served_model_name):
+            raise ValueError("base_url and served_model_name are for --backend openai; a local teacher is --model PATH")
+        for key in ("max_tokens", "batch_size", "concurrency", "checker_workers"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not 0 <= self.min_injections <= self.max_injections:
-            raise ValueError(f"need 0 <= min_injections <= max_injections, got {self.min_injections} and {self.max_injections}")
-        if not 0 < self.top_p <= 1 or self.temperature < 0 or self.code_temperature < 0:
-            raise ValueError("temperatures must be >= 0 and top_p in (0, 1]")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         return self
-
-    def sampling(self) -> TIRSampling:
-        return TIRSampling(n=self.n, temperature=self.temperature, top_p=self.top_p,
-                           code_temperature=self.code_temperature, code_max_tokens=self.code_max_tokens,
-                           min_injections=self.min_injections, max_injections=self.max_injections)
 
 
 def progress_path(out: str | Path) -> Path:
@@ -135,15 +141,15 @@ def build_teacher(cfg: DistillTIRConfig, stack: ExitStack) -> tuple[Any, Any, in
         from slowthink.rollout.hf import HFGenerator
 
         set_torch_threads()
-        model, tokenizer = load_model_and_tokenizer(cfg.teacher)
+        model, tokenizer = load_model_and_tokenizer(cfg.model)
         model.eval()
         context = getattr(model.config, "max_position_embeddings", None)
-        return HFGenerator(model, tokenizer, batch_size=cfg.batch_size * cfg.n), tokenizer, context
+        return HFGenerator(model, tokenizer, batch_size=cfg.batch_size * cfg.sampling.n), tokenizer, context
     from slowthink.modeling import load_tokenizer
     from slowthink.rollout.openai_backend import OpenAIGenerator
 
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model or cfg.teacher)
-    generator = OpenAIGenerator(cfg.base_url or "", model=cfg.model, api_key=cfg.api_key, concurrency=cfg.concurrency,
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.served_model_name or cfg.model)
+    generator = OpenAIGenerator(cfg.base_url or "", model=cfg.served_model_name, api_key=cfg.api_key, concurrency=cfg.concurrency,
                                 timeout_s=cfg.timeout_s, tokenizer=tokenizer)
     stack.callback(generator.close)
     return generator, tokenizer, None
@@ -192,7 +198,7 @@ def distill_batch(problems: Sequence[Problem], loop: ToolLoop, checker: Checker,
                   context: int | None = None) -> list[tuple[list[dict[str, Any]], Counter]]:
     """(kept rows, counts) per problem of the batch, in order."""
     results: list[tuple[list[dict[str, Any]], Counter]] = [([], Counter()) for _ in problems]
-    sampling, seed = cfg.sampling(), _batch_seed(cfg.seed, problems[0].id)
+    sampling, seed = cfg.sampling, _batch_seed(cfg.seed, problems[0].id)
     paths = ["instruct", "inject"] if cfg.source == "both" else [cfg.source]
     for path in paths:
         # --source both: injection only for problems the instruct path kept nothing for.
@@ -293,53 +299,38 @@ def run_distill_tir(cfg: DistillTIRConfig, console: Console | None = None) -> Co
 
 
 def distill_tir_cli(
-    data: str = typer.Option(..., help="problems JSONL ({id, problem, answer} rows)"),
-    out: str = typer.Option(..., help="output JSONL of SFT rows; rerunning with the same file resumes"),
-    teacher: str = typer.Option("tiny", help="local teacher: 'tiny', a HF model directory or hub name (openai: its tokenizer)"),
-    backend: str = typer.Option("hf", help="hf (local model) or openai (any OpenAI-compatible server)"),
-    base_url: str = typer.Option(None, help="server URL for --backend openai, e.g. http://127.0.0.1:8000/v1"),
-    api_key: str = typer.Option(None, envvar="OPENAI_API_KEY", help="bearer token for --backend openai"),
-    model: str = typer.Option(None, help="served model name for --backend openai (default: first of /v1/models)"),
-    tokenizer: str = typer.Option(None, help="tokenizer for --backend openai (default: --model, else --teacher)"),
-    concurrency: int = typer.Option(8, help="requests in flight (--backend openai)"),
-    timeout_s: float = typer.Option(600.0, help="per-request timeout in seconds (--backend openai)"),
-    source: str = typer.Option("both", help="instruct (ask for code), inject (prefix injection), or both (inject "
-                                            "where instruct kept nothing)"),
-    instruct_template: str = typer.Option("tool", help="prompt template of the instruct path"),
-    inject_template: str = typer.Option("chat", help="prompt template of the plain thoughts (inject path)"),
-    n: int = typer.Option(1, help="responses per problem and path"),
-    max_tokens: int = typer.Option(16384, help="tokens per response (model + tool output); cut to the context"),
-    temperature: float = typer.Option(0.6, help="temperature of thoughts and continuations (paper: 0.6)"),
-    top_p: float = typer.Option(0.95, help="top-p of thoughts and continuations (paper: 0.95)"),
-    code_temperature: float = typer.Option(1.0, help="temperature of injected code (paper: 1.0)"),
-    code_max_tokens: int = typer.Option(1024, help="tokens for one injected code block"),
-    min_injections: int = typer.Option(1, help="fewest code injections per inject-path response"),
-    max_injections: int = typer.Option(3, help="most code injections per inject-path response (paper: up to 3)"),
-    tool_preset: str = typer.Option("default", help="tool format: default or still3 (the paper's release)"),
-    max_tool_calls: int = typer.Option(None, help="code blocks the teacher may run per response (default: no limit)"),
-    strict_cells: bool = typer.Option(False, "--strict-cells", help="drop responses with any cell that failed"),
-    checker: str = typer.Option("math", help="math (math-verify) or exact (string match, the tiny task)"),
-    checker_workers: int = typer.Option(2, help="answer-checker worker processes"),
-    batch_size: int = typer.Option(8, help="problems per batch; results are saved after each"),
-    limit: int = typer.Option(None, help="only the first N problems"),
-    seed: int = typer.Option(0, help="seed of sampling and of the injection choices"),
-    progress: bool = typer.Option(True, help="progress bar on a terminal"),
+    config: Optional[Path] = typer.Argument(None, help="YAML config (keys: slowthink config distill-tir); optional."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. sampling.n=4 sampling.max_injections=2"),
+    data: str = typer.Option(None, help="(key data) problems JSONL ({id, problem, answer} rows); required"),
+    out: str = typer.Option(None, help="(key out) output JSONL of SFT rows; required; rerunning with the same file resumes"),
+    model: str = typer.Option(None, "--model", "--teacher", help="(key model) the teacher: 'tiny' (default), a HF model "
+                                                                  "directory or hub name (openai: its tokenizer)"),
+    backend: str = typer.Option(None, help="(key backend) hf (default: a local model) or openai (any OpenAI-compatible server)"),
+    base_url: str = typer.Option(None, help="(key base_url) server URL for --backend openai, e.g. http://127.0.0.1:8000/v1"),
+    api_key: str = typer.Option(None, envvar="OPENAI_API_KEY", help="(key api_key) bearer token for --backend openai"),
+    served_model_name: str = typer.Option(None, help="(key served_model_name) model name on the server (--backend openai; "
+                                                     "default: first of /v1/models)"),
+    source: str = typer.Option(None, help="(key source) instruct, inject or both (default: inject where instruct kept nothing)"),
+    max_tokens: int = typer.Option(None, help="(key max_tokens) tokens per response (default 16384); cut to the context"),
+    checker: str = typer.Option(None, help="(key checker) math (default) or exact (string match, the tiny task)"),
+    limit: int = typer.Option(None, help="(key limit) only the first N problems"),
+    seed: int = typer.Option(None, help="(key seed) seed of sampling and of the injection choices (default 0)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="(key progress) progress bar on a terminal"),
+    show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Distill tool-integrated reasoning data (STILL-3-TOOL, section 4.4) from a teacher into SFT-ready JSONL.
 
     Two paths: ask the teacher to solve with code, or inject code into its own long thought.
-    Only responses with executed code and the right answer are kept.
+    Only responses with executed code and the right answer are kept. Sampling (n, temperatures,
+    top-p, injections) is the `sampling` section: sampling.n=4, sampling.temperature=0.7, ...
     """
-    from pydantic import ValidationError
+    from slowthink.command_config import print_config, resolve_config
 
-    from slowthink.config import format_validation_error
-
-    # Every option above is a config field of the same name (the imports are not).
-    options = {name: value for name, value in locals().items() if name in DistillTIRConfig.model_fields}
-    try:
-        cfg = DistillTIRConfig(**options)
-    except ValidationError as exc:
-        typer.echo(f"error: {format_validation_error(DistillTIRConfig, exc, 'slowthink distill-tir options')}", err=True)
-        raise typer.Exit(2) from None
+    shorthands = dict(data=data, out=out, model=model, backend=backend, base_url=base_url, api_key=api_key,
+                      served_model_name=served_model_name, source=source, max_tokens=max_tokens, checker=checker,
+                      limit=limit, seed=seed, progress=progress)
+    cfg = resolve_config(DistillTIRConfig, config, overrides, shorthands)
+    if show_config:
+        print_config(cfg)
     # A user's mistake exits 2, an unreachable server 1, with one message: slowthink/cli_errors.py.
     run_distill_tir(cfg)

@@ -24,26 +24,37 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from pydantic import Field, model_validator
+
+from slowthink.config import StrictConfig
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.tool_loop import ToolLoop, encode_plain, format_output, output_block
 from slowthink.tir.inject import CLOSING_FENCE, INJECTION_PREFIXES, THOUGHT_END, close_code, cut_index, split_thought, splice
 
 
-@dataclass(frozen=True)
-class TIRSampling:
-    """How the teacher is sampled (section 4.4's settings as defaults)."""
+class TIRSampling(StrictConfig):
+    """How the teacher is sampled (section 4.4's settings as defaults); distill-tir's ``sampling`` section."""
 
-    # Responses per problem and path.
-    n: int = 1
-    # The thought, the instructed response and every continuation: T = 0.6, top-p 0.95.
-    temperature: float = 0.6
-    top_p: float = 0.95
-    # Injected code is written at T = 1.0, up to this many tokens.
-    code_temperature: float = 1.0
-    code_max_tokens: int = 1024
-    # Injections per response, drawn uniformly from [min, max] (inject path).
-    min_injections: int = 1
+    n: int = Field(1, ge=1)
+    """Responses per problem and path."""
+    temperature: float = Field(0.6, ge=0)
+    """Temperature of the thought, the instructed response and every continuation (paper: 0.6)."""
+    top_p: float = Field(0.95, gt=0, le=1)
+    """Top-p of the thought, the instructed response and every continuation (paper: 0.95)."""
+    code_temperature: float = Field(1.0, ge=0)
+    """Temperature at which injected code is written (paper: 1.0)."""
+    code_max_tokens: int = Field(1024, ge=1)
+    """Tokens for one injected code block."""
+    min_injections: int = Field(1, ge=0)
+    """Fewest code injections per inject-path response (drawn uniformly from [min, max])."""
     max_injections: int = 3
+    """Most code injections per inject-path response (paper: up to 3)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "TIRSampling":
+        if not 0 <= self.min_injections <= self.max_injections:
+            raise ValueError(f"need 0 <= min_injections <= max_injections, got {self.min_injections} and {self.max_injections}")
+        return self
 
 
 @dataclass
