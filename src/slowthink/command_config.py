@@ -74,6 +74,15 @@ def split_config_argument(config: str | Path | None, overrides: list[str] | None
     return (Path(config) if config is not None else None), overrides
 
 
+def split_overrides(args: list[str] | None) -> tuple[list[str], list[str]]:
+    """Positional arguments -> (inputs, overrides): ``key=value`` is an override unless it names an existing file."""
+    inputs, overrides = [], []
+    for arg in args or []:
+        is_override = "=" in arg and not arg.startswith("=") and not Path(arg).exists()
+        (overrides if is_override else inputs).append(arg)
+    return inputs, overrides
+
+
 def _plain(value: Any) -> Any:
     """Typer's values as YAML would give them (paths as text, tuples as lists)."""
     if isinstance(value, PurePath):

@@ -25,10 +25,12 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterator, List, Literal, Optional, TextIO
 
 import typer
+from pydantic import Field
 
+from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.jsonl import JsonlRow, dumps_line, read_jsonl
 from slowthink.rewards.verdict import STATUSES, Checker
 
@@ -227,25 +229,59 @@ def print_summary(summary: ScoreSummary, out_path: Path) -> None:
     Console().print(table)
 
 
+class ScoreConfig(StrictConfig):
+    """Everything ``slowthink score`` needs: a YAML file, FILE and the flags, or key=value overrides."""
+
+    file: str
+    """JSONL rows with a gold answer and a response (or a list of responses)."""
+    out: str
+    """Where to write the rows with 'correct' and 'status' added (never the input file)."""
+    answer_field: str = "answer"
+    """Field holding the gold answer."""
+    response_field: str = "response"
+    """Field holding one response."""
+    responses_field: str = "responses"
+    """Field holding a list of responses (wins over response_field)."""
+    checker: Literal["math", "exact"] = "math"
+    """math (math-verify in worker processes) or exact (string match)."""
+    fallback: bool = False
+    """Evaluation only: when nothing is boxed, also read 'the answer is X', the last $math$, the last number."""
+    workers: int = Field(2, ge=1)
+    """Checker worker processes (each uses one core)."""
+    timeout: float = Field(5.0, gt=0)
+    """Seconds one check may take before its worker is killed."""
+
+
 def score_command(
-    file: Path = typer.Argument(..., help="JSONL rows with a gold answer and a response (or a list of responses)."),
-    out: Path = typer.Option(..., "--out", help="Where to write the rows with 'correct' and 'status' added."),
-    answer_field: str = typer.Option("answer", help="Field holding the gold answer."),
-    response_field: str = typer.Option("response", help="Field holding one response."),
-    responses_field: str = typer.Option("responses", help="Field holding a list of responses (wins over --response-field)."),
-    checker: str = typer.Option("math", help="'math' (math-verify in worker processes) or 'exact' (string match)."),
-    fallback: bool = typer.Option(
-        False, "--fallback", help="Evaluation only: when nothing is boxed, also read 'the answer is X', the last $math$, the last number."
-    ),
-    workers: int = typer.Option(2, help="Checker worker processes (each uses one core)."),
-    timeout: float = typer.Option(5.0, help="Seconds one check may take before its worker is killed."),
+    args: Optional[List[str]] = typer.Argument(None, help="FILE.jsonl (rows with a gold answer and a response or a list "
+                                                          "of responses), then key=value overrides."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (keys: slowthink config score)."),
+    out: Path = typer.Option(None, "--out", help="(key out) where to write the rows with 'correct' and 'status' added."),
+    answer_field: str = typer.Option(None, help="(key answer_field) field holding the gold answer (default answer)."),
+    response_field: str = typer.Option(None, help="(key response_field) field holding one response (default response)."),
+    responses_field: str = typer.Option(None, help="(key responses_field) field holding a list of responses (default "
+                                                   "responses; wins over --response-field)."),
+    checker: str = typer.Option(None, help="(key checker) 'math' (default: math-verify in worker processes) or 'exact'."),
+    fallback: Optional[bool] = typer.Option(None, "--fallback", help="(key fallback) evaluation only: when nothing is "
+                                            "boxed, also read 'the answer is X', the last $math$, the last number."),
+    workers: int = typer.Option(None, help="(key workers) checker worker processes (default 2; each uses one core)."),
+    timeout: float = typer.Option(None, help="(key timeout) seconds one check may take before its worker is killed (default 5)."),
+    show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Check saved responses against golds; write them back with 'correct' and 'status'."""
+    from slowthink.command_config import print_config, resolve_config, split_overrides
+
+    files, overrides = split_overrides(args)
+    if len(files) > 1:
+        raise ConfigError(f"score takes one input file, got {len(files)}: {' '.join(files)}")
+    shorthands = dict(file=files[0] if files else None, out=out, answer_field=answer_field, response_field=response_field,
+                      responses_field=responses_field, checker=checker, fallback=fallback, workers=workers, timeout=timeout)
+    cfg = resolve_config(ScoreConfig, config, overrides, shorthands)
+    if show_config:
+        print_config(cfg)
+    file, out = Path(cfg.file), Path(cfg.out)
     if not file.is_file():
         typer.echo(f"error: input file {file} does not exist", err=True)
-        raise typer.Exit(2)
-    if checker not in ("math", "exact"):
-        typer.echo(f"error: --checker must be 'math' or 'exact', got {checker!r}", err=True)
         raise typer.Exit(2)
     if same_file(file, out):
         # Writing the output over the input would destroy it (issue 8: it did, exiting 0).
@@ -255,9 +291,9 @@ def score_command(
     from slowthink.rewards.math_checker import MathChecker
     from slowthink.rewards.verdict import ExactMatchChecker
 
-    chosen: Checker = MathChecker(workers, timeout, fallback=fallback) if checker == "math" else ExactMatchChecker()
+    chosen: Checker = MathChecker(cfg.workers, cfg.timeout, fallback=cfg.fallback) if cfg.checker == "math" else ExactMatchChecker()
     try:
-        fields = Fields(answer_field, response_field, responses_field)
+        fields = Fields(cfg.answer_field, cfg.response_field, cfg.responses_field)
         summary = score_file(file, out, chosen, fields, progress=sys.stderr.isatty())
     finally:
         chosen.close()
