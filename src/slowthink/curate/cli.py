@@ -12,45 +12,56 @@ import typer
 
 
 def curate_cli(
-    sources: List[str] = typer.Argument(..., help="JSONL files of {problem, answer} rows, or hf:NAME[:SPLIT] (needs 'datasets')."),
-    out: Path = typer.Option(..., "--out", help="The pool: one JSONL file (written atomically when done)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Markdown report (default: OUT with .md)."),
-    benchmark: Optional[List[Path]] = typer.Option(None, "--benchmark", help="Benchmark JSONL to decontaminate against (repeatable)."),
-    skip: Optional[List[str]] = typer.Option(None, "--skip", help="Leave a filter out (repeatable), e.g. --skip near_duplicate."),
-    contamination_threshold: float = typer.Option(0.5, help="Share of a row's n-grams found in a benchmark that marks it contaminated."),
-    ngram: int = typer.Option(8, help="n of the decontamination n-grams (normalised tokens)."),
-    near_duplicate_threshold: float = typer.Option(0.8, help="MinHash Jaccard at or above which a row is a near duplicate."),
-    problem_key: str = typer.Option("problem", help="Field with the problem text."),
-    answer_key: str = typer.Option("answer", help="Field with the gold answer."),
-    difficulty_model: Optional[str] = typer.Option(None, help="Model (path or 'tiny') whose pass rate drops always/never solved rows."),
-    samples: int = typer.Option(8, help="Difficulty: samples per problem (k)."),
-    max_new_tokens: int = typer.Option(1024, help="Difficulty: tokens per sample."),
-    template: str = typer.Option("chat", help="Difficulty: prompt template."),
-    checker: str = typer.Option("math", help="Difficulty: 'math' (math-verify) or 'exact'."),
+    args: List[str] = typer.Argument(None, help="Sources: JSONL files of {problem, answer} rows, or hf:NAME[:SPLIT] (needs "
+                                                "'datasets'); then key=value overrides (keys: slowthink config curate)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (keys: slowthink config curate)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="(key out) the pool: one JSONL file (written atomically when done)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="(key report) Markdown report (default: OUT with .md)."),
+    benchmark: Optional[List[Path]] = typer.Option(None, "--benchmark", help="(key benchmarks) benchmark JSONL to decontaminate against (repeatable)."),
+    skip: Optional[List[str]] = typer.Option(None, "--skip", help="(key filters.skip) leave a filter out (repeatable), e.g. --skip near_duplicate."),
+    contamination_threshold: Optional[float] = typer.Option(None, help="(key filters.contamination_threshold) share of a row's n-grams found in a benchmark that marks it contaminated (0.5)."),
+    ngram: Optional[int] = typer.Option(None, help="(key filters.ngram) n of the decontamination n-grams (8)."),
+    near_duplicate_threshold: Optional[float] = typer.Option(None, help="(key filters.near_duplicate_threshold) MinHash Jaccard at or above which a row is a near duplicate (0.8)."),
+    problem_key: Optional[str] = typer.Option(None, help="(key filters.problem_key) field with the problem text."),
+    answer_key: Optional[str] = typer.Option(None, help="(key filters.answer_key) field with the gold answer."),
+    difficulty_model: Optional[str] = typer.Option(None, help="(key difficulty.model) model (path or 'tiny') whose pass rate drops always/never solved rows."),
+    samples: Optional[int] = typer.Option(None, help="(key difficulty.samples) samples per problem (k, 8)."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="(key difficulty.max_new_tokens) tokens per sample (1024)."),
+    template: Optional[str] = typer.Option(None, help="(key difficulty.template) prompt template (chat)."),
+    checker: Optional[str] = typer.Option(None, help="(key difficulty.checker) 'math' (math-verify) or 'exact'."),
+    show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Build an RL training pool: question-type, answer, duplicate, contamination and difficulty filters (paper section 2)."""
-    from slowthink.config import build_config
-    from slowthink.curate.pipeline import CurateSettings, curate
+    from slowthink.command_config import print_config, resolve_config, split_overrides
+    from slowthink.curate.config import CurateConfig
+    from slowthink.curate.pipeline import curate
     from slowthink.curate.report import curation_report
     from slowthink.recipes.cli_train import USER_ERRORS, fail
 
     started = time.perf_counter()
+    sources, overrides = split_overrides(args)
+    shorthands = {"sources": sources, "out": out, "report": report, "benchmarks": benchmark, "filters.skip": skip,
+                  "filters.contamination_threshold": contamination_threshold, "filters.ngram": ngram,
+                  "filters.near_duplicate_threshold": near_duplicate_threshold, "filters.problem_key": problem_key,
+                  "filters.answer_key": answer_key, "difficulty.model": difficulty_model, "difficulty.samples": samples,
+                  "difficulty.max_new_tokens": max_new_tokens, "difficulty.template": template, "difficulty.checker": checker}
     try:
-        settings = build_config(CurateSettings, dict(
-            skip=list(skip or []), contamination_threshold=contamination_threshold, ngram=ngram,
-            near_duplicate_threshold=near_duplicate_threshold, problem_key=problem_key, answer_key=answer_key,
-        ), source="options")
-        difficulty = build_difficulty(difficulty_model, samples, max_new_tokens, template, checker) if difficulty_model else None
-        stats = curate(list(sources), out, settings, [str(b) for b in benchmark or []], difficulty)
+        cfg = resolve_config(CurateConfig, config, overrides, shorthands)
+        if show_config:
+            print_config(cfg)
+        level = cfg.difficulty
+        difficulty = build_difficulty(level.model, level.samples, level.max_new_tokens, level.template, level.checker) \
+            if level.model else None
+        stats = curate(list(cfg.sources), Path(cfg.out), cfg.filters, list(cfg.benchmarks), difficulty)
     except USER_ERRORS as exc:
         fail(str(exc))
     command = "slowthink curate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    notes = [f"Benchmarks (decontamination targets): {', '.join(Path(b).stem for b in benchmark or []) or 'none'}.",
-             f"Difficulty filter: {difficulty_model or 'off'}. Wall time {time.perf_counter() - started:.0f} s."]
-    report_path = report or out.with_suffix(".md")
+    notes = [f"Benchmarks (decontamination targets): {', '.join(Path(b).stem for b in cfg.benchmarks) or 'none'}.",
+             f"Difficulty filter: {cfg.difficulty.model or 'off'}. Wall time {time.perf_counter() - started:.0f} s."]
+    report_path = Path(cfg.report) if cfg.report else Path(cfg.out).with_suffix(".md")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(curation_report(stats, "Curation report", command, notes), encoding="utf-8")
-    print(f"kept {stats.kept} of {stats.read} rows -> {out}; report {report_path}")
+    print(f"kept {stats.kept} of {stats.read} rows -> {cfg.out}; report {report_path}")
 
 
 def build_difficulty(model_path: str, samples: int, max_new_tokens: int, template: str, checker: str):

@@ -16,6 +16,7 @@ def study_cli(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the runs the grid needs (and which are done); run nothing."),
     report_only: bool = typer.Option(False, "--report-only", help="Write the report from the runs that exist; run nothing."),
     report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Where report.md/html go (default: the grid's report_dir)."),
+    show_config: bool = typer.Option(False, "--print-config", help="Print the resolved grid config as YAML and exit."),
 ) -> None:
     """Run every arm x seed of a study grid (resumable) and report each claim's verdict."""
     from slowthink.recipes.cli_train import USER_ERRORS, fail
@@ -27,6 +28,10 @@ def study_cli(
     started = time.perf_counter()
     try:
         study, root = load_study(grid, overrides)
+        if show_config:
+            from slowthink.command_config import print_config
+
+            print_config(study)
         plan = build_plan(study, root)
     except USER_ERRORS as exc:
         fail(str(exc))
