@@ -37,6 +37,7 @@ from slowthink.training.experience import RowOutcomes, SelectionSettings, gather
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.optim import build_optimizer, build_scheduler
 from slowthink.training.policy_update import LossSettings, update_policy
+from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.tracking import StepProgress, build_tracker
 
 PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
@@ -166,11 +167,8 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps * updates_per_step)
     sampler = PromptSampler(len(train_set.problems), seed=config.run.seed)
     state = RLState()
-    if resume and (latest := ckpt.latest_checkpoint(run_dir)) is not None:
-        state = restore(latest, model, reference, generator, optimizer, scheduler, sampler)
-    elif info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    if start.checkpoint is not None:
+        state = restore(start.checkpoint, model, reference, generator, optimizer, scheduler, sampler)
     trainer = wrap_model(model, info, config.distributed, optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
 
     tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=state.step > 0, last_step=state.step) if info.is_main else None
