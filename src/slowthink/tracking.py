@@ -18,8 +18,11 @@ from slowthink.durable import atomic_write_text
 
 
 class TrackingConfig(StrictConfig):
+    # Also log to TensorBoard in the run directory (needs the tensorboard package).
     tensorboard: bool = False
+    # Also log to Weights & Biases (needs the wandb package).
     wandb: bool = False
+    # Weights & Biases project name.
     wandb_project: str = "slowthink"
 
 

@@ -37,9 +37,11 @@ class CurateSettings(StrictConfig):
     num_perm: int = 64  # MinHash permutations (accuracy vs memory)
     # Decontamination: share of a row's n-grams found in a benchmark, and n.
     contamination_threshold: float = 0.5
+    # n of the decontamination n-grams (normalised tokens).
     ngram: int = 8
     # Field names of the sources' rows (Hugging Face datasets name them differently).
     problem_key: str = "problem"
+    # Field of the gold answer.
     answer_key: str = "answer"
     # Examples per filter shown in the report.
     examples: int = 3

@@ -14,6 +14,7 @@ from slowthink.prompts import TEMPLATE_NAMES
 class RunConfig(StrictConfig):
     # Every run writes here: config.yaml, metrics.jsonl, checkpoints/, report files.
     output_dir: str = "runs/rl"
+    # Seed of every random draw of the run (tiny-model init, data order, sampling).
     seed: int = 0
     # Torch intra-op threads (0 = decide from the cores; tests use 1).
     torch_threads: int = 0
@@ -29,6 +30,7 @@ class ModelConfig(StrictConfig):
     path: str = "tiny"
     # Stored dtype of the weights (and so of the optimizer's moments): bfloat16 halves both.
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # Torch device of the model: cpu, cuda or cuda:N.
     device: str = "cpu"
     # Memory for long chains of thought (docs/scale.md). Tokens whose logits exist at once
     # when log-probs and entropy are taken; 0 materialises all B x T x V logits.
@@ -52,24 +54,33 @@ class RLModelConfig(ModelConfig):
 class TinyTaskConfig(StrictConfig):
     """The synthetic arithmetic task (slowthink.tiny.ArithmeticTask)."""
 
+    # Operands per arithmetic problem.
     num_operands: int = 3
+    # Digits per operand.
     digits: int = 3
     # Cold-start mix: share of the first operand's range where demonstrations mostly think
     # (with probability think_high; think_low elsewhere).
     think_share: float = 0.3
+    # Probability that a demonstration thinks, inside the think_share range.
     think_high: float = 0.8
+    # Probability that a demonstration thinks, outside that range.
     think_low: float = 0.2
 
 
 class ProblemSourceConfig(StrictConfig):
     """Where problems come from: the synthetic tiny task or JSONL files of Problem rows."""
 
+    # tiny: the synthetic arithmetic task; jsonl: Problem rows ({id, problem, answer}) from train_file /
+    # eval_file.
     source: Literal["tiny", "jsonl"] = "tiny"
+    # JSONL of training problems (data.source=jsonl).
     train_file: str | None = None
+    # JSONL of held-out problems (data.source=jsonl); null: no held-out evaluation.
     eval_file: str | None = None
     tiny: TinyTaskConfig = TinyTaskConfig()
     # Problems drawn from the tiny task for training and for held-out evaluation.
     tiny_train_size: int = 4000
+    # Held-out problems drawn from the tiny task (disjoint from training).
     tiny_eval_size: int = 200
     # Prompt template: r1_zero / long (section 3.1.2), chat (Table 6), boxed_chat, tool, plain.
     template: str = "chat"

@@ -59,34 +59,55 @@ class EvalConfig(StrictConfig):
     # The tokenizer that renders prompts (default: --model's). With --backend openai, this or
     # --model must name the served model's tokenizer, unless the server serves a local path.
     tokenizer: str | None = None
+    # Named benchmarks to evaluate (-b, repeatable); see eval/benchmarks.py.
     benchmarks: tuple[str, ...] = ()
+    # A JSONL file of {id, problem, answer, source, meta} rows instead of benchmarks.
     data: str | None = None
     # Folder of shared-format JSONL copies of the named benchmarks (offline use).
     data_dir: str | None = None
+    # greedy: one sample at T=0; sampled: n samples per problem (sections 4.3, 4.4).
     mode: Literal["greedy", "sampled"] = "greedy"
     # Sampled mode defaults: n=8, T=0.6, top-p 0.95. Greedy: one sample at T=0.
     n: int | None = None
+    # Sampling temperature (sampled mode; null: 0.6).
     temperature: float | None = None
+    # Nucleus-sampling p (sampled mode; null: 0.95).
     top_p: float | None = None
+    # Generated tokens per response (paper: 32768); cut to fit the model's context.
     max_tokens: int = 32768
+    # Prompt template (slowthink.prompts).
     template: str = "chat"
+    # hf (transformers in this process), openai (any OpenAI-compatible server), vllm (an in-process engine).
     backend: Literal["hf", "openai", "vllm"] = "hf"
+    # Server URL for backend openai, e.g. http://127.0.0.1:8000/v1.
     base_url: str | None = None
+    # Bearer token for backend openai (the --api-key flag reads OPENAI_API_KEY).
     api_key: str | None = None
+    # Model name on the server (backend openai; null: the first of /v1/models).
     served_model_name: str | None = None
+    # Requests in flight (backend openai).
     concurrency: int = 8
+    # Per-request timeout in seconds (backend openai).
     timeout_s: float = 600.0
+    # Retries on connection errors and HTTP 408, 429, 500, 502-504 (backend openai).
     max_retries: int = 3
     # Prompts per generate call of the hf / vllm backends (the resume granularity).
     batch_size: int = 16
+    # GPUs the vllm backend shards the model over (backend vllm only).
     tensor_parallel_size: int = 1
+    # math (math-verify in worker processes) or exact (string match).
     checker: Literal["math", "exact"] = "math"
+    # Answer-checker worker processes.
     checker_workers: int = 2
     # Also accept unboxed final answers ("the answer is X", last number): evaluation only.
     answer_fallback: bool = False
+    # Output folder; rerunning with the same folder resumes.
     out: str = "runs/eval"
+    # Only the first N problems of each benchmark.
     limit: int | None = None
+    # Sampling seed.
     seed: int = 0
+    # Progress bar on a terminal.
     progress: bool = True
     # "python": run code blocks in the sandbox and splice their output in (section 4.4).
     tools: Literal["none", "python"] = "none"

@@ -24,13 +24,17 @@ from slowthink.tracking import TrackingConfig
 
 
 class RolloutConfig(StrictConfig):
+    # hf: the in-process KV-cached generator (CPU or one GPU); vllm: a colocated vLLM engine synced after every
+    # update (docs/scale.md).
     backend: Literal["hf", "vllm"] = "hf"
     prompts_per_step: int = 32  # the paper's TBS (128 / 1024)
     rollouts_per_prompt: int = 8  # n (8, 16, 64)
     temperature: float = 1.0  # 0.6, 1.0, 1.2 in the paper
+    # Nucleus-sampling p of rollouts (1 = the full distribution).
     top_p: float = 1.0
     # Max-response-length curriculum: [[from_step, max_tokens], ...], e.g. [[0, 8192], [100, 20480]] (section 3.2).
     max_length_schedule: list[tuple[int, int]] = Field(default_factory=lambda: [(0, 1024)])
+    # Extra strings that end a response (the template's end-of-turn always does).
     stop: list[str] = Field(default_factory=list)
     # Sync the trainer's weights into the generator every K steps; K > 1 reuses a stale
     # (older) policy for rollouts: off-policy, corrected with the rollout log-probs.
@@ -68,11 +72,15 @@ class RolloutConfig(StrictConfig):
 class KLConfig(StrictConfig):
     """KL penalty to a reference model (section 3.1.1: off, fixed 1e-3, or cosine 1e-3 -> 0)."""
 
+    # off, fixed (kl.coef) or cosine (kl.start -> kl.end over kl.anneal_steps); section 3.1.1.
     mode: Literal["off", "fixed", "cosine"] = "off"
     coef: float = 1e-3  # the fixed coefficient
     start: float = 1e-3  # cosine: coefficient at step 0
     end: float = 0.0  # cosine: coefficient at and after anneal_steps (reached exactly)
+    # cosine: RL steps over which the coefficient goes from start to end.
     anneal_steps: int = 100
+    # KL estimator (algorithms/kl.py): k1 log-ratio, k2 half squared log-ratio, k3 the non-negative unbiased
+    # one; k1 cannot sit in the loss.
     estimator: Literal["k1", "k2", "k3"] = "k3"
     # "loss": a KL term in the loss; "reward": a per-sequence penalty subtracted from the reward.
     placement: Literal["loss", "reward"] = "loss"
@@ -85,14 +93,20 @@ class KLConfig(StrictConfig):
 class AlgorithmConfig(StrictConfig):
     advantage: str = "grpo"  # grpo, grpo_no_std (Dr. GRPO), rloo, reinforce_pp
     loss_aggregation: str = "token_mean"  # token_mean, seq_mean, constant (Dr. GRPO)
+    # PPO clip below: the ratio is clipped at 1 - clip_low (section 3.1.1).
     clip_low: float = 0.2
+    # PPO clip above: at 1 + clip_high; larger than clip_low is the asymmetric 'clip-higher' variant.
     clip_high: float = 0.2
+    # Weight of the entropy bonus in the loss (Figure 9); 0 = off.
     entropy_coef: float = 0.0
     # Drop groups whose rewards are all equal (no learning signal, only noise in the denominators).
     drop_uniform_groups: bool = True
     # Length strategies of section 4.2.1.
     question_selection: bool = False
+    # RS (section 4.2.1): per question, learn only from the longest correct and the shortest incorrect response
+    # when the former is longer (algorithms/selection.py).
     response_selection: bool = False
+    # ORM (section 4.2.1): responses cut at the length limit are left out of the loss.
     overlength_masking: bool = False
     # "recompute": old log-probs from the trainer's model before the update (exact on-policy
     # ratio 1); "rollout": the generator's sampling log-probs (needed with stale rollouts).
@@ -127,16 +141,23 @@ class TrainConfig(StrictConfig):
 
 
 class RLConfig(StrictConfig):
+    # Where the run writes, its seed, threads, progress and overwrite policy.
     run: RunConfig = RunConfig()
+    # The policy: path, dtype, memory plan, optimizer state to continue from.
     model: RLModelConfig = RLModelConfig()
     data: ProblemSourceConfig = ProblemSourceConfig()
+    # How responses are sampled: TBS and n, temperature, length curriculum, backend, tools (sections 3.1, 3.2,
+    # 4.4).
     rollout: RolloutConfig = RolloutConfig()
     reward: RewardConfig = RewardConfig()
+    # Advantage estimator, PPO clip, loss aggregation, entropy bonus, length strategies, old log-probs.
     algorithm: AlgorithmConfig = AlgorithmConfig()
     kl: KLConfig = KLConfig()
     optim: OptimConfig = OptimConfig()
     update: UpdateConfig = UpdateConfig()
+    # RL steps, held-out evaluation and checkpoint cadence.
     train: TrainConfig = TrainConfig()
+    # Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases).
     tracking: TrackingConfig = TrackingConfig()
     # DDP or FSDP2 over torchrun's ranks (training/distributed.py).
     distributed: DistributedConfig = DistributedConfig()

@@ -39,9 +39,12 @@ from slowthink.tracking import StepProgress, TrackingConfig, build_tracker
 class SFTDataConfig(StrictConfig):
     # "tiny": the synthetic task's cold-start mix; "jsonl": prompt/response or messages rows.
     source: Literal["tiny", "jsonl"] = "tiny"
+    # JSONL of prompt/response or chat-messages rows (data.source=jsonl).
     train_file: str | None = None
+    # Prompt template the prompts are rendered with (slowthink.prompts).
     template: str = "chat"
     tiny: TinyTaskConfig = TinyTaskConfig()
+    # Demonstrations drawn from the tiny task.
     tiny_size: int = 4000
     # Tiny cold start: every demonstration thinks (True), or the feature-tied mix (False).
     tiny_all_think: bool = False
@@ -49,12 +52,14 @@ class SFTDataConfig(StrictConfig):
     mask_tool_outputs: bool = False
     # Long-CoT cold start (section 4.1, data/long_cot.py): keep responses of this many tokens ...
     min_response_tokens: int = 0
+    # ... and at most this many (null: no upper bound).
     max_response_tokens: int | None = None
     # ... whose final answer the checker accepts against the row's "answer" ("none": no check).
     check_answers: Literal["none", "exact", "math"] = "none"
     # Max tokens of prompt + response. A longer example is dropped, or kept up to the limit
     # with the loss zeroed from its answer on ("mask"); never trained cut off. Both counted.
     max_length: int | None = None
+    # What happens to an example longer than max_length: drop, or mask (see above).
     truncation: Literal["drop", "mask"] = "drop"
     # Pack examples into rows of max_length tokens (block-diagonal attention, per-example
     # positions): the same loss as unpacked, without the padding (training/packing.py).
@@ -75,31 +80,44 @@ class SFTTrainConfig(StrictConfig):
     # At least 1 each: 0 used to crash mid-run with a bare ValueError (or run no step at all).
     steps: int = Field(default=600, ge=1)
     batch_size: int = Field(default=64, ge=1)  # sequences per optimizer step (over all ranks)
+    # Sequences per forward/backward (accumulated up to batch_size; never changes the update).
     micro_batch_size: int = Field(default=64, ge=1)
+    # Checkpoint every N steps (and at the end).
     save_every: int = Field(default=200, ge=1)
+    # Newest checkpoints kept on disk.
     keep_checkpoints: int = 1
 
 
 # Defaults live on subclasses, not on default instances: a partial override such as
 # ``optim.lr=...`` then keeps the other SFT defaults instead of falling back to the base class's.
 class SFTRunConfig(RunConfig):
+    # Every SFT run writes here: config.yaml, metrics.jsonl, checkpoints/.
     output_dir: str = "runs/sft"
 
 
 class SFTOptimConfig(OptimConfig):
+    # Peak learning rate (the tiny cold start's).
     lr: float = 2e-3
+    # After warm-up: cosine decay by default.
     schedule: Literal["constant", "cosine"] = "cosine"
+    # Optimizer steps of linear warm-up from 0.
     warmup_steps: int = 20
 
 
 class SFTConfig(StrictConfig):
+    # Where the run writes, its seed, threads, progress and overwrite policy.
     run: SFTRunConfig = SFTRunConfig()
+    # The model: path, dtype, memory plan.
     model: ModelConfig = ModelConfig()
+    # Training rows: source, template, long-CoT filter, max length, packing (section 4.1).
     data: SFTDataConfig = SFTDataConfig()
+    # AdamW and its schedule.
     optim: SFTOptimConfig = SFTOptimConfig()
+    # Steps, batch sizes and checkpoint cadence.
     train: SFTTrainConfig = SFTTrainConfig()
     # DDP or FSDP2 over torchrun's ranks (training/distributed.py).
     distributed: DistributedConfig = DistributedConfig()
+    # Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases).
     tracking: TrackingConfig = TrackingConfig()
 
 

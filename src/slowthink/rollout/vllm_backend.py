@@ -72,6 +72,7 @@ class VLLMEngineConfig(StrictConfig):
     enforce_eager: bool | None = None
     # Longest prompt + response the engine accepts; None: the model's max_position_embeddings.
     max_model_len: int | None = Field(None, ge=1)
+    # Reuse the KV cache of a shared prompt prefix (the n rollouts of one prompt share it).
     enable_prefix_caching: bool = True
     # Weights dtype in the engine; None: the trainer's compute dtype (model.autocast, else
     # distributed.param_dtype under FSDP, else model.dtype), so rollouts and updates agree.

@@ -24,8 +24,11 @@ class ClaimConfig(StrictConfig):
     """The paper's finding as ``metric(arm) <direction> metric(than)``, judged per seed."""
 
     metric: str  # a key of metrics.jsonl, e.g. heldout/accuracy, response_length
+    # How metric(arm) compares with metric(than): higher, lower, not_higher or not_lower.
     direction: Direction
+    # The arm the claim is about.
     arm: str
+    # The arm it is compared with.
     than: str
     # The run's value: the mean of the metric's last ``window`` logged values (1 = final value;
     # more smooths noisy per-step train metrics such as response_length).
@@ -37,7 +40,9 @@ class ClaimConfig(StrictConfig):
 class FactorConfig(StrictConfig):
     """One factor of the grid: its arms (name -> dotted overrides) and the claims about them."""
 
+    # What the factor varies, for the report.
     description: str = ""
+    # Arm name -> dotted overrides of the base RL config.
     arms: dict[str, list[str]]
     claims: list[ClaimConfig] = Field(default_factory=list)
 
@@ -56,6 +61,7 @@ class ColdStartConfig(StrictConfig):
     """An SFT cold start run once per seed and shared by all that seed's arms (section 4.1)."""
 
     config: str  # an SFT YAML (relative to the grid file), e.g. ../tiny_sft.yaml
+    # Dotted overrides of the SFT config.
     overrides: list[str] = Field(default_factory=list)
     # Build the tiny model with the study seed as the SFT starting point (as ``slowthink demo``
     # does), instead of the SFT config's model.path.
@@ -76,7 +82,9 @@ class StudyConfig(StrictConfig):
     output_dir: str = "runs/study"  # every run directory of the study goes below it
     # Where the report goes (default: <output_dir>/report).
     report_dir: str | None = None
+    # Title of the report.
     title: str = "slowthink study"
+    # Seeds every arm runs with; claims are judged per seed.
     seeds: list[int] = Field(default_factory=lambda: [0])
     # Runs at a time; torch threads are divided among them (each gets cores // parallel).
     parallel: int = Field(1, ge=1)

@@ -30,6 +30,7 @@ class DistributedConfig(StrictConfig):
     # model.dtype) and dtype gradients are reduced in (None = the compute dtype). The
     # sharded weights and the optimizer stay in model.dtype.
     param_dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    # FSDP: dtype gradients are reduced in (null: the compute dtype).
     reduce_dtype: Literal["float32", "bfloat16", "float16"] | None = None
     # FSDP: free each layer's gathered weights after its forward and gather them again for
     # the backward (less memory, one more all-gather per layer).

@@ -15,12 +15,17 @@ from slowthink.config import StrictConfig
 class OptimConfig(StrictConfig):
     """AdamW with linear warm-up then a constant or cosine schedule."""
 
+    # Peak learning rate of AdamW (the paper's RL runs use 1e-6).
     lr: float = 1e-6
+    # AdamW's decoupled weight decay.
     weight_decay: float = 0.0
+    # AdamW's (beta1, beta2).
     betas: tuple[float, float] = (0.9, 0.999)
+    # AdamW's epsilon.
     eps: float = 1e-8
     # Optimizer steps of linear warm-up from 0 (a fresh Adam at a large rate can collapse on step 1).
     warmup_steps: int = 0
+    # After warm-up: constant, or cosine decay to min_lr_ratio x lr.
     schedule: Literal["constant", "cosine"] = "constant"
     # Final learning rate as a fraction of ``lr`` for the cosine schedule.
     min_lr_ratio: float = 0.0
