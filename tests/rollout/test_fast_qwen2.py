@@ -197,11 +197,12 @@ def test_inverse_cdf_sampling_follows_the_truncated_distribution():
 
 def test_uniforms_are_uniform_and_per_row_streams_differ():
     keys = row_keys(20000, 3, None)
-    u = uniforms(keys, 0)
-    assert ((u >= 0) & (u < 1)).all()
-    histogram = torch.histc(u.float(), bins=10, min=0, max=1) / len(u)
+    table = uniforms(keys, 2)
+    assert table.shape == (20000, 2) and ((table >= 0) & (table < 1)).all()
+    histogram = torch.histc(table[:, 0], bins=10, min=0, max=1) / len(table)
     assert torch.allclose(histogram, torch.full((10,), 0.1), atol=0.01)
-    assert not torch.equal(uniforms(keys, 1), u)  # steps differ
+    assert (table[:, 0] != table[:, 1]).float().mean() > 0.99  # steps differ
+    assert torch.equal(uniforms(keys[:7], 5)[:, :2], table[:7])  # a row's stream is its own
     assert torch.equal(row_keys(5, None, [1, 2, 3, 4, 5])[2:3], row_keys(1, None, [3]))
 
 
@@ -220,3 +221,13 @@ def test_rl_config_switch_selects_the_path(model, tokenizer, fast):
 
     engine = build_generator(RLConfig.model_validate({"rollout": {"fast_generation": fast}}), model, tokenizer)
     assert (engine._fast_loop is not None) == fast
+
+
+def test_no_row_and_step_share_a_degenerate_stream():
+    """Keys and step codes once came from one hash, so row 2t+1 of seed 0 drew u = 0 at step t
+    (hash(j) ^ hash(j) = 0): the first token, EOS in a BPE vocabulary, 25x too often."""
+    for seed in range(3):
+        table = uniforms(row_keys(256, seed, None), 256)
+        assert int((table < 2**-20).sum()) <= 2  # expected 0.06 of 65,536 draws
+        histogram = torch.histc(table.flatten(), bins=16, min=0, max=1) / table.numel()
+        assert torch.allclose(histogram, torch.full((16,), 1 / 16), atol=0.003)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from slowthink.rollout.fast_sampling import row_keys, sample_from_uniforms, uniforms
 from slowthink.rollout.generator import Completion, SamplingParams
@@ -54,34 +55,39 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def _fused_weights(layer: Any, scaling: float) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(q|k|v weight, its bias, gate|up weight or None) of one layer, copied.
 
-
-def _fused_weights(layer: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    The attention scale is folded into the query rows (RoPE is linear, so scaling before or
+    after the rotation is the same). SwiGLU without biases fuses gate and up; any other MLP
+    runs the module's own forward.
+    """
     attention, mlp = layer.self_attn, layer.mlp
     projections = (attention.q_proj, attention.k_proj, attention.v_proj)
-    weight = torch.cat([p.weight for p in projections]).detach()
-    biases = [p.bias for p in projections]
+    q_rows = attention.q_proj.out_features
+    weight = torch.cat([p.weight for p in projections]).detach().clone()
+    weight[:q_rows] *= scaling
     bias = None
-    if any(b is not None for b in biases):
-        bias = torch.cat([b if b is not None else weight.new_zeros(p.out_features)
-                          for b, p in zip(biases, projections)]).detach()
-    # SwiGLU without biases fuses gate and up; anything else runs the module's own MLP.
+    if any(p.bias is not None for p in projections):
+        bias = torch.cat([p.bias if p.bias is not None else weight.new_zeros(p.out_features) for p in projections])
+        bias = bias.detach().clone()
+        bias[:q_rows] *= scaling
     plain = (getattr(mlp, "gate_proj", None) is not None and mlp.gate_proj.bias is None
-             and mlp.up_proj.bias is None and getattr(mlp.config, "hidden_act", None) == "silu")
+             and mlp.up_proj.bias is None and getattr(getattr(mlp, "config", None), "hidden_act", None) == "silu")
     gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach() if plain else None
     return weight, bias, gate_up
 
 
-def attention_out(layer: Any, out_BTC: torch.Tensor) -> torch.Tensor:
-    return layer.self_attn.o_proj(out_BTC)
+def _rms_norm(norm: Any, x: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
 
 
 class StaticDecoder:
-    """One batch's KV cache and forward over a Qwen2/Llama ``ForCausalLM`` module."""
+    """One batch's KV cache and forward over a Qwen2/Llama ``ForCausalLM`` module.
+
+    Weight copies (fused projections) are made per batch, so the trainer's updates between
+    ``generate`` calls are always seen; RoPE's cos/sin are tabled once for every position.
+    """
 
     def __init__(self, model: Any, batch: int, max_len: int):
         self.model, self.body = model, model.model
@@ -90,29 +96,36 @@ class StaticDecoder:
         self.head_dim = attention.head_dim
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
-        self.scaling = getattr(attention, "scaling", self.head_dim**-0.5)
+        scaling = getattr(attention, "scaling", self.head_dim**-0.5)
         param = next(model.parameters())
         shape = (batch, self.kv_heads, max_len, self.head_dim)
         self.keys = [torch.zeros(shape, dtype=param.dtype, device=param.device) for _ in self.body.layers]
         self.values = [torch.zeros(shape, dtype=param.dtype, device=param.device) for _ in self.body.layers]
-        # The q/k/v and gate/up projections fused into one matmul each (copies made per batch,
-        # so the trainer's updates between calls are always seen).
-        self.fused = [_fused_weights(layer) for layer in self.body.layers]
+        self.fused = [_fused_weights(layer, scaling) for layer in self.body.layers]
         # Additive attention bias per key column: 0 where the key is a real token, -inf for padding.
         self.key_bias = torch.zeros((batch, max_len), dtype=param.dtype, device=param.device)
+        # RoPE tables (positions, D) from the module's own rotary embedding (any rope scaling):
+        # x * cos + rotate_half(x) * sin == x * cos + roll(x, D/2) * [-sin_1, sin_2].
+        probe = torch.zeros((1, 1, config.hidden_size), dtype=param.dtype, device=param.device)
+        cos, sin = self.body.rotary_emb(probe, torch.arange(max_len, device=param.device)[None])
+        half = self.head_dim // 2
+        self.cos, self.sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
+
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        return x * cos + x.roll(self.head_dim // 2, dims=-1) * sin
 
     @staticmethod
     def _mlp(layer: Any, gate_up_weight: torch.Tensor | None, x_BTC: torch.Tensor) -> torch.Tensor:
         if gate_up_weight is None:
             return layer.mlp(x_BTC)
-        gate, up = torch.nn.functional.linear(x_BTC, gate_up_weight).chunk(2, dim=-1)
-        return layer.mlp.down_proj(torch.nn.functional.silu(gate) * up)
+        gate, up = F.linear(x_BTC, gate_up_weight).chunk(2, dim=-1)
+        return layer.mlp.down_proj(F.silu(gate) * up)
 
-    def keep_rows(self, rows: torch.Tensor, length: int) -> None:
-        """Keep only ``rows`` of the batch (the first ``length`` columns hold anything)."""
-        self.keys = [k[rows, :, :].contiguous() for k in self.keys]
-        self.values = [v[rows, :, :].contiguous() for v in self.values]
-        self.key_bias = self.key_bias[rows].contiguous()
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` of the batch (compaction after rows finish)."""
+        self.keys = [k[rows] for k in self.keys]
+        self.values = [v[rows] for v in self.values]
+        self.key_bias = self.key_bias[rows]
 
     def forward(self, input_ids_BT: torch.Tensor, position_ids_BT: torch.Tensor, start: int,
                 query_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,34 +136,30 @@ class StaticDecoder:
         """
         batch, length = input_ids_BT.shape
         end = start + length
-        groups = self.heads // self.kv_heads
-        q_width, kv_width = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        groups = heads // kv_heads
         hidden_BTC = self.body.embed_tokens(input_ids_BT)
-        cos, sin = self.body.rotary_emb(hidden_BTC, position_ids_BT)
-        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D): broadcast over heads
+        cos, sin = self.cos[position_ids_BT][:, :, None], self.sin[position_ids_BT][:, :, None]  # (B, T, 1, D)
         # (B, 1, 1, T or 1, end): broadcast over KV heads and the query heads of a group.
         bias = (query_bias if query_bias is not None else self.key_bias[:, None, :end])[:, None, None]
         for layer, fused, key_cache, value_cache in zip(self.body.layers, self.fused, self.keys, self.values):
             qkv_weight, qkv_bias, gate_up_weight = fused
-            x_BTC = layer.input_layernorm(hidden_BTC)
-            qkv = torch.nn.functional.linear(x_BTC, qkv_weight, qkv_bias)
-            q, k, v = qkv.split((q_width, kv_width, kv_width), dim=-1)
-            q = q.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-            k = k.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
-            key_cache[:, :, start:end] = _rotate(k, cos, sin)
-            value_cache[:, :, start:end] = v.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            qkv = F.linear(_rms_norm(layer.input_layernorm, hidden_BTC), qkv_weight, qkv_bias)
+            qkv = qkv.view(batch, length, heads + 2 * kv_heads, dim)
+            # Queries and keys rotated in one go; (B, T, heads, D) -> (B, heads, T, D).
+            qk = self._rope(qkv[:, :, : heads + kv_heads], cos, sin).transpose(1, 2)
+            key_cache[:, :, start:end] = qk[:, heads:]
+            value_cache[:, :, start:end] = qkv[:, :, heads + kv_heads :].transpose(1, 2)
             # Query head h reads KV head h // groups (Hugging Face's repeat_kv): a group's
             # queries are stacked along the query axis, so the cache is never copied.
-            q = _rotate(q, cos, sin).reshape(batch, self.kv_heads, groups * length, self.head_dim)
-            keys, values = key_cache[:, :, :end], value_cache[:, :, :end]
-            scores = torch.matmul(q, keys.transpose(-1, -2)).view(batch, self.kv_heads, groups, length, end)
-            scores = scores * self.scaling + bias
-            weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-            out = torch.matmul(weights.view(batch, self.kv_heads, groups * length, end), values)
-            out = out.view(batch, self.heads, length, self.head_dim).transpose(1, 2).reshape(batch, length, -1)
-            hidden_BTC = hidden_BTC + attention_out(layer, out)
-            hidden_BTC = hidden_BTC + self._mlp(layer, gate_up_weight, layer.post_attention_layernorm(hidden_BTC))
-        return self.model.lm_head(self.body.norm(hidden_BTC[:, -1]))
+            q = qk[:, :heads].reshape(batch, kv_heads, groups * length, dim)
+            scores = torch.matmul(q, key_cache[:, :, :end].transpose(-1, -2))
+            weights = torch.softmax(scores.view(batch, kv_heads, groups, length, end) + bias, dim=-1, dtype=torch.float32)
+            out = torch.matmul(weights.to(q.dtype).view(batch, kv_heads, groups * length, end), value_cache[:, :, :end])
+            out = out.view(batch, heads, length, dim).transpose(1, 2).reshape(batch, length, heads * dim)
+            hidden_BTC = hidden_BTC + layer.self_attn.o_proj(out)
+            hidden_BTC = hidden_BTC + self._mlp(layer, gate_up_weight, _rms_norm(layer.post_attention_layernorm, hidden_BTC))
+        return self.model.lm_head(_rms_norm(self.body.norm, hidden_BTC[:, -1]))
 
 
 class FastDecodeLoop:
@@ -160,7 +169,7 @@ class FastDecodeLoop:
         self.generator = generator
         self.stop_masks = StopMasks()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams,
                        keys_B: torch.Tensor) -> list[Completion]:
         gen, device = self.generator, self.generator._device
@@ -183,39 +192,40 @@ class FastDecodeLoop:
         logits_BV = decoder.forward(input_ids, positions, 0, query_bias)
         next_position = positions[:, -1] + 1
 
-        eos = torch.tensor(sorted(gen.eos_ids), dtype=torch.long, device=device)
-        stop_candidates = (self.stop_masks.get(gen.tokenizer, params.stop, logits_BV.shape[-1]).to(device)
-                           if params.stop else None)
+        eos = torch.tensor(sorted(gen.eos_ids), dtype=torch.long)
+        stop_candidates = self.stop_masks.get(gen.tokenizer, params.stop, logits_BV.shape[-1]) if params.stop else None
         max_stop_chars = max((len(s) for s in params.stop), default=0)
+        # Per original row: tokens and log-probs by step, the length so far, how it ended.
         tokens = torch.full((batch, max_new), gen.pad_id, dtype=torch.long)
         logprobs = torch.zeros((batch, max_new), dtype=torch.float32)
-        lengths = torch.zeros(batch, dtype=torch.long)
+        lengths = torch.full((batch,), max_new, dtype=torch.long)
         stopped = torch.zeros(batch, dtype=torch.bool)
         stop_hit: list[str | None] = [None] * batch
-        rows = torch.arange(batch)  # the original row of each row still in the batch
+        # Per row still in the batch: its original row, whether it is running, its random numbers.
+        rows = torch.arange(batch)
         active = torch.ones(batch, dtype=torch.bool)
-        keys_B = keys_B.clone()
+        uniforms_BS = uniforms(keys_B, max_new)
         for step in range(max_new):
-            chosen, chosen_logprobs = sample_from_uniforms(logits_BV, params.temperature, params.top_p,
-                                                           uniforms(keys_B, step))
+            chosen, chosen_logprobs = sample_from_uniforms(logits_BV, params.temperature, params.top_p, uniforms_BS[:, step])
             chosen, chosen_logprobs = chosen.cpu(), chosen_logprobs.cpu()
+            # Finished rows not yet compacted away sample too; their draws are never recorded.
             live = rows[active]
             tokens[live, step], logprobs[live, step] = chosen[active], chosen_logprobs[active]
-            lengths[live] = step + 1
-            ended = active & torch.isin(chosen, eos.cpu())
+            ended = active & torch.isin(chosen, eos)
             if stop_candidates is not None:
-                ended |= self._stops(active & ~ended, chosen, rows, tokens, step, stop_candidates.cpu(),
+                ended |= self._stops(active & ~ended, chosen, rows, tokens, step, stop_candidates,
                                      params.stop, max_stop_chars, stop_hit)
-            stopped[rows[ended]] = True
+            finished_rows = rows[ended]
+            stopped[finished_rows], lengths[finished_rows] = True, step + 1
             active &= ~ended
             remaining = int(active.sum())
             if remaining == 0 or step == max_new - 1:
                 break
             if len(rows) - remaining >= COMPACT_FRACTION * len(rows):
                 keep = active.nonzero().squeeze(1)
-                decoder.keep_rows(keep.to(device), width + step)
-                rows, keys_B, chosen = rows[keep], keys_B[keep], chosen[keep]
-                next_position, active = next_position[keep.to(device)], active[keep]
+                decoder.keep_rows(keep.to(device))
+                rows, uniforms_BS, chosen, active = rows[keep], uniforms_BS[keep], chosen[keep], active[keep]
+                next_position = next_position[keep.to(device)]
             feed = torch.where(active, chosen, gen.pad_id).to(device)
             logits_BV = decoder.forward(feed[:, None], next_position[:, None], width + step)
             next_position = next_position + 1

@@ -51,11 +51,16 @@ def row_keys(num_rows: int, seed: int | None, seeds: Sequence[int] | None) -> to
     return hash32(base + torch.arange(num_rows, dtype=torch.int64))
 
 
-def uniforms(keys_B: torch.Tensor, step: int) -> torch.Tensor:
-    """A uniform number in [0, 1) per row for decode step ``step`` (float64, (B,), 48 random bits)."""
-    mixed = hash32(keys_B ^ hash32(torch.tensor(2 * step + 1, dtype=torch.int64)))
-    high, low = hash32(mixed + 0x9E3779B9) >> 8, mixed >> 8  # 24 bits each
-    return (high * 2**24 + low).double() / 2**48
+def uniforms(keys_B: torch.Tensor, steps: int) -> torch.Tensor:
+    """Uniform numbers in [0, 1), one per row and decode step (float32, (B, steps), 24 random bits).
+
+    Element [r, t] depends only on (keys_B[r], t): the table for a whole batch is made once.
+    """
+    # Key and step go through different hashes before meeting, so no (row, step) pair cancels
+    # out (keys and step codes made by one hash collide: hash(j) ^ hash(j) = 0).
+    step_codes = hash32(torch.arange(steps, dtype=torch.int64) + 0x2545F491)
+    mixed = hash32(hash32(keys_B ^ 0x68E31DA4)[:, None] ^ step_codes[None, :])
+    return (mixed >> 8).float() / 2**24
 
 
 def sample_from_uniforms(
@@ -70,15 +75,17 @@ def sample_from_uniforms(
     if temperature == 0:
         tokens_B = logits_BV.argmax(dim=-1)
         return tokens_B, torch.log_softmax(logits_BV, dim=-1).gather(-1, tokens_B[:, None]).squeeze(-1)
-    logprobs_BV = torch.log_softmax(logits_BV / temperature, dim=-1)
-    probs_BV = logprobs_BV.exp()
+    probs_BV = torch.softmax(logits_BV if temperature == 1.0 else logits_BV / temperature, dim=-1)
+    kept_BV = probs_BV
     if top_p < 1.0:
         sorted_probs, order = probs_BV.sort(dim=-1, descending=True)
         # Drop a token when the mass before it already reaches top_p (the top token always stays).
         drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
-        probs_BV = torch.zeros_like(probs_BV).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
-    # float64 CDF: the last bucket's edge is the total mass, so no draw falls off the end.
-    cdf_BV = probs_BV.double().cumsum(dim=-1)
-    target_B1 = (uniforms_B.to(cdf_BV.device) * cdf_BV[:, -1]).unsqueeze(-1)
-    tokens_B = torch.searchsorted(cdf_BV, target_B1, right=True).squeeze(-1).clamp(max=logits_BV.shape[-1] - 1)
-    return tokens_B, logprobs_BV.gather(-1, tokens_B[:, None]).squeeze(-1)
+        kept_BV = torch.zeros_like(probs_BV).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
+    cdf_BV = kept_BV.cumsum(dim=-1)
+    total_B = cdf_BV[:, -1]
+    # Strictly below the total mass, so the first bucket edge above the target is a kept token
+    # (a dropped token's edge equals its predecessor's and is never the first one above).
+    target_B = torch.minimum(uniforms_B.to(cdf_BV.device, cdf_BV.dtype) * total_B, torch.nextafter(total_B, torch.zeros_like(total_B)))
+    tokens_B = torch.searchsorted(cdf_BV, target_B[:, None], right=True).squeeze(-1)
+    return tokens_B, probs_BV.gather(-1, tokens_B[:, None]).squeeze(-1).log()
