@@ -270,6 +270,11 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:
     return rows
 
 
+def undocumented(model: type[BaseModel]) -> list[str]:
+    """Dotted keys of ``model`` without a doc (a section counts its class docstring)."""
+    return [row.key for row in describe(model) if not row.doc]
+
+
 def sections(model: type[BaseModel]) -> list[str]:
     """The top-level sections (sub-configs) of ``model``."""
     return [name for name, field in model.model_fields.items() if _model_in(field.annotation)[0] is not None]
