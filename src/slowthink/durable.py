@@ -12,6 +12,9 @@
 - ``no_space_message``: "no space left on <path>" for an ``OSError`` of a full disk.
 
 Imports only the standard library.
+
+Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
+nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ group is wrong, the correctness reward is equal everywhere, every advantage is 0
 (``model.path=tiny``) is in exactly this state, since it almost never answers right, and the
 run would otherwise go on with reward 0 at every step and say nothing. ``NoSignalWatch``
 prints one warning line, once, after ``WARN_AFTER_STEPS`` such steps from step 1.
+
+Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
+nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

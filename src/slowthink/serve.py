@@ -19,6 +19,10 @@ seeded request gives the same output alone or among others. Per request, prompts
 ``max_tokens`` are capped (400 naming the limit). Every malformed request is a 400 that
 names the field (NaN, out-of-range seeds, empty messages, lone surrogates), never a 500.
 ``GET /stats`` reports the scheduler's counters.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. The one module that
+imports uvicorn (lazily). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

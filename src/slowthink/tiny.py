@@ -13,6 +13,10 @@ feature of the problem (answer-only 80% of the time when the first operand is be
 its range, 20% otherwise). The SFT model then thinks on some problems and guesses on
 others; RL elicits the thinking mode it already has (paper sections 3.2 and 5), raising
 accuracy as response length grows.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ model, no torch.distributed. Each module answers one question:
 - ``kl``: how far is the policy from the reference? (k1/k2/k3 estimators, entropy)
 - ``losses``: what is the loss, and how do per-token losses become one scalar?
 - ``schedules``: which KL coefficient, length budget and reference reset at a step?
+
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
+transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
+the CLI (slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from slowthink.algorithms.advantages import (

@@ -21,6 +21,10 @@ each estimator's gradient under pi):
     k3: E_pi[(1 - pi_ref/pi) grad log pi] = -E_pi_ref[grad log pi] = grad KL(pi_ref || pi)
                                       the *forward* KL, although k3's value estimates
                                       KL(pi || pi_ref)
+
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
+transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
+the CLI (slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

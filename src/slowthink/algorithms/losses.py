@@ -8,6 +8,10 @@ Aggregation is where micro-batching can silently change the update. ``aggregate_
 divides by *global* counts (the whole mini-batch, over all micro-batches and ranks), so
 that summing its result over micro-batches (gradient accumulation), or over ranks (a
 data-parallel all-reduce of summed gradients), gives exactly the full-batch loss.
+
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
+transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
+the CLI (slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ into digits using the SymPy library").
 The pool trains against the project's own checker (slowthink.rewards): a gold answer that
 its math-verify parse turns into nothing would score every response wrong. The gold goes
 through exactly the path a check uses (``gold_span`` then ``parse_span``).
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

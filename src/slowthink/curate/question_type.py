@@ -6,6 +6,10 @@ needs one short final answer that a checker can compare. Each filter below is a 
 function of the problem text and its gold answer that returns True when the row must go.
 They are heuristics over surface patterns, tuned to keep ordinary competition problems;
 docs/curation.md lists what each catches and keeps, with examples.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

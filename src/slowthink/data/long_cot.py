@@ -13,6 +13,9 @@ only when the answer is right and the response of a usable length. Two rules her
   the start of the answer (the ``</think>`` that closes the thought, else the last
   ``\\boxed``/``<answer>``) onwards, so only complete reasoning tokens are trained, and no
   end-of-sequence. Both are counted in the run's metrics.
+
+Must not import torch, transformers, rollout, training, recipes (data readers work without a
+model), nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""A resumable prompt sampler: a seeded permutation per epoch and a position in it."""
+"""A resumable prompt sampler: a seeded permutation per epoch and a position in it.
+
+Must not import torch, transformers, rollout, training, recipes (data readers work without a
+model), nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+"""
 
 from __future__ import annotations
 

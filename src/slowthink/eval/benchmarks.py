@@ -21,6 +21,9 @@ public evaluation repositories; the columns below are the ones those copies publ
 The paper's OMNI and LiveAOPS numbers come from STILL's own integer-answer subsets (500
 and 519 problems), which are not on the Hub: the full datasets above are larger and
 contain non-numeric answers. Use the local files for the paper's subsets.
+
+Must not import recipes (library code never reaches up into the recipes), nor the CLI
+(slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ Majority voting picks the most frequent extracted answer (self-consistency, Wang
 2023) and scores that one answer.
 
 Pure functions of counts, booleans and strings: no checker, no model.
+
+Must not import recipes (library code never reaches up into the recipes), nor the CLI
+(slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

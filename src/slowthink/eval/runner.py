@@ -24,6 +24,9 @@ another file with the same name, and verdicts against a since-corrected answer):
 With tools (``slowthink eval --tools python``) each row also holds ``tool_calls`` (how
 many code blocks the response wrote) and ``tool_statuses`` (one sandbox status per block,
 "not_executed" for blocks left unrun), from which ``tool_summary`` derives the tool metrics.
+
+Must not import recipes (library code never reaches up into the recipes), nor the CLI
+(slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

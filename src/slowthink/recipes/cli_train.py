@@ -4,6 +4,10 @@ Errors a user can fix (a bad config key, a malformed data row, a missing model p
 directory another run holds, a damaged checkpoint, a full disk) print one clear message and
 exit with status 2, never a traceback. Ctrl-C says which step was last saved and prints the
 exact command that resumes, then exits 130.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ The output is SFT-ready JSONL: ``slowthink sft data.source=jsonl data.train_file
 reads it as is (``messages``; the other fields are for people and for resume). Beside it,
 ``<OUT stem>.progress.jsonl`` holds one row of counts per finished problem, so a rerun
 skips every problem done before (kept or not) and the final counts cover all sessions.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ or sampling at T=0.6, top-p 0.95 with n=5 or 8, up to 32,768 tokens.
 output spliced in; section 4.4, STILL-3-TOOL); ``--tools-no-exec`` is the paper's ablation
 "code written but not executed". Rows then carry tool-call counts and statuses, and the
 summaries the tool metrics (docs/tools.md).
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@
         -> reference reset -> evaluate -> log -> checkpoint
 
 Every factor of the paper's Table 1 and sections 3-4 is a field of ``RLConfig``.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

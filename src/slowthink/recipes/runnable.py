@@ -5,6 +5,10 @@ on a laptop, vLLM not installed, a data file that was never made. Reporting thes
 a time sends a newcomer round in circles ("use model.device=cpu", then "vllm needs a
 GPU", then "data file not found"), so ``check_runnable`` gathers them all into one
 ``ConfigError``, each with what to do and, for data, where that data comes from.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

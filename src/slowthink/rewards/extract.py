@@ -12,6 +12,10 @@ treated as no answer.
 ``fallback_answer`` is for evaluating models that were not trained to box their answer:
 "the answer is X", the last ``$…$`` math, the last number. It is off by default and must
 not be used for rewards: it would pay a model for leaving a number near the end.
+
+Must not import torch, transformers, modeling, rollout, training, recipes (the checker runs
+in worker processes without the ML stack), nor the CLI (slowthink.cli). Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

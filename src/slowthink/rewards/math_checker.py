@@ -11,6 +11,10 @@ Workers come from a forkserver that has already imported math-verify, so a repla
 costs a fork, not a fresh interpreter. Checks of the same gold go to the same worker
 where possible, and each worker caches parsed golds: with n rollouts per prompt a gold is
 parsed about once per batch, not n times.
+
+Must not import torch, transformers, modeling, rollout, training, recipes (the checker runs
+in worker processes without the ML stack), nor the CLI (slowthink.cli). Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

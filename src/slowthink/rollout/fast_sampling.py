@@ -8,6 +8,9 @@ on compaction (finished rows dropped) or on the batch size, and a whole batch is
 in a handful of vectorised ops. The draw is inverse-CDF sampling from the tempered (and
 top-p truncated) distribution: the same distribution as ``torch.multinomial``, a
 different random stream.
+
+Must not import recipes (library code never reaches up into the recipes), nor the CLI
+(slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

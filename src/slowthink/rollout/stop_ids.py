@@ -11,6 +11,9 @@ Tokens whose text alone is not what they add in context are kept as candidates: 
 decode (special tokens, partial bytes), a replacement character (a UTF-8 sequence split
 across tokens), and, when a stop string ends in whitespace, SentencePiece's "▁" tokens
 (decoded alone they lose their leading space).
+
+Must not import recipes (library code never reaches up into the recipes), nor the CLI
+(slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

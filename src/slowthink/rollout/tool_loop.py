@@ -12,6 +12,9 @@ The ``still3`` preset reproduces the paper's release: an ```` ```Output ```` fen
 stateless cells with a 5 s timeout (``still3_sandbox_config``), output cut to
 200 + "..." + 200 characters, only the last traceback line on error; as in every
 mode, a cell that prints nothing shows its last expression (the sandbox does that).
+
+Must not import recipes (library code never reaches up into the recipes), nor the CLI
+(slowthink.cli). Checked by tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ One ``select`` loop watches the child's stdout and stderr pipes, its pidfd (read
 when it exits) and, for a session, the pipe on which it reports "cell done". The loop
 never blocks past the deadline, so a cell that closes its pipes and sleeps, or prints
 forever, still ends on time. Standard library only.
+
+Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
+untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

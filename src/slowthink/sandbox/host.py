@@ -6,6 +6,10 @@ period). If the worker dies or overruns, the host kills the worker's whole proce
 group (under bubblewrap that tears down its PID namespace, every cell with it) and
 starts a new one on the next call. The host also caps how much it reads from the
 worker, so nothing a cell does can make the calling process block or balloon.
+
+Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
+untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ private /tmp, an empty environment, death with the parent. When bubblewrap canno
 here (no user namespaces in a container, or not installed), the fallback runs the same
 worker as a plain process whose cells add a seccomp rule against every file write and,
 under root, run as nobody; a warning says so once.
+
+Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
+untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ A factor is one question of the paper's Table 1 ("on-policy or off-policy?"); ea
 a list of dotted overrides of the base RL config (the same syntax as ``slowthink rl``);
 each claim states the paper's finding as a direction on a metric between two arms, e.g.
 ``{metric: heldout/accuracy, direction: higher, arm: on_policy, than: off_policy}``.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ usually the base config itself) share one run: the grid of Table 1 then costs on
 per seed, not one per factor. A run directory is named after the first arm that needs it
 plus a hash of its resolved config, so editing an arm in the grid file gives it a new
 directory instead of silently reusing a finished run of the old config.
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

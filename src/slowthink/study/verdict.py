@@ -10,6 +10,10 @@ and |m| > ``min_effect``. Then:
   in the other, inconclusive otherwise;
 - ``not_higher`` / ``not_lower``: reversed if it counts in the excluded direction, held
   otherwise (with at least two seeds).
+
+Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
+datasketch, math-verify) except through the module that wraps it. Checked by
+tests/test_layers.py.
 """
 
 from __future__ import annotations

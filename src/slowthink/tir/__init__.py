@@ -6,4 +6,7 @@
   ask it to use code, or inject code into its own plain thought.
 
 ``slowthink distill-tir`` (``slowthink.recipes.distill_tir``) runs them over a problem file.
+
+Must not import recipes (library code never reaches up into the recipes), nor the CLI
+(slowthink.cli). Checked by tests/test_layers.py.
 """

@@ -1,0 +1,90 @@
+"""What each module must not import (issue 10 item 4), checked over every import in src/.
+
+Each module's docstring states its own line of this table ("Must not import ..."); this test
+keeps those statements true. Imports inside functions count too: a lazy import is still a
+dependency, only a cheaper one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "slowthink"
+
+# (modules it applies to, what they must not import, why). A prefix matches the module and
+# everything below it; "slowthink.recipes" forbids every recipe module.
+LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
+    (("slowthink.algorithms",), ("slowthink.config", "slowthink.modeling", "slowthink.training", "slowthink.rollout",
+                                 "slowthink.recipes", "slowthink.rewards", "torch.distributed", "transformers"),
+     "pure math on tensors: no config objects, no model, no torch.distributed"),
+    (("slowthink.rewards",), ("torch", "transformers", "slowthink.modeling", "slowthink.rollout", "slowthink.training",
+                              "slowthink.recipes"), "the checker runs in worker processes without the ML stack"),
+    (("slowthink.sandbox",), ("torch", "transformers", "slowthink.modeling", "slowthink.rollout", "slowthink.training",
+                              "slowthink.recipes"), "the sandbox runs untrusted code without the ML stack"),
+    (("slowthink.data",), ("torch", "transformers", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
+     "data readers work without a model"),
+    (("slowthink.eval", "slowthink.rollout", "slowthink.tir", "slowthink.training"), ("slowthink.recipes",),
+     "library code never reaches up into the recipes"),
+    (("slowthink.config", "slowthink.overrides", "slowthink.durable", "slowthink.command_config", "slowthink.cli_errors",
+      "slowthink.prompts", "slowthink.metrics", "slowthink.no_signal", "slowthink.length_hacking"),
+     ("torch", "transformers", "slowthink.recipes"), "light modules the CLI imports at start-up"),
+]
+# The heavy engines, imported only by the module that wraps them.
+ENGINES = {
+    "vllm": ("slowthink.rollout.vllm_backend",),
+    "wandb": ("slowthink.tracking",),
+    "fastapi": ("slowthink.serve_app",),
+    "uvicorn": ("slowthink.serve",),
+    "httpx": ("slowthink.rollout.openai_backend",),
+    "datasketch": ("slowthink.curate.dedup",),
+    "math_verify": ("slowthink.rewards.equivalence",),
+}
+
+
+def module_name(path: Path) -> str:
+    name = ".".join(("slowthink", *path.relative_to(SRC).with_suffix("").parts))
+    return name.removesuffix(".__init__")
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_module_imports_respect_its_layer(path):
+    name, found = module_name(path), imports(path)
+    problems = []
+    for owners, forbidden, why in LAYERS:
+        if any(_under(name, owner) for owner in owners):
+            problems += [f"{imp} ({why})" for imp in found if any(_under(imp, f) for f in forbidden)]
+    for engine, allowed in ENGINES.items():
+        if name not in allowed:
+            problems += [f"{imp} (only {', '.join(allowed)} imports {engine})" for imp in found if _under(imp, engine)]
+    if not _under(name, "slowthink.cli") and name != "slowthink.__main__":
+        problems += [f"{imp} (CLI glue is imported by the entry point only)" for imp in found if _under(imp, "slowthink.cli")]
+    assert not sorted(set(problems)), f"{name} imports: " + "; ".join(sorted(set(problems)))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_module_docstring_says_what_it_must_not_import(path):
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    assert doc, f"{module_name(path)} has no module docstring"
+    assert "must not import" in doc.lower() or "imports nothing" in doc.lower(), (
+        f"{module_name(path)}: its docstring should say what it must not import")
