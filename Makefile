@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # Parallel test workers; each gets one torch thread (see tests/conftest.py).
 WORKERS ?= 2
 
-.PHONY: install demo test bench clean sandbox-deps vllm-env test-vllm
+.PHONY: install demo test test-fast lint format config-docs bench clean sandbox-deps vllm-env test-vllm
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,23 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -n $(WORKERS) -q
+
+# Everything but the end-to-end runs marked @pytest.mark.slow: under a minute on 2 cores.
+test-fast: install
+	$(BIN)/python -m pytest -n $(WORKERS) -q -m "not slow"
+
+# The rule set is in pyproject.toml ([tool.ruff]); `make format` applies the formatter.
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+# docs/config.md from the config classes' field docs (tests/test_config_docs.py checks it is current).
+config-docs: install
+	$(BIN)/python -m slowthink.cli config --markdown docs/config.md
 
 bench: install
 	$(BIN)/python bench/bench_checker.py
