@@ -160,14 +160,9 @@ def build_teacher(cfg: DistillTIRConfig, stack: ExitStack) -> tuple[Any, Any, in
 
 
 def build_checker(cfg: DistillTIRConfig, stack: ExitStack) -> Checker:
-    if cfg.checker == "exact":
-        from slowthink.rewards.verdict import ExactMatchChecker
+    from slowthink.rewards.checkers import make_checker
 
-        checker: Any = ExactMatchChecker()
-    else:
-        from slowthink.rewards.math_checker import MathChecker
-
-        checker = MathChecker(workers=cfg.checker_workers)
+    checker = make_checker(cfg.checker, workers=cfg.checker_workers)
     stack.callback(checker.close)
     return checker
 

@@ -284,14 +284,9 @@ def wrap_tools(cfg: EvalConfig, generator: Any, tokenizer: Any, stack: ExitStack
 
 
 def build_checker(cfg: EvalConfig, stack: ExitStack) -> Any:
-    if cfg.checker == "exact":
-        from slowthink.rewards.verdict import ExactMatchChecker
+    from slowthink.rewards.checkers import make_checker
 
-        checker = ExactMatchChecker()
-    else:
-        from slowthink.rewards.math_checker import MathChecker
-
-        checker = MathChecker(workers=cfg.checker_workers, fallback=cfg.answer_fallback)
+    checker = make_checker(cfg.checker, workers=cfg.checker_workers, fallback=cfg.answer_fallback)
     stack.callback(checker.close)
     return checker
 

@@ -292,10 +292,9 @@ def score_command(
         typer.echo(f"error: --out {out} is the input file {file} (same file, or a link to it); choose another path",
                    err=True)
         raise typer.Exit(2)
-    from slowthink.rewards.math_checker import MathChecker
-    from slowthink.rewards.verdict import ExactMatchChecker
+    from slowthink.rewards.checkers import make_checker
 
-    chosen: Checker = MathChecker(cfg.workers, cfg.timeout, fallback=cfg.fallback) if cfg.checker == "math" else ExactMatchChecker()
+    chosen: Checker = make_checker(cfg.checker, workers=cfg.workers, timeout_s=cfg.timeout, fallback=cfg.fallback)
     try:
         fields = Fields(cfg.answer_field, cfg.response_field, cfg.responses_field)
         summary = score_file(file, out, chosen, fields, progress=sys.stderr.isatty())

@@ -17,7 +17,8 @@ from pydantic import Field, field_validator
 
 from slowthink.config import StrictConfig
 from slowthink.rewards import components
-from slowthink.rewards.verdict import Checker, ExactMatchChecker, Verdict
+from slowthink.rewards.checkers import make_checker
+from slowthink.rewards.verdict import Checker, Verdict
 
 COMPONENTS = ("correctness", "still3", "format", "length", "action")
 
@@ -55,11 +56,8 @@ class RewardBatch:
 
 
 def build_checker(config: RewardConfig) -> Checker:
-    if config.checker == "exact":
-        return ExactMatchChecker()
-    from slowthink.rewards.math_checker import MathChecker
-
-    return MathChecker(workers=config.check_workers, timeout_s=config.check_timeout_s)
+    """The reward's checker (never with the evaluation-only unboxed-answer fallback)."""
+    return make_checker(config.checker, workers=config.check_workers, timeout_s=config.check_timeout_s)
 
 
 class RewardModel:
