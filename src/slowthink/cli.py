@@ -7,7 +7,13 @@ tests/test_layers.py.
 
 from __future__ import annotations
 
-import typer
+import os
+
+# OpenMP threads sleep rather than spin while they wait; read when torch loads, so set here.
+# Spinning threads beside one busy process made an RL step 4x slower (issue 12).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import typer  # noqa: E402
 
 from slowthink.cli_errors import guarded
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,22 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def other_busy_cores(window_s: float = 0.1) -> float:
+    """Cores other processes keep busy now: all CPUs' busy time over ``window_s`` minus ours."""
+    def busy() -> int:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+        return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+
+    try:
+        hz, start, own = os.sysconf("SC_CLK_TCK"), busy(), sum(os.times()[:2])
+        time.sleep(window_s)
+        others = (busy() - start) / hz - (sum(os.times()[:2]) - own)
+    except (OSError, ValueError, IndexError):  # no /proc (macOS): assume a quiet machine
+        return 0.0
+    return max(others / window_s, 0.0)
+
+
 def _thread_variable(name: str) -> int:
     value = os.environ.get(name, "").strip()
     if not value:
@@ -44,9 +61,11 @@ def set_torch_threads(threads: int | None = None) -> int:
     """Size torch's intra-op threads for this process and return the number.
 
     ``threads`` when given, else $SLOWTHINK_TORCH_THREADS, else $OMP_NUM_THREADS (torchrun and
-    users set it per process), else the cores shared out among the ranks on this machine
-    ($LOCAL_WORLD_SIZE, set by torchrun), at most 8 and at least 1. Without the division two
-    torchrun ranks each took every core and spun against each other (issue 7 item 16).
+    users set it per process), else the cores that other processes leave free, shared out
+    among the ranks on this machine ($LOCAL_WORLD_SIZE, set by torchrun), at most 8 and at
+    least 1. Without the division two torchrun ranks each took every core and spun against
+    each other (issue 7 item 16); a thread on a core another process keeps busy makes every
+    parallel op wait for it (2 threads beside one busy process: 4x slower than 1, issue 12).
     """
     import torch
 
@@ -54,7 +73,8 @@ def set_torch_threads(threads: int | None = None) -> int:
         threads = _thread_variable("SLOWTHINK_TORCH_THREADS") or _thread_variable("OMP_NUM_THREADS")
     if not threads:
         local_ranks = max(_thread_variable("LOCAL_WORLD_SIZE"), 1)
-        threads = max(min(available_cores(), 8) // local_ranks, 1)
+        free = available_cores() - round(other_busy_cores())
+        threads = max(min(free, 8) // local_ranks, 1)
     torch.set_num_threads(threads)
     return threads
 
