@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # Parallel test workers; each gets one torch thread (see tests/conftest.py).
 WORKERS ?= 2
 
-.PHONY: install demo test test-fast lint format config-docs bench clean sandbox-deps vllm-env test-vllm
+.PHONY: install demo test test-fast lint format config-docs bench clean sandbox-deps vllm-env test-vllm bench-env bench-rl
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -90,5 +90,26 @@ test-vllm: install
 	    || [ $$? -eq 5 ]; \
 	fi
 
+# --- Benchmarks against TRL (issue 12) ------------------------------------------------
+# TRL lives only here, never in the project's dependencies: torch pinned first (the CPU
+# build), then trl, then slowthink itself so one interpreter can run both sides.
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+
+$(BENCH_BIN)/.installed: pyproject.toml Makefile
+	$(PY) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/pip install -q "$(TORCH_PIN)"
+	$(BENCH_BIN)/pip install -q "$(TORCH_PIN)" trl
+	$(BENCH_BIN)/pip install -q "$(TORCH_PIN)" -e .
+	$(BENCH_BIN)/python -c "import trl, slowthink"
+	touch $@
+
+bench-env: $(BENCH_BIN)/.installed
+
+# The side-by-side RL step and generation benchmarks (bench/RESULTS.md has the figures).
+bench-rl: bench-env
+	OMP_NUM_THREADS=1 $(BENCH_BIN)/python bench/bench_rl_step.py
+	OMP_NUM_THREADS=1 $(BENCH_BIN)/python bench/bench_generate.py
+
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_LOG) runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_LOG) $(BENCH_VENV) runs .pytest_cache
