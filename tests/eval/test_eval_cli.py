@@ -28,6 +28,7 @@ def rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow  # ~5 s: a full eval run, then its resume
 def test_tiny_model_on_math500_writes_all_outputs_and_resumes(tmp_path):
     if not MATH500.is_file():
         pytest.skip(f"shared benchmark data not found at {MATH500}")

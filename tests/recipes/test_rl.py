@@ -130,6 +130,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "slowthink.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
+@pytest.mark.slow  # ~10 s: several CLI runs that each load the model
 def test_cli_errors_name_the_key_the_row_and_the_path(tmp_path):
     bad_key = _cli("rl", "kl.cooef=1", cwd=tmp_path)
     assert bad_key.returncode == 2 and "kl.cooef" in bad_key.stderr and "coef" in bad_key.stderr

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -26,6 +27,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(latest_checkpoint(run_dir) / "model.safetensors")
 
 
+@pytest.mark.slow  # ~12 s: three RL runs in subprocesses
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     reference_dir = run_rl(tiny_rl_config(tmp_path / "straight", *STEPS))
 

@@ -60,6 +60,7 @@ def jail_command(group: Path | None) -> list[str] | str:
             "prlimit", f"--nproc={MAX_PIDS}", "--"]
 
 
+@pytest.mark.slow  # ~23 s: every hostile cell in its own jail
 def test_hostile_cells_in_a_jail():
     group = make_pids_cgroup()
     try:

@@ -91,6 +91,7 @@ def _ddp_worker(rank: int, world: int, port: int, aggregation: str, out: dict) -
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # ~10 s each: two gloo processes start torch
 @pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean"])
 def test_two_gloo_ranks_give_the_single_process_update(aggregation):
     single = _model()
