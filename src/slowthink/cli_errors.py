@@ -10,8 +10,7 @@ Every ``slowthink`` command runs under ``guarded`` (see cli.py), so no command n
   sandbox that cannot start, a full disk) prints ``error: <message>`` and exits **1**;
 - anything else is a bug and keeps its traceback.
 
-Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
-nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ field by field. ``load_config`` merges a YAML file with ``a.b.c=value`` override
 value read by its field's type, see overrides.py) and validates the result; any unknown key or bad value raises ``ConfigError`` whose message
 names the dotted key and, for unknown keys, the allowed ones.
 
-Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
-nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@
 
 Imports only the standard library.
 
-Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
-nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

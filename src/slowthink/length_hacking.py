@@ -16,8 +16,7 @@ reads the two training curves over a sliding window of the most recent steps:
 keeps the series of a live run, adds the result to each step's metrics
 (``length_hacking`` = 1.0 while the pattern holds) and prints a warning when it starts.
 
-Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
-nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

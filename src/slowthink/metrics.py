@@ -4,8 +4,7 @@ Response length (all / correct / incorrect, paper Table 4), completion ratio (fi
 before the length limit, section 3.2), reasoning-keyword frequency per category
 (Figure 4), train accuracy, and checker status counts.
 
-Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
-nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@ group is wrong, the correctness reward is equal everywhere, every advantage is 0
 run would otherwise go on with reward 0 at every step and say nothing. ``NoSignalWatch``
 prints one warning line, once, after ``WARN_AFTER_STEPS`` such steps from step 1.
 
-Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
-nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -11,8 +11,7 @@ known:
 - a bool field, a list, a mapping, anything else: the text parsed as YAML, where only
   true/false are booleans (so ``kl={mode: off, coef: 0}`` keeps "off" too).
 
-Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
-nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@
 - ``tool``: the chat template with the instruction to solve with Python code (section 4.4).
 - ``plain``: the question alone, no template (raw base-model continuation).
 
-Must not import torch, transformers, recipes (light modules the CLI imports at start-up),
-nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

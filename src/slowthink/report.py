@@ -12,9 +12,7 @@ is how an ablation (e.g. KL off vs cosine-annealed KL) is read.
 matplotlib (its Agg canvas) is imported inside the plotting function only, so importing this module (and
 the ``slowthink`` command) stays cheap.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

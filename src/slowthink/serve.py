@@ -20,9 +20,7 @@ seeded request gives the same output alone or among others. Per request, prompts
 names the field (NaN, out-of-range seeds, empty messages, lone surrogates), never a 500.
 ``GET /stats`` reports the scheduler's counters.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. The one module that
-imports uvicorn (lazily). Checked by tests/test_layers.py.
+Must not import the CLI; the one module that imports uvicorn (tests/test_layers.py).
 """
 
 from __future__ import annotations

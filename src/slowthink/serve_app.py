@@ -5,9 +5,7 @@ cancels a request when its client hangs up. Request models and validation live i
 No ``from __future__ import annotations`` here: FastAPI must see the ``Request`` class
 itself in the endpoints' signatures, not a string it cannot resolve.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. The one module that
-imports fastapi (lazily). Checked by tests/test_layers.py.
+Must not import the CLI; the one module that imports fastapi (tests/test_layers.py).
 """
 
 import asyncio

@@ -18,9 +18,7 @@ that had already hung up, held every other request for minutes (issue 8 item 7).
   of the same prompt length, because left padding changes float rounding (~1e-7 in the
   logits), so a seeded request gives the same output alone or beside others (item 8).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -14,9 +14,7 @@ its range, 20% otherwise). The SFT model then thinks on some problems and guesse
 others; RL elicits the thinking mode it already has (paper sections 3.2 and 5), raising
 accuracy as response length grows.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

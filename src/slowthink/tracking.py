@@ -3,9 +3,7 @@
 Also the live display: a rich progress bar with the latest metrics on a terminal, plain
 one-line summaries when output is not a TTY (CI logs, files).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. The one module that
-imports wandb (lazily). Checked by tests/test_layers.py.
+Must not import the CLI; the one module that imports wandb (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -8,9 +8,7 @@ model, no torch.distributed. Each module answers one question:
 - ``losses``: what is the loss, and how do per-token losses become one scalar?
 - ``schedules``: which KL coefficient, length budget and reference reset at a step?
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
-transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
-the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from slowthink.algorithms.advantages import (

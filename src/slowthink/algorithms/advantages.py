@@ -24,9 +24,7 @@ Conventions, chosen once for all estimators:
   ``0.1 - mean([0.1, 0.1, 0.1]) = -1.4e-17`` blown up by a tiny std), even with eps = 0.
 - Integer rewards are promoted to float32; floating rewards keep their dtype.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
-transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
-the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

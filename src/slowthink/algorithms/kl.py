@@ -22,9 +22,7 @@ each estimator's gradient under pi):
                                       the *forward* KL, although k3's value estimates
                                       KL(pi || pi_ref)
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
-transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
-the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -9,9 +9,7 @@ divides by *global* counts (the whole mini-batch, over all micro-batches and ran
 that summing its result over micro-batches (gradient accumulation), or over ranks (a
 data-parallel all-reduce of summed gradients), gives exactly the full-batch loss.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
-transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
-the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

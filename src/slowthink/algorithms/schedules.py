@@ -3,9 +3,7 @@
 All are pure functions of the step number, so a resumed run recomputes the same values
 from its step counter and nothing about a schedule needs checkpointing.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
-transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
-the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -8,9 +8,7 @@
 - Overlength response masking (ORM): drop responses cut by the length limit, since
   their missing answer says nothing certain about their quality.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed,
-transformers (pure math on tensors: no config objects, no model, no torch.distributed), nor
-the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

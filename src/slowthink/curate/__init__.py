@@ -5,7 +5,5 @@ parse) -> dedup (exact and MinHash near duplicates) -> decontaminate (n-gram ove
 the evaluation benchmarks) -> difficulty (pass rate of a model over k samples) -> pipeline
 (streaming, counts and examples) -> report.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """

@@ -5,9 +5,7 @@ The pool trains against the project's own checker (slowthink.rewards): a gold an
 its math-verify parse turns into nothing would score every response wrong. The gold goes
 through exactly the path a check uses (``gold_span`` then ``parse_span``).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -6,9 +6,7 @@ benchmark problem. n = 8 tokens by default: long enough that shared phrases such
 "find the number of ordered pairs" do not match, short enough that a copied problem with a
 changed sentence still does. A problem shorter than n tokens is one gram (exact match).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -11,9 +11,7 @@ Reasoner Zero, which share many problems).
 
 The first occurrence is kept; later copies are dropped and name the row they repeat.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. The one module that
-imports datasketch (lazily). Checked by tests/test_layers.py.
+Must not import the CLI; the one module that imports datasketch (tests/test_layers.py).
 """
 
 from __future__ import annotations

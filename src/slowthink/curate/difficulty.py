@@ -6,9 +6,7 @@ does one never solved; both are dropped. Works with any ``Generator`` (HF on CPU
 OpenAI-compatible server) and any ``Checker``; problems go through in batches, so the
 pipeline stays streaming.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -7,9 +7,7 @@ delimiters and spacing commands dropped, thousands separators removed, trailing 
 decimals removed, and words / numbers / single symbols as tokens, so "x+1" and "x + 1"
 give the same tokens.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

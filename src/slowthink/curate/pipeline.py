@@ -6,9 +6,7 @@ exact / near duplicate -> benchmark contamination -> difficulty (only with a mod
 Nothing but the duplicate index, the benchmark n-grams and one difficulty batch is held
 in memory, so a million-row source curates in a bounded footprint.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

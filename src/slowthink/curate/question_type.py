@@ -7,9 +7,7 @@ function of the problem text and its gold answer that returns True when the row 
 They are heuristics over surface patterns, tuned to keep ordinary competition problems;
 docs/curation.md lists what each catches and keeps, with examples.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

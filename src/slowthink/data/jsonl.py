@@ -24,8 +24,7 @@ problem and SFT loaders raise ``DataError`` naming ``file:line``).
 read from JSON) cannot be encoded as UTF-8, so it is written with ASCII escapes instead
 of being lost.
 
-Must not import torch, transformers, rollout, training, recipes (data readers work without a
-model), nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -14,8 +14,7 @@ only when the answer is right and the response of a usable length. Two rules her
   ``\\boxed``/``<answer>``) onwards, so only complete reasoning tokens are trained, and no
   end-of-sequence. Both are counted in the run's metrics.
 
-Must not import torch, transformers, rollout, training, recipes (data readers work without a
-model), nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Files are read under the one JSONL policy of ``data.jsonl`` (lines split on ``\\
 UTF-8 per line, deep nesting and a cut last line reported): here every unreadable line is a
 ``DataError`` naming ``file:line``, for eval's ``--data``, RL's and SFT's ``data.train_file``.
 
-Must not import torch, transformers, rollout, training, recipes (data readers work without a
-model), nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """A resumable prompt sampler: a seeded permutation per epoch and a position in it.
 
-Must not import torch, transformers, rollout, training, recipes (data readers work without a
-model), nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

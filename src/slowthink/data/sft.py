@@ -5,8 +5,7 @@ messages, the final assistant message is the response and everything before it, 
 by the tokenizer's chat template, is the prompt. Tool outputs (```output blocks) can be
 kept in the loss (the paper kept them, section 4.4) or masked.
 
-Must not import torch, transformers, rollout, training, recipes (data readers work without a
-model), nor the CLI (slowthink.cli). Checked by tests/test_layers.py.
+Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

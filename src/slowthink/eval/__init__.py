@@ -2,6 +2,5 @@
 
 Kept import-light: the model, the engines and the checker load only when a run starts.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """

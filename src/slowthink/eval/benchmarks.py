@@ -22,8 +22,7 @@ The paper's OMNI and LiveAOPS numbers come from STILL's own integer-answer subse
 and 519 problems), which are not on the Hub: the full datasets above are larger and
 contain non-numeric answers. Use the local files for the paper's subsets.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ same names, so eval and training curves compare directly:
   (share of responses with any), for the categories of section 3.2 / Figure 4.
 - ``check/<status>``: how many checks ended in each status.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

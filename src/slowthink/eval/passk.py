@@ -9,8 +9,7 @@ Majority voting picks the most frequent extracted answer (self-consistency, Wang
 
 Pure functions of counts, booleans and strings: no checker, no model.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -25,8 +25,7 @@ With tools (``slowthink eval --tools python``) each row also holds ``tool_calls`
 many code blocks the response wrote) and ``tool_statuses`` (one sandbox status per block,
 "not_executed" for blocks left unrun), from which ``tool_summary`` derives the tool metrics.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

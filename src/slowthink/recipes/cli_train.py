@@ -5,9 +5,7 @@ directory another run holds, a damaged checkpoint, a full disk) print one clear 
 exit with status 2, never a traceback. Ctrl-C says which step was last saved and prints the
 exact command that resumes, then exits 130.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

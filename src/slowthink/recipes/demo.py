@@ -7,9 +7,7 @@ The cold start mixes thoughts and bare answers (tied to a feature of the problem
 SFT model has a reasoning mode it uses only sometimes; RL elicits it (paper sections 3.2
 and 5), and held-out accuracy rises together with response length.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -11,9 +11,7 @@ reads it as is (``messages``; the other fields are for people and for resume). B
 ``<OUT stem>.progress.jsonl`` holds one row of counts per finished problem, so a rerun
 skips every problem done before (kept or not) and the final counts cover all sessions.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ output spliced in; section 4.4, STILL-3-TOOL); ``--tools-no-exec`` is the paper'
 "code written but not executed". Rows then carry tool-call counts and statuses, and the
 summaries the tool metrics (docs/tools.md).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

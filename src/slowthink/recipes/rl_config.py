@@ -5,9 +5,7 @@ TBS), ``rollouts_per_prompt`` (n), ``prompts_per_update`` (mini-batch; equal to
 prompts_per_step with one epoch = fully on-policy), ``micro_batch_size`` (sequences per
 forward/backward; never changes the math).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

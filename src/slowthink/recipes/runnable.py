@@ -6,9 +6,7 @@ a time sends a newcomer round in circles ("use model.device=cpu", then "vllm nee
 GPU", then "data file not found"), so ``check_runnable`` gathers them all into one
 ``ConfigError``, each with what to do and, for data, where that data comes from.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

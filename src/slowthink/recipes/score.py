@@ -16,9 +16,7 @@ the input itself (also through a hard or symbolic link), is fatal.
 The output is written to a temp file beside ``--out`` and renamed over it at the end, so a
 run that fails or is killed leaves any earlier output as it was.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -5,9 +5,7 @@
 
 The demo uses it as the cold start before RL (paper sections 4.1 and 4.4).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -7,9 +7,7 @@
 Callers close the checker when done (``checker.close()``, or ``stack.callback`` in an
 ``ExitStack``): the math checker's workers are processes.
 
-Must not import torch, transformers, modeling, rollout, training or recipes (the checker
-runs in worker processes without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

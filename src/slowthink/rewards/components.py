@@ -3,9 +3,7 @@
 Each takes what it needs (the verdict's status, the text, the length) and returns a float.
 They are combined with weights by ``slowthink.rewards.reward.RewardModel``.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the checker runs
-in worker processes without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

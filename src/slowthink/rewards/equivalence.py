@@ -14,9 +14,7 @@ Strict rules on top of math-verify (each documented in docs/checker.md and teste
   decimal, so 0.33 != 1/3 and 1e-7 != 2e-7 (math-verify rounds to 6 decimals: 0.333333 == 1/3
   and 0.0000001 == 0.0000002), while 0.5 == 1/2 and 0.0833333333333333 == 1/12.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the checker runs
-in worker processes without the ML stack), nor the CLI (slowthink.cli). The one module that
-imports math_verify (lazily). Checked by tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -13,9 +13,7 @@ treated as no answer.
 "the answer is X", the last ``$…$`` math, the last number. It is off by default and must
 not be used for rewards: it would pay a model for leaving a number near the end.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the checker runs
-in worker processes without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -4,9 +4,7 @@ Data, not logic: the paper counts "however", "but", "wait", "verify", "alternati
 for the action reward (Amax = 20), and monitors keyword frequency by category
 (section 3.2, Figure 4: reflection, verification, correction, alternatives).
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the checker runs
-in worker processes without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -12,9 +12,7 @@ costs a fork, not a fresh interpreter. Checks of the same gold go to the same wo
 where possible, and each worker caches parsed golds: with n rollouts per prompt a gold is
 parsed about once per batch, not n times.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the checker runs
-in worker processes without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """What a checker says about one response, and the ``Checker`` protocol.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the checker runs
-in worker processes without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

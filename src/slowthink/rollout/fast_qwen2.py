@@ -19,8 +19,7 @@ stop strings (issue 12). Here:
 Greedy output equals the generic path's token for token; sampling draws from the same
 distribution with a different random stream (``fast_sampling.row_keys``).
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

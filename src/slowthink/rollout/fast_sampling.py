@@ -9,8 +9,7 @@ in a handful of vectorised ops. The draw is inverse-CDF sampling from the temper
 top-p truncated) distribution: the same distribution as ``torch.multinomial``, a
 different random stream.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
 Prompts and completions are token ids, so that RL keeps exactly the ids that were sampled
 (re-tokenizing joined text drifts) and the tool loop can splice tool-output tokens in.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

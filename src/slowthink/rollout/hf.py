@@ -5,8 +5,7 @@ with its token ids, the sampling log-probs and a finish reason, and stop strings
 honoured with the stop string kept in the text. Sequences are left-padded; position
 ids follow the attention mask so padding never shifts a prompt.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

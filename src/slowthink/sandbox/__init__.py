@@ -3,9 +3,7 @@
 ``ProcessSandbox(SandboxConfig(...)).run(code)`` returns a ``CellResult`` whatever the
 code does. See docs/sandbox.md for the isolation layers and what the fallback gives up.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from slowthink.sandbox.base import CELL_STATUSES, CellResult, CellStatus, Sandbox

@@ -3,9 +3,7 @@
 The tool loop (``slowthink.rollout.tool_loop``) only sees this protocol, so a remote
 executor or a test double can stand in for the bubblewrap implementation in ``host.py``.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

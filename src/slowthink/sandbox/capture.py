@@ -5,9 +5,7 @@ when it exits) and, for a session, the pipe on which it reports "cell done". The
 never blocks past the deadline, so a cell that closes its pipes and sleeps, or prints
 forever, still ends on time. Standard library only.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

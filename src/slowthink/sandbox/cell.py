@@ -5,9 +5,7 @@ nothing shows the repr of its last expression, found from the syntax tree so tha
 code runs exactly once (DESIGN.md, "Tool-integrated reasoning": models end code with
 ``sp.solve(...)`` rather than ``print(...)``).
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

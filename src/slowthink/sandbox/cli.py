@@ -3,9 +3,7 @@
 For debugging and scripting: the exit code is 0 whatever the cell did (the status is
 in the JSON); only a sandbox that cannot start, or a bad option, exits non-zero.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

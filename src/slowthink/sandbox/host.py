@@ -7,9 +7,7 @@ group (under bubblewrap that tears down its PID namespace, every cell with it) a
 starts a new one on the next call. The host also caps how much it reads from the
 worker, so nothing a cell does can make the calling process block or balloon.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -8,9 +8,7 @@ here (no user namespaces in a container, or not installed), the fallback runs th
 worker as a plain process whose cells add a seccomp rule against every file write and,
 under root, run as nobody; a warning says so once.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

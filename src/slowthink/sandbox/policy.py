@@ -6,9 +6,7 @@ Refused system calls fail with an errno (``PermissionError`` in Python) rather t
 killing the process, so a cell that tries ``os.fork()`` gets an ordinary error status
 the model can read, and the worker stays in charge of every kill.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

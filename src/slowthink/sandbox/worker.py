@@ -12,9 +12,7 @@ The worker enforces the wall deadline (it kills the child's process group), caps
 captured output, and maps how the child ended to one status. Standard library plus
 ``pyseccomp`` only.
 
-Must not import torch, transformers, modeling, rollout, training, recipes (the sandbox runs
-untrusted code without the ML stack), nor the CLI (slowthink.cli). Checked by
-tests/test_layers.py.
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The ``slowthink study`` command: plan, run (resuming), report.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

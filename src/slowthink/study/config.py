@@ -5,9 +5,7 @@ a list of dotted overrides of the base RL config (the same syntax as ``slowthink
 each claim states the paper's finding as a direction on a metric between two arms, e.g.
 ``{metric: heldout/accuracy, direction: higher, arm: on_policy, than: off_policy}``.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

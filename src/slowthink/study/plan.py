@@ -6,9 +6,7 @@ per seed, not one per factor. A run directory is named after the first arm that 
 plus a hash of its resolved config, so editing an arm in the grid file gives it a new
 directory instead of silently reusing a finished run of the old config.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -5,9 +5,7 @@ self-contained ``report.html`` (figures embedded as base64).
 Curves of an arm are the mean over its seeds at each step (the per-seed values are in
 the run directories); the claims are judged per seed (slowthink.study.verdict).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -9,9 +9,7 @@
 - One failed run does not stop the others (RL arms of a seed whose cold start failed are
   skipped); the failures are listed in the report and make the command exit non-zero.
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -11,9 +11,7 @@ and |m| > ``min_effect``. Then:
 - ``not_higher`` / ``not_lower``: reversed if it counts in the excluded direction, held
   otherwise (with at least two seeds).
 
-Must not import the CLI (slowthink.cli), nor a heavy engine (vLLM, wandb, FastAPI, httpx,
-datasketch, math-verify) except through the module that wraps it. Checked by
-tests/test_layers.py.
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -7,6 +7,5 @@
 
 ``slowthink distill-tir`` (``slowthink.recipes.distill_tir``) runs them over a problem file.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """

@@ -20,8 +20,7 @@ traceback line) and recovered, which is worth learning; ``strict_cells`` drops s
 responses for a cleaner set. A dropped response is counted under the first reason it
 fails, so the counts add up to the number of responses generated.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

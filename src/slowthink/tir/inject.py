@@ -29,8 +29,7 @@ The rules here (all pure, all tested by hand):
   ``"\\n```python\\n"``; the teacher writes the code from there until the closing fence
   (``close_code``).
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

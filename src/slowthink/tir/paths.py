@@ -16,8 +16,7 @@ Both return ``Candidate`` responses for ``tir.filter.drop_reason`` to judge. Bot
 format (default or still3) writes the output blocks, so demonstrations look exactly like
 what the tool loop shows the model at evaluation and RL time.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Every tensor is aligned to *targets*: position t holds the log-prob of token t+1
 joined sequence, so ``loss_mask_BT[b, t] == 1`` exactly where token t+1 was sampled by
 the model (tool output and prompt tokens are 0).
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -16,8 +16,7 @@ a warning naming the bad file; with no good one left the error names it. Checkpo
 before manifests existed are checked by loading them. A full disk during a write removes the
 partial ``.tmp`` directory and says "no space left on <path>".
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -6,8 +6,7 @@ backward pass, so the update equals the single-process update on the whole batch
 ``distributed.strategy`` chooses how the ranks hold the model: ``ddp`` a full copy each,
 ``fsdp`` a shard each (slowthink.training.fsdp).
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -22,8 +22,7 @@ Order of operations for one step (P prompts x G rollouts over *all* ranks):
   5. each rank keeps its own kept rows; ``row_ranks`` (the owner of every kept row, in
      global order) lets the update split the *global* kept rows into mini-batches.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ What this module guarantees to the recipes:
 Gradients are averaged over ranks by the reduce-scatter, as DDP's all-reduce averages
 them, so the loss scaling of the recipes is the same for both strategies.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ at any point; values and gradients equal the unchunked computation up to float r
 How a model computes (chunk size, autocast, gradient checkpointing) is its
 ``MemoryPlan`` (slowthink.modeling), set once when the recipe loads it.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ examples into rows of at most ``pack_length`` tokens with correct attention boun
 The token-mean loss over a step is therefore the same packed or not (tests/training/
 test_packing.py compares them).
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -10,8 +10,7 @@ their number is the config's, never the number of rows that survived selection, 
 every rank runs the same number of micro-batches in each (zero-weight padding rows where
 its share is smaller), so the ranks' collectives always pair up (issue 9).
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ written (issue 8 items 4 and 10):
 
 The lock is held until the ``with`` block ends; the kernel releases it if the process dies.
 
-Must not import recipes (library code never reaches up into the recipes), nor the CLI
-(slowthink.cli). Checked by tests/test_layers.py.
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations
