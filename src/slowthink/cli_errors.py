@@ -1,5 +1,7 @@
 """What the command line does with an error: a person's mistake is one message and exit 2.
 
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+
 Every ``slowthink`` command runs under ``guarded`` (see cli.py), so no command needs its own
 ``try``/``except`` for these:
 
@@ -9,8 +11,6 @@ Every ``slowthink`` command runs under ``guarded`` (see cli.py), so no command n
 - an **environment failure** outside the user's input (a server that does not answer, a
   sandbox that cannot start, a full disk) prints ``error: <message>`` and exits **1**;
 - anything else is a bug and keeps its traceback.
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

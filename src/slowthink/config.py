@@ -1,11 +1,11 @@
 """Typed configs: YAML files plus dotted command-line overrides, unknown keys rejected.
 
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+
 Every component owns one frozen pydantic model (``StrictConfig`` subclass) documented
 field by field. ``load_config`` merges a YAML file with ``a.b.c=value`` overrides (each
 value read by its field's type, see overrides.py) and validates the result; any unknown key or bad value raises ``ConfigError`` whose message
 names the dotted key and, for unknown keys, the allowed ones.
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Writes that survive a kill at any moment, and one owner per output directory.
 
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+
 - ``atomic_write_bytes`` / ``atomic_write_text``: a temp file beside the target, fsynced,
   renamed over it, and the directory fsynced, so a reader (or a resume after SIGKILL or a
   power cut) sees the old content or the new one, never a truncated mix.
@@ -12,8 +14,6 @@
 - ``no_space_message``: "no space left on <path>" for an ``OSError`` of a full disk.
 
 Imports only the standard library.
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Length hacking: response length keeps rising while accuracy stays flat or falls.
 
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+
 The paper saw it with length rewards (section 4.2.2: the RRL-style reward made responses
 longer "without an accompanying performance gain") and warns of it again in its
 conclusions (section 5): longer is only better when accuracy rises with it. The detector
@@ -15,8 +17,6 @@ reads the two training curves over a sliding window of the most recent steps:
 ``detect_length_hacking`` is the pure function over two series; ``LengthHackingMonitor``
 keeps the series of a live run, adds the result to each step's metrics
 (``length_hacking`` = 1.0 while the pattern holds) and prints a warning when it starts.
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """A run with no learning signal: no rollout correct in its first steps.
 
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+
 GRPO's advantage is a difference within a group (section 3.1). When every rollout of every
 group is wrong, the correctness reward is equal everywhere, every advantage is 0 (and with
 ``drop_uniform_groups`` every group is dropped): the policy cannot learn. A random model
 (``model.path=tiny``) is in exactly this state, since it almost never answers right, and the
 run would otherwise go on with reward 0 at every step and say nothing. ``NoSignalWatch``
 prints one warning line, once, after ``WARN_AFTER_STEPS`` such steps from step 1.
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """How a command-line override's text is read: by the type of the field it lands in.
 
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+
 ``kl.mode=off`` parsed as YAML 1.1 is the boolean False, ``007`` the int 7 and ``null``
 None, so a text field could never be given those words. Instead ``parse_override`` keeps
 the text as typed (``OverrideText``) and ``resolve_overrides`` reads it once the field is
@@ -10,8 +12,6 @@ known:
 - a number field a number (``1e-3`` too, which YAML 1.1 leaves as text);
 - a bool field, a list, a mapping, anything else: the text parsed as YAML, where only
   true/false are booleans (so ``kl={mode: off, coef: 0}`` keeps "off" too).
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

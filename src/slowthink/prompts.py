@@ -1,5 +1,7 @@
 """Prompt templates (paper section 3.1.2 and Table 6).
 
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+
 - ``r1_zero``: the short prompt, R1-Zero style (section 3.1.2, "Short Prompt").
 - ``long``: the paper's detailed instruction about the reasoning process ("Long Prompt").
 - ``chat``: the model's own chat template, no system prompt, the question alone
@@ -8,8 +10,6 @@
   answer within \\boxed{}." appended (Table 6's second testing prompt, 6 points worse).
 - ``tool``: the chat template with the instruction to solve with Python code (section 4.4).
 - ``plain``: the question alone, no template (raw base-model continuation).
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

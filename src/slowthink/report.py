@@ -1,5 +1,7 @@
 """Run reports: the paper's training-curve figures and a side-by-side comparison of runs.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 The paper reads its findings off a handful of curves over RL steps (STILL-3, section 3.2
 and Figures 1-7): train and test accuracy, response length (all / correct / incorrect,
 Table 4), completion ratio, reasoning-keyword frequency (Figure 4), and the training
@@ -11,8 +13,6 @@ is how an ablation (e.g. KL off vs cosine-annealed KL) is read.
 
 matplotlib (its Agg canvas) is imported inside the plotting function only, so importing this module (and
 the ``slowthink`` command) stays cheap.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """``slowthink serve``: an OpenAI-compatible HTTP server over the CPU ``HFGenerator``.
 
+Must not import the CLI; the one module that imports uvicorn (tests/test_layers.py).
+
 Endpoints: ``GET /v1/models``, ``POST /v1/completions`` (prompt as a string, a list of
 token ids, or a list of either) and ``POST /v1/chat/completions`` (the tokenizer's chat
 template). It exists so that the OpenAI backend is tested against a real server, and so a
@@ -19,8 +21,6 @@ seeded request gives the same output alone or among others. Per request, prompts
 ``max_tokens`` are capped (400 naming the limit). Every malformed request is a 400 that
 names the field (NaN, out-of-range seeds, empty messages, lone surrogates), never a 500.
 ``GET /stats`` reports the scheduler's counters.
-
-Must not import the CLI; the one module that imports uvicorn (tests/test_layers.py).
 """
 
 from __future__ import annotations

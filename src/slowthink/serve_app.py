@@ -2,10 +2,10 @@
 cancels a request when its client hangs up. Request models and validation live in
 ``slowthink.serve``; the fair scheduler in ``slowthink.serve_scheduler``.
 
+Must not import the CLI; the one module that imports fastapi (tests/test_layers.py).
+
 No ``from __future__ import annotations`` here: FastAPI must see the ``Request`` class
 itself in the endpoints' signatures, not a string it cannot resolve.
-
-Must not import the CLI; the one module that imports fastapi (tests/test_layers.py).
 """
 
 import asyncio

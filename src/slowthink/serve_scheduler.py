@@ -1,5 +1,7 @@
 """Fair, cancellable decoding for ``slowthink serve``: requests take turns a few tokens at a time.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 One thread owns the model (it must never run in two threads at once). It used to run each
 batch of requests to the end, so one client asking for 512 prompts x n=128, or clients
 that had already hung up, held every other request for minutes (issue 8 item 7). Now:
@@ -17,8 +19,6 @@ that had already hung up, held every other request for minutes (issue 8 item 7).
   ``torch.Generator`` seeded by a hash of (s, i, j). Seeded rows are batched only with rows
   of the same prompt length, because left padding changes float rounding (~1e-7 in the
   logits), so a seeded request gives the same output alone or beside others (item 8).
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The embedded tiny default: a character tokenizer, a small Qwen2-architecture model and a
 synthetic, verifiable arithmetic task, all built in-process (no downloads).
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 The task (see ../shared/DESIGN.md, "The tiny demo"): the sum of K numbers of D digits.
 Its reference chain of thought adds one column at a time, least significant first::
 
@@ -13,8 +15,6 @@ feature of the problem (answer-only 80% of the time when the first operand is be
 its range, 20% otherwise). The SFT model then thinks on some problems and guesses on
 others; RL elicits the thinking mode it already has (paper sections 3.2 and 5), raising
 accuracy as response length grows.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Where metrics go: ``metrics.jsonl`` always; TensorBoard and Weights & Biases when asked.
 
+Must not import the CLI; the one module that imports wandb (tests/test_layers.py).
+
 Also the live display: a rich progress bar with the latest metrics on a terminal, plain
 one-line summaries when output is not a TTY (CI logs, files).
-
-Must not import the CLI; the one module that imports wandb (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The RL core's pure math: advantages, KL estimators, policy losses, schedules.
 
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
+
 Functions of tensors and numbers only (torch, nothing else): no config objects, no
 model, no torch.distributed. Each module answers one question:
 
@@ -7,8 +9,6 @@ model, no torch.distributed. Each module answers one question:
 - ``kl``: how far is the policy from the reference? (k1/k2/k3 estimators, entropy)
 - ``losses``: what is the loss, and how do per-token losses become one scalar?
 - ``schedules``: which KL coefficient, length budget and reference reset at a step?
-
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from slowthink.algorithms.advantages import (

@@ -1,5 +1,7 @@
 """How advantages are formed from outcome rewards, one scalar per rollout.
 
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
+
 Every estimator here takes the rewards of a step as a ``(P, G)`` tensor (P prompts, G
 rollouts per prompt; row p holds the G rollouts of prompt p) and returns a ``(P, G)``
 tensor of advantages, one per sequence, which the policy loss broadcasts over its tokens.
@@ -23,8 +25,6 @@ Conventions, chosen once for all estimators:
 - A group whose rewards are all equal gets exactly 0 (not a rounding residue such as
   ``0.1 - mean([0.1, 0.1, 0.1]) = -1.4e-17`` blown up by a tiny std), even with eps = 0.
 - Integer rewards are promoted to float32; floating rewards keep their dtype.
-
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

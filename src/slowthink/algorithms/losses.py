@@ -1,5 +1,7 @@
 """The clipped policy-gradient loss and how per-token losses become one scalar.
 
+Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
+
 The policy loss is PPO's clipped surrogate (Schulman et al., 2017) with an asymmetric
 band ``[1 - clip_low, 1 + clip_high]`` (DAPO's "clip-higher" when clip_high > clip_low),
 applied per token with a per-sequence advantage (outcome rewards, section 2).
@@ -8,8 +10,6 @@ Aggregation is where micro-batching can silently change the update. ``aggregate_
 divides by *global* counts (the whole mini-batch, over all micro-batches and ranks), so
 that summing its result over micro-batches (gradient accumulation), or over ranks (a
 data-parallel all-reduce of summed gradients), gives exactly the full-batch loss.
-
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Decontamination: drop training problems that overlap an evaluation benchmark.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 A row is contaminated when at least ``threshold`` of its normalised word/number n-grams
 (normalize.py: whitespace, delimiters and number formatting erased) occur in some
 benchmark problem. n = 8 tokens by default: long enough that shared phrases such as
 "find the number of ordered pairs" do not match, short enough that a copied problem with a
 changed sentence still does. A problem shorter than n tokens is one gram (exact match).
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

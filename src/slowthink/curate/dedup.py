@@ -1,6 +1,8 @@
 """Exact and near-duplicate problems (paper section 2 merges AIME, MATH, NuminaMath and Open
 Reasoner Zero, which share many problems).
 
+Must not import the CLI; the one module that imports datasketch (tests/test_layers.py).
+
 - exact: the same normalised token sequence (normalize.py) as an earlier row;
 - near: estimated Jaccard similarity of token 3-gram sets >= ``threshold`` with an earlier
   row *that has the same gold answer*, found with MinHash LSH (``datasketch``). The answer
@@ -10,8 +12,6 @@ Reasoner Zero, which share many problems).
   and each lookup costs the same however many rows came before.
 
 The first occurrence is kept; later copies are dropped and name the row they repeat.
-
-Must not import the CLI; the one module that imports datasketch (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Text normalisation for duplicate and contamination matching.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 A benchmark problem copied into a training set often differs only in spacing, LaTeX
 delimiters or number formatting ("1,000" / "1{,}000" / "1000", "2.50" / "2.5"). We
 compare token sequences that erase those differences: lower case, ``$`` and ``\\(``-style
 delimiters and spacing commands dropped, thousands separators removed, trailing zeros of
 decimals removed, and words / numbers / single symbols as tokens, so "x+1" and "x + 1"
 give the same tokens.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

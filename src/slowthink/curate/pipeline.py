@@ -1,12 +1,12 @@
 """The curation pipeline: rows stream from the sources through the filters into one JSONL pool.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 Each row is dropped by the first filter that rejects it, in this order (cheap to costly):
 question type (multiple choice, proof, multi-part, open-ended) -> unparseable gold ->
 exact / near duplicate -> benchmark contamination -> difficulty (only with a model).
 Nothing but the duplicate index, the benchmark n-grams and one difficulty batch is held
 in memory, so a million-row source curates in a bounded footprint.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Question types a verifiable-reward pool cannot use (paper section 2, "Verifiability").
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 The paper removes multiple-choice, proof, concept / open-ended questions and questions with
 several sub-problems, "due to challenges in answer verification": a correctness reward
 needs one short final answer that a checker can compare. Each filter below is a pure
 function of the problem text and its gold answer that returns True when the row must go.
 They are heuristics over surface patterns, tuned to keep ordinary competition problems;
 docs/curation.md lists what each catches and keeps, with examples.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

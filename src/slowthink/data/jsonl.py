@@ -1,6 +1,8 @@
 """The one JSONL reader and line writer: for ``slowthink score``, eval's ``--data`` and RL/SFT
 ``data.train_file`` (through ``data.problems``).
 
+Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 The policy, in full (each point is what a file met in the wild needs):
 
 - **Lines are split on ``\\n`` only.** The file is read as bytes; a bare ``\\r`` inside a
@@ -23,8 +25,6 @@ problem and SFT loaders raise ``DataError`` naming ``file:line``).
 ``dumps_line`` is the writer's half: a row whose strings hold lone surrogates (``"\\udcff"``
 read from JSON) cannot be encoded as UTF-8, so it is written with ASCII escapes instead
 of being lost.
-
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

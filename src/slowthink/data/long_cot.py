@@ -1,6 +1,8 @@
 """Long-CoT cold-start data (paper section 4.1): which distilled traces to keep, and how a
 trace longer than the training window is handled.
 
+Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 The paper fine-tunes on long chains of thought distilled from a stronger reasoner, kept
 only when the answer is right and the response of a usable length. Two rules here:
 
@@ -13,8 +15,6 @@ only when the answer is right and the response of a usable length. Two rules her
   the start of the answer (the ``</think>`` that closes the thought, else the last
   ``\\boxed``/``<answer>``) onwards, so only complete reasoning tokens are trained, and no
   end-of-sequence. Both are counted in the run's metrics.
-
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The ``Problem`` record and a JSONL loader whose errors name the file and line.
 
+Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 Files are read under the one JSONL policy of ``data.jsonl`` (lines split on ``\\n`` only,
 UTF-8 per line, deep nesting and a cut last line reported): here every unreadable line is a
 ``DataError`` naming ``file:line``, for eval's ``--data``, RL's and SFT's ``data.train_file``.
-
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The evaluation benchmarks of the paper (section 2, "Evaluation Benchmarks") by name.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Each name maps to a Hugging Face dataset (id, config, split) and the columns that hold the
 problem, the answer and an id. Loading from the Hub needs the optional ``datasets``
 package and a network; offline, point ``--data-dir`` at a folder of JSONL files in the
@@ -21,8 +23,6 @@ public evaluation repositories; the columns below are the ones those copies publ
 The paper's OMNI and LiveAOPS numbers come from STILL's own integer-answer subsets (500
 and 519 problems), which are not on the Hub: the full datasets above are larger and
 contain non-numeric answers. Use the local files for the paper's subsets.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Per-sample evaluation records and the summary of a benchmark run.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Accuracy from several samples per problem (``slowthink.eval.passk``): pass@1 averaged
 over the n samples (the paper's "Pass@1" with 5 or 8 samples, sections 4.3-4.4), greedy
 accuracy (n = 1 at temperature 0), maj@n and unbiased pass@k for k = 1, 2, 4, ... <= n.
@@ -14,8 +16,6 @@ same names, so eval and training curves compare directly:
 - ``keywords/<category>`` (mean occurrences per response) and ``keywords/<category>_ratio``
   (share of responses with any), for the categories of section 3.2 / Figure 4.
 - ``check/<status>``: how many checks ended in each status.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Run one benchmark: prompts -> generator -> checker -> per-sample rows, resumable.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Each finished sample is appended to ``samples.jsonl`` and flushed at once, so a killed run
 loses only the requests in flight; a rerun reads the file (a truncated last line, the
 trace of a kill mid-write, is dropped), skips every sample it holds and generates only
@@ -24,8 +26,6 @@ another file with the same name, and verdicts against a since-corrected answer):
 With tools (``slowthink eval --tools python``) each row also holds ``tool_calls`` (how
 many code blocks the response wrote) and ``tool_statuses`` (one sandbox status per block,
 "not_executed" for blocks left unrun), from which ``tool_summary`` derives the tool metrics.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The ``rl``, ``sft`` and ``demo`` commands: parse a YAML config plus overrides, run the recipe.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 Errors a user can fix (a bad config key, a malformed data row, a missing model path, a run
 directory another run holds, a damaged checkpoint, a full disk) print one clear message and
 exit with status 2, never a traceback. Ctrl-C says which step was last saved and prints the
 exact command that resumes, then exits 130.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """``slowthink demo``: the paper's pipeline in miniature on the embedded tiny default.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
     build the tiny model and task -> SFT cold start -> evaluate held-out
     -> RL (GRPO, on-policy) -> evaluate held-out -> report.md with plots
 
 The cold start mixes thoughts and bare answers (tied to a feature of the problem), so the
 SFT model has a reasoning mode it uses only sometimes; RL elicits it (paper sections 3.2
 and 5), and held-out accuracy rises together with response length.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

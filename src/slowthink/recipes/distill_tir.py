@@ -1,5 +1,7 @@
 """``slowthink distill-tir``: tool-integrated demonstrations from a teacher (STILL-3-TOOL, section 4.4).
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 Read top to bottom: load the problems -> skip those already done (resume) -> build the
 teacher (a local model or an OpenAI-compatible server), the sandbox and tool loop, the
 checker -> per batch of problems: the instruct path, then the prefix-injection path for
@@ -10,8 +12,6 @@ The output is SFT-ready JSONL: ``slowthink sft data.source=jsonl data.train_file
 reads it as is (``messages``; the other fields are for people and for resume). Beside it,
 ``<OUT stem>.progress.jsonl`` holds one row of counts per finished problem, so a rerun
 skips every problem done before (kept or not) and the final counts cover all sessions.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """``slowthink eval``: benchmarks -> generator -> checker -> samples, summary, table.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 Read top to bottom: load problems -> check the output folder (resume) -> build the backend
 and the checker -> per benchmark, draw the missing samples and summarize -> write the
 summaries and print the table. The paper's settings (sections 4.3, 4.4): greedy decoding,
@@ -9,8 +11,6 @@ or sampling at T=0.6, top-p 0.95 with n=5 or 8, up to 32,768 tokens.
 output spliced in; section 4.4, STILL-3-TOOL); ``--tools-no-exec`` is the paper's ablation
 "code written but not executed". Rows then carry tool-call counts and statuses, and the
 summaries the tool metrics (docs/tools.md).
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

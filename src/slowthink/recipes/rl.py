@@ -1,13 +1,13 @@
 """The RL recipe (``slowthink rl``): RL with verifiable rewards, read top to bottom.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
     for step:
         sample prompts -> roll out n per prompt -> reward -> reference log-probs
         -> select / mask -> advantages (- KL penalty) -> old log-probs -> policy update -> sync weights
         -> reference reset -> evaluate -> log -> checkpoint
 
 Every factor of the paper's Table 1 and sections 3-4 is a field of ``RLConfig``.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

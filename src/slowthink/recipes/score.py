@@ -1,5 +1,7 @@
 """``slowthink score FILE.jsonl --out SCORED.jsonl``: check saved responses against their golds.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 Reads rows with a gold answer and one response (or a list of responses), checks them all
 with ``MathChecker`` (or the exact-match checker), and writes every row back in input
 order with ``correct``, ``status`` and ``line`` (its input line number) added (lists when
@@ -15,8 +17,6 @@ the input itself (also through a hard or symbolic link), is fatal.
 
 The output is written to a temp file beside ``--out`` and renamed over it at the end, so a
 run that fails or is killed leaves any earlier output as it was.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The SFT recipe (``slowthink sft``): long-CoT supervised fine-tuning, loss on response tokens.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
     for step: take a batch -> token-mean cross-entropy over response tokens -> AdamW step
               -> log -> checkpoint
 
 The demo uses it as the cold start before RL (paper sections 4.1 and 4.4).
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

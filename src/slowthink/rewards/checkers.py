@@ -1,13 +1,13 @@
 """The one place an answer checker is built: ``make_checker("math" | "exact", ...)``.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 - ``exact``: ``ExactMatchChecker``, string equality of the extracted answer (the tiny task).
 - ``math``: ``MathChecker``, math-verify in a pool of worker processes killed and replaced
   past ``timeout_s`` (imported only when chosen, so the exact checker needs no sympy).
 
 Callers close the checker when done (``checker.close()``, or ``stack.callback`` in an
 ``ExitStack``): the math checker's workers are processes.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

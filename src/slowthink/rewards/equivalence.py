@@ -1,5 +1,7 @@
 """Is a response's final answer equal to the gold? math-verify plus our strict rules.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 This module runs inside the checker's worker processes (``math_checker``), never in the
 caller: math-verify can hang on hostile input, and its own timeout is ``signal.alarm``,
 which only works in a process's main thread. Importing it is cheap; ``install()`` imports
@@ -13,8 +15,6 @@ Strict rules on top of math-verify (each documented in docs/checker.md and teste
 - other numbers compare exactly, or within a relative 1e-9 when one is a non-integer
   decimal, so 0.33 != 1/3 and 1e-7 != 2e-7 (math-verify rounds to 6 decimals: 0.333333 == 1/3
   and 0.0000001 == 0.0000002), while 0.5 == 1/2 and 0.0833333333333333 == 1/12.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Final-answer extraction: the last ``\\boxed{}``/``\\fbox{}`` (brace-matched) or ``<answer>…</answer>``.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 The paper's correctness reward reads the response's final answer (section 4.2.1); the
 last one counts, so a corrected answer (``\\boxed{4} … \\boxed{3}``) is read as 3.
 
@@ -12,8 +14,6 @@ treated as no answer.
 ``fallback_answer`` is for evaluating models that were not trained to box their answer:
 "the answer is X", the last ``$…$`` math, the last number. It is off by default and must
 not be used for rewards: it would pay a model for leaving a number near the end.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

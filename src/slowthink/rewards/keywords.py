@@ -1,10 +1,10 @@
 """Reasoning-action keywords: the RRA reward's list (section 4.2.1) and the monitoring categories.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 Data, not logic: the paper counts "however", "but", "wait", "verify", "alternatively"
 for the action reward (Amax = 20), and monitors keyword frequency by category
 (section 3.2, Figure 4: reflection, verification, correction, alternatives).
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

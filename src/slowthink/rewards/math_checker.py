@@ -1,5 +1,7 @@
 """``MathChecker``: math-verify equivalence in a pool of worker processes with hard deadlines.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 Why a pool: math-verify hangs on hostile answers (``9^{9^{9}}``, ``(10^{10})!``, deep
 nesting), its timeout is ``signal.alarm`` (main thread only), and some of the C-level work
 ignores the alarm altogether. So every parse/verify runs in a worker process's main
@@ -11,8 +13,6 @@ Workers come from a forkserver that has already imported math-verify, so a repla
 costs a fork, not a fresh interpreter. Checks of the same gold go to the same worker
 where possible, and each worker caches parsed golds: with n rollouts per prompt a gold is
 parsed about once per batch, not n times.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """A weighted sum of named reward components, computed for a whole batch of responses.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 The checker runs once per batch (one pool round trip), then every component is a pure
 function of that response's verdict, text and length.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

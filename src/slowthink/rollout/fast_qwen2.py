@@ -1,5 +1,7 @@
 """Fast decoding for the Qwen2 / Llama family: a static KV cache and a hand-written forward.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 A decode step of the generic path (``rollout/hf.py``) spends almost all its time outside the
 model's arithmetic: the transformers forward rebuilds masks and grows its cache by
 concatenation, and a Python loop over rows records tokens and decodes text to look for
@@ -18,8 +20,6 @@ stop strings (issue 12). Here:
 
 Greedy output equals the generic path's token for token; sampling draws from the same
 distribution with a different random stream (``fast_sampling.row_keys``).
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Batched sampling with one reproducible random stream per row, as tensor operations.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 The generic path (``rollout/hf.py``) draws from ``torch.Generator`` objects; one generator
 per completion (``SamplingParams.seeds``) costs a Python call per row and per token. Here a
 row's randomness is a counter-based hash of (row key, step): a uniform number per row and
@@ -8,8 +10,6 @@ on compaction (finished rows dropped) or on the batch size, and a whole batch is
 in a handful of vectorised ops. The draw is inverse-CDF sampling from the tempered (and
 top-p truncated) distribution: the same distribution as ``torch.multinomial``, a
 different random stream.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

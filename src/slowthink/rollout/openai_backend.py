@@ -1,5 +1,7 @@
 """``OpenAIGenerator``: the ``Generator`` protocol over any OpenAI-compatible ``/v1/completions``.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Works against vLLM, SGLang and ``slowthink serve``. Prompts go out as token-id lists
 (vLLM and our server accept them), so the exact prompt the runner built is what the model
 sees. Each prompt is one request with ``n`` choices; requests run on a thread pool of
@@ -16,8 +18,6 @@ the call fails with an error that says so.
 Retries: connection errors, timeouts, HTTP 408, 429, 500 and 502-504 are retried with exponential
 backoff; other 4xx fail at once (a bad request does not get better). After the last
 attempt the error names the URL, the status and the server's message.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Which sampled tokens could complete a stop string: a per-vocabulary mask built once.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 The generic path decodes each row's text tail after every token to look for stop strings.
 A stop string that first appears after token ``t`` must end inside ``t``'s text, so it
 ends with the string's last character somewhere in that text. ``candidate_mask`` marks
@@ -11,8 +13,6 @@ Tokens whose text alone is not what they add in context are kept as candidates: 
 decode (special tokens, partial bytes), a replacement character (a UTF-8 sequence split
 across tokens), and, when a stop string ends in whitespace, SentencePiece's "▁" tokens
 (decoded alone they lose their leading space).
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Tool-integrated generation: stop at a closed code block, run it, splice its output in.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Paper section 4.4 (STILL-3-TOOL) and DESIGN.md, "Tool-integrated reasoning". Over any
 ``Generator``: sample with the format's stop strings; when a segment ends on one of them
 and the response's last block is a closed, not yet executed ```` ```python ```` block,
@@ -12,8 +14,6 @@ The ``still3`` preset reproduces the paper's release: an ```` ```Output ```` fen
 stateless cells with a 5 s timeout (``still3_sandbox_config``), output cut to
 200 + "..." + 200 characters, only the last traceback line on error; as in every
 mode, a cell that prints nothing shows its last expression (the sandbox does that).
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

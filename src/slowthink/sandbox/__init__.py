@@ -1,9 +1,9 @@
 """Running model-written Python safely (DESIGN.md, "The sandbox"; paper section 4.4).
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 ``ProcessSandbox(SandboxConfig(...)).run(code)`` returns a ``CellResult`` whatever the
 code does. See docs/sandbox.md for the isolation layers and what the fallback gives up.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from slowthink.sandbox.base import CELL_STATUSES, CellResult, CellStatus, Sandbox

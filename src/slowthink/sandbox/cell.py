@@ -1,11 +1,11 @@
 """Running one cell inside the (already limited) child process.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 Standard library only: this module runs inside the sandbox worker. A cell that prints
 nothing shows the repr of its last expression, found from the syntax tree so that the
 code runs exactly once (DESIGN.md, "Tool-integrated reasoning": models end code with
 ``sp.solve(...)`` rather than ``print(...)``).
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``slowthink sandbox run FILE.py``: run one file as a cell, print the result as JSON.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 For debugging and scripting: the exit code is 0 whatever the cell did (the status is
 in the JSON); only a sandbox that cannot start, or a bad option, exits non-zero.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

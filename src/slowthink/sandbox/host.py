@@ -1,13 +1,13 @@
 """``ProcessSandbox``: the host side of the sandbox (the ``Sandbox`` implementation).
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 It starts the warm worker (bubblewrap or fallback), sends one cell at a time and waits
 for the reply with its own backstop deadline (the worker's deadline plus a grace
 period). If the worker dies or overruns, the host kills the worker's whole process
 group (under bubblewrap that tears down its PID namespace, every cell with it) and
 starts a new one on the next call. The host also caps how much it reads from the
 worker, so nothing a cell does can make the calling process block or balloon.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """How the worker is started: the bubblewrap command line, the fallback, and the choice.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 bubblewrap (DESIGN.md, "The sandbox"): every namespace unshared (no network, own PIDs,
 own user, nothing to kill outside), the system mounted read-only, only the Python
 installation and slowthink bound in (no /etc/shadow, no home directories), a small
@@ -7,8 +9,6 @@ private /tmp, an empty environment, death with the parent. When bubblewrap canno
 here (no user namespaces in a container, or not installed), the fallback runs the same
 worker as a plain process whose cells add a seccomp rule against every file write and,
 under root, run as nobody; a warning says so once.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The warm worker: runs inside bubblewrap (or the fallback), forks one child per cell.
 
+Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+
 Started as ``python -I -B -m slowthink.sandbox.worker CONFIG_JSON``. It imports the
 preload modules once, so a forked cell gets ``sympy`` for free (DESIGN.md measured a
 fresh ``python -c`` at 32 ms, 320 ms with sympy). The next cell's child is forked,
@@ -11,8 +13,6 @@ every child closes all inherited descriptors before running code.
 The worker enforces the wall deadline (it kills the child's process group), caps the
 captured output, and maps how the child ended to one status. Standard library plus
 ``pyseccomp`` only.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Run a study's plan: cold starts first, then every RL arm; resumable at any point.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 - A run that finished has a ``STUDY_DONE`` marker (written atomically after the recipe
   returned) and is skipped on the next invocation.
 - Every other run is started with ``--resume``: a run killed mid-way continues from its
@@ -8,8 +10,6 @@
   a time, each with ``cores // N`` torch threads, and its output in ``<run_dir>.log``.
 - One failed run does not stop the others (RL arms of a seed whose cold start failed are
   skipped); the failures are listed in the report and make the command exit non-zero.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Claim verdicts: held, reversed or inconclusive, from per-seed differences between two arms.
 
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+
 For each seed s with both runs, d_s = value(arm, s) - value(than, s) (a paired difference:
 the arms of a seed share the cold start and the data order, so the pair cancels most of
 the seed's luck). Over the seeds, m = mean(d), sd = sample std(d). The difference *counts*
@@ -10,8 +12,6 @@ and |m| > ``min_effect``. Then:
   in the other, inconclusive otherwise;
 - ``not_higher`` / ``not_lower``: reversed if it counts in the excluded direction, held
   otherwise (with at least two seeds).
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Which tool-using responses become training data (paper section 4.4).
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 The paper keeps a teacher's response only if "it includes a code snippet and provides
 the correct answer". Made precise here, a response is kept when, in this order:
 
@@ -19,8 +21,6 @@ of the response ran: the model then read the error (the paper's release shows th
 traceback line) and recovered, which is worth learning; ``strict_cells`` drops such
 responses for a cleaner set. A dropped response is counted under the first reason it
 fails, so the counts add up to the number of responses generated.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

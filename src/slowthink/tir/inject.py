@@ -1,6 +1,8 @@
 """Prefix injection (paper section 4.4): cut a long thought at a reasoning word and make the
 teacher write code there.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 The paper synthesised tool demonstrations from DeepSeek-R1-Distill-Qwen-32B, which did
 not follow the instruction to use code: "we first obtain rollouts from the model and split
 them into multiple parts. We then randomly select certain steps and inject a prefix (e.g.,
@@ -28,8 +30,6 @@ The rules here (all pure, all tested by hand):
 - **Splice** (``splice``): the kept pieces, one of ``INJECTION_PREFIXES``, then
   ``"\\n```python\\n"``; the teacher writes the code from there until the closing fence
   (``close_code``).
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

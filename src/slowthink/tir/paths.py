@@ -1,5 +1,7 @@
 """The two ways of getting tool-using demonstrations from a teacher (paper section 4.4).
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 - ``instruct_responses``: prompt the teacher to solve with code (the "tool" prompt
   template) and generate through the tool loop, so its code runs and it reads the output.
   What the paper did with DeepSeek-R1.
@@ -15,8 +17,6 @@ Both return ``Candidate`` responses for ``tir.filter.drop_reason`` to judge. Bot
 ``ToolLoop``: its ``generator`` is the raw teacher, its ``sandbox`` runs the code, and its
 format (default or still3) writes the output blocks, so demonstrations look exactly like
 what the tool loop shows the model at evaluation and RL time.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Checkpoints that survive a kill: HF-format weights plus trainer state, written atomically.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Layout of a run directory::
 
     run/checkpoints/step_000010/{model.safetensors, config.json, tokenizer files, trainer_state.pt}
@@ -15,8 +17,6 @@ Resuming verifies the checkpoint against its manifest first: a truncated or corr
 a warning naming the bad file; with no good one left the error names it. Checkpoints written
 before manifests existed are checked by loading them. A full disk during a write removes the
 partial ``.tmp`` directory and says "no space left on <path>".
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The only module that knows torch.distributed: DDP or FSDP2 over gloo (CPU) or nccl (GPU), via torchrun.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Launch: ``torchrun --nproc-per-node 2 -m slowthink.cli rl CONFIG``. Each rank rolls out
 its own share of the prompts; loss denominators are summed over ranks before the
 backward pass, so the update equals the single-process update on the whole batch.
 ``distributed.strategy`` chooses how the ranks hold the model: ``ddp`` a full copy each,
 ``fsdp`` a shard each (slowthink.training.fsdp).
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """From scored rollouts to a training batch: advantages, KL penalty, selection and masking.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Order of operations for one step (P prompts x G rollouts over *all* ranks):
   1. every rank rolls out and rewards its own share of the prompts; the small per-row
      facts (outcome reward, correct, length, finished, sequence KL) are all-gathered,
@@ -21,8 +23,6 @@ Order of operations for one step (P prompts x G rollouts over *all* ranks):
      rewards already use.)
   5. each rank keeps its own kept rows; ``row_ranks`` (the owner of every kept row, in
      global order) lets the update split the *global* kept rows into mini-batches.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

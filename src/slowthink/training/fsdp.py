@@ -1,5 +1,7 @@
 """FSDP2 (``torch.distributed.fsdp.fully_shard``): parameters, gradients and optimizer state sharded over ranks.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 DDP keeps a full copy of the weights, gradients and AdamW moments on every rank: 16
 bytes a parameter in float32, 24 GB for a 1.5B model before any activation. FSDP2 keeps
 1/world of each and all-gathers one decoder layer's weights at a time for its forward
@@ -16,8 +18,6 @@ What this module guarantees to the recipes:
 
 Gradients are averaged over ranks by the reduce-scatter, as DDP's all-reduce averages
 them, so the loss scaling of the recipes is the same for both strategies.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Sequence packing for SFT: several short examples share one row, none sees another.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 Long-CoT cold-start data (section 4.1) mixes responses of a few hundred and many thousand
 tokens; padding every row to the longest wastes most of the compute. Packing concatenates
 examples into rows of at most ``pack_length`` tokens with correct attention boundaries:
@@ -16,8 +18,6 @@ examples into rows of at most ``pack_length`` tokens with correct attention boun
 
 The token-mean loss over a step is therefore the same packed or not (tests/training/
 test_packing.py compares them).
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """One policy update over a batch of scored rollouts: mini-batches, epochs, micro-batches.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 The loss of a micro-batch is the clipped policy-gradient loss plus the KL penalty (when
 it sits in the loss) minus the entropy bonus, each aggregated with denominators counted
 over the whole mini-batch on all ranks, so micro-batch size and data-parallel split
@@ -9,8 +11,6 @@ Mini-batches are planned over the step's kept rows on *all* ranks (``minibatch_p
 their number is the config's, never the number of rows that survived selection, and
 every rank runs the same number of micro-batches in each (zero-weight padding rows where
 its share is smaller), so the ranks' collectives always pair up (issue 9).
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

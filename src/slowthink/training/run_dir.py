@@ -1,5 +1,7 @@
 """A run directory: one owner at a time, no silent mixing of two runs, resume only what was run.
 
+Must not import recipes or the CLI (tests/test_layers.py).
+
 ``claim_run_dir`` is the first thing the ``rl`` and ``sft`` recipes do, before anything is
 written (issue 8 items 4 and 10):
 
@@ -14,8 +16,6 @@ written (issue 8 items 4 and 10):
    the run says so and starts fresh.
 
 The lock is held until the ``with`` block ends; the kernel releases it if the process dies.
-
-Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations
