@@ -21,9 +21,7 @@ run that fails or is killed leaves any earlier output as it was.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from pydantic import Field
 
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.jsonl import JsonlRow, dumps_line, read_jsonl
+from slowthink.durable import atomic_writer
 from slowthink.rewards.verdict import STATUSES, Checker
 
 # Rows checked per round trip to the pool (and per progress update).
@@ -181,17 +180,9 @@ def score_file(path: Path, out_path: Path, checker: Checker, fields: Fields = Fi
     if same_file(path, out_path):
         raise ValueError(f"--out {out_path} is the input file {path}; choose another output path")
     summary = ScoreSummary()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            _score_into(path, out, checker, fields, summary, progress)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A run that fails or is killed leaves any earlier output as it was.
+    with atomic_writer(out_path, "w", encoding="utf-8") as out:
+        _score_into(path, out, checker, fields, summary, progress)
     return summary
 
 
