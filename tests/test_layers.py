@@ -31,6 +31,7 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
     (("slowthink.config", "slowthink.overrides", "slowthink.durable", "slowthink.command_config", "slowthink.cli_errors",
       "slowthink.prompts", "slowthink.metrics", "slowthink.no_signal", "slowthink.length_hacking"),
      ("torch", "transformers", "slowthink.recipes"), "light modules the CLI imports at start-up"),
+    (("slowthink.tiny", "slowthink.quiet"), ("slowthink.modeling",), "modeling.py builds the tiny model through tiny.py: no cycle"),
 ]
 # The heavy engines, imported only by the module that wraps them.
 ENGINES = {

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from slowthink.quiet import quiet_transformers
+
 TINY = "tiny"
 
 
@@ -107,14 +109,6 @@ def resolve_model_path(name_or_path: str) -> str:
     if looks_like_path:
         raise ModelLoadError(f"model path not found: {name_or_path}")
     return name_or_path
-
-
-def quiet_transformers() -> None:
-    # Weight-loading progress bars would bury our own progress display.
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 def _generic_fast_tokenizer(path: str) -> bool:

@@ -1,7 +1,7 @@
 """The embedded tiny default: a character tokenizer, a small Qwen2-architecture model and a
 synthetic, verifiable arithmetic task, all built in-process (no downloads).
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+Must not import modeling (modeling.py builds the tiny model through this module: no cycle) or the CLI (tests/test_layers.py).
 
 The task (see ../shared/DESIGN.md, "The tiny demo"): the sum of K numbers of D digits.
 Its reference chain of thought adds one column at a time, least significant first::
@@ -117,7 +117,7 @@ def build_model(tokenizer, spec: TinyModelSpec = TinyModelSpec(), seed: int = 0)
 
 def save_tiny(path: str | Path, spec: TinyModelSpec = TinyModelSpec(), seed: int = 0) -> Path:
     """Build the tiny tokenizer and model and save both in Hugging Face format at ``path``."""
-    from slowthink.modeling import quiet_transformers
+    from slowthink.quiet import quiet_transformers
 
     quiet_transformers()
     path = Path(path)
