@@ -84,10 +84,15 @@ class TinyModelSpec:
     """Size of the tiny Qwen2 model (~1M parameters at the defaults)."""
 
     hidden_size: int = 128
+    """Width of the residual stream."""
     num_layers: int = 4
+    """Decoder layers."""
     num_heads: int = 4
+    """Attention heads (one key/value head each: no grouped-query attention at this size)."""
     intermediate_size: int = 512
+    """Width of each MLP's hidden layer."""
     max_positions: int = 1024
+    """Context length (max_position_embeddings): prompt plus response."""
 
 
 def build_model(tokenizer, spec: TinyModelSpec = TinyModelSpec(), seed: int = 0):
