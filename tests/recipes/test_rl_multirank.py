@@ -24,7 +24,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from slowthink.recipes.problem_sets import ProblemSet
+from slowthink.data.problem_sets import ProblemSet
 from slowthink.recipes.rl import loss_settings, prepare_batch
 from slowthink.rollout.generator import Completion
 from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from slowthink.config import StrictConfig
+
+# The problem source config lives beside the code it configures (data/problem_sets.py).
+from slowthink.data.problem_sets import ProblemSourceConfig, TinyTaskConfig  # noqa: F401  (re-exported)
 from slowthink.modeling import MemoryPlan
-from slowthink.prompts import TEMPLATE_NAMES
 
 
 class RunConfig(StrictConfig):
@@ -52,46 +54,3 @@ class RLModelConfig(ModelConfig):
     # A checkpoint directory (e.g. the SFT cold start's) whose AdamW moments the RL optimizer
     # continues from; a fresh Adam at a high rate can collapse on its first step (DESIGN.md).
     optimizer_state: str | None = None
-
-
-class TinyTaskConfig(StrictConfig):
-    """The synthetic arithmetic task (slowthink.tiny.ArithmeticTask)."""
-
-    # Operands per arithmetic problem.
-    num_operands: int = 3
-    # Digits per operand.
-    digits: int = 3
-    # Cold-start mix: share of the first operand's range where demonstrations mostly think
-    # (with probability think_high; think_low elsewhere).
-    think_share: float = 0.3
-    # Probability that a demonstration thinks, inside the think_share range.
-    think_high: float = 0.8
-    # Probability that a demonstration thinks, outside that range.
-    think_low: float = 0.2
-
-
-class ProblemSourceConfig(StrictConfig):
-    """Where problems come from: the synthetic tiny task or JSONL files of Problem rows."""
-
-    # tiny: the synthetic arithmetic task; jsonl: Problem rows ({id, problem, answer}) from train_file /
-    # eval_file.
-    source: Literal["tiny", "jsonl"] = "tiny"
-    # JSONL of training problems (data.source=jsonl).
-    train_file: str | None = None
-    # JSONL of held-out problems (data.source=jsonl); null: no held-out evaluation.
-    eval_file: str | None = None
-    tiny: TinyTaskConfig = TinyTaskConfig()
-    # Problems drawn from the tiny task for training and for held-out evaluation.
-    tiny_train_size: int = 4000
-    # Held-out problems drawn from the tiny task (disjoint from training).
-    tiny_eval_size: int = 200
-    # Prompt template: r1_zero / long (section 3.1.2), chat (Table 6), boxed_chat, tool, plain.
-    template: str = "chat"
-
-    @model_validator(mode="after")
-    def _check(self) -> "ProblemSourceConfig":
-        if self.template not in TEMPLATE_NAMES:
-            raise ValueError(f"template '{self.template}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
-        if self.source == "jsonl" and not self.train_file:
-            raise ValueError("data.source=jsonl needs data.train_file")
-        return self

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from slowthink.config import load_config, shipped_config_dir
+from slowthink.data.problem_sets import load_problem_sets
+from slowthink.eval.heldout import evaluate_heldout
 from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
 from slowthink.recipes.common_config import ProblemSourceConfig
-from slowthink.recipes.heldout import evaluate_heldout
-from slowthink.recipes.problem_sets import load_problem_sets
 from slowthink.recipes.rl import run_rl
 from slowthink.recipes.rl_config import RLConfig
 from slowthink.recipes.sft import SFTConfig, run_sft

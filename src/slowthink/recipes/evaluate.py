@@ -179,7 +179,7 @@ class EvalConfig(StrictConfig):
                         max_tokens=self.max_tokens, seed=self.seed)
 
 
-def load_problem_sets(cfg: EvalConfig) -> list[tuple[str, list[Problem]]]:
+def load_eval_sets(cfg: EvalConfig) -> list[tuple[str, list[Problem]]]:
     """(name, problems) per benchmark or data file, cut to the first ``limit`` problems."""
     if cfg.data:
         sets = [(Path(cfg.data).stem, load_problems(cfg.data), cfg.data)]
@@ -293,7 +293,7 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
     """Run every benchmark of ``cfg``; returns {benchmark: summary} (also written under ``cfg.out``)."""
     console = console or Console()
     decoding = cfg.decoding()
-    problem_sets = load_problem_sets(cfg)
+    problem_sets = load_eval_sets(cfg)
     out = Path(cfg.out)
     summaries: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:

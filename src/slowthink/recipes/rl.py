@@ -23,24 +23,34 @@ import torch
 
 from slowthink.algorithms.schedules import kl_coefficient, max_length_at, reference_reset_due
 from slowthink.config import ConfigError
+from slowthink.data.problem_sets import ProblemSet, load_problem_sets
 from slowthink.data.sampler import PromptSampler
+from slowthink.eval.heldout import evaluate_heldout
 from slowthink.length_hacking import LengthHackingMonitor
-from slowthink.no_signal import NoSignalWatch
 from slowthink.metrics import rollout_metrics
 from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
-from slowthink.recipes.heldout import evaluate_heldout
-from slowthink.recipes.problem_sets import ProblemSet, load_problem_sets
+from slowthink.no_signal import NoSignalWatch
 from slowthink.recipes.rl_config import RLConfig, check_world_size
 from slowthink.rewards.reward import RewardModel
 from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.tracking import StepProgress, build_tracker
 from slowthink.training import checkpoint as ckpt
-from slowthink.training.distributed import DistInfo, all_gather_objects, barrier, checkpoint_states, full_weights, init_distributed, is_sharded, unwrap, wrap_model
+from slowthink.training.distributed import (
+    DistInfo,
+    all_gather_objects,
+    barrier,
+    checkpoint_states,
+    full_weights,
+    init_distributed,
+    is_sharded,
+    unwrap,
+    wrap_model,
+)
 from slowthink.training.experience import RowOutcomes, SelectionSettings, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.optim import build_optimizer, build_scheduler
 from slowthink.training.policy_update import LossSettings, update_policy
 from slowthink.training.run_dir import RunStart, claim_run_dir
-from slowthink.tracking import StepProgress, build_tracker
 
 PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
 

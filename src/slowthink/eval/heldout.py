@@ -1,12 +1,12 @@
 """Held-out accuracy during training (greedy by default), with the run's own checker.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+Must not import recipes or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations
 
+from slowthink.data.problem_sets import ProblemSet
 from slowthink.metrics import rollout_metrics
-from slowthink.recipes.problem_sets import ProblemSet
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.generator import Generator, SamplingParams
 
