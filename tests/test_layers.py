@@ -29,7 +29,7 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
     (("slowthink.eval", "slowthink.rollout", "slowthink.tir", "slowthink.training"), ("slowthink.recipes",),
      "library code never reaches up into the recipes"),
     (("slowthink.config", "slowthink.overrides", "slowthink.durable", "slowthink.command_config", "slowthink.cli_errors",
-      "slowthink.prompts", "slowthink.metrics", "slowthink.no_signal", "slowthink.length_hacking"),
+      "slowthink.prompts", "slowthink.metrics", "slowthink.no_signal", "slowthink.length_hacking", "slowthink.progress"),
      ("torch", "transformers", "slowthink.recipes"), "light modules the CLI imports at start-up"),
     (("slowthink.tiny", "slowthink.quiet"), ("slowthink.modeling",), "modeling.py builds the tiny model through tiny.py: no cycle"),
 ]

@@ -2,21 +2,19 @@
 
 Must not import the CLI; the one module that imports wandb (tests/test_layers.py).
 
-Also the live display: a rich progress bar with the latest metrics on a terminal, plain
-one-line summaries when output is not a TTY (CI logs, files).
+The live display (``StepProgress``) is in progress.py, re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.durable import atomic_write_text
+from slowthink.progress import StepProgress  # noqa: F401  (re-exported: the recipes import it from here)
 
 
 class TrackingConfig(StrictConfig):
@@ -139,40 +137,3 @@ def build_tracker(config: TrackingConfig, run_dir: Path, run_config: dict[str, A
     if config.wandb:
         trackers.append(WandbTracker(config.wandb_project, Path(run_dir), run_config))
     return MultiTracker(trackers)
-
-
-class StepProgress:
-    """A live progress bar with chosen metrics on a TTY; plain lines otherwise."""
-
-    def __init__(self, description: str, total: int, start: int = 0, keys: tuple[str, ...] = (), enabled: bool = True):
-        self.keys, self.total, self.enabled = keys, total, enabled
-        self.tty = sys.stderr.isatty()
-        self._progress = None
-        self._last_print = 0.0
-        self.description = description
-        if enabled and self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"), transient=False,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(description, total=total, completed=start, info="")
-
-    def _summary(self, metrics: dict[str, float]) -> str:
-        parts = [f"{k}={metrics[k]:.3g}" for k in self.keys if k in metrics and metrics[k] is not None]
-        return " ".join(parts)
-
-    def update(self, step: int, metrics: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        if self._progress is not None:
-            self._progress.update(self._task, completed=step, info=self._summary(metrics))
-        elif time.monotonic() - self._last_print > 2.0 or step == self.total:
-            self._last_print = time.monotonic()
-            print(f"[{self.description}] step {step}/{self.total} {self._summary(metrics)}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -241,7 +241,7 @@ def sft_row(problem: Problem, candidate: Candidate) -> dict[str, Any]:
 def distill(problems: Sequence[Problem], loop: ToolLoop, checker: Checker, cfg: DistillTIRConfig,
             context: int | None = None, console: Console | None = None) -> Counter:
     """Process every problem not yet in ``cfg.out``; returns the counts over all sessions."""
-    from slowthink.recipes.evaluate import progress_bar
+    from slowthink.progress import count_bar
 
     console = console or Console()
     out, progress = Path(cfg.out), progress_path(cfg.out)
@@ -250,7 +250,7 @@ def distill(problems: Sequence[Problem], loop: ToolLoop, checker: Checker, cfg: 
     console.print(f"distill-tir: {len(problems)} problems, {len(problems) - len(todo)} done before, {len(todo)} to do")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as out_file, progress.open("a", encoding="utf-8") as progress_file, \
-            progress_bar(console, cfg.progress, "distill-tir", len(todo)) as advance:
+            count_bar(console, cfg.progress, "distill-tir", len(todo)) as advance:
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
             for problem, (rows, counts) in zip(batch, distill_batch(batch, loop, checker, cfg, context)):

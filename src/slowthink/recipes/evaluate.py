@@ -38,6 +38,7 @@ from slowthink.eval.runner import (
     tool_summary,
     write_json,
 )
+from slowthink.progress import count_bar
 from slowthink.prompts import TEMPLATE_NAMES
 
 # Paper, section 4.4: sampled evaluation at T = 0.6, top-p 0.95, n = 8.
@@ -309,7 +310,7 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
             stack.callback(store.close)
             todo = count_missing(problems, decoding.n, store, tokenizer, cfg.template)
             console.print(f"[bold]{name}[/]: {len(problems)} problems x {decoding.n} samples, {todo} to generate")
-            with progress_bar(console, cfg.progress, name, todo) as advance:
+            with count_bar(console, cfg.progress, name, todo) as advance:
                 records = run_samples(problems, generator, tokenizer, checker, cfg.template, decoding, store,
                                       context_length=context, chunk_size=cfg.batch_size, on_sample=advance,
                                       record_tools=cfg.tools != "none")
@@ -322,25 +323,6 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
     print_table(console, summaries)
     console.print(f"samples and summaries in {out}/")
     return summaries
-
-
-def progress_bar(console: Console, enabled: bool, name: str, total: int) -> Any:
-    """A rich progress bar on a terminal; elsewhere a no-op (logs stay clean)."""
-    from contextlib import contextmanager
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    @contextmanager
-    def bar() -> Any:
-        if not (enabled and console.is_terminal and total):
-            yield lambda k: None
-            return
-        columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task(name, total=total)
-            yield lambda k: progress.advance(task, k)
-
-    return bar()
 
 
 def _percent(value: float | None) -> str:

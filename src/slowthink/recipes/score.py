@@ -33,6 +33,7 @@ from pydantic import Field
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.jsonl import JsonlRow, dumps_line, read_jsonl
 from slowthink.durable import atomic_writer
+from slowthink.progress import count_bar
 from slowthink.rewards.verdict import STATUSES, Checker
 
 # Rows checked per round trip to the pool (and per progress update).
@@ -193,13 +194,11 @@ def _score_into(path: Path, out: TextIO, checker: Checker, fields: Fields, summa
             _write_chunk(chunk, checker, out, summary, str(path))
         return
     from rich.console import Console
-    from rich.progress import Progress
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("checking", total=_count_rows(path))
+    with count_bar(Console(stderr=True), True, "checking", _count_rows(path)) as advance:
         for chunk in chunks:
             _write_chunk(chunk, checker, out, summary, str(path))
-            bar.advance(task, len(chunk))
+            advance(len(chunk))
 
 
 def print_summary(summary: ScoreSummary, out_path: Path) -> None:
