@@ -127,13 +127,29 @@ def roll_out(generator: Any, prompts: ProblemSet, config: RLConfig, max_length: 
     return generator.generate(prompts.prompt_ids, params)
 
 
+def old_logprobs_source(config: RLConfig) -> str:
+    """Where the PPO ratio's old log-probs come from; decided here only (section 3.1.1).
+
+    - "current": one on-policy update (algorithm.old_logprobs=recompute, fully on-policy):
+      the policy has not moved since sampling, so the current log-probs, detached, are the
+      old ones (ratio exactly 1) and no extra forward pass is needed;
+    - "recompute": several mini-batches or epochs: the trainer's log-probs of the rows,
+      taken once before the update;
+    - "rollout": the generator's sampling log-probs (algorithm.old_logprobs=rollout), the
+      only right ones when rollouts come from a stale policy (rollout.sync_weights_every > 1).
+    """
+    if config.algorithm.old_logprobs == "rollout":
+        return "rollout"
+    return "current" if config.fully_on_policy else "recompute"
+
+
 def loss_settings(config: RLConfig, kl_coef: float, max_length: int, has_reference: bool) -> LossSettings:
     return LossSettings(
         clip_low=config.algorithm.clip_low, clip_high=config.algorithm.clip_high,
         aggregation=config.algorithm.loss_aggregation, max_length=max_length,
         kl_coef=kl_coef if config.kl.placement == "loss" else 0.0, kl_estimator=config.kl.estimator,
         entropy_coef=config.algorithm.entropy_coef, temperature=config.rollout.temperature or 1.0,
-        old_is_current=config.fully_on_policy and config.algorithm.old_logprobs == "recompute",
+        old_is_current=old_logprobs_source(config) == "current",
         has_reference=has_reference,
     )
 
@@ -157,27 +173,11 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     threads = set_torch_threads(config.run.torch_threads or None)
     random.seed(config.run.seed)
     torch.manual_seed(config.run.seed)
-
-    # Model, reference, data, generator, reward.
-    model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
-    set_memory_plan(model, config.model.memory_plan)  # chunked log-probs, checkpointing, autocast
-    needs_reference = config.kl.mode != "off" or config.kl.monitor
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
-    train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
-    generator = build_generator(config, model, tokenizer)
-    reward_model = RewardModel(config.reward)
-    settings = SelectionSettings(
-        config.algorithm.advantage, config.algorithm.drop_uniform_groups, config.algorithm.question_selection,
-        config.algorithm.response_selection, config.algorithm.overlength_masking,
-    )
-
-    # Optimizer, schedule and the state a checkpoint restores.
-    updates_per_step = config.update.epochs * (config.rollout.prompts_per_step // config.prompts_per_update)
-    optimizer = build_optimizer(model, config.optim)
-    if config.model.optimizer_state:
-        continue_optimizer(optimizer, Path(config.model.optimizer_state), config.optim.lr)
-    scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps * updates_per_step)
-    sampler = PromptSampler(len(train_set.problems), seed=config.run.seed)
+    # Model, reference, data, generator, reward; optimizer, schedule, sampler; then the checkpoint.
+    parts = build_parts(config)
+    model, tokenizer, reference, generator = parts.model, parts.tokenizer, parts.reference, parts.generator
+    train_set, heldout_set, reward_model, settings = parts.train_set, parts.heldout_set, parts.reward_model, parts.settings
+    optimizer, scheduler, sampler = parts.optimizer, parts.scheduler, parts.sampler
     state = RLState()
     if start.checkpoint is not None:
         state = restore(start.checkpoint, model, reference, generator, optimizer, scheduler, sampler)
@@ -236,14 +236,9 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
             reference.load_state_dict(full_weights(model))  # gathered from the shards under FSDP
             state.reference_reset_at = step + 1
 
-        # 8. Metrics: rollout monitors, update statistics, schedule values, timings.
-        metrics = {**rollout_metrics(texts, lengths, [c.finished for c in completions], scored.verdicts), **step_metrics, **update_metrics}
-        metrics.update(reward=float(torch.tensor(scored.total).mean()), kl_coef=kl_coef, max_length=max_length, lr=scheduler.get_last_lr()[0])
-        metrics.update({f"reward/{k}": float(torch.tensor(v).mean()) for k, v in scored.components.items()})
-        metrics.update(timer.metrics(generated_tokens=sum(len(c.token_ids) for c in completions)))
-        if config.rollout.tools != "none":
-            metrics.update(rollout_tool_metrics(completions, [v.correct for v in scored.verdicts]))
-        metrics.update(reduce_across_ranks(metrics, info))
+        # 8. Metrics: rollout monitors, update statistics, schedule values, timings (mean over ranks).
+        metrics = step_metrics_of(completions, scored, {**step_metrics, **update_metrics}, timer, config, info,
+                                  kl_coef=kl_coef, max_length=max_length, lr=scheduler.get_last_lr()[0])
         if config.train.eval_every and (step + 1) % config.train.eval_every == 0 or step + 1 == config.train.steps:
             metrics.update({f"heldout/{k}": v for k, v in run_heldout(generator, heldout_set, reward_model, config).items()})
         metrics.update(hacking.update(metrics, step + 1))  # length up, accuracy flat: warn and log
@@ -264,6 +259,62 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     if tracker is not None:
         tracker.close()
     return run_dir
+
+
+@dataclass
+class RLParts:
+    """What one RL run trains with, built from its config (``build_parts``)."""
+
+    model: Any
+    tokenizer: Any
+    reference: Any  # a frozen copy for the KL penalty / monitor, or None
+    train_set: ProblemSet
+    heldout_set: ProblemSet
+    generator: Any
+    reward_model: RewardModel
+    settings: SelectionSettings
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sampler: PromptSampler
+
+
+def build_parts(config: RLConfig) -> RLParts:
+    """Model, reference, problems, rollout engine, reward, selection, optimizer, schedule, sampler."""
+    model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
+    set_memory_plan(model, config.model.memory_plan)  # chunked log-probs, checkpointing, autocast
+    needs_reference = config.kl.mode != "off" or config.kl.monitor
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
+    train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
+    generator = build_generator(config, model, tokenizer)
+    reward_model = RewardModel(config.reward)
+    settings = SelectionSettings(
+        config.algorithm.advantage, config.algorithm.drop_uniform_groups, config.algorithm.question_selection,
+        config.algorithm.response_selection, config.algorithm.overlength_masking,
+    )
+    # Exactly epochs x prompts_per_step / prompts_per_update optimizer steps per RL step.
+    updates_per_step = config.update.epochs * (config.rollout.prompts_per_step // config.prompts_per_update)
+    optimizer = build_optimizer(model, config.optim)
+    if config.model.optimizer_state:
+        continue_optimizer(optimizer, Path(config.model.optimizer_state), config.optim.lr)
+    scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps * updates_per_step)
+    sampler = PromptSampler(len(train_set.problems), seed=config.run.seed)
+    return RLParts(model, tokenizer, reference, train_set, heldout_set, generator, reward_model, settings, optimizer, scheduler, sampler)
+
+
+def step_metrics_of(completions: list[Completion], scored: Any, update_metrics: dict[str, Any], timer: PhaseTimer,
+                    config: RLConfig, info: DistInfo, **values: float) -> dict[str, Any]:
+    """One step's logged metrics: rollout monitors, selection and update statistics, mean reward
+    and its components, the schedule ``values`` (kl_coef, max_length, lr), timings, tool use;
+    then their mean over ranks."""
+    texts, lengths = [c.text for c in completions], [c.num_model_tokens for c in completions]
+    metrics = {**rollout_metrics(texts, lengths, [c.finished for c in completions], scored.verdicts), **update_metrics}
+    metrics.update(reward=float(torch.tensor(scored.total).mean()), **values)
+    metrics.update({f"reward/{k}": float(torch.tensor(v).mean()) for k, v in scored.components.items()})
+    metrics.update(timer.metrics(generated_tokens=sum(len(c.token_ids) for c in completions)))
+    if config.rollout.tools != "none":
+        metrics.update(rollout_tool_metrics(completions, [v.correct for v in scored.verdicts]))
+    metrics.update(reduce_across_ranks(metrics, info))
+    return metrics
 
 
 class PhaseTimer:
@@ -315,7 +366,7 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
         kl_PG=kl_B.view(shape),
     )
     # Every rank sees every rank's rows, so selection and advantage statistics are global.
-    recompute = config.algorithm.old_logprobs == "recompute" and not config.fully_on_policy
+    recompute = old_logprobs_source(config) == "recompute"
     if recompute and is_sharded(trainer):
         # A sharded forward is collective: every rank recomputes all its rows (equal shares).
         sequences = sequences.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro))
