@@ -254,8 +254,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
 
     progress.close()
     reward_model.close()
-    if (sandbox := getattr(generator, "sandbox", None)) is not None:
-        sandbox.close()
+    generator.close()  # the tool loop's sandbox worker, vLLM's engine
     if tracker is not None:
         tracker.close()
     return run_dir

@@ -93,3 +93,7 @@ class Generator(Protocol):
     def update_weights(self, model: Any) -> None:
         """Load the trainer's current weights (a ``torch.nn.Module``) into the engine."""
         ...
+
+    def close(self) -> None:
+        """Release what the engine holds (worker processes, connections, an engine's memory); idempotent."""
+        ...

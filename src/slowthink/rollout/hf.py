@@ -83,6 +83,9 @@ class HFGenerator:
         if model is not self.model:
             self.model.load_state_dict(model.state_dict())
 
+    def close(self) -> None:
+        """Nothing to release: the model is a module of this process (often the trainer's own)."""
+
     @torch.no_grad()
     def generate(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
         jobs = [(index, list(ids)) for index, ids in enumerate(prompt_ids) for _ in range(params.n)]

@@ -229,6 +229,14 @@ class ToolLoop:
     def update_weights(self, model: Any) -> None:
         self.generator.update_weights(model)
 
+    def close(self) -> None:
+        """Stop the sandbox's worker and close the wrapped engine (both idempotent)."""
+        if self.sandbox is not None:
+            self.sandbox.close()
+        close = getattr(self.generator, "close", None)
+        if close is not None:
+            close()
+
     def _absorb(self, response: _Response, segment: Completion, user_stops: tuple[str, ...]) -> None:
         """Add one model segment; then finish, or run its code and mark it to go on."""
         ids, logprobs, text = segment.token_ids, segment.logprobs, segment.text

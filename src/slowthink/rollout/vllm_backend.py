@@ -233,6 +233,10 @@ class VLLMGenerator:
                 completions.append(completion_from_vllm(output, index, self.tokenizer))
         return completions
 
+    def close(self) -> None:
+        """Drop the engine; Python frees its memory when nothing else holds it (idempotent)."""
+        self.__dict__.pop("llm", None)
+
     def update_weights(self, model: Any) -> None:
         """Copy the trainer's weights (a ``torch.nn.Module``, DDP/FSDP2 wrapped or not) into the engine."""
         if self.weights is None:
