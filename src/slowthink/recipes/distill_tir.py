@@ -138,21 +138,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def build_teacher(cfg: DistillTIRConfig, stack: ExitStack) -> tuple[Any, Any, int | None]:
     """(generator, tokenizer, context length or None) for the teacher; closed by ``stack``."""
-    if cfg.backend == "hf":
-        from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
-        from slowthink.rollout.hf import HFGenerator
+    from slowthink.rollout import factory
 
-        set_torch_threads()
-        model, tokenizer = load_model_and_tokenizer(cfg.model)
-        model.eval()
-        context = getattr(model.config, "max_position_embeddings", None)
-        return HFGenerator(model, tokenizer, batch_size=cfg.batch_size * cfg.sampling.n), tokenizer, context
+    if cfg.backend == "hf":
+        return factory.load_local(cfg.model, batch_size=cfg.batch_size * cfg.sampling.n)
     from slowthink.modeling import load_tokenizer
-    from slowthink.rollout.openai_backend import OpenAIGenerator
 
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.served_model_name or cfg.model)
-    generator = OpenAIGenerator(cfg.base_url or "", model=cfg.served_model_name, api_key=cfg.api_key, concurrency=cfg.concurrency,
-                                timeout_s=cfg.timeout_s, tokenizer=tokenizer)
+    generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s,
+                               tokenizer=tokenizer)
     stack.callback(generator.close)
     return generator, tokenizer, None
 
@@ -281,16 +275,15 @@ def print_counts(console: Console, totals: Counter, out: Path) -> None:
 
 def run_distill_tir(cfg: DistillTIRConfig, console: Console | None = None) -> Counter:
     """Load the problems, build the teacher, sandbox, tool loop and checker, and distill."""
-    from slowthink.rollout.tool_loop import ToolLoopConfig, sandbox_config_for
-    from slowthink.sandbox import ProcessSandbox
+    from slowthink.rollout.factory import with_tools
 
     problems = load_problems(cfg.data)
     check_unique_ids(problems, cfg.data)
     problems = problems[: cfg.limit] if cfg.limit else problems
     with ExitStack() as stack:
         generator, tokenizer, context = build_teacher(cfg, stack)
-        sandbox = stack.enter_context(ProcessSandbox(sandbox_config_for(cfg.tool_preset)))
-        loop = ToolLoop(generator, sandbox, tokenizer, ToolLoopConfig(preset=cfg.tool_preset, max_tool_calls=cfg.max_tool_calls))
+        loop = with_tools(generator, tokenizer, cfg.tool_preset, cfg.max_tool_calls)
+        stack.callback(loop.close)  # the sandbox's worker
         checker = build_checker(cfg, stack)
         return distill(problems, loop, checker, cfg, context, console)
 

@@ -214,33 +214,24 @@ def check_resume(out: Path, cfg: EvalConfig, decoding: Decoding) -> None:
 def build_backend(cfg: EvalConfig, decoding: Decoding, stack: ExitStack) -> tuple[Any, Any, int | None]:
     """(generator, tokenizer, context length or None) for ``cfg.backend``; closed by ``stack``."""
     from slowthink.modeling import load_tokenizer
+    from slowthink.rollout import factory
 
     if cfg.backend == "hf":
-        from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
-        from slowthink.rollout.hf import HFGenerator
-
-        set_torch_threads()
-        model, tokenizer = load_model_and_tokenizer(cfg.model)
-        model.eval()
-        context = getattr(model.config, "max_position_embeddings", None)
-        return HFGenerator(model, tokenizer, batch_size=cfg.batch_size * decoding.n), tokenizer, context
+        return factory.load_local(str(cfg.model), batch_size=cfg.batch_size * decoding.n)
     if cfg.backend == "openai":
-        from slowthink.rollout.openai_backend import OpenAIGenerator
-
-        generator = OpenAIGenerator(cfg.base_url or "", model=cfg.served_model_name, api_key=cfg.api_key,
-                                    concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
-                                    max_retries=cfg.max_retries)
+        generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s,
+                                   cfg.max_retries)
         stack.callback(generator.close)
         # The generator re-encodes completion text with it when the server sends no token ids.
         generator.tokenizer = tokenizer = load_tokenizer(openai_tokenizer_name(cfg, lambda: generator.model))
         # The server enforces its own context; requests past it come back as errors.
         return generator, tokenizer, None
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-    from slowthink.rollout.vllm_backend import VLLMEngineConfig, VLLMGenerator
+    from slowthink.rollout.vllm_backend import VLLMEngineConfig
 
     # The RL rollout engine's code; no trainer shares the GPU, so no sleeping between calls.
     engine = VLLMEngineConfig(tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=0.9, sleep_mode=False)
-    generator = VLLMGenerator(cfg.model, engine, seed=cfg.seed, tokenizer=tokenizer)
+    generator = factory.vllm_engine(str(cfg.model), engine, seed=cfg.seed, tokenizer=tokenizer)
     return generator, tokenizer, generator.context_length
 
 
@@ -270,16 +261,11 @@ def wrap_tools(cfg: EvalConfig, generator: Any, tokenizer: Any, stack: ExitStack
     goes on without output, so code is written but never run (section 4.4's ablation)."""
     if cfg.tools == "none":
         return generator
-    from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig, sandbox_config_for
+    from slowthink.rollout.factory import with_tools
 
-    preset = cfg.tool_preset or "default"
-    sandbox = None
-    if not cfg.tools_no_exec:
-        from slowthink.sandbox import ProcessSandbox
-
-        sandbox = stack.enter_context(ProcessSandbox(sandbox_config_for(preset)))
-    config = ToolLoopConfig(preset=preset, max_tool_calls=cfg.max_tool_calls, execute=not cfg.tools_no_exec)
-    return ToolLoop(generator, sandbox, tokenizer, config)
+    loop = with_tools(generator, tokenizer, cfg.tool_preset, cfg.max_tool_calls, execute=not cfg.tools_no_exec)
+    stack.callback(loop.close)  # the sandbox's worker (and the engine, closed again: idempotent)
+    return loop
 
 
 def build_checker(cfg: EvalConfig, stack: ExitStack) -> Any:

@@ -70,33 +70,24 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
     With ``rollout.tools=python`` the engine is wrapped in the tool loop: code blocks run in
     the sandbox and their output is spliced in as loss-mask-0 tokens (section 4.4).
     """
-    from slowthink.rollout.hf import HFGenerator
+    from slowthink.rollout import factory
 
     if config.rollout.backend == "vllm":
-        from slowthink.rollout.vllm_backend import VLLMGenerator
-
         # A colocated engine built from the same checkpoint as the trainer, in the trainer's
         # dtype; with stale rollouts it keeps a CPU copy of the weights it samples from.
         stale = config.rollout.sync_weights_every > 1
-        engine = VLLMGenerator(
-            config.model.path, config.rollout.vllm, dtype=rollout_dtype(config), seed=config.run.seed,
-            tokenizer=tokenizer, keep_weights_of=model if stale else None,
-        )
+        engine = factory.vllm_engine(config.model.path, config.rollout.vllm, seed=config.run.seed, tokenizer=tokenizer,
+                                     dtype=rollout_dtype(config), keep_weights_of=model if stale else None)
     else:
         # FSDP: a full copy beside the shards (a sharded forward is collective, and ranks
         # generate different numbers of tokens), synced by gathering after each update.
         shared = config.rollout.sync_weights_every == 1 and config.distributed.strategy != "fsdp"
         engine_model = model if shared else copy.deepcopy(model)
-        engine = HFGenerator(engine_model, tokenizer, batch_size=config.rollout.generation_batch_size or 256,
-                             fast=config.rollout.fast_generation)
+        engine = factory.hf_engine(engine_model, tokenizer, config.rollout.generation_batch_size or 256,
+                                   fast=config.rollout.fast_generation)
     if config.rollout.tools == "none":
         return engine
-    from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig, sandbox_config_for
-    from slowthink.sandbox import ProcessSandbox
-
-    preset = config.rollout.tool_preset or "default"
-    sandbox = ProcessSandbox(sandbox_config_for(preset))
-    return ToolLoop(engine, sandbox, tokenizer, ToolLoopConfig(preset=preset, max_tool_calls=config.rollout.max_tool_calls))
+    return factory.with_tools(engine, tokenizer, config.rollout.tool_preset, config.rollout.max_tool_calls)
 
 
 def rollout_dtype(config: RLConfig) -> str:
