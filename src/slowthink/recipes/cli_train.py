@@ -18,6 +18,7 @@ from typing import List, Optional
 
 import typer
 
+from slowthink.cli_errors import fail  # the one place a user error becomes "error: ..." and exit 2
 from slowthink.command_config import print_config, split_config_argument
 from slowthink.config import ConfigError
 from slowthink.data.problems import DataError
@@ -25,11 +26,6 @@ from slowthink.durable import CheckpointError, LockedError, is_no_space, no_spac
 from slowthink.modeling import ModelLoadError
 
 USER_ERRORS = (ConfigError, DataError, ModelLoadError, LockedError, CheckpointError)
-
-
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def resume_command(command: str, config: Path | None, overrides: list[str]) -> str:
