@@ -8,10 +8,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +18,7 @@ from typer.testing import CliRunner
 from slowthink.cli import app
 from slowthink.data.problems import write_problems
 from slowthink.modeling import load_model_and_tokenizer
-from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
 from slowthink.rollout.openai_backend import OpenAIBackendError, OpenAIGenerator
 from slowthink.serve_app import create_app

@@ -197,7 +197,7 @@ class Scheduler:
                 job.in_flight += len(samples)
                 running += len(samples)
                 groups.setdefault(self._cohort_key(job, index), []).append((job, index, samples))
-        for key, units in groups.items():
+        for units in groups.values():
             cohort_units: list[tuple[Job, int, list[int]]] = []
             for unit in units:
                 if sum(len(u[2]) for u in cohort_units) + len(unit[2]) > self.batch_size:

@@ -149,7 +149,7 @@ def test_two_gloo_ranks_end_with_the_single_process_parameters_whatever_is_dropp
         for rank in (0, 1):
             params, metrics = results[(name, rank)]
             assert metrics["optimizer_steps"] == single["optimizer_steps"], name
-            torch.testing.assert_close(params, expected, rtol=0, atol=2e-6, msg=lambda m: f"{name}, rank {rank}: {m}")
+            torch.testing.assert_close(params, expected, rtol=0, atol=2e-6, msg=lambda m, name=name, rank=rank: f"{name}, rank {rank}: {m}")
         assert results[(name, 0)][1]["entropy"] == pytest.approx(single["entropy"], abs=1e-6)  # global statistics
 
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from slowthink.config import load_config
 from slowthink.modeling import load_model_and_tokenizer

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from slowthink.cli import app
 from slowthink.config import ConfigError, load_config
 from slowthink.durable import LockedError, exclusive_lock
+from slowthink.modeling import ModelLoadError
 from slowthink.recipes.cli_train import train
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.tracking import read_metrics
@@ -117,7 +118,7 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, capsys):
 
 def test_a_run_that_stopped_before_its_first_step_can_simply_be_retried(tmp_path):
     run_dir = tmp_path / "run"
-    with pytest.raises(Exception):
+    with pytest.raises(ModelLoadError):
         run_sft(_config(run_dir, "model.path=/nonexistent/model"))
     assert (run_dir / "config.yaml").is_file()  # written, but nothing was trained
     assert latest_checkpoint(run_sft(_config(run_dir))).name == "step_000002"

@@ -66,7 +66,7 @@ def train(config_class, run, config: Path | None, overrides: list[str] | None, r
         fail(str(exc))
     except KeyboardInterrupt:
         if run_dir is None:
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         interrupted(run_dir, resume_command(command, config, overrides))
     except OSError as exc:
         if not is_no_space(exc):

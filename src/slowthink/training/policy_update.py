@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from slowthink.algorithms.kl import kl_estimate
-from slowthink.algorithms.losses import aggregate_loss, clipped_policy_loss, masked_mean
+from slowthink.algorithms.losses import aggregate_loss, clipped_policy_loss
 from slowthink.training.batch import SequenceBatch, padding_batch, split_batch
 from slowthink.training.distributed import DistInfo, all_gather_objects, all_reduce_sum
 from slowthink.training.logprobs import forward_logprobs
