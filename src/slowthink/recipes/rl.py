@@ -13,7 +13,6 @@ Every factor of the paper's Table 1 and sections 3-4 is a field of ``RLConfig``.
 from __future__ import annotations
 
 import copy
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +27,10 @@ from slowthink.data.sampler import PromptSampler
 from slowthink.eval.heldout import evaluate_heldout
 from slowthink.length_hacking import LengthHackingMonitor
 from slowthink.metrics import rollout_metrics
-from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
 from slowthink.no_signal import NoSignalWatch
 from slowthink.recipes.rl_config import RLConfig, check_world_size
 from slowthink.rewards.reward import RewardModel
 from slowthink.rollout.generator import Completion, SamplingParams
-from slowthink.tracking import StepProgress, build_tracker
 from slowthink.training import checkpoint as ckpt
 from slowthink.training.distributed import (
     DistInfo,
@@ -51,6 +48,7 @@ from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.optim import build_optimizer, build_scheduler
 from slowthink.training.policy_update import LossSettings, update_policy
 from slowthink.training.run_dir import RunStart, claim_run_dir
+from slowthink.training.run_setup import load_policy, run_outputs, seed_everything
 
 PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
 
@@ -161,9 +159,7 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
 def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     """The RL loop in a claimed run directory, from ``start.checkpoint`` or from step 0."""
     run_dir = Path(config.run.output_dir)
-    threads = set_torch_threads(config.run.torch_threads or None)
-    random.seed(config.run.seed)
-    torch.manual_seed(config.run.seed)
+    threads = seed_everything(config.run)  # threads, then Python's and torch's seeds (training/run_setup.py)
     # Model, reference, data, generator, reward; optimizer, schedule, sampler; then the checkpoint.
     parts = build_parts(config)
     model, tokenizer, reference, generator = parts.model, parts.tokenizer, parts.reference, parts.generator
@@ -174,10 +170,9 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         state = restore(start.checkpoint, model, reference, generator, optimizer, scheduler, sampler)
     trainer = wrap_model(model, info, config.distributed, optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
 
-    tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=state.step > 0, last_step=state.step) if info.is_main else None
+    tracker, progress = run_outputs(config, "rl", state.step, PROGRESS_KEYS, info)
     hacking = LengthHackingMonitor.for_run(run_dir, state.step, echo=info.is_main)  # sections 4.2.2, 5
     no_signal = NoSignalWatch.for_run(state.step, config.model.path, echo=info.is_main)  # nothing correct: warn once
-    progress = StepProgress("rl", config.train.steps, state.step, PROGRESS_KEYS, enabled=config.run.progress and info.is_main)
     if info.is_main:
         print(f"[rl] {run_dir}: {len(train_set.problems)} train problems, torch threads {threads}, ranks {info.world_size}", flush=True)
     if state.step == 0 and config.train.eval_every and info.is_main:
@@ -270,8 +265,7 @@ class RLParts:
 
 def build_parts(config: RLConfig) -> RLParts:
     """Model, reference, problems, rollout engine, reward, selection, optimizer, schedule, sampler."""
-    model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
-    set_memory_plan(model, config.model.memory_plan)  # chunked log-probs, checkpointing, autocast
+    model, tokenizer = load_policy(config.model)  # with its memory plan
     needs_reference = config.kl.mode != "off" or config.kl.monitor
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
     train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)

@@ -10,7 +10,6 @@ The demo uses it as the cold start before RL (paper sections 4.1 and 4.4).
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 from typing import Literal
@@ -19,23 +18,23 @@ import torch
 from pydantic import Field, model_validator
 
 from slowthink.config import ConfigError, StrictConfig
-from slowthink.data.sampler import PromptSampler
 from slowthink.data.long_cot import DataStats, answer_token_index, fit_to_length, incorrect_traces, trace_rejection
 from slowthink.data.problems import DataError
+from slowthink.data.sampler import PromptSampler
 from slowthink.data.sft import SFTExample, encode_sft_example, load_sft_records
-from slowthink.modeling import load_model_and_tokenizer, set_memory_plan, set_torch_threads
 from slowthink.prompts import TEMPLATE_NAMES
 from slowthink.recipes.common_config import ModelConfig, RunConfig, TinyTaskConfig
-from slowthink.tiny import ArithmeticTask
-from slowthink.training import checkpoint as ckpt
 from slowthink.rewards.verdict import ExactMatchChecker
+from slowthink.tiny import ArithmeticTask
+from slowthink.tracking import TrackingConfig
+from slowthink.training import checkpoint as ckpt
 from slowthink.training.batch import build_sequence_batch, split_batch
 from slowthink.training.distributed import DistInfo, DistributedConfig, all_reduce_sum, barrier, checkpoint_states, init_distributed, wrap_model
 from slowthink.training.logprobs import forward_logprobs
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler, warmup_warning
 from slowthink.training.packing import pack_examples
 from slowthink.training.run_dir import RunStart, claim_run_dir
-from slowthink.tracking import StepProgress, TrackingConfig, build_tracker
+from slowthink.training.run_setup import load_policy, run_outputs, seed_everything
 
 
 class SFTDataConfig(StrictConfig):
@@ -212,11 +211,8 @@ def run_sft(config: SFTConfig, resume: bool = False) -> Path:
 def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     """The SFT loop in a claimed run directory (training/run_dir.py)."""
     run_dir = Path(config.run.output_dir)
-    set_torch_threads(config.run.torch_threads or None)
-    random.seed(config.run.seed)
-    torch.manual_seed(config.run.seed)
-    model, tokenizer = load_model_and_tokenizer(config.model.path, config.model.dtype, config.model.device)
-    set_memory_plan(model, config.model.memory_plan)  # chunked log-probs, checkpointing, autocast
+    seed_everything(config.run)  # threads, then Python's and torch's seeds (training/run_setup.py)
+    model, tokenizer = load_policy(config.model)  # with its memory plan
     examples, data_stats = load_examples(config.data, tokenizer, config.run.seed)
     if info.is_main:
         print(f"[sft] {data_stats.kept} of {data_stats.rows} examples kept; dropped {data_stats.dropped or 'none'}, answer-masked {data_stats.truncated_masked}", flush=True)
@@ -232,8 +228,7 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
         start = ckpt.restore_training(start_at.checkpoint, model, optimizer, scheduler, sampler)["step"]
     trainer = wrap_model(model, info, config.distributed, optimizer)
     model.train()
-    tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=start > 0, last_step=start) if info.is_main else None
-    progress = StepProgress("sft", config.train.steps, start, ("loss", "lr"), enabled=config.run.progress and info.is_main)
+    tracker, progress = run_outputs(config, "sft", start, ("loss", "lr"), info)
     per_rank = config.train.batch_size // info.world_size
     for step in range(start, config.train.steps):
         # Every rank draws the same indices and takes its own share.

@@ -1,0 +1,52 @@
+"""What every training recipe (rl, sft) does before its loop, written once.
+
+Must not import recipes or the CLI (tests/test_layers.py).
+
+- ``seed_everything``: torch threads for this machine, then Python's and torch's seeds;
+- ``load_policy``: the model and tokenizer from a ``ModelConfig``, with its memory plan
+  (chunked log-probs, gradient checkpointing, autocast);
+- ``run_outputs``: the metric tracker (rank 0 only; resumed runs drop rows after the
+  checkpoint) and the live progress display.
+
+Claiming, locking and resuming the run directory is ``training/run_dir.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slowthink.tracking import StepProgress, build_tracker
+from slowthink.training.distributed import DistInfo
+
+
+def seed_everything(run: Any) -> int:
+    """Set torch's threads (``run.torch_threads``, 0 = decide from the cores) and seed Python and torch; returns the threads."""
+    from slowthink.modeling import set_torch_threads
+
+    threads = set_torch_threads(run.torch_threads or None)
+    random.seed(run.seed)
+    torch.manual_seed(run.seed)
+    return threads
+
+
+def load_policy(model_config: Any) -> tuple[Any, Any]:
+    """(model, tokenizer) of ``model.path`` in ``model.dtype`` on ``model.device``, with the memory plan applied."""
+    from slowthink.modeling import load_model_and_tokenizer, set_memory_plan
+
+    model, tokenizer = load_model_and_tokenizer(model_config.path, model_config.dtype, model_config.device)
+    set_memory_plan(model, model_config.memory_plan)  # chunked log-probs, checkpointing, autocast
+    return model, tokenizer
+
+
+def run_outputs(config: Any, name: str, start_step: int, keys: tuple[str, ...], info: DistInfo) -> tuple[Any, StepProgress]:
+    """(tracker or None off rank 0, progress) for a run of ``config.train.steps`` starting at ``start_step``."""
+    run_dir = Path(config.run.output_dir)
+    tracker = None
+    if info.is_main:
+        tracker = build_tracker(config.tracking, run_dir, config.model_dump(mode="json"), resume=start_step > 0, last_step=start_step)
+    progress = StepProgress(name, config.train.steps, start_step, keys, enabled=config.run.progress and info.is_main)
+    return tracker, progress
