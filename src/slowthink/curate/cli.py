@@ -70,15 +70,9 @@ def curate_cli(
 def build_difficulty(model_path: str, samples: int, max_new_tokens: int, template: str, checker: str):
     from slowthink.curate.difficulty import DifficultySettings
     from slowthink.modeling import load_model_and_tokenizer
-    from slowthink.rewards.verdict import ExactMatchChecker
-    from slowthink.rollout.hf import HFGenerator
+    from slowthink.rewards.checkers import make_checker
+    from slowthink.rollout.factory import hf_engine
 
     model, tokenizer = load_model_and_tokenizer(model_path)
-    if checker == "exact":
-        check = ExactMatchChecker()
-    else:
-        from slowthink.rewards.math_checker import MathChecker
-
-        check = MathChecker()
     settings = DifficultySettings(samples=samples, max_new_tokens=max_new_tokens, template=template)
-    return HFGenerator(model.eval(), tokenizer), tokenizer, check, settings
+    return hf_engine(model.eval(), tokenizer, batch_size=64), tokenizer, make_checker(checker), settings

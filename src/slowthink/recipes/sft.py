@@ -24,7 +24,7 @@ from slowthink.data.sampler import PromptSampler
 from slowthink.data.sft import SFTExample, encode_sft_example, load_sft_records
 from slowthink.prompts import TEMPLATE_NAMES
 from slowthink.recipes.common_config import ModelConfig, RunConfig, TinyTaskConfig
-from slowthink.rewards.verdict import ExactMatchChecker
+from slowthink.rewards.checkers import make_checker
 from slowthink.tiny import ArithmeticTask
 from slowthink.tracking import TrackingConfig
 from slowthink.training import checkpoint as ckpt
@@ -132,7 +132,7 @@ def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFT
     stats = DataStats(rows=len(rows))
     wrong = [False] * len(rows)
     if config.check_answers != "none":
-        checker = build_checker(config.check_answers)
+        checker = make_checker(config.check_answers)
         try:
             wrong = incorrect_traces(checker, [a for _, _, a in rows], [r for _, r, _ in rows])
         finally:
@@ -154,14 +154,6 @@ def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFT
     if not examples:
         raise DataError(f"no SFT example left after the filters: {stats.metrics()}")
     return examples, stats
-
-
-def build_checker(kind: str):
-    if kind == "exact":
-        return ExactMatchChecker()
-    from slowthink.rewards.math_checker import MathChecker
-
-    return MathChecker()
 
 
 def sft_step(
