@@ -275,7 +275,7 @@ def serve(model: str = "tiny", host: str = "127.0.0.1", port: int = 8000, served
     import uvicorn
 
     from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
-    from slowthink.rollout.hf import HFGenerator
+    from slowthink.rollout.factory import hf_engine
 
     threads = set_torch_threads()
     loaded, tokenizer = load_model_and_tokenizer(model)
@@ -284,7 +284,7 @@ def serve(model: str = "tiny", host: str = "127.0.0.1", port: int = 8000, served
     name = served_model_name or model
     from slowthink.serve_app import create_app
 
-    app = create_app(HFGenerator(loaded, tokenizer, batch_size=batch_size), tokenizer, name, context,
+    app = create_app(hf_engine(loaded, tokenizer, batch_size=batch_size), tokenizer, name, context,
                      default_max_tokens, max_sequences, max_tokens_limit, chunk_tokens)
     print(f"slowthink serve: model '{name}' (context {context}, {threads} torch threads) at http://{host}:{port}/v1",
           flush=True)

@@ -23,8 +23,8 @@ from slowthink.recipes.common_config import ProblemSourceConfig
 from slowthink.recipes.rl import run_rl
 from slowthink.recipes.rl_config import RLConfig
 from slowthink.recipes.sft import SFTConfig, run_sft
-from slowthink.rewards.verdict import ExactMatchChecker
-from slowthink.rollout.hf import HFGenerator
+from slowthink.rewards.checkers import make_checker
+from slowthink.rollout.factory import hf_engine
 from slowthink.tiny import save_tiny
 from slowthink.training.checkpoint import latest_checkpoint
 
@@ -36,7 +36,7 @@ def heldout_accuracy(model_dir: Path, data: ProblemSourceConfig, seed: int, max_
     """Greedy held-out metrics of a saved model on the tiny task."""
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
     _, heldout = load_problem_sets(data, tokenizer, seed)
-    return evaluate_heldout(HFGenerator(model, tokenizer), heldout, ExactMatchChecker(), max_tokens)
+    return evaluate_heldout(hf_engine(model, tokenizer, batch_size=64), heldout, make_checker("exact"), max_tokens)
 
 
 def stage(message: str) -> None:
