@@ -230,10 +230,21 @@ def completions_reply(state: ServerState, request: CompletionRequest, prompts: l
                 at += 0 if request.return_tokens_as_token_ids else len(token)
             logprobs = {"tokens": tokens, "token_logprobs": c.logprobs,
                         "top_logprobs": [{t: lp} for t, lp in zip(tokens, c.logprobs)], "text_offset": offsets}
-        choices.append({"index": i, "text": _cut_stop(c, request.include_stop_str_in_output),
-                        "finish_reason": c.finish_reason, "stop_reason": c.stop_string, "logprobs": logprobs})
-    return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": state.model_name, "choices": choices, "usage": _usage(prompts, completions, request.n)}
+        choices.append(_choice(i, c, {"text": _cut_stop(c, request.include_stop_str_in_output)}, logprobs))
+    return _reply(state, "cmpl", "text_completion", choices, prompts, completions, request.n)
+
+
+def _choice(index: int, completion: Completion, body: dict[str, Any], logprobs: Any) -> dict[str, Any]:
+    """One choice as OpenAI writes it: index, the text or message, why it ended, log-probs."""
+    return {"index": index, **body, "finish_reason": completion.finish_reason, "stop_reason": completion.stop_string,
+            "logprobs": logprobs}
+
+
+def _reply(state: ServerState, id_prefix: str, kind: str, choices: list[dict[str, Any]], prompts: list[list[int]],
+           completions: list[Completion], n: int) -> dict[str, Any]:
+    """The envelope both endpoints share: id, object, created, model, choices, usage."""
+    return {"id": f"{id_prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
+            "model": state.model_name, "choices": choices, "usage": _usage(prompts, completions, n)}
 
 
 def prepare_chat(state: ServerState, request: ChatRequest) -> tuple[list[list[int]], SamplingParams]:
@@ -262,10 +273,9 @@ def chat_reply(state: ServerState, request: ChatRequest, prompts: list[list[int]
                  "top_logprobs": []}
                 for t, lp in zip(c.token_ids, c.logprobs)
             ]}
-        choices.append({"index": i, "message": {"role": "assistant", "content": _cut_stop(c, request.include_stop_str_in_output)},
-                        "finish_reason": c.finish_reason, "stop_reason": c.stop_string, "logprobs": logprobs})
-    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": state.model_name, "choices": choices, "usage": _usage(prompts, completions, request.n)}
+        message = {"role": "assistant", "content": _cut_stop(c, request.include_stop_str_in_output)}
+        choices.append(_choice(i, c, {"message": message}, logprobs))
+    return _reply(state, "chatcmpl", "chat.completion", choices, prompts, completions, request.n)
 
 
 def serve(model: str = "tiny", host: str = "127.0.0.1", port: int = 8000, served_model_name: str | None = None,
