@@ -95,6 +95,10 @@ def rank_micro_batches(batch: SequenceBatch, local_rows: torch.Tensor, rows_per_
     """This rank's micro-batches of one mini-batch, padded with zero-weight rows to the
     count of the rank with the most rows, so every rank runs the same backward passes."""
     count = int(torch.div(rows_per_rank + micro_batch_size - 1, micro_batch_size, rounding_mode="floor").max())
+    # Rows sorted by length, so each micro-batch holds similar lengths and ``trimmed`` drops
+    # their shared padding (the loss is a sum over the mini-batch: the order changes nothing).
+    lengths = batch.attention_mask_BL[local_rows].sum(-1)
+    local_rows = local_rows[torch.argsort(lengths, stable=True)]
     mine = split_batch(batch.select(local_rows), micro_batch_size) if len(local_rows) else []
     return mine + [padding_batch()] * (count - len(mine))
 
