@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from slowthink.recipes.cli_train import train
 from slowthink.recipes.rl_config import RLConfig
 
@@ -30,3 +32,28 @@ def test_single_process_prints(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("RANK", raising=False)
     _train(tmp_path)
     assert "run written to" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # two torch processes start and train 1 step
+def test_torchrun_prints_once_and_each_rank_takes_its_share_of_threads(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from rl_helpers import TINY_RL
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    overrides = [o for o in TINY_RL if not o.startswith("run.torch_threads")]
+    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(port), "-m", "slowthink.cli", "rl",
+               f"run.output_dir={tmp_path / 'run'}", *overrides, "train.steps=1"]
+    env = {k: v for k, v in os.environ.items() if k != "SLOWTHINK_TORCH_THREADS"}
+    env["OMP_NUM_THREADS"] = "1"
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run written to") == 1
+    assert "torch threads 1," in result.stdout  # OMP_NUM_THREADS=1 honoured (each rank took 2 before)
