@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cpu_usage import busy_jiffies, tree_jiffies
 
@@ -38,7 +39,7 @@ class LoadMeter:
     def __init__(self, root: int | None = None):
         self.root = root or os.getpid()
 
-    def __enter__(self) -> "LoadMeter":
+    def __enter__(self) -> LoadMeter:
         self._busy, self._own, self._t0 = busy_jiffies(), tree_jiffies(self.root), time.perf_counter()
         return self
 

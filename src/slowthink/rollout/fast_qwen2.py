@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from slowthink.rollout.fast_sampling import row_keys, sample_from_uniforms, uniforms
+from slowthink.rollout.fast_sampling import sample_from_uniforms, uniforms
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.rollout.stop_ids import StopMasks
 

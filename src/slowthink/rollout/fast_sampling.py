@@ -14,7 +14,7 @@ different random stream.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -10,7 +10,8 @@ ids follow the attention mask so padding never shifts a prompt.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -127,7 +128,7 @@ class HFGenerator:
         return batch.completions()
 
     def start_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams,
-                    rngs: list[torch.Generator]) -> "DecodeBatch":
+                    rngs: list[torch.Generator]) -> DecodeBatch:
         """Prefill ``jobs`` ((prompt index, prompt ids) rows) for stepwise decoding, row ``r``
         sampling from ``rngs[r]`` alone (``slowthink serve``: per-request seeds, chunked turns)."""
         was_training = self.model.training

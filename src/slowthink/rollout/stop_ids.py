@@ -17,7 +17,8 @@ across tokens), and, when a stop string ends in whitespace, SentencePiece's "▁
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
