@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +76,7 @@ class Phase:
 class CpuWatch:
     """Measures wall time and other processes' CPU use over a ``with`` block."""
 
-    def __enter__(self) -> "CpuWatch":
+    def __enter__(self) -> CpuWatch:
         self.hz = os.sysconf("SC_CLK_TCK")
         self.t0, self.busy0, self.mine0 = time.perf_counter(), busy_jiffies(), tree_jiffies(os.getpid())
         return self

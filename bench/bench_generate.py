@@ -55,16 +55,19 @@ def main() -> None:
 
     @torch.no_grad()
     def run_transformers():
-        out = model.generate(**padded, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                             max_new_tokens=args.new_tokens, pad_token_id=tokenizer.pad_token_id)
-        new = out[:, padded.input_ids.shape[1]:]
+        out = model.generate(
+            **padded, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=args.new_tokens, pad_token_id=tokenizer.pad_token_id
+        )
+        new = out[:, padded.input_ids.shape[1] :]
         # Tokens up to and including each row's first EOS (what a sampler returns).
         ended = (new == tokenizer.eos_token_id).long().cumsum(-1)
         return int(((ended == 0) | ((ended == 1) & (new == tokenizer.eos_token_id))).sum())
 
-    engines = {"slowthink fast (static cache)": lambda: run_slowthink(fast),
-               "slowthink generic loop": lambda: run_slowthink(generic),
-               "transformers generate": run_transformers}
+    engines = {
+        "slowthink fast (static cache)": lambda: run_slowthink(fast),
+        "slowthink generic loop": lambda: run_slowthink(generic),
+        "transformers generate": run_transformers,
+    }
     prompt_len = statistics.mean(len(p) for p in prompt_ids)
     rows, results = {}, []
     for name, fn in engines.items():
@@ -79,8 +82,7 @@ def main() -> None:
         rows[name] = (tokens / seconds, seconds, flops / seconds / 1e9 / peak, max(r.other_cores for r in runs))
 
     base = rows["transformers generate"][0]
-    print(f"## Generation, {args.size}, batch 64 (8 prompts x 8), {args.new_tokens} new tokens, T=1.0, "
-          f"{args.threads} torch threads")
+    print(f"## Generation, {args.size}, batch 64 (8 prompts x 8), {args.new_tokens} new tokens, T=1.0, {args.threads} torch threads")
     print(f"fp32 matmul peak measured: {peak:.0f} GFLOP/s\n")
     print("| engine | tokens/s | s per batch | vs transformers generate | MFU | other cores (max) |")
     print("|---|---|---|---|---|---|")

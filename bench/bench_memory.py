@@ -50,8 +50,16 @@ def run_one(length: int, vocab: int, chunk: int) -> dict:
     from slowthink.training.logprobs import forward_logprobs
 
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, max_position_embeddings=length + 8, tie_word_embeddings=True)
+    config = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=length + 8,
+        tie_word_embeddings=True,
+    )
     model = Qwen2ForCausalLM(config)
     input_ids = torch.randint(0, vocab, (1, length + 1))
     attention = torch.ones_like(input_ids)
@@ -62,8 +70,15 @@ def run_one(length: int, vocab: int, chunk: int) -> dict:
     loss = -(logprobs.mean() + 0.01 * entropy.mean())
     loss.backward()
     seconds = time.perf_counter() - start
-    return {"length": length, "vocab": vocab, "chunk": chunk, "seconds": seconds,
-            "step_mb": _maxrss_mb() - before, "peak_mb": _maxrss_mb(), "loss": float(loss.detach())}
+    return {
+        "length": length,
+        "vocab": vocab,
+        "chunk": chunk,
+        "seconds": seconds,
+        "step_mb": _maxrss_mb() - before,
+        "peak_mb": _maxrss_mb(),
+        "loss": float(loss.detach()),
+    }
 
 
 def measure(length: int, vocab: int, chunk: int, budget_gb: float) -> dict:

@@ -74,7 +74,7 @@ def child_trl(model_dir: str, kl: float, steps: int, threads: int, out_dir: str)
         start = time.perf_counter()
         out = generate(*args, **kwargs)
         prompt = kwargs.get("input_ids", args[0] if args else None)
-        new = out[:, prompt.shape[1]:]
+        new = out[:, prompt.shape[1] :]
         ended = (new == tokenizer.eos_token_id).long().cumsum(-1)
         sampled = int(((ended == 0) | ((ended == 1) & (new == tokenizer.eos_token_id))).sum())
         current["gen_s"] = current.get("gen_s", 0.0) + time.perf_counter() - start
@@ -98,10 +98,25 @@ def child_trl(model_dir: str, kl: float, steps: int, threads: int, out_dir: str)
         return [float(len(c) % 7) for c in completions]
 
     config = GRPOConfig(
-        output_dir=out_dir, per_device_train_batch_size=PROMPTS * ROLLOUTS, num_generations=ROLLOUTS,
-        max_completion_length=NEW_TOKENS, temperature=1.0, top_p=1.0, top_k=0, beta=kl, learning_rate=1e-5,
-        max_steps=steps, logging_steps=1, report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False,
-        save_strategy="no", seed=0, disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=out_dir,
+        per_device_train_batch_size=PROMPTS * ROLLOUTS,
+        num_generations=ROLLOUTS,
+        max_completion_length=NEW_TOKENS,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=kl,
+        learning_rate=1e-5,
+        max_steps=steps,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
     dataset = Dataset.from_list([{"prompt": q} for q in _questions()])
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer)
@@ -123,23 +138,43 @@ def child_slowthink(model_dir: str, kl: float, steps: int, threads: int, out_dir
         record = {"start": time.time()}
         completions = roll_out(generator, prompts, config, max_length, seed)
         record["gen_tokens"] = sum(len(c.token_ids) for c in completions)
-        record["update_tokens"] = record["gen_tokens"] + sum(
-            len(prompts.prompt_ids[c.prompt_index]) for c in completions)
+        record["update_tokens"] = record["gen_tokens"] + sum(len(prompts.prompt_ids[c.prompt_index]) for c in completions)
         starts.append(record)
         return completions
 
     rl.roll_out = timed_roll_out
     # KL off as TRL's beta=0: no reference model at all (slowthink's KL monitor would add one).
     kl_overrides = ["kl.mode=off", "kl.monitor=false"] if kl == 0 else ["kl.mode=fixed", f"kl.coef={kl}", "kl.placement=loss", "kl.estimator=k3"]
-    config = load_config(RLConfig, None, [
-        f"run.output_dir={out_dir}/run", f"run.torch_threads={threads}", "run.progress=false", f"model.path={model_dir}",
-        "data.source=tiny", "data.template=plain", "data.tiny_train_size=64", "data.tiny_eval_size=8",
-        f"rollout.prompts_per_step={PROMPTS}", f"rollout.rollouts_per_prompt={ROLLOUTS}",
-        f"rollout.max_length_schedule=[[0,{NEW_TOKENS}]]", "rollout.temperature=1.0", "rollout.top_p=1.0", "rollout.stop=[]",
-        "reward.checker=exact", "reward.weights={correctness: 1.0, length: 1.0}", "algorithm.drop_uniform_groups=false",
-        f"update.micro_batch_size={PROMPTS * ROLLOUTS}", "optim.lr=1e-5", f"train.steps={steps}", "train.eval_every=0",
-        "train.eval_max_problems=1", "train.save_every=1000", *kl_overrides,
-    ])
+    config = load_config(
+        RLConfig,
+        None,
+        [
+            f"run.output_dir={out_dir}/run",
+            f"run.torch_threads={threads}",
+            "run.progress=false",
+            f"model.path={model_dir}",
+            "data.source=tiny",
+            "data.template=plain",
+            "data.tiny_train_size=64",
+            "data.tiny_eval_size=8",
+            f"rollout.prompts_per_step={PROMPTS}",
+            f"rollout.rollouts_per_prompt={ROLLOUTS}",
+            f"rollout.max_length_schedule=[[0,{NEW_TOKENS}]]",
+            "rollout.temperature=1.0",
+            "rollout.top_p=1.0",
+            "rollout.stop=[]",
+            "reward.checker=exact",
+            "reward.weights={correctness: 1.0, length: 1.0}",
+            "algorithm.drop_uniform_groups=false",
+            f"update.micro_batch_size={PROMPTS * ROLLOUTS}",
+            "optim.lr=1e-5",
+            f"train.steps={steps}",
+            "train.eval_every=0",
+            "train.eval_max_problems=1",
+            "train.save_every=1000",
+            *kl_overrides,
+        ],
+    )
     rl.run_rl(config)
     rows = read_metrics(Path(out_dir) / "run" / "metrics.jsonl")
     records = []
@@ -184,8 +219,22 @@ def run_child(framework: str, model_dir: Path, kl: float, steps: int, threads: i
             env.update(OMP_NUM_THREADS=str(threads), SLOWTHINK_TORCH_THREADS=str(threads))
         if framework == "slowthink" and not SPIN:
             env["OMP_WAIT_POLICY"] = "PASSIVE"  # what the slowthink CLI sets before torch loads
-        command = [python, __file__, "--child", framework, "--model-dir", str(model_dir), "--kl", str(kl),
-                   "--steps", str(steps + 1), "--threads", str(threads), "--result", str(result)]
+        command = [
+            python,
+            __file__,
+            "--child",
+            framework,
+            "--model-dir",
+            str(model_dir),
+            "--kl",
+            str(kl),
+            "--steps",
+            str(steps + 1),
+            "--threads",
+            str(threads),
+            "--result",
+            str(result),
+        ]
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         sampler = Sampler(process.pid)
         sampler.start()
@@ -221,11 +270,16 @@ def summarise(framework: str, model_dir: Path, kl: float, steps: int, threads: i
     gen_flops = statistics.median(s["gen_tokens"] for s in used) * flops_per_token(config, context)
     update_flops = 3 * statistics.median(s["update_tokens"] for s in used) * flops_per_token(config, context)
     return dict(
-        gen_mfu=gen_flops / gen_s / 1e9 / peak, update_mfu=update_flops / train_s / 1e9 / peak,
-        step_s=step_s, gen_s=gen_s, train_s=train_s,
+        gen_mfu=gen_flops / gen_s / 1e9 / peak,
+        update_mfu=update_flops / train_s / 1e9 / peak,
+        step_s=step_s,
+        gen_s=gen_s,
+        train_s=train_s,
         gen_tok_s=statistics.median(s["gen_tokens"] / s["gen_s"] for s in used),
         update_tok_s=statistics.median(s["update_tokens"] / (s["end"] - s["start"] - s["gen_s"]) for s in used),
-        peak_rss_mb=data["peak_rss_mb"], clean=len(clean), total=len(data["steps"]),
+        peak_rss_mb=data["peak_rss_mb"],
+        clean=len(clean),
+        total=len(data["steps"]),
         other_cores=max(s["other_cores"] for s in used),
     )
 
@@ -265,20 +319,27 @@ def main() -> None:
         process.start()
     try:
         frameworks = args.frameworks.split(",")
-        print(f"## RL step: {PROMPTS} prompts x {ROLLOUTS} rollouts x {NEW_TOKENS} new tokens, T=1.0, "
-              f"{args.threads or 'default'} torch threads{' (spinning)' if args.spin else ''}, {args.busy} competing busy processes, median of {args.steps} steps\n")
+        print(
+            f"## RL step: {PROMPTS} prompts x {ROLLOUTS} rollouts x {NEW_TOKENS} new tokens, T=1.0, "
+            f"{args.threads or 'default'} torch threads{' (spinning)' if args.spin else ''}, {args.busy} competing busy processes, median of {args.steps} steps\n"
+        )
         peak = matmul_peak_gflops(args.threads or os.cpu_count())
         print(f"fp32 matmul peak measured on {args.threads or os.cpu_count()} threads: {peak:.0f} GFLOP/s\n")
-        print("| size | KL | framework | s/step | gen s | gen tok/s | gen MFU | train s | update tok/s | update MFU | peak RSS MB | clean steps | other cores (max) |")
+        print(
+            "| size | KL | framework | s/step | gen s | gen tok/s | gen MFU | train s | update tok/s | update MFU | peak RSS MB | clean steps | other cores (max) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for size in args.sizes.split(","):
             model_dir = build(size, Path(args.models))
             for kl in (float(k) for k in args.kl.split(",")):
                 results = {name: summarise(name, model_dir, kl, args.steps, args.threads, peak) for name in frameworks}
                 for name, r in results.items():
-                    print(f"| {size} | {kl:g} | {name} | {r['step_s']:.3f} | {r['gen_s']:.3f} | {r['gen_tok_s']:.0f} | "
-                          f"{r['gen_mfu']:.0%} | {r['train_s']:.3f} | {r['update_tok_s']:.0f} | {r['update_mfu']:.0%} | {r['peak_rss_mb']:.0f} | "
-                          f"{r['clean']}/{r['total']} | {r['other_cores']:.2f} |", flush=True)
+                    print(
+                        f"| {size} | {kl:g} | {name} | {r['step_s']:.3f} | {r['gen_s']:.3f} | {r['gen_tok_s']:.0f} | "
+                        f"{r['gen_mfu']:.0%} | {r['train_s']:.3f} | {r['update_tok_s']:.0f} | {r['update_mfu']:.0%} | {r['peak_rss_mb']:.0f} | "
+                        f"{r['clean']}/{r['total']} | {r['other_cores']:.2f} |",
+                        flush=True,
+                    )
                 if {"trl", "slowthink"} <= results.keys():
                     ratio = results["trl"]["step_s"] / results["slowthink"]["step_s"]
                     print(f"| {size} | {kl:g} | **TRL s/step / slowthink s/step** | **{ratio:.2f}x** | | | | | | | | | |", flush=True)

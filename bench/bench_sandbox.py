@@ -47,8 +47,14 @@ def measure(name: str, call, n: int, gap_s: float, max_other: float) -> dict:
     seconds = time.perf_counter() - t0
     other = max(0, (busy_jiffies() - busy0) - (tree_jiffies(os.getpid()) - mine0)) / hz / seconds
     samples.sort()
-    return {"name": name, "n": n, "median": statistics.median(samples), "p90": samples[int(0.9 * (n - 1))],
-            "other": other, "contaminated": other > max_other}
+    return {
+        "name": name,
+        "n": n,
+        "median": statistics.median(samples),
+        "p90": samples[int(0.9 * (n - 1))],
+        "other": other,
+        "contaminated": other > max_other,
+    }
 
 
 def main() -> None:
@@ -67,6 +73,7 @@ def main() -> None:
         def call() -> None:
             result = box.run(code)
             assert result.status == "ok", result
+
         return call
 
     def fresh(code: str):

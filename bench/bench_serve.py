@@ -37,10 +37,8 @@ from cpu_usage import busy_jiffies, tree_jiffies  # noqa: E402
 
 SMALL = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 4, "temperature": 0}
 BIG = {"model": "tiny", "prompt": "<|user|>12+34+56=<|assistant|>", "max_tokens": 200, "temperature": 1.0, "n": 8}
-ABANDONED = {"model": "tiny", "prompt": "<|user|>12+34+56=<|assistant|>", "max_tokens": 1000, "temperature": 1.0,
-             "n": 64}
-OVERSIZED = [{"model": "tiny", "prompt": ["1+1="] * 512, "n": 128, "max_tokens": 16},
-             {"model": "tiny", "prompt": "1+1=", "max_tokens": 5000}]
+ABANDONED = {"model": "tiny", "prompt": "<|user|>12+34+56=<|assistant|>", "max_tokens": 1000, "temperature": 1.0, "n": 64}
+OVERSIZED = [{"model": "tiny", "prompt": ["1+1="] * 512, "n": 128, "max_tokens": 16}, {"model": "tiny", "prompt": "1+1=", "max_tokens": 5000}]
 
 
 def free_port() -> int:
@@ -157,8 +155,7 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=2, help="clients looping big requests")
     parser.add_argument("--abandon", type=int, default=3, help="clients that hang up on n=64 requests")
     parser.add_argument("--probe-timeout", type=float, default=120.0, help="a probe slower than this counts as this")
-    parser.add_argument("--drain-timeout", type=float, default=60.0,
-                        help="after the loaded phase, wait at most this long for the load clients")
+    parser.add_argument("--drain-timeout", type=float, default=60.0, help="after the loaded phase, wait at most this long for the load clients")
     parser.add_argument("--src", default=None, help="run the server from this src directory instead")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object too")
     args = parser.parse_args()
@@ -191,22 +188,29 @@ def main() -> None:
     print("small request (greedy, 4 tokens) latency, s    p50      p95    samples")
     print(f"  alone                                     {a50:7.3f}  {a95:7.3f}  {len(alone):5d}")
     print(f"  under load                                {l50:7.3f}  {l95:7.3f}  {len(loaded['latencies']):5d}")
-    print(f"load: {args.busy} clients looping n=8 x 200 tokens ({loaded['big_done']} finished, "
-          f"{loaded['big_failed']} failed or timed out), "
-          f"{loaded['abandoned']} requests of n=64 x 1000 tokens abandoned after 0.5 s, "
-          f"oversized requests answered 400: {loaded['oversized_400']} (other: {loaded['oversized_other']}); "
-          f"load clients still waiting {args.drain_timeout:.0f} s after the load stopped: "
-          f"{loaded['clients_still_waiting']}{'' if alive else ' (the server died)'}")
+    print(
+        f"load: {args.busy} clients looping n=8 x 200 tokens ({loaded['big_done']} finished, "
+        f"{loaded['big_failed']} failed or timed out), "
+        f"{loaded['abandoned']} requests of n=64 x 1000 tokens abandoned after 0.5 s, "
+        f"oversized requests answered 400: {loaded['oversized_400']} (other: {loaded['oversized_other']}); "
+        f"load clients still waiting {args.drain_timeout:.0f} s after the load stopped: "
+        f"{loaded['clients_still_waiting']}{'' if alive else ' (the server died)'}"
+    )
     if drained is None:
         print("server counters: not available (no /stats)")
     else:
-        print(f"server counters after the load: cancelled_requests={drained['cancelled_requests']} "
-              f"cancelled_sequences={drained['cancelled_sequences']} active_sequences={drained['active_sequences']} "
-              f"completed_requests={drained['completed_requests']}")
+        print(
+            f"server counters after the load: cancelled_requests={drained['cancelled_requests']} "
+            f"cancelled_sequences={drained['cancelled_sequences']} active_sequences={drained['active_sequences']} "
+            f"completed_requests={drained['completed_requests']}"
+        )
     print(f"other processes used {other_cores:.2f} cores on average during the loaded phase ({os.cpu_count()} cores)")
     if args.json:
-        print(json.dumps({"alone_p50": a50, "alone_p95": a95, "loaded_p50": l50, "loaded_p95": l95, **loaded,
-                          "stats": drained, "other_cores": other_cores}))
+        print(
+            json.dumps(
+                {"alone_p50": a50, "alone_p95": a95, "loaded_p50": l50, "loaded_p95": l95, **loaded, "stats": drained, "other_cores": other_cores}
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -74,12 +74,13 @@ def main() -> None:
     startup = time.perf_counter() - t0
     results["vllm"] = timed(engine.generate, prompts, params, args.repeats)
 
-    print(f"tiny model, {args.prompts} prompts x {args.n} rollouts x {args.new_tokens} new tokens, "
-          f"best of {args.repeats}; HF torch threads {args.threads}; vLLM engine start {startup:.1f} s")
+    print(
+        f"tiny model, {args.prompts} prompts x {args.n} rollouts x {args.new_tokens} new tokens, "
+        f"best of {args.repeats}; HF torch threads {args.threads}; vLLM engine start {startup:.1f} s"
+    )
     for name, (seconds, tokens, others) in results.items():
         flag = "  CONTAMINATED" if others > args.max_other_cores else ""
-        print(f"{name:5s} {tokens:6d} tokens in {seconds:6.2f} s = {tokens / seconds:8.0f} tokens/s "
-              f"(other processes {others:.2f} cores){flag}")
+        print(f"{name:5s} {tokens:6d} tokens in {seconds:6.2f} s = {tokens / seconds:8.0f} tokens/s (other processes {others:.2f} cores){flag}")
 
 
 if __name__ == "__main__":

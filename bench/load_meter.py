@@ -70,5 +70,7 @@ def machine_note(results: list[Timed]) -> str:
     worst = max((r.other_cores for r in results), default=0.0)
     load = os.getloadavg()[0]
     flag = "" if clean == len(results) else " CONTAMINATED"
-    return (f"{clean}/{len(results)} timed regions clean (other processes <= {THRESHOLD} cores); "
-            f"worst {worst:.2f} other cores; load average {load:.1f} on {os.cpu_count()} cores{flag}")
+    return (
+        f"{clean}/{len(results)} timed regions clean (other processes <= {THRESHOLD} cores); "
+        f"worst {worst:.2f} other cores; load average {load:.1f} on {os.cpu_count()} cores{flag}"
+    )

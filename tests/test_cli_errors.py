@@ -103,7 +103,9 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"slowthink {__version__}"
 
 
-@pytest.mark.parametrize("override", ["train.batch_size=0", "train.micro_batch_size=0", "train.steps=0", "train.save_every=0", "optim.warmup_steps=-1"])
+@pytest.mark.parametrize(
+    "override", ["train.batch_size=0", "train.micro_batch_size=0", "train.steps=0", "train.save_every=0", "optim.warmup_steps=-1"]
+)
 def test_sft_impossible_sizes_are_config_errors(tmp_path, override):
     # Each used to crash with a bare ValueError/ZeroDivisionError traceback, or run zero steps.
     result = invoke("sft", f"run.output_dir={tmp_path / 'run'}", "data.tiny_size=8", override)

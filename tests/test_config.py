@@ -321,7 +321,15 @@ def test_a_shipped_preset_is_found_from_any_directory(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "override",
-    ["update.micro_batch_size=0", "train.save_every=0", "train.steps=0", "update.epochs=0", "train.eval_max_problems=0", "train.eval_every=-1", "train.keep_checkpoints=0"],
+    [
+        "update.micro_batch_size=0",
+        "train.save_every=0",
+        "train.steps=0",
+        "update.epochs=0",
+        "train.eval_max_problems=0",
+        "train.eval_every=-1",
+        "train.keep_checkpoints=0",
+    ],
 )
 def test_rl_sizes_that_would_crash_or_do_nothing_are_config_errors(override):
     # train.save_every=0 used to pass validation and die with ZeroDivisionError at the first step.

@@ -52,14 +52,18 @@ def test_a_field_without_a_doc_is_found():
 
 def test_docs_config_md_is_up_to_date():
     path = ROOT / "docs" / "config.md"
-    assert path.read_text(encoding="utf-8") == markdown(), (
-        "docs/config.md is stale: run `python -m slowthink.cli config --markdown docs/config.md`")
+    assert path.read_text(encoding="utf-8") == markdown(), "docs/config.md is stale: run `python -m slowthink.cli config --markdown docs/config.md`"
 
 
 # Minimal arguments that make each command's config valid (the required keys).
 REQUIRED = {
-    "rl": [], "sft": [], "eval": ["-b", "math500"], "score": ["in.jsonl", "--out", "o.jsonl"], "serve": [],
-    "distill-tir": ["--data", "p.jsonl", "--out", "o.jsonl"], "curate": ["src.jsonl", "--out", "pool.jsonl"],
+    "rl": [],
+    "sft": [],
+    "eval": ["-b", "math500"],
+    "score": ["in.jsonl", "--out", "o.jsonl"],
+    "serve": [],
+    "distill-tir": ["--data", "p.jsonl", "--out", "o.jsonl"],
+    "curate": ["src.jsonl", "--out", "pool.jsonl"],
     "study": ["configs/study/table1_tiny.yaml"],
 }
 
@@ -96,8 +100,7 @@ def test_unknown_command_for_config_is_a_user_error():
 def test_yaml_then_flags_then_overrides(tmp_path):
     config = tmp_path / "eval.yaml"
     config.write_text("benchmarks: [math500]\nmax_tokens: 100\nseed: 3\nlimit: 5\n")
-    result = invoke("eval", str(config), "--max-tokens", "200", "--seed", "4", "seed=5", "tensor_parallel_size=2",
-                    "--print-config")
+    result = invoke("eval", str(config), "--max-tokens", "200", "--seed", "4", "seed=5", "tensor_parallel_size=2", "--print-config")
     assert result.exit_code == 0, result.output
     printed = yaml.safe_load(result.output)
     # YAML < flag < override; a key no flag names (tensor_parallel_size) is reachable too.
@@ -119,17 +122,29 @@ def test_bad_key_names_the_key_and_exits_2():
     with pytest.raises(ConfigError, match="'sampling': need 0 <= min_injections"):
         from slowthink.recipes.distill_tir import DistillTIRConfig
 
-        resolve_config(DistillTIRConfig, None, ["sampling.min_injections=3", "sampling.max_injections=1"],
-                       {"data": "p", "out": "o"})
+        resolve_config(DistillTIRConfig, None, ["sampling.min_injections=3", "sampling.max_injections=1"], {"data": "p", "out": "o"})
 
 
 def test_distill_tir_model_means_the_local_model_as_in_eval():
-    result = invoke("distill-tir", "--data", "p.jsonl", "--out", "o.jsonl", "--model", "some/dir",
-                    "--backend", "openai", "--base-url", "http://x/v1", "--served-model-name", "served",
-                    "sampling.n=4", "--print-config")
+    result = invoke(
+        "distill-tir",
+        "--data",
+        "p.jsonl",
+        "--out",
+        "o.jsonl",
+        "--model",
+        "some/dir",
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://x/v1",
+        "--served-model-name",
+        "served",
+        "sampling.n=4",
+        "--print-config",
+    )
     assert result.exit_code == 0, result.output
     printed = yaml.safe_load(result.output)
     assert (printed["model"], printed["served_model_name"], printed["sampling"]["n"]) == ("some/dir", "served", 4)
     # The seven sampling fields are one section now, not flags.
-    assert set(printed["sampling"]) == {"n", "temperature", "top_p", "code_temperature", "code_max_tokens",
-                                        "min_injections", "max_injections"}
+    assert set(printed["sampling"]) == {"n", "temperature", "top_p", "code_temperature", "code_max_tokens", "min_injections", "max_injections"}

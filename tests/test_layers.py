@@ -17,20 +17,56 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "slowthink"
 # (modules it applies to, what they must not import, why). A prefix matches the module and
 # everything below it; "slowthink.recipes" forbids every recipe module.
 LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
-    (("slowthink.algorithms",), ("slowthink.config", "slowthink.modeling", "slowthink.training", "slowthink.rollout",
-                                 "slowthink.recipes", "slowthink.rewards", "torch.distributed", "transformers"),
-     "pure math on tensors: no config objects, no model, no torch.distributed"),
-    (("slowthink.rewards",), ("torch", "transformers", "slowthink.modeling", "slowthink.rollout", "slowthink.training",
-                              "slowthink.recipes"), "the checker runs in worker processes without the ML stack"),
-    (("slowthink.sandbox",), ("torch", "transformers", "slowthink.modeling", "slowthink.rollout", "slowthink.training",
-                              "slowthink.recipes"), "the sandbox runs untrusted code without the ML stack"),
-    (("slowthink.data",), ("torch", "transformers", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
-     "data readers work without a model"),
-    (("slowthink.eval", "slowthink.rollout", "slowthink.tir", "slowthink.training"), ("slowthink.recipes",),
-     "library code never reaches up into the recipes"),
-    (("slowthink.config", "slowthink.overrides", "slowthink.durable", "slowthink.command_config", "slowthink.cli_errors",
-      "slowthink.prompts", "slowthink.metrics", "slowthink.no_signal", "slowthink.length_hacking", "slowthink.progress"),
-     ("torch", "transformers", "slowthink.recipes"), "light modules the CLI imports at start-up"),
+    (
+        ("slowthink.algorithms",),
+        (
+            "slowthink.config",
+            "slowthink.modeling",
+            "slowthink.training",
+            "slowthink.rollout",
+            "slowthink.recipes",
+            "slowthink.rewards",
+            "torch.distributed",
+            "transformers",
+        ),
+        "pure math on tensors: no config objects, no model, no torch.distributed",
+    ),
+    (
+        ("slowthink.rewards",),
+        ("torch", "transformers", "slowthink.modeling", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
+        "the checker runs in worker processes without the ML stack",
+    ),
+    (
+        ("slowthink.sandbox",),
+        ("torch", "transformers", "slowthink.modeling", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
+        "the sandbox runs untrusted code without the ML stack",
+    ),
+    (
+        ("slowthink.data",),
+        ("torch", "transformers", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
+        "data readers work without a model",
+    ),
+    (
+        ("slowthink.eval", "slowthink.rollout", "slowthink.tir", "slowthink.training"),
+        ("slowthink.recipes",),
+        "library code never reaches up into the recipes",
+    ),
+    (
+        (
+            "slowthink.config",
+            "slowthink.overrides",
+            "slowthink.durable",
+            "slowthink.command_config",
+            "slowthink.cli_errors",
+            "slowthink.prompts",
+            "slowthink.metrics",
+            "slowthink.no_signal",
+            "slowthink.length_hacking",
+            "slowthink.progress",
+        ),
+        ("torch", "transformers", "slowthink.recipes"),
+        "light modules the CLI imports at start-up",
+    ),
     (("slowthink.tiny", "slowthink.quiet"), ("slowthink.modeling",), "modeling.py builds the tiny model through tiny.py: no cycle"),
 ]
 # The heavy engines, imported only by the module that wraps them.
@@ -88,4 +124,5 @@ def test_module_docstring_says_what_it_must_not_import(path):
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     assert doc, f"{module_name(path)} has no module docstring"
     assert "must not import" in doc.lower() or "imports nothing" in doc.lower(), (
-        f"{module_name(path)}: its docstring should say what it must not import")
+        f"{module_name(path)}: its docstring should say what it must not import"
+    )

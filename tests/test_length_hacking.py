@@ -68,7 +68,7 @@ def test_silent_until_a_full_window_and_nan_steps_skipped():
 
 def test_monitor_logs_fields_and_warns_once_per_episode(capsys):
     monitor = LengthHackingMonitor()
-    logged = [monitor.update({"response_length": l, "accuracy": a}, step=i + 1) for i, (l, a) in enumerate(zip(LENGTHS, FLAT_ACC))]
+    logged = [monitor.update({"response_length": length, "accuracy": acc}, step=i + 1) for i, (length, acc) in enumerate(zip(LENGTHS, FLAT_ACC))]
     assert logged[0] == {} and "length_hacking" in logged[-1]
     flags = [row.get("length_hacking") for row in logged]
     assert flags[-1] == 1.0
@@ -76,7 +76,7 @@ def test_monitor_logs_fields_and_warns_once_per_episode(capsys):
     assert len(warnings) == 1 and "step 10:" in warnings[0]
     # A healthy run: fields logged, no warning.
     healthy = LengthHackingMonitor()
-    rows = [healthy.update({"response_length": l, "accuracy": a}) for l, a in zip(LENGTHS, RISING_ACC)]
+    rows = [healthy.update({"response_length": length, "accuracy": acc}) for length, acc in zip(LENGTHS, RISING_ACC)]
     assert all(r.get("length_hacking") == 0.0 for r in rows[9:])
     assert "length hacking" not in capsys.readouterr().err
 
@@ -84,17 +84,19 @@ def test_monitor_logs_fields_and_warns_once_per_episode(capsys):
 def test_monitor_for_run_keeps_its_window_over_a_resume(tmp_path, capsys):
     rows = []
     monitor = LengthHackingMonitor(echo=False)
-    for step, (l, a) in enumerate(zip(LENGTHS, FLAT_ACC), start=1):
-        rows.append({"step": step, "response_length": l, "accuracy": a, **monitor.update({"response_length": l, "accuracy": a})})
+    for step, (length, acc) in enumerate(zip(LENGTHS, FLAT_ACC), start=1):
+        rows.append({"step": step, "response_length": length, "accuracy": acc, **monitor.update({"response_length": length, "accuracy": acc})})
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:20]))
     resumed = LengthHackingMonitor.for_run(tmp_path, up_to_step=20)
     # Primed with 20 steps: the next step is judged at once, and the ongoing episode is not re-announced.
-    assert resumed.update({"response_length": LENGTHS[20], "accuracy": FLAT_ACC[20]}) == {k: v for k, v in rows[20].items() if k.startswith("length_hacking")}
+    assert resumed.update({"response_length": LENGTHS[20], "accuracy": FLAT_ACC[20]}) == {
+        k: v for k, v in rows[20].items() if k.startswith("length_hacking")
+    }
     assert "length hacking" not in capsys.readouterr().err
 
 
 def test_hacking_steps_from_logged_field_or_recomputed():
-    rows = [{"step": i + 1, "response_length": l, "accuracy": a} for i, (l, a) in enumerate(zip(LENGTHS, FLAT_ACC))]
+    rows = [{"step": i + 1, "response_length": length, "accuracy": acc} for i, (length, acc) in enumerate(zip(LENGTHS, FLAT_ACC))]
     recomputed = hacking_steps(rows)
     assert recomputed and recomputed[-1] == 30
     assert hacking_steps([{**r, "length_hacking": float(r["step"] == 5)} for r in rows]) == [5]

@@ -44,7 +44,12 @@ def test_keyword_frequency_and_share_per_category(metrics):
 
 def test_checker_status_counts(metrics):
     assert {s: metrics[f"check/{s}"] for s in STATUSES} == {
-        "correct": 2.0, "wrong": 1.0, "no_answer": 1.0, "unparseable_gold": 0.0, "timeout": 0.0, "error": 0.0,
+        "correct": 2.0,
+        "wrong": 1.0,
+        "no_answer": 1.0,
+        "unparseable_gold": 0.0,
+        "timeout": 0.0,
+        "error": 0.0,
     }
 
 

@@ -27,7 +27,9 @@ def wheel(tmp_path_factory) -> tuple[Path, str]:
     out = tmp / "dist"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     (path,) = out.glob("slowthink-*.whl")
@@ -66,5 +68,7 @@ def test_demo_configs_found_from_a_wheel_install_outside_the_checkout(wheel, tmp
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    help_run = subprocess.run([sys.executable, "-m", "slowthink.cli", "demo", "--help"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    help_run = subprocess.run(
+        [sys.executable, "-m", "slowthink.cli", "demo", "--help"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
     assert help_run.returncode == 0 and "Usage" in help_run.stdout, help_run.stderr

@@ -35,12 +35,25 @@ def cpu_overrides(preset: dict, out: Path) -> list[str]:
     # Keep the length curriculum's stages, at 8 tokens each.
     schedule = [[start, 8] for start, _ in rollout.get("max_length_schedule", [[0, 8]])]
     return [
-        f"run.output_dir={out}", "run.torch_threads=1", "run.progress=false",
-        "model.path=tiny", "model.dtype=float32", "model.device=cpu",
-        "rollout.backend=hf", f"rollout.prompts_per_step={PROMPTS_PER_STEP}", "rollout.rollouts_per_prompt=2",
-        f"rollout.max_length_schedule={schedule}", f"update.prompts_per_update={per_update}",
-        "data.source=tiny", "data.train_file=null", "data.eval_file=null", "data.tiny_train_size=16", "data.tiny_eval_size=2",
-        "train.steps=1", "train.save_every=1", "train.eval_max_problems=2",
+        f"run.output_dir={out}",
+        "run.torch_threads=1",
+        "run.progress=false",
+        "model.path=tiny",
+        "model.dtype=float32",
+        "model.device=cpu",
+        "rollout.backend=hf",
+        f"rollout.prompts_per_step={PROMPTS_PER_STEP}",
+        "rollout.rollouts_per_prompt=2",
+        f"rollout.max_length_schedule={schedule}",
+        f"update.prompts_per_update={per_update}",
+        "data.source=tiny",
+        "data.train_file=null",
+        "data.eval_file=null",
+        "data.tiny_train_size=16",
+        "data.tiny_eval_size=2",
+        "train.steps=1",
+        "train.save_every=1",
+        "train.eval_max_problems=2",
         # The random tiny model is never right: every group's rewards are equal and would be
         # dropped, leaving no update to run. Kept, they make a (zero-advantage) update.
         "algorithm.drop_uniform_groups=false",

@@ -30,10 +30,23 @@ FIGURES = ("accuracy.png", "length.png", "completion.png", "keywords.png", "dyna
 def train_row(step: int, accuracy, length, kl_coef: float, **extra) -> dict:
     """One RL step as ``slowthink rl`` logs it (a subset of its keys)."""
     return {
-        "step": step, "accuracy": accuracy, "reward": accuracy, "response_length": length,
-        "response_length_correct": length + 2.0, "response_length_incorrect": None, "completion_ratio": 0.9,
-        "max_length": 64, "keywords/reflection": 0.5, "keywords/reflection_ratio": 0.25, "entropy": 1.2 - 0.1 * step,
-        "kl": 0.01 * step, "kl_coef": kl_coef, "clip_fraction": 0.02, "grad_norm": 0.7, "lr": 1e-4, **extra,
+        "step": step,
+        "accuracy": accuracy,
+        "reward": accuracy,
+        "response_length": length,
+        "response_length_correct": length + 2.0,
+        "response_length_incorrect": None,
+        "completion_ratio": 0.9,
+        "max_length": 64,
+        "keywords/reflection": 0.5,
+        "keywords/reflection_ratio": 0.25,
+        "entropy": 1.2 - 0.1 * step,
+        "kl": 0.01 * step,
+        "kl_coef": kl_coef,
+        "clip_fraction": 0.02,
+        "grad_norm": 0.7,
+        "lr": 1e-4,
+        **extra,
     }
 
 
@@ -61,7 +74,8 @@ def report(tmp_path_factory):
     """Two runs (KL off vs cosine), with nulls, sparse held-out rows and a truncated last line."""
     root = tmp_path_factory.mktemp("runs")
     kl_off = make_run(
-        root, "kl_off",
+        root,
+        "kl_off",
         [
             {"step": 0, "heldout/accuracy": 0.5, "heldout/response_length": 26.0, "heldout/completion_ratio": 1.0},
             train_row(1, 0.25, 30.0, 0.0),
@@ -72,7 +86,8 @@ def report(tmp_path_factory):
         tail='{"step": 4, "accuracy": 0.',  # killed mid-write
     )
     kl_cos = make_run(
-        root, "kl_cosine",
+        root,
+        "kl_cosine",
         [
             {"step": 0, "heldout/accuracy": 0.5},
             train_row(1, 0.5, 28.0, 0.001),

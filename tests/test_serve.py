@@ -107,13 +107,12 @@ def test_stop_string_ends_generation_and_stays_in_the_text(server, local):
 def test_sampling_n_and_chat_endpoint(server, local):
     _, tokenizer = local
     with OpenAIGenerator(server) as remote:
-        completions = remote.generate([tokenizer.encode("<|user|>5+5=<|assistant|>")],
-                                      SamplingParams(temperature=1.0, max_new_tokens=5, n=3, seed=1))
+        completions = remote.generate([tokenizer.encode("<|user|>5+5=<|assistant|>")], SamplingParams(temperature=1.0, max_new_tokens=5, n=3, seed=1))
     assert len(completions) == 3 and all(1 <= len(c.token_ids) <= 5 for c in completions)
-    chat = httpx.post(f"{server}/chat/completions", json={
-        "model": "tiny", "messages": [{"role": "user", "content": "12+34="}], "max_tokens": 6, "temperature": 0})
-    plain = httpx.post(f"{server}/completions", json={
-        "model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 6, "temperature": 0})
+    chat = httpx.post(
+        f"{server}/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": "12+34="}], "max_tokens": 6, "temperature": 0}
+    )
+    plain = httpx.post(f"{server}/completions", json={"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 6, "temperature": 0})
     assert chat.status_code == plain.status_code == 200
     assert chat.json()["choices"][0]["message"]["content"] == plain.json()["choices"][0]["text"]
 
@@ -132,8 +131,9 @@ def test_eval_over_openai_backend_matches_hf_backend(server, tmp_path, monkeypat
     write_problems(data, ArithmeticTask(num_operands=2, digits=2).problems(3, seed=0, heldout=True))
     common = ["eval", "--data", str(data), "--max-tokens", "6", "--checker", "exact"]
     runner = CliRunner()
-    remote = runner.invoke(app, [*common, "--backend", "openai", "--base-url", server, "--concurrency", "2",
-                                 "--out", str(tmp_path / "remote")], catch_exceptions=False)
+    remote = runner.invoke(
+        app, [*common, "--backend", "openai", "--base-url", server, "--concurrency", "2", "--out", str(tmp_path / "remote")], catch_exceptions=False
+    )
     assert remote.exit_code == 0, remote.output
     local = runner.invoke(app, [*common, "--out", str(tmp_path / "local")], catch_exceptions=False)
     assert local.exit_code == 0, local.output
@@ -144,8 +144,9 @@ def test_eval_over_openai_backend_matches_hf_backend(server, tmp_path, monkeypat
 
     over_http, in_process = samples("remote"), samples("local")
     assert len(over_http) == 3
-    assert [(r["problem_id"], r["response"], r["num_tokens"]) for r in over_http] == \
-        [(r["problem_id"], r["response"], r["num_tokens"]) for r in in_process]
+    assert [(r["problem_id"], r["response"], r["num_tokens"]) for r in over_http] == [
+        (r["problem_id"], r["response"], r["num_tokens"]) for r in in_process
+    ]
     assert json.loads((tmp_path / "remote" / "run.json").read_text())["backend"] == "openai"
 
 
@@ -159,10 +160,35 @@ def test_sampled_eval_over_the_server_is_the_same_twice(server, tmp_path, monkey
     runner = CliRunner()
 
     def responses(out: str) -> list[tuple]:
-        result = runner.invoke(app, ["eval", "--data", str(data), "--max-tokens", "12", "--checker", "exact",
-                                     "--mode", "sampled", "--n", "4", "--temperature", "1.0", "--backend", "openai",
-                                     "--base-url", server, "--tokenizer", "tiny", "--concurrency", "4",
-                                     "--out", str(tmp_path / out)], catch_exceptions=False)
+        result = runner.invoke(
+            app,
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--max-tokens",
+                "12",
+                "--checker",
+                "exact",
+                "--mode",
+                "sampled",
+                "--n",
+                "4",
+                "--temperature",
+                "1.0",
+                "--backend",
+                "openai",
+                "--base-url",
+                server,
+                "--tokenizer",
+                "tiny",
+                "--concurrency",
+                "4",
+                "--out",
+                str(tmp_path / out),
+            ],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.output
         rows = [json.loads(line) for line in (tmp_path / out / "sums" / "samples.jsonl").read_text().splitlines()]
         return sorted((r["problem_id"], r["response"]) for r in rows)
@@ -177,10 +203,8 @@ SMALL = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens":
 def test_seeded_request_gives_the_same_output_alone_and_among_ten(server):
     """Issue 8 item 8: each request samples from its own generator state, so batching with
     others (the same request ten times, and unseeded requests of other lengths) changes nothing."""
-    body = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 12, "temperature": 1.0,
-            "n": 2, "seed": 5}
-    others = [{**body, "prompt": "<|user|>9+999+1=<|assistant|>", "seed": None},
-              {**body, "prompt": "<|user|>7=<|assistant|>", "seed": 6}]
+    body = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 12, "temperature": 1.0, "n": 2, "seed": 5}
+    others = [{**body, "prompt": "<|user|>9+999+1=<|assistant|>", "seed": None}, {**body, "prompt": "<|user|>7=<|assistant|>", "seed": 6}]
 
     def texts(request: dict) -> list[str]:
         reply = httpx.post(f"{server}/completions", json=request, timeout=60)
@@ -222,8 +246,7 @@ def test_chat_without_max_tokens_gets_the_context_that_remains_in_process(local)
 
     hf, tokenizer = local
     with TestClient(create_app(hf, tokenizer, "tiny", context_length=40)) as client:
-        reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "12+34="}],
-                                                            "temperature": 0})
+        reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "12+34="}], "temperature": 0})
     assert reply.status_code == 200, reply.text
     usage = reply.json()["usage"]
     assert usage["total_tokens"] <= 40
@@ -234,8 +257,9 @@ def test_chat_without_max_tokens_gets_the_context_that_remains_in_process(local)
 @pytest.mark.slow
 def test_chat_without_max_tokens_gets_the_context_that_remains(server):
     """Issue 8 item 11: the default was a fixed 1024 tokens, past the tiny model's context."""
-    reply = httpx.post(f"{server}/chat/completions", timeout=120, json={
-        "model": "tiny", "messages": [{"role": "user", "content": "12+34="}], "temperature": 0})
+    reply = httpx.post(
+        f"{server}/chat/completions", timeout=120, json={"model": "tiny", "messages": [{"role": "user", "content": "12+34="}], "temperature": 0}
+    )
     assert reply.status_code == 200, reply.text
     assert reply.json()["usage"]["total_tokens"] <= 1024
 
@@ -298,8 +322,7 @@ def test_scheduler_matches_the_generator_for_a_greedy_request(local):
     finally:
         scheduler.close()
     direct = hf.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=9, n=2))
-    assert [(c.prompt_index, c.token_ids, c.finish_reason) for c in served] == \
-        [(c.prompt_index, c.token_ids, c.finish_reason) for c in direct]
+    assert [(c.prompt_index, c.token_ids, c.finish_reason) for c in served] == [(c.prompt_index, c.token_ids, c.finish_reason) for c in direct]
 
 
 @pytest.mark.slow
@@ -308,13 +331,11 @@ def test_abandoned_requests_are_cancelled_and_a_small_request_stays_fast(server)
     request must not wait for their generations (it waited 55 s before), and the server must
     report the abandoned requests as cancelled. Bounds are generous: the machine is shared."""
     before = httpx.get(f"{server.rsplit('/v1', 1)[0]}/stats").json()
-    abandoned = {"model": "tiny", "prompt": "<|user|>12+34+56=<|assistant|>", "max_tokens": 1000,
-                 "temperature": 1.0, "n": 64}
+    abandoned = {"model": "tiny", "prompt": "<|user|>12+34+56=<|assistant|>", "max_tokens": 1000, "temperature": 1.0, "n": 64}
     for _ in range(3):
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{server}/completions", json=abandoned, timeout=httpx.Timeout(0.5, connect=5))
-    oversized = httpx.post(f"{server}/completions", timeout=60,
-                           json={"model": "tiny", "prompt": ["1+1="] * 512, "n": 128, "max_tokens": 16})
+    oversized = httpx.post(f"{server}/completions", timeout=60, json={"model": "tiny", "prompt": ["1+1="] * 512, "n": 128, "max_tokens": 16})
     assert oversized.status_code == 400 and "limit of 256 sequences" in oversized.json()["error"]["message"]
     started = time.monotonic()
     reply = httpx.post(f"{server}/completions", json=SMALL, timeout=60)

@@ -47,6 +47,7 @@ def _options(
 ) -> None:
     """slowthink: train and evaluate R1-like slow-thinking reasoning models (RLVR, long-CoT SFT, tools)."""
 
+
 # Subcommands are registered below, one import line each, so their heavy imports stay lazy.
 # Each runs under `guarded` (cli_errors.py): a user's mistake is one message and exit 2.
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -31,14 +32,24 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
     from slowthink.config import ConfigError
     from slowthink.data.problems import DataError
-    from slowthink.durable import LockedError
+    from slowthink.durable import CheckpointError, LockedError
     from slowthink.modeling import ModelLoadError
     from slowthink.report import ReportError
     from slowthink.rollout.vllm_backend import BackendUnavailableError
-    from slowthink.durable import CheckpointError
 
-    return (ConfigError, DataError, ModelLoadError, ReportError, BackendUnavailableError, CheckpointError,
-            LockedError, ValidationError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+    return (
+        ConfigError,
+        DataError,
+        ModelLoadError,
+        ReportError,
+        BackendUnavailableError,
+        CheckpointError,
+        LockedError,
+        ValidationError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+    )
 
 
 def _environment_error_types() -> tuple[type[BaseException], ...]:
@@ -66,9 +77,7 @@ def message_for(error: BaseException) -> str:
     from slowthink.durable import is_no_space, no_space_message
 
     if isinstance(error, ValidationError):
-        return "invalid options:\n  " + "\n  ".join(
-            f"'{'.'.join(str(p) for p in item['loc'])}': {item['msg']}" for item in error.errors()
-        )
+        return "invalid options:\n  " + "\n  ".join(f"'{'.'.join(str(p) for p in item['loc'])}': {item['msg']}" for item in error.errors())
     if is_no_space(error):
         return no_space_message(getattr(error, "filename", None) or ".")
     if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and error.filename:

@@ -33,8 +33,7 @@ class StrictConfig(BaseModel):
     # given for a text field is taken as its text, not rejected. A docstring under a field is
     # its doc (`slowthink config CMD`, docs/config.md); a `#` comment above it works too
     # (command_config.field_doc).
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True,
-                              use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True, use_attribute_docstrings=True)
 
 
 def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:

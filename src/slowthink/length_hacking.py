@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 # The metric keys the RL loop logs (slowthink.metrics.rollout_metrics).
 LENGTH_KEY, ACCURACY_KEY = "response_length", "accuracy"
@@ -65,13 +66,15 @@ def fitted_rise(values: Sequence[float]) -> float:
     return num / den * (n - 1)
 
 
-def detect_length_hacking(lengths: Sequence[float], accuracies: Sequence[float], settings: HackingSettings = HackingSettings()) -> HackingSignal | None:
+def detect_length_hacking(
+    lengths: Sequence[float], accuracies: Sequence[float], settings: HackingSettings = HackingSettings()
+) -> HackingSignal | None:
     """Verdict over the last ``settings.window`` points; None while there are too few.
 
     ``lengths`` and ``accuracies`` are per-step means (one entry per step, oldest first);
     NaN entries (steps without the metric) are dropped pairwise.
     """
-    pairs = [(l, a) for l, a in zip(lengths, accuracies) if not (math.isnan(l) or math.isnan(a))][-settings.window :]
+    pairs = [(length, acc) for length, acc in zip(lengths, accuracies) if not (math.isnan(length) or math.isnan(acc))][-settings.window :]
     if len(pairs) < settings.window:
         return None
     window_lengths, window_acc = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -126,7 +129,7 @@ class LengthHackingMonitor:
     last_flagged: int | None = None  # index in the series of the last flagged step
 
     @classmethod
-    def for_run(cls, run_dir: str | Path, up_to_step: int, echo: bool = True) -> "LengthHackingMonitor":
+    def for_run(cls, run_dir: str | Path, up_to_step: int, echo: bool = True) -> LengthHackingMonitor:
         """A monitor primed with a resumed run's logged steps (so its window survives a restart)."""
         from slowthink.tracking import read_metrics
 
@@ -159,7 +162,8 @@ class LengthHackingMonitor:
             print(
                 f"[rl] WARNING {where}possible length hacking: response length +{100 * signal.length_rise:.0f}% over the last "
                 f"{self.settings.window} steps while train accuracy changed {signal.accuracy_rise:+.3f} (paper sections 4.2.2, 5)",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
         if signal.hacking:
             self.last_flagged = now

@@ -9,8 +9,8 @@ before the length limit, section 3.2), reasoning-keyword frequency per category
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import mean
-from typing import Sequence
 
 from slowthink.rewards.keywords import KEYWORD_CATEGORIES, count_keywords
 from slowthink.rewards.verdict import STATUSES, Verdict

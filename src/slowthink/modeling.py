@@ -31,6 +31,7 @@ def available_cores() -> int:
 
 def other_busy_cores(window_s: float = 0.1) -> float:
     """Cores other processes keep busy now: all CPUs' busy time over ``window_s`` minus ours."""
+
     def busy() -> int:
         with open("/proc/stat") as stat:
             fields = [int(x) for x in stat.readline().split()[1:]]

@@ -41,7 +41,7 @@ class NoSignalWatch:
     done: bool = False  # warned, saw a correct rollout, or resumed mid-run
 
     @classmethod
-    def for_run(cls, start_step: int, model_path: str, echo: bool = True) -> "NoSignalWatch":
+    def for_run(cls, start_step: int, model_path: str, echo: bool = True) -> NoSignalWatch:
         """Watch a fresh run only: a resumed run's first steps are already behind it."""
         return cls(model_path=model_path, echo=echo, done=start_step > 0)
 

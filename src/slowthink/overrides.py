@@ -35,9 +35,7 @@ _Yaml12Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def load_yaml12(text: str) -> Any:
@@ -111,7 +109,7 @@ def _is_text(annotation: Any) -> bool:
 def _number(text: str, kind: type) -> Any:
     """int or float from the text (``1e-3`` included); anything else stays text for pydantic to
     reject by name (as YAML, ``off`` would become False and pass as the number 0)."""
-    for parse in ((int, float) if kind is int else (float,)):
+    for parse in (int, float) if kind is int else (float,):
         try:
             return parse(text.strip())
         except ValueError:

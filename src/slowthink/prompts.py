@@ -14,7 +14,8 @@ Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 SHORT_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import typer
 import yaml
@@ -81,8 +82,14 @@ LINESTYLES = ("-", "--", "-.", ":")
 NOT_SMOOTHED = frozenset({"kl_coef", "lr", "max_length"})
 # The per-run table: these metrics, with a "best" where higher is better.
 SUMMARY_KEYS = (
-    "heldout/accuracy", "accuracy", "reward", "response_length", "completion_ratio", "heldout/response_length",
-    "entropy", "kl",
+    "heldout/accuracy",
+    "accuracy",
+    "reward",
+    "response_length",
+    "completion_ratio",
+    "heldout/response_length",
+    "entropy",
+    "kl",
 )
 HIGHER_IS_BETTER = frozenset({"heldout/accuracy", "accuracy", "reward", "completion_ratio", "heldout/completion_ratio"})
 
@@ -161,8 +168,12 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
 
 
 def plot_run_metrics(
-    runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str], out_path: Path,
-    title: str | None = None, smoothing: float = 0.0, ncols: int = 3,
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    keys: Sequence[str],
+    out_path: Path,
+    title: str | None = None,
+    smoothing: float = 0.0,
+    ncols: int = 3,
 ) -> list[str]:
     """One PNG, a subplot per metric over steps, a line per run; returns the keys drawn.
 
@@ -195,7 +206,7 @@ def plot_run_metrics(
         ax.set_title(LABELS.get(key, key), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(present):]:
+    for ax in list(axes.flat)[len(present) :]:
         ax.set_visible(False)
     # One legend for the whole figure, below the plots: every subplot has the same runs.
     handles = [Line2D([], [], color=color, linestyle=dash, linewidth=1.8) for color, dash in drawn_runs.values()]
@@ -293,13 +304,15 @@ def overview_table(runs: Sequence[Run]) -> str:
     for run in runs:
         held = summarize(run.rows, "heldout/accuracy")
         final = {k: summarize(run.rows, k) for k in ("accuracy", "response_length", "completion_ratio")}
-        rows.append((
-            run.label,
-            max((r["step"] for r in run.rows), default=0),
-            f"{fmt(held['last'])} (step {held['last_step']})" if held else None,
-            f"{fmt(held['best'])} (step {held['best_step']})" if held else None,
-            *(s["last"] if s else None for s in final.values()),
-        ))
+        rows.append(
+            (
+                run.label,
+                max((r["step"] for r in run.rows), default=0),
+                f"{fmt(held['last'])} (step {held['last_step']})" if held else None,
+                f"{fmt(held['best'])} (step {held['best_step']})" if held else None,
+                *(s["last"] if s else None for s in final.values()),
+            )
+        )
     return markdown_table(header, rows)
 
 
@@ -344,8 +357,11 @@ def hacking_section(runs: Sequence[Run]) -> str:
 
 
 def write_report(
-    run_dirs: Sequence[Path], out_dir: Path, title: str = "slowthink report",
-    table: Sequence[tuple[str, ...]] | None = None, smoothing: float = 0.6,
+    run_dirs: Sequence[Path],
+    out_dir: Path,
+    title: str = "slowthink report",
+    table: Sequence[tuple[str, ...]] | None = None,
+    smoothing: float = 0.6,
 ) -> Path:
     """Write the standard figures and ``report.md`` for one or more runs; returns report.md's path.
 

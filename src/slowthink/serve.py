@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, List, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -46,8 +46,7 @@ def _utf8(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(f"holds a lone surrogate {text[exc.start]!r} at character {exc.start}; send valid UTF-8 text") \
-            from None
+        raise ValueError(f"holds a lone surrogate {text[exc.start]!r} at character {exc.start}; send valid UTF-8 text") from None
     return text
 
 
@@ -110,8 +109,14 @@ def _sampling(request: _Request, max_tokens: int) -> SamplingParams:
     if getattr(request, "echo", False):
         raise RequestError("'echo' is not supported")
     try:
-        return SamplingParams(temperature=request.temperature, top_p=request.top_p, max_new_tokens=max_tokens,
-                              stop=_stop_tuple(request.stop), n=request.n, seed=request.seed)
+        return SamplingParams(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_new_tokens=max_tokens,
+            stop=_stop_tuple(request.stop),
+            n=request.n,
+            seed=request.seed,
+        )
     except ValueError as exc:
         raise RequestError(str(exc)) from None
 
@@ -129,14 +134,21 @@ def _cut_stop(completion: Completion, include: bool) -> str:
 class ServerState:
     """What the endpoints share: the scheduler, the tokenizer, the name, context and caps."""
 
-    def __init__(self, generator: Any, tokenizer: Any, model_name: str, context_length: int | None,
-                 default_max_tokens: int | None, max_sequences: int, max_tokens_limit: int,
-                 chunk_tokens: int = 8):
+    def __init__(
+        self,
+        generator: Any,
+        tokenizer: Any,
+        model_name: str,
+        context_length: int | None,
+        default_max_tokens: int | None,
+        max_sequences: int,
+        max_tokens_limit: int,
+        chunk_tokens: int = 8,
+    ):
         # Imported here: the scheduler needs torch, and ``slowthink --help`` must not.
         from slowthink.serve_scheduler import Scheduler
 
-        self.scheduler = Scheduler(generator, batch_size=getattr(generator, "batch_size", 64),
-                                   chunk_tokens=chunk_tokens)
+        self.scheduler = Scheduler(generator, batch_size=getattr(generator, "batch_size", 64), chunk_tokens=chunk_tokens)
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.context_length = context_length
@@ -163,8 +175,10 @@ class ServerState:
         longest = max(len(p) for p in prompts)
         room = None if self.context_length is None else self.context_length - longest
         if room is not None and room < 1:
-            raise RequestError(f"This model's maximum context length is {self.context_length} tokens. However, "
-                               f"the prompt alone is {longest} tokens, which leaves no room for a completion.")
+            raise RequestError(
+                f"This model's maximum context length is {self.context_length} tokens. However, "
+                f"the prompt alone is {longest} tokens, which leaves no room for a completion."
+            )
         if requested is None:
             caps = [c for c in (room, self.default_max_tokens, self.max_tokens_limit) if c is not None]
             return min(caps)
@@ -174,8 +188,10 @@ class ServerState:
                 f"{longest + requested} tokens ({longest} in the prompt, {requested} in the completion)."
             )
         if requested > self.max_tokens_limit:
-            raise RequestError(f"'max_tokens' {requested} exceeds this server's limit of {self.max_tokens_limit} "
-                               f"tokens per completion (slowthink serve --max-tokens-limit)")
+            raise RequestError(
+                f"'max_tokens' {requested} exceeds this server's limit of {self.max_tokens_limit} "
+                f"tokens per completion (slowthink serve --max-tokens-limit)"
+            )
         return requested
 
     def token_text(self, token_id: int, as_ids: bool) -> str:
@@ -205,8 +221,7 @@ class ServerState:
 def _usage(prompts: list[list[int]], completions: list[Completion], n: int) -> dict[str, int]:
     prompt_tokens = sum(len(p) for p in prompts) * n
     completion_tokens = sum(len(c.token_ids) for c in completions)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
 
 
 def prepare_completion(state: ServerState, request: CompletionRequest) -> tuple[list[list[int]], SamplingParams]:
@@ -217,8 +232,7 @@ def prepare_completion(state: ServerState, request: CompletionRequest) -> tuple[
     return prompts, _sampling(request, state.max_tokens(request.max_tokens, prompts))
 
 
-def completions_reply(state: ServerState, request: CompletionRequest, prompts: list[list[int]],
-                      completions: list[Completion]) -> dict[str, Any]:
+def completions_reply(state: ServerState, request: CompletionRequest, prompts: list[list[int]], completions: list[Completion]) -> dict[str, Any]:
     choices = []
     for i, c in enumerate(completions):
         logprobs = None
@@ -228,23 +242,33 @@ def completions_reply(state: ServerState, request: CompletionRequest, prompts: l
             for token in tokens:
                 offsets.append(at)
                 at += 0 if request.return_tokens_as_token_ids else len(token)
-            logprobs = {"tokens": tokens, "token_logprobs": c.logprobs,
-                        "top_logprobs": [{t: lp} for t, lp in zip(tokens, c.logprobs)], "text_offset": offsets}
+            logprobs = {
+                "tokens": tokens,
+                "token_logprobs": c.logprobs,
+                "top_logprobs": [{t: lp} for t, lp in zip(tokens, c.logprobs)],
+                "text_offset": offsets,
+            }
         choices.append(_choice(i, c, {"text": _cut_stop(c, request.include_stop_str_in_output)}, logprobs))
     return _reply(state, "cmpl", "text_completion", choices, prompts, completions, request.n)
 
 
 def _choice(index: int, completion: Completion, body: dict[str, Any], logprobs: Any) -> dict[str, Any]:
     """One choice as OpenAI writes it: index, the text or message, why it ended, log-probs."""
-    return {"index": index, **body, "finish_reason": completion.finish_reason, "stop_reason": completion.stop_string,
-            "logprobs": logprobs}
+    return {"index": index, **body, "finish_reason": completion.finish_reason, "stop_reason": completion.stop_string, "logprobs": logprobs}
 
 
-def _reply(state: ServerState, id_prefix: str, kind: str, choices: list[dict[str, Any]], prompts: list[list[int]],
-           completions: list[Completion], n: int) -> dict[str, Any]:
+def _reply(
+    state: ServerState, id_prefix: str, kind: str, choices: list[dict[str, Any]], prompts: list[list[int]], completions: list[Completion], n: int
+) -> dict[str, Any]:
     """The envelope both endpoints share: id, object, created, model, choices, usage."""
-    return {"id": f"{id_prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
-            "model": state.model_name, "choices": choices, "usage": _usage(prompts, completions, n)}
+    return {
+        "id": f"{id_prefix}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": state.model_name,
+        "choices": choices,
+        "usage": _usage(prompts, completions, n),
+    }
 
 
 def prepare_chat(state: ServerState, request: ChatRequest) -> tuple[list[list[int]], SamplingParams]:
@@ -252,8 +276,7 @@ def prepare_chat(state: ServerState, request: ChatRequest) -> tuple[list[list[in
     state.check_model(request.model)
     if getattr(state.tokenizer, "chat_template", None) is None:
         raise RequestError("this model's tokenizer has no chat template; use /v1/completions")
-    text = state.tokenizer.apply_chat_template([m.model_dump() for m in request.messages], tokenize=False,
-                                               add_generation_prompt=True)
+    text = state.tokenizer.apply_chat_template([m.model_dump() for m in request.messages], tokenize=False, add_generation_prompt=True)
     prompts = [state.tokenizer.encode(text, add_special_tokens=False)]
     if not prompts[0]:
         raise RequestError("'messages' render to an empty prompt")
@@ -262,25 +285,33 @@ def prepare_chat(state: ServerState, request: ChatRequest) -> tuple[list[list[in
     return prompts, _sampling(request, state.max_tokens(wanted, prompts))
 
 
-def chat_reply(state: ServerState, request: ChatRequest, prompts: list[list[int]],
-               completions: list[Completion]) -> dict[str, Any]:
+def chat_reply(state: ServerState, request: ChatRequest, prompts: list[list[int]], completions: list[Completion]) -> dict[str, Any]:
     choices = []
     for i, c in enumerate(completions):
         logprobs = None
         if request.logprobs:
-            logprobs = {"content": [
-                {"token": state.token_text(t, request.return_tokens_as_token_ids), "logprob": lp, "bytes": None,
-                 "top_logprobs": []}
-                for t, lp in zip(c.token_ids, c.logprobs)
-            ]}
+            logprobs = {
+                "content": [
+                    {"token": state.token_text(t, request.return_tokens_as_token_ids), "logprob": lp, "bytes": None, "top_logprobs": []}
+                    for t, lp in zip(c.token_ids, c.logprobs)
+                ]
+            }
         message = {"role": "assistant", "content": _cut_stop(c, request.include_stop_str_in_output)}
         choices.append(_choice(i, c, {"message": message}, logprobs))
     return _reply(state, "chatcmpl", "chat.completion", choices, prompts, completions, request.n)
 
 
-def serve(model: str = "tiny", host: str = "127.0.0.1", port: int = 8000, served_model_name: str | None = None,
-          default_max_tokens: int | None = None, batch_size: int = 64, max_sequences: int = 256,
-          max_tokens_limit: int = 4096, chunk_tokens: int = 8) -> None:
+def serve(
+    model: str = "tiny",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    served_model_name: str | None = None,
+    default_max_tokens: int | None = None,
+    batch_size: int = 64,
+    max_sequences: int = 256,
+    max_tokens_limit: int = 4096,
+    chunk_tokens: int = 8,
+) -> None:
     """Load ``model`` (``tiny``, a directory or a hub name) on CPU and serve it until interrupted."""
     import uvicorn
 
@@ -294,10 +325,17 @@ def serve(model: str = "tiny", host: str = "127.0.0.1", port: int = 8000, served
     name = served_model_name or model
     from slowthink.serve_app import create_app
 
-    app = create_app(hf_engine(loaded, tokenizer, batch_size=batch_size), tokenizer, name, context,
-                     default_max_tokens, max_sequences, max_tokens_limit, chunk_tokens)
-    print(f"slowthink serve: model '{name}' (context {context}, {threads} torch threads) at http://{host}:{port}/v1",
-          flush=True)
+    app = create_app(
+        hf_engine(loaded, tokenizer, batch_size=batch_size),
+        tokenizer,
+        name,
+        context,
+        default_max_tokens,
+        max_sequences,
+        max_tokens_limit,
+        chunk_tokens,
+    )
+    print(f"slowthink serve: model '{name}' (context {context}, {threads} torch threads) at http://{host}:{port}/v1", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -325,15 +363,16 @@ class ServeConfig(StrictConfig):
 
 
 def serve_cli(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (keys: slowthink config serve); optional."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. max_sequences=64 chunk_tokens=16"),
+    config: Path | None = typer.Argument(None, help="YAML config (keys: slowthink config serve); optional."),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. max_sequences=64 chunk_tokens=16"),
     model: str = typer.Option(None, help="(key model) 'tiny' (default), a local HF model directory, or a hub name"),
     host: str = typer.Option(None, help="(key host) interface to bind (default 127.0.0.1: this machine only)"),
     port: int = typer.Option(None, help="(key port) TCP port (default 8000)"),
     served_model_name: str = typer.Option(None, help="(key served_model_name) name clients send as 'model' (default: --model)"),
     batch_size: int = typer.Option(None, help="(key batch_size) sequences decoded together (default 64)"),
-    default_max_tokens: int = typer.Option(None, help="(key default_max_tokens) chat max_tokens when a request gives none "
-                                                      "(default: the context that remains)"),
+    default_max_tokens: int = typer.Option(
+        None, help="(key default_max_tokens) chat max_tokens when a request gives none (default: the context that remains)"
+    ),
     max_sequences: int = typer.Option(None, help="(key max_sequences) per request: prompts x n above this is refused (default 256)"),
     max_tokens_limit: int = typer.Option(None, help="(key max_tokens_limit) per request: max_tokens above this is refused (default 4096)"),
     chunk_tokens: int = typer.Option(None, help="(key chunk_tokens) tokens a batch decodes per turn before the next request's (default 8)"),
@@ -342,12 +381,29 @@ def serve_cli(
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions) on CPU."""
     from slowthink.command_config import print_config, resolve_config
 
-    shorthands = dict(model=model, host=host, port=port, served_model_name=served_model_name, batch_size=batch_size,
-                      default_max_tokens=default_max_tokens, max_sequences=max_sequences, max_tokens_limit=max_tokens_limit,
-                      chunk_tokens=chunk_tokens)
+    shorthands = dict(
+        model=model,
+        host=host,
+        port=port,
+        served_model_name=served_model_name,
+        batch_size=batch_size,
+        default_max_tokens=default_max_tokens,
+        max_sequences=max_sequences,
+        max_tokens_limit=max_tokens_limit,
+        chunk_tokens=chunk_tokens,
+    )
     cfg = resolve_config(ServeConfig, config, overrides, shorthands)
     if show_config:
         print_config(cfg)
     # A model that cannot load is the user's mistake: exit 2, one message (slowthink/cli_errors.py).
-    serve(cfg.model, cfg.host, cfg.port, cfg.served_model_name, cfg.default_max_tokens, cfg.batch_size, cfg.max_sequences,
-          cfg.max_tokens_limit, cfg.chunk_tokens)
+    serve(
+        cfg.model,
+        cfg.host,
+        cfg.port,
+        cfg.served_model_name,
+        cfg.default_max_tokens,
+        cfg.batch_size,
+        cfg.max_sequences,
+        cfg.max_tokens_limit,
+        cfg.chunk_tokens,
+    )

@@ -10,8 +10,9 @@ itself in the endpoints' signatures, not a string it cannot resolve.
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -19,8 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from slowthink.rollout.generator import Completion, SamplingParams
-from slowthink.serve import (ChatRequest, CompletionRequest, RequestError, ServerState, chat_reply, completions_reply,
-                             prepare_chat, prepare_completion)
+from slowthink.serve import ChatRequest, CompletionRequest, RequestError, ServerState, chat_reply, completions_reply, prepare_chat, prepare_completion
 
 # How often a waiting request checks whether its client is still connected.
 DISCONNECT_POLL_S = 0.1
@@ -30,8 +30,7 @@ class ClientGone(Exception):
     """The client hung up before its completions were ready; its request was cancelled."""
 
 
-async def generate(state: ServerState, prompts: list[list[int]], params: SamplingParams,
-                   connection: Any) -> list[Completion]:
+async def generate(state: ServerState, prompts: list[list[int]], params: SamplingParams, connection: Any) -> list[Completion]:
     """Wait for the scheduler, checking that the client is still there; if it is not (or
     this handler is cancelled), cancel the request so it stops taking turns (issue 8)."""
     job = state.scheduler.submit(prompts, params)
@@ -48,13 +47,19 @@ async def generate(state: ServerState, prompts: list[list[int]], params: Samplin
             job.cancel()
 
 
-def create_app(generator: Any, tokenizer: Any, model_name: str, context_length: int | None = None,
-               default_max_tokens: int | None = None, max_sequences: int = 256, max_tokens_limit: int = 4096,
-               chunk_tokens: int = 8) -> Any:
+def create_app(
+    generator: Any,
+    tokenizer: Any,
+    model_name: str,
+    context_length: int | None = None,
+    default_max_tokens: int | None = None,
+    max_sequences: int = 256,
+    max_tokens_limit: int = 4096,
+    chunk_tokens: int = 8,
+) -> Any:
     """The FastAPI application over ``generator`` (an ``HFGenerator``: the scheduler steps its
     ``start_batch``) and its tokenizer; the caps are per request (see ``serve_cli``)."""
-    state = ServerState(generator, tokenizer, model_name, context_length, default_max_tokens, max_sequences,
-                        max_tokens_limit, chunk_tokens)
+    state = ServerState(generator, tokenizer, model_name, context_length, default_max_tokens, max_sequences, max_tokens_limit, chunk_tokens)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -95,8 +100,7 @@ def create_app(generator: Any, tokenizer: Any, model_name: str, context_length: 
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
-        card = {"id": model_name, "object": "model", "created": int(time.time()), "owned_by": "slowthink",
-                "max_model_len": context_length}
+        card = {"id": model_name, "object": "model", "created": int(time.time()), "owned_by": "slowthink", "max_model_len": context_length}
         return {"object": "list", "data": [card]}
 
     @app.get("/stats")

@@ -79,8 +79,7 @@ class _Cohort:
 class Scheduler:
     """Runs an ``HFGenerator``'s ``start_batch``/``step`` for many requests fairly (see the module)."""
 
-    def __init__(self, generator: Any, batch_size: int = 64, chunk_tokens: int = 8,
-                 max_running_sequences: int | None = None):
+    def __init__(self, generator: Any, batch_size: int = 64, chunk_tokens: int = 8, max_running_sequences: int | None = None):
         # Rows decoding at once, all requests together (KV-cache memory); at least 8 requests' worth.
         max_running_sequences = 8 * batch_size if max_running_sequences is None else max_running_sequences
         if batch_size < 1 or chunk_tokens < 1 or max_running_sequences < batch_size:
@@ -92,8 +91,14 @@ class Scheduler:
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._jobs: list[Job] = []
         self._cohorts: deque[_Cohort] = deque()
-        self._counts = {"requests": 0, "completed_requests": 0, "cancelled_requests": 0, "failed_requests": 0,
-                        "cancelled_sequences": 0, "generated_tokens": 0}
+        self._counts = {
+            "requests": 0,
+            "completed_requests": 0,
+            "cancelled_requests": 0,
+            "failed_requests": 0,
+            "cancelled_sequences": 0,
+            "generated_tokens": 0,
+        }
         self._lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="slowthink-serve-scheduler", daemon=True)
@@ -129,8 +134,7 @@ class Scheduler:
     def _run(self) -> None:
         while not self._closed:
             # Block for new work only when nothing is decoding, waiting or left to answer.
-            idle = not self._cohorts and not any(
-                job.waiting or job.cancelled or job.error is not None for job in self._jobs)
+            idle = not self._cohorts and not any(job.waiting or job.cancelled or job.error is not None for job in self._jobs)
             if not self._take_new(block=idle):
                 return
             self._drop_abandoned()
@@ -217,8 +221,7 @@ class Scheduler:
         for job, index, samples in units:
             for sample in samples:
                 seed = job.params.seed
-                rngs.append(torch.Generator().manual_seed(
-                    row_seed(seed, index, sample) if seed is not None else random.getrandbits(64)))
+                rngs.append(torch.Generator().manual_seed(row_seed(seed, index, sample) if seed is not None else random.getrandbits(64)))
                 rows.append((index, job.prompts[index]))
                 owners.append((job, index * job.params.n + sample))
         try:

@@ -42,7 +42,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_fingerprint(spec: "TinyModelSpec | None" = None) -> str:
+def tiny_fingerprint(spec: TinyModelSpec | None = None) -> str:
     """A short hash of everything that defines the tiny default (cache key of its saved copy)."""
     spec = spec or TinyModelSpec()
     text = repr((SPECIAL_TOKENS, FORMAT_TOKENS, string.printable, CHAT_TEMPLATE, spec, TOKENIZER_VERSION))

@@ -182,8 +182,5 @@ def test_per_micro_batch_token_mean_would_change_the_gradient() -> None:
     generator = torch.Generator().manual_seed(3)
     theta = (-torch.rand(8, MAX_LENGTH, generator=generator, dtype=torch.float64) * 2).requires_grad_(True)
     full = _micro_batch_objective(theta, slice(0, 8), "token_mean", sum(LENGTHS))
-    local = sum(
-        _micro_batch_objective(theta, slice(first, first + 2), "token_mean", sum(LENGTHS[first : first + 2])) / 4
-        for first in range(0, 8, 2)
-    )
+    local = sum(_micro_batch_objective(theta, slice(first, first + 2), "token_mean", sum(LENGTHS[first : first + 2])) / 4 for first in range(0, 8, 2))
     assert not math.isclose(full.item(), local.item(), abs_tol=1e-6)

@@ -45,7 +45,13 @@ def test_pipeline_keeps_the_good_rows_and_counts_every_drop(tmp_path):
     assert [r["id"] for r in kept] == ["keep1", "keep2"]
     assert kept[1]["answer"] == "24"  # a numeric gold becomes text
     assert dict(stats.dropped) == {
-        "multiple_choice": 1, "proof": 1, "multi_part": 1, "open_ended": 1, "unparseable_answer": 1, "exact_duplicate": 1, "contaminated": 1,
+        "multiple_choice": 1,
+        "proof": 1,
+        "multi_part": 1,
+        "open_ended": 1,
+        "unparseable_answer": 1,
+        "exact_duplicate": 1,
+        "contaminated": 1,
     }
     assert stats.read == 9 and stats.kept == 2
     report = curation_report(stats, "test")
@@ -87,7 +93,11 @@ class ScriptedGenerator:
 def test_difficulty_drops_always_and_never_solved(tmp_path):
     tokenizer = build_tokenizer()
     settings = DifficultySettings(samples=4, template="chat")
-    assert pass_rates(ScriptedGenerator([4, 0, 2]), tokenizer, ExactMatchChecker(), ["1+0", "1+0", "1+0"], ["1", "1", "1"], settings) == [1.0, 0.0, 0.5]
+    assert pass_rates(ScriptedGenerator([4, 0, 2]), tokenizer, ExactMatchChecker(), ["1+0", "1+0", "1+0"], ["1", "1", "1"], settings) == [
+        1.0,
+        0.0,
+        0.5,
+    ]
     rows = [{"id": f"p{i}", "problem": f"{i}+1", "answer": "1"} for i in range(5)]
     source = write_jsonl(tmp_path / "t.jsonl", rows)
     difficulty = (ScriptedGenerator([4, 0, 2, 1, 3]), tokenizer, ExactMatchChecker(), settings)
@@ -102,7 +112,9 @@ def test_difficulty_drops_always_and_never_solved(tmp_path):
 def test_cli_writes_pool_and_report(tmp_path):
     source = write_jsonl(tmp_path / "train.jsonl", ROWS)
     bench = write_jsonl(tmp_path / "aime24.jsonl", [{"id": "b1", "problem": BENCH, "answer": "6"}])
-    result = CliRunner().invoke(app, ["curate", source, "--out", str(tmp_path / "pool.jsonl"), "--benchmark", bench, "--report", str(tmp_path / "r.md")])
+    result = CliRunner().invoke(
+        app, ["curate", source, "--out", str(tmp_path / "pool.jsonl"), "--benchmark", bench, "--report", str(tmp_path / "r.md")]
+    )
     assert result.exit_code == 0, result.output
     assert "kept 2 of 9 rows" in result.output
     assert "| exact_duplicate | 1 |" in (tmp_path / "r.md").read_text()

@@ -19,11 +19,14 @@ def write_lines(tmp_path, lines: list[str], name: str = "p.jsonl") -> Path:
 
 
 def test_rows_load_with_defaults_and_numeric_answers(tmp_path):
-    path = write_lines(tmp_path, [
-        json.dumps({"id": "a", "problem": "1+1?", "answer": "2", "source": "s", "meta": {"level": 3}}),
-        json.dumps({"problem": "x^2=4, x>0", "answer": 2}),
-        json.dumps({"problem": "half", "answer": 0.5}),
-    ])
+    path = write_lines(
+        tmp_path,
+        [
+            json.dumps({"id": "a", "problem": "1+1?", "answer": "2", "source": "s", "meta": {"level": 3}}),
+            json.dumps({"problem": "x^2=4, x>0", "answer": 2}),
+            json.dumps({"problem": "half", "answer": 0.5}),
+        ],
+    )
     problems = load_problems(path)
     assert problems[0] == Problem("a", "1+1?", "2", "s", {"level": 3})
     # Without an id the line number is the id; numbers become strings.

@@ -29,7 +29,12 @@ def write_rows(tmp_path, rows: list) -> str:
 
 
 def test_prompt_response_and_messages_rows(tmp_path):
-    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
+    messages = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "d"},
+    ]
     path = write_rows(tmp_path, [{"prompt": "1+2", "response": "3", "extra": 1}, "", {"messages": messages}])
     rows = load_sft_rows(path)
     assert rows == [("1+2", "3"), (messages[:3], "d")]

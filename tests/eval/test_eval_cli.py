@@ -39,8 +39,7 @@ def test_tiny_model_on_math500_writes_all_outputs_and_resumes(tmp_path):
     assert "2 problems x 1 samples, 2 to generate" in result.output
     assert "slowthink eval" in result.output and "math500" in result.output
     samples = rows(out / "math500" / "samples.jsonl")
-    assert [(r["problem_id"], r["sample_index"]) for r in samples] == [
-        ("test/precalculus/807.json", 0), ("test/intermediate_algebra/1994.json", 0)]
+    assert [(r["problem_id"], r["sample_index"]) for r in samples] == [("test/precalculus/807.json", 0), ("test/intermediate_algebra/1994.json", 0)]
     first = samples[0]
     assert first["prompt"].startswith("<|user|>Convert the point") and first["prompt"].endswith("<|assistant|>")
     assert first["num_tokens"] <= 4 and first["finish_reason"] in ("stop", "length")
@@ -70,8 +69,9 @@ def test_sampled_mode_reports_pass_at_k_and_majority(tmp_path):
     data = tmp_path / "sums.jsonl"
     write_problems(data, ArithmeticTask(num_operands=2, digits=1).problems(3, seed=1, heldout=True))
     out = tmp_path / "eval"
-    result = invoke("--data", str(data), "--mode", "sampled", "--n", "4", "--max-tokens", "3",
-                    "--checker", "exact", "--template", "plain", "--out", str(out))
+    result = invoke(
+        "--data", str(data), "--mode", "sampled", "--n", "4", "--max-tokens", "3", "--checker", "exact", "--template", "plain", "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "sums" / "summary.json").read_text())
     assert summary["samples"] == 12 and summary["samples_per_problem"] == 4

@@ -5,8 +5,8 @@ old responses, and a resumed run draws exactly the samples an uninterrupted one 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 from typer.testing import CliRunner
@@ -112,8 +112,25 @@ def one_thread(monkeypatch):
 def test_resumed_tiny_eval_draws_what_an_uninterrupted_one_draws(tmp_path, one_thread):
     data = tmp_path / "sums.jsonl"
     write_problems(data, ArithmeticTask(num_operands=2, digits=2).problems(6, seed=3, heldout=True))
-    common = ["eval", "--data", str(data), "--mode", "sampled", "--n", "3", "--temperature", "1.0", "--top-p", "1.0",
-              "--max-tokens", "8", "--checker", "exact", "--batch-size", "4"]
+    common = [
+        "eval",
+        "--data",
+        str(data),
+        "--mode",
+        "sampled",
+        "--n",
+        "3",
+        "--temperature",
+        "1.0",
+        "--top-p",
+        "1.0",
+        "--max-tokens",
+        "8",
+        "--checker",
+        "exact",
+        "--batch-size",
+        "4",
+    ]
     runner = CliRunner()
     whole = runner.invoke(app, [*common, "--out", str(tmp_path / "whole")], catch_exceptions=False)
     assert whole.exit_code == 0, whole.output

@@ -7,8 +7,8 @@ scripted generator inside the real tool loop and sandbox; the CLI runs on the ti
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 from typer.testing import CliRunner
@@ -67,8 +67,7 @@ class CodeWriter:
                 text = "\\boxed{4}"
             stop = next((s for s in params.stop if s in text), None)
             ids_out = TOK.encode(text) + ([] if stop else [0])
-            out.extend(Completion(index, ids_out, [0.0] * len(ids_out), text, "stop", stop_string=stop)
-                       for _ in range(params.n))
+            out.extend(Completion(index, ids_out, [0.0] * len(ids_out), text, "stop", stop_string=stop) for _ in range(params.n))
         return out
 
     def update_weights(self, model: object) -> None:
@@ -82,8 +81,7 @@ def run_with_tools(tmp_path: Path, execute: bool) -> tuple[list, SampleStore]:
     store = SampleStore(tmp_path / "samples.jsonl")
     with ProcessSandbox(SandboxConfig(preload=())) as box:
         loop = ToolLoop(CodeWriter(), box if execute else None, TOK, ToolLoopConfig(execute=execute))
-        records = run_samples(PROBLEMS, loop, TOK, ExactMatchChecker(), "plain", Decoding(1, 0.0, 1.0, 64), store,
-                              record_tools=True)
+        records = run_samples(PROBLEMS, loop, TOK, ExactMatchChecker(), "plain", Decoding(1, 0.0, 1.0, 64), store, record_tools=True)
     store.close()
     return records, store
 
@@ -92,11 +90,18 @@ def test_rows_carry_tool_calls_and_the_summary_counts_them(tmp_path):
     records, store = run_with_tools(tmp_path, execute=True)
     written = rows(tmp_path / "samples.jsonl")
     assert [(r["problem_id"], r["tool_calls"], r["tool_statuses"], r["correct"]) for r in written] == [
-        ("coded", 1, ["ok"], True), ("plain", 0, [], False)]
+        ("coded", 1, ["ok"], True),
+        ("plain", 0, [], False),
+    ]
     assert written[0]["response"] == "```python\nprint(2 + 3)\n```\n```output\n5\n```\n\n\\boxed{5}"
     assert tool_summary(records, store) == {
-        "tools/tool_calls_per_response": 0.5, "tools/responses_with_tools": 1, "tools/responses_without_tools": 1,
-        "tools/accuracy_with_tools": 1.0, "tools/accuracy_without_tools": 0.0, "tools/status/ok": 1}
+        "tools/tool_calls_per_response": 0.5,
+        "tools/responses_with_tools": 1,
+        "tools/responses_without_tools": 1,
+        "tools/accuracy_with_tools": 1.0,
+        "tools/accuracy_without_tools": 0.0,
+        "tools/status/ok": 1,
+    }
     # Read back on resume, the stored statuses give the same summary.
     again = SampleStore(tmp_path / "samples.jsonl")
     assert tool_summary(records, again) == tool_summary(records, store)

@@ -9,11 +9,20 @@ import pytest
 from slowthink.eval.metrics import SampleRecord, powers_of_two, summarize
 
 
-def record(pid: str, index: int, tokens: int, finish: str, extracted: str | None, correct: bool,
-           response: str = "") -> SampleRecord:
+def record(pid: str, index: int, tokens: int, finish: str, extracted: str | None, correct: bool, response: str = "") -> SampleRecord:
     status = "correct" if correct else ("no_answer" if extracted is None else "wrong")
-    return SampleRecord(problem_id=pid, sample_index=index, prompt="p", response=response, num_tokens=tokens,
-                        finish_reason=finish, gold="7", extracted=extracted, status=status, correct=correct)
+    return SampleRecord(
+        problem_id=pid,
+        sample_index=index,
+        prompt="p",
+        response=response,
+        num_tokens=tokens,
+        finish_reason=finish,
+        gold="7",
+        extracted=extracted,
+        status=status,
+        correct=correct,
+    )
 
 
 # Two problems x 4 samples.

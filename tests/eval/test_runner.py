@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -57,11 +57,27 @@ def test_rows_hold_every_field_and_the_verdict(tmp_path):
     records = run(store, ScriptedGenerator())
     store.close()
     assert [(r.problem_id, r.sample_index, r.correct) for r in records] == [
-        ("p1", 0, True), ("p1", 1, True), ("p2", 0, True), ("p2", 1, True), ("p3", 0, False), ("p3", 1, False)]
+        ("p1", 0, True),
+        ("p1", 1, True),
+        ("p2", 0, True),
+        ("p2", 1, True),
+        ("p3", 0, False),
+        ("p3", 1, False),
+    ]
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
-    assert rows[4] == {"problem_id": "p3", "sample_index": 0, "prompt": "xy", "response": "\\boxed{2}", "num_tokens": 9,
-                       "finish_reason": "stop", "gold": "9", "extracted": "2", "status": "wrong", "correct": False,
-                       "key": fingerprint("xy")}
+    assert rows[4] == {
+        "problem_id": "p3",
+        "sample_index": 0,
+        "prompt": "xy",
+        "response": "\\boxed{2}",
+        "num_tokens": 9,
+        "finish_reason": "stop",
+        "gold": "9",
+        "extracted": "2",
+        "status": "wrong",
+        "correct": False,
+        "key": fingerprint("xy"),
+    }
 
 
 def test_rerun_skips_finished_samples(tmp_path):

@@ -8,14 +8,24 @@ from slowthink.config import load_config
 from slowthink.recipes.rl_config import RLConfig
 
 TINY_RL = [
-    "run.torch_threads=1", "run.progress=false", "reward.checker=exact",
-    "data.tiny_train_size=64", "data.tiny_eval_size=8",
-    "rollout.prompts_per_step=4", "rollout.rollouts_per_prompt=4", "rollout.max_length_schedule=[[0,12]]",
-    "train.steps=2", "train.eval_every=0", "train.eval_max_problems=4", "train.save_every=1",
-    "optim.lr=0.001", "update.micro_batch_size=16",
+    "run.torch_threads=1",
+    "run.progress=false",
+    "reward.checker=exact",
+    "data.tiny_train_size=64",
+    "data.tiny_eval_size=8",
+    "rollout.prompts_per_step=4",
+    "rollout.rollouts_per_prompt=4",
+    "rollout.max_length_schedule=[[0,12]]",
+    "train.steps=2",
+    "train.eval_every=0",
+    "train.eval_max_problems=4",
+    "train.save_every=1",
+    "optim.lr=0.001",
+    "update.micro_batch_size=16",
     # A random tiny model is never right. The length reward (RRL, section 4.2.1) still varies
     # when stop strings end some responses early, so advantages are non-zero and updates move.
-    "algorithm.drop_uniform_groups=false", "reward.weights={correctness: 1.0, length: 1.0}",
+    "algorithm.drop_uniform_groups=false",
+    "reward.weights={correctness: 1.0, length: 1.0}",
     "rollout.stop=['0','1','2','3','4','5']",
 ]
 

@@ -12,8 +12,7 @@ from slowthink.recipes.rl_config import RLConfig
 
 def _train(tmp_path: Path) -> None:
     # The recipe itself is not under test: it returns its run directory at once.
-    train(RLConfig, lambda config, resume: Path(config.run.output_dir), None,
-          [f"run.output_dir={tmp_path / 'run'}"], resume=False)
+    train(RLConfig, lambda config, resume: Path(config.run.output_dir), None, [f"run.output_dir={tmp_path / 'run'}"], resume=False)
 
 
 def test_rank_zero_prints_the_run_directory(tmp_path, monkeypatch, capsys):
@@ -49,8 +48,19 @@ def test_torchrun_prints_once_and_each_rank_takes_its_share_of_threads(tmp_path)
         port = sock.getsockname()[1]
     torchrun = Path(sys.executable).with_name("torchrun")
     overrides = [o for o in TINY_RL if not o.startswith("run.torch_threads")]
-    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(port), "-m", "slowthink.cli", "rl",
-               f"run.output_dir={tmp_path / 'run'}", *overrides, "train.steps=1"]
+    command = [
+        str(torchrun),
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        "-m",
+        "slowthink.cli",
+        "rl",
+        f"run.output_dir={tmp_path / 'run'}",
+        *overrides,
+        "train.steps=1",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "SLOWTHINK_TORCH_THREADS"}
     env["OMP_NUM_THREADS"] = "1"
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

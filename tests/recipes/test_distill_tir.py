@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 from typer.testing import CliRunner
@@ -31,8 +31,7 @@ from slowthink.tir.inject import INJECTION_PREFIXES
 from slowthink.tir.paths import TIRSampling
 
 PLAIN = "<think>6 times 7 is 42. Wait, let me recheck: 6*7 = 42. Hmm, yes. But is that right? Yes.</think>\\boxed{42}"
-PLAIN_PIECES = ["<think>6 times 7 is 42. ", "Wait, let me recheck: 6*7 = 42. ", "Hmm, yes. ",
-                "But is that right? Yes.</think>\\boxed{42}"]
+PLAIN_PIECES = ["<think>6 times 7 is 42. ", "Wait, let me recheck: 6*7 = 42. ", "Hmm, yes. ", "But is that right? Yes.</think>\\boxed{42}"]
 AFTER_OUTPUT = "\nThe code confirms 42. Wait, that matches. Hmm, good.</think>\\boxed{42}"
 INSTRUCTED = "<think>I will compute it.\n```python\nprint(6 * 7)\n```\n```output"
 CODE = "print(6 * 7)\n```"
@@ -76,8 +75,7 @@ class ScriptedTeacher:
             if len(token_ids) > params.max_new_tokens:
                 token_ids, finish, stop = token_ids[: params.max_new_tokens], "length", None
             text = self.tok.decode(token_ids, skip_special_tokens=True)
-            out.extend(Completion(index, token_ids, [0.0] * len(token_ids), text, finish, stop_string=stop)
-                       for _ in range(params.n))
+            out.extend(Completion(index, token_ids, [0.0] * len(token_ids), text, finish, stop_string=stop) for _ in range(params.n))
         return out
 
     def update_weights(self, model: object) -> None:
@@ -98,36 +96,48 @@ def sandbox():
 def run(tmp_path: Path, problems: list[Problem], tokenizer, sandbox, out: str = "tir.jsonl", **options):
     # The sampling keys (n, temperatures, injections) live in the config's `sampling` section.
     sampling = {k: options.pop(k) for k in list(options) if k in TIRSampling.model_fields}
-    cfg = DistillTIRConfig(data=str(tmp_path / "problems.jsonl"), out=str(tmp_path / out), checker="exact",
-                           progress=False, sampling=TIRSampling(**sampling), **{"max_tokens": 400, **options})
+    cfg = DistillTIRConfig(
+        data=str(tmp_path / "problems.jsonl"),
+        out=str(tmp_path / out),
+        checker="exact",
+        progress=False,
+        sampling=TIRSampling(**sampling),
+        **{"max_tokens": 400, **options},
+    )
     teacher = ScriptedTeacher(tokenizer)
     totals = distill(problems, ToolLoop(teacher, sandbox, tokenizer, ToolLoopConfig()), ExactMatchChecker(), cfg)
     rows = [json.loads(line) for line in (tmp_path / out).read_text().splitlines()]
     return rows, totals, teacher
 
 
-PROBLEMS = [Problem("p1", "What is 6*7?", "42"), Problem("p2", "NOCODE What is 6*7?", "42"),
-            Problem("p3", "What is 6*7, really?", "41")]
+PROBLEMS = [Problem("p1", "What is 6*7?", "42"), Problem("p2", "NOCODE What is 6*7?", "42"), Problem("p3", "What is 6*7, really?", "41")]
 
 
 def test_both_paths_keep_executed_code_with_the_right_answer(tmp_path, tokenizer, sandbox):
     rows, totals, _ = run(tmp_path, PROBLEMS, tokenizer, sandbox, min_injections=1, max_injections=1)
-    assert [(r["id"], r["source"], r["tool_calls"], r["tool_statuses"]) for r in rows] == [
-        ("p1", "instruct", 1, ["ok"]), ("p2", "inject", 1, ["ok"])]
+    assert [(r["id"], r["source"], r["tool_calls"], r["tool_statuses"]) for r in rows] == [("p1", "instruct", 1, ["ok"]), ("p2", "inject", 1, ["ok"])]
     first, second = rows
     # The instruct path: the teacher's own code, run, its output spliced in, then its conclusion.
     assert first["messages"] == [
         {"role": "user", "content": "What is 6*7?"},
-        {"role": "assistant", "content": INSTRUCTED + "\n42\n```\n" + AFTER_OUTPUT}]
+        {"role": "assistant", "content": INSTRUCTED + "\n42\n```\n" + AFTER_OUTPUT},
+    ]
     assert first["answer"] == "42" and "injections" not in first
     # The inject path: the plain thought cut at piece 2 or 3 of 4, a prefix, the code, its output, the rest.
-    expected = {"".join(PLAIN_PIECES[:cut]) + prefix + INJECTED_CELL + AFTER_OUTPUT
-                for cut in (2, 3) for prefix in INJECTION_PREFIXES}
+    expected = {"".join(PLAIN_PIECES[:cut]) + prefix + INJECTED_CELL + AFTER_OUTPUT for cut in (2, 3) for prefix in INJECTION_PREFIXES}
     assert second["messages"][1]["content"] in expected and second["injections"] == 1
     # p3's gold is wrong: both paths drop it; p2's teacher ignored the instruction (no code).
-    assert totals == Counter({
-        "instruct/generated": 3, "instruct/kept": 1, "instruct/dropped/no_code": 1, "instruct/dropped/wrong_answer": 1,
-        "inject/generated": 2, "inject/kept": 1, "inject/dropped/wrong_answer": 1})
+    assert totals == Counter(
+        {
+            "instruct/generated": 3,
+            "instruct/kept": 1,
+            "instruct/dropped/no_code": 1,
+            "instruct/dropped/wrong_answer": 1,
+            "inject/generated": 2,
+            "inject/kept": 1,
+            "inject/dropped/wrong_answer": 1,
+        }
+    )
 
 
 def test_the_output_is_sft_ready_as_is(tmp_path, tokenizer, sandbox):
@@ -136,16 +146,26 @@ def test_the_output_is_sft_ready_as_is(tmp_path, tokenizer, sandbox):
     assert [messages for messages, _ in pairs] == [[r["messages"][0]] for r in rows]
     example = encode_sft_example(tokenizer, pairs[0][0], pairs[0][1], "chat", mask_tool_outputs=True)
     assert 0 < sum(example.loss_mask) < len(example.loss_mask)  # the output block is masked when asked
-    config = load_config(SFTConfig, None, [
-        f"run.output_dir={tmp_path / 'sft'}", "run.torch_threads=1", "run.progress=false", "data.source=jsonl",
-        f"data.train_file={tmp_path / 'tir.jsonl'}", "train.steps=1", "train.batch_size=2", "train.micro_batch_size=2"])
+    config = load_config(
+        SFTConfig,
+        None,
+        [
+            f"run.output_dir={tmp_path / 'sft'}",
+            "run.torch_threads=1",
+            "run.progress=false",
+            "data.source=jsonl",
+            f"data.train_file={tmp_path / 'tir.jsonl'}",
+            "train.steps=1",
+            "train.batch_size=2",
+            "train.micro_batch_size=2",
+        ],
+    )
     assert (run_sft(config) / "metrics.jsonl").is_file()
 
 
 def test_injection_repeats_after_the_last_output_and_is_deterministic(tmp_path, tokenizer, sandbox):
     problems = [Problem("q", "What is 6*7?", "42")]
-    rows, totals, teacher = run(tmp_path, problems, tokenizer, sandbox, source="inject",
-                                min_injections=2, max_injections=2)
+    rows, totals, teacher = run(tmp_path, problems, tokenizer, sandbox, source="inject", min_injections=2, max_injections=2)
     (row,) = rows
     text = row["messages"][1]["content"]
     assert row["injections"] == 2 and row["tool_statuses"] == ["ok", "ok"]
@@ -154,8 +174,7 @@ def test_injection_repeats_after_the_last_output_and_is_deterministic(tmp_path, 
     first_cell_end = text.index(INJECTED_CELL) + len(INJECTED_CELL)
     assert text[first_cell_end:].startswith("\nThe code confirms 42. ")
     assert totals == Counter({"inject/generated": 1, "inject/kept": 1})
-    again, _, _ = run(tmp_path, problems, tokenizer, sandbox, out="again.jsonl", source="inject",
-                      min_injections=2, max_injections=2)
+    again, _, _ = run(tmp_path, problems, tokenizer, sandbox, out="again.jsonl", source="inject", min_injections=2, max_injections=2)
     assert again == rows
 
 
@@ -168,8 +187,15 @@ def test_sampling_settings_of_each_step(tmp_path, tokenizer, sandbox):
             calls.append(params)
             return super().generate(prompt_ids, params)
 
-    cfg = DistillTIRConfig(data="unused", out=str(tmp_path / "o.jsonl"), checker="exact", progress=False,
-                           source="inject", sampling=TIRSampling(min_injections=1, max_injections=1), max_tokens=5000)
+    cfg = DistillTIRConfig(
+        data="unused",
+        out=str(tmp_path / "o.jsonl"),
+        checker="exact",
+        progress=False,
+        source="inject",
+        sampling=TIRSampling(min_injections=1, max_injections=1),
+        max_tokens=5000,
+    )
     distill(PROBLEMS[:1], ToolLoop(Recording(tokenizer), sandbox, tokenizer), ExactMatchChecker(), cfg)
     plain, code, continuation = calls
     assert (plain.temperature, plain.top_p, plain.stop) == (0.6, 0.95, ())
@@ -181,18 +207,17 @@ def test_failed_injections_are_counted_by_reason(tmp_path, tokenizer, sandbox):
     problems = [Problem("a", "NOFENCE 6*7", "42"), Problem("b", "ERROR 6*7", "42"), Problem("c", "NOWORDS 6*7", "42")]
     rows, totals, _ = run(tmp_path, problems, tokenizer, sandbox, source="inject", min_injections=1, max_injections=1)
     assert rows == []
-    assert totals == Counter({"inject/generated": 3, "inject/dropped/code_unfinished": 1,
-                              "inject/dropped/no_successful_code": 1, "inject/dropped/no_split_point": 1})
+    assert totals == Counter(
+        {"inject/generated": 3, "inject/dropped/code_unfinished": 1, "inject/dropped/no_successful_code": 1, "inject/dropped/no_split_point": 1}
+    )
 
 
 def test_a_response_over_its_token_budget_is_dropped(tmp_path, tokenizer, sandbox):
     # Over every cut and prefix, in tokens: the spliced thought is 112-135, with the cell
     # 134-157, with the conclusion 192-215.
-    _, totals, _ = run(tmp_path, PROBLEMS[:1], tokenizer, sandbox, source="inject", max_tokens=100,
-                       min_injections=1, max_injections=1)
+    _, totals, _ = run(tmp_path, PROBLEMS[:1], tokenizer, sandbox, source="inject", max_tokens=100, min_injections=1, max_injections=1)
     assert totals == Counter({"inject/generated": 1, "inject/dropped/too_long": 1})
-    _, totals, _ = run(tmp_path, PROBLEMS[:1], tokenizer, sandbox, out="t.jsonl", source="inject", max_tokens=180,
-                       min_injections=1, max_injections=1)
+    _, totals, _ = run(tmp_path, PROBLEMS[:1], tokenizer, sandbox, out="t.jsonl", source="inject", max_tokens=180, min_injections=1, max_injections=1)
     assert totals == Counter({"inject/generated": 1, "inject/dropped/truncated": 1})
 
 
@@ -203,11 +228,9 @@ def test_resume_skips_problems_done_before_kept_or_not(tmp_path, tokenizer, sand
     progress = progress_path(tmp_path / "tir.jsonl")
     progress.write_text(progress.read_text() + '{"id": "p3", "coun')
     rows, totals, teacher = run(tmp_path, PROBLEMS, tokenizer, sandbox, source="instruct")
-    assert {p.split("<|user|>")[1].split("<|assistant|>")[0].split("\n")[0] for p in teacher.prompts} == {
-        "What is 6*7, really?"}
+    assert {p.split("<|user|>")[1].split("<|assistant|>")[0].split("\n")[0] for p in teacher.prompts} == {"What is 6*7, really?"}
     assert [r["id"] for r in rows] == ["p1"]
-    assert totals == Counter({"instruct/generated": 3, "instruct/kept": 1, "instruct/dropped/no_code": 1,
-                              "instruct/dropped/wrong_answer": 1})
+    assert totals == Counter({"instruct/generated": 3, "instruct/kept": 1, "instruct/dropped/no_code": 1, "instruct/dropped/wrong_answer": 1})
 
 
 def invoke(*args: str):
@@ -233,8 +256,7 @@ def test_tiny_teacher_end_to_end_writes_a_well_formed_file_and_resumes(tmp_path,
         dropped = sum(v for k, v in totals.items() if k.startswith(f"{path}/dropped/"))
         assert totals[f"{path}/generated"] == totals[f"{path}/kept"] + dropped
     # Inject runs for exactly the problems the instruct path kept nothing for.
-    assert totals["inject/generated"] == 3 - len({json.loads(x)["id"] for x in out.read_text().splitlines()
-                                                   if json.loads(x)["source"] == "instruct"})
+    assert totals["inject/generated"] == 3 - len({json.loads(x)["id"] for x in out.read_text().splitlines() if json.loads(x)["source"] == "instruct"})
     assert f"instruct: 3 generated, {totals['instruct/kept']} kept" in result.output
     result = invoke(*args)
     assert result.exit_code == 0 and "3 problems, 3 done before, 0 to do" in result.output

@@ -25,10 +25,27 @@ def test_rl_runs_and_logs_the_papers_monitors(tmp_path):
     assert [r["step"] for r in rows] == [0, 1, 2]  # step 0: held-out eval before training
     last = rows[-1]
     for key in (
-        "reward", "accuracy", "response_length", "response_length_correct", "response_length_incorrect",
-        "completion_ratio", "keywords/reflection", "entropy", "kl", "kl_coef", "clip_fraction", "grad_norm",
-        "lr", "tokens_per_s", "time/generate_s", "time/reward_s", "time/update_s", "reward/correctness",
-        "reward/length", "check/no_answer", "heldout/accuracy",
+        "reward",
+        "accuracy",
+        "response_length",
+        "response_length_correct",
+        "response_length_incorrect",
+        "completion_ratio",
+        "keywords/reflection",
+        "entropy",
+        "kl",
+        "kl_coef",
+        "clip_fraction",
+        "grad_norm",
+        "lr",
+        "tokens_per_s",
+        "time/generate_s",
+        "time/reward_s",
+        "time/update_s",
+        "reward/correctness",
+        "reward/length",
+        "check/no_answer",
+        "heldout/accuracy",
     ):
         assert key in last, key
     assert last["entropy"] > 0
@@ -105,7 +122,9 @@ def test_overlength_masking_drops_truncated_responses(tmp_path):
 
 @pytest.mark.parametrize("advantage", ["grpo_no_std", "rloo", "reinforce_pp"])
 def test_other_estimators_and_aggregations_run(tmp_path, advantage):
-    config = tiny_rl_config(tmp_path / "run", "train.steps=1", f"algorithm.advantage={advantage}", "algorithm.loss_aggregation=constant", "algorithm.entropy_coef=0.01")
+    config = tiny_rl_config(
+        tmp_path / "run", "train.steps=1", f"algorithm.advantage={advantage}", "algorithm.loss_aggregation=constant", "algorithm.entropy_coef=0.01"
+    )
     assert read_metrics(run_rl(config) / "metrics.jsonl")[-1]["optimizer_steps"] == 1
 
 

@@ -40,8 +40,15 @@ SPEC = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_siz
 T, F = True, False
 # 4 prompts x 4 rollouts; rank 0 rolls out prompts 0-1, rank 1 prompts 2-3. Two mini-batches
 # (prompts_per_update=2) and two epochs; KL to the reference in the loss unless stated.
-COMMON = ["rollout.prompts_per_step=4", "update.prompts_per_update=2", "update.epochs=2", "update.micro_batch_size=2",
-          "algorithm.drop_uniform_groups=true", "kl.mode=fixed", "kl.coef=0.05"]
+COMMON = [
+    "rollout.prompts_per_step=4",
+    "update.prompts_per_update=2",
+    "update.epochs=2",
+    "update.micro_batch_size=2",
+    "algorithm.drop_uniform_groups=true",
+    "kl.mode=fixed",
+    "kl.coef=0.05",
+]
 SCENARIOS = {
     # Rank 1's groups all agree: it keeps nothing and must still join every collective.
     "one_rank_all_dropped": dict(rewards=[[1, 0, 0, 1], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]),
@@ -49,7 +56,8 @@ SCENARIOS = {
     "uneven_kept": dict(rewards=[[1, 0, 0, 1], [0, 1, 1, 0], [1, 0, 1, 1], [1, 1, 1, 1]], overrides=["update.micro_batch_size=3"]),
     # Question selection keeps groups whose correct answers are the longer ones (0 and 2).
     "question_selection": dict(
-        rewards=[[1, 0, 1, 0]] * 4, lengths=[[6, 2, 6, 2], [2, 6, 2, 6], [5, 3, 5, 3], [3, 5, 3, 5]],
+        rewards=[[1, 0, 1, 0]] * 4,
+        lengths=[[6, 2, 6, 2], [2, 6, 2, 6], [5, 3, 5, 3], [3, 5, 3, 5]],
         overrides=["algorithm.question_selection=true"],
     ),
     # Truncated rows leave the baselines; groups 1 and 3 agree on their finished rows. KL in the reward.
@@ -73,9 +81,15 @@ def _step(name: str):
     finished = scenario.get("finished") or [[True] * 4] * 4
     prompt_ids = [torch.randint(10, 60, (int(n),), generator=generator).tolist() for n in (2, 3, 4, 3)]
     completions = [
-        Completion(prompt_index=p, token_ids=torch.randint(10, 60, (lengths[p][g],), generator=generator).tolist(),
-                   logprobs=(-torch.rand(lengths[p][g], generator=generator)).tolist(), text="", finish_reason="stop" if finished[p][g] else "length")
-        for p in range(4) for g in range(4)
+        Completion(
+            prompt_index=p,
+            token_ids=torch.randint(10, 60, (lengths[p][g],), generator=generator).tolist(),
+            logprobs=(-torch.rand(lengths[p][g], generator=generator)).tolist(),
+            text="",
+            finish_reason="stop" if finished[p][g] else "length",
+        )
+        for p in range(4)
+        for g in range(4)
     ]
     verdicts = [SimpleNamespace(correct=rewards[p][g] > 0) for p in range(4) for g in range(4)]
     return config, prompt_ids, completions, [float(r) for row in rewards for r in row], verdicts
@@ -90,8 +104,9 @@ def _train(name: str, info: DistInfo) -> tuple[torch.Tensor, dict]:
     prompts = ProblemSet([SimpleNamespace(answer="")] * len(share), [prompt_ids[p] for p in share])
     scored = SimpleNamespace(total=[totals[i] for i in rows], verdicts=[verdicts[i] for i in rows])
     algorithm = config.algorithm
-    settings = SelectionSettings(algorithm.advantage, algorithm.drop_uniform_groups, algorithm.question_selection,
-                                 algorithm.response_selection, algorithm.overlength_masking)
+    settings = SelectionSettings(
+        algorithm.advantage, algorithm.drop_uniform_groups, algorithm.question_selection, algorithm.response_selection, algorithm.overlength_masking
+    )
     model = build_model(build_tokenizer(), SPEC, seed=0)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     trainer = wrap_model(model, info)
@@ -100,9 +115,18 @@ def _train(name: str, info: DistInfo) -> tuple[torch.Tensor, dict]:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=4)
     metrics = update_policy(
-        trainer, optimizer, scheduler, batch, loss_settings(config, config.kl.coef, 12, True), num_minibatches=2,
-        epochs=config.update.epochs, micro_batch_size=config.update.micro_batch_size, grad_clip=config.optim.grad_clip,
-        info=info, shuffle_seed=5, row_ranks_N=row_ranks,
+        trainer,
+        optimizer,
+        scheduler,
+        batch,
+        loss_settings(config, config.kl.coef, 12, True),
+        num_minibatches=2,
+        epochs=config.update.epochs,
+        micro_batch_size=config.update.micro_batch_size,
+        grad_clip=config.optim.grad_clip,
+        info=info,
+        shuffle_seed=5,
+        row_ranks_N=row_ranks,
     )
     return torch.cat([p.detach().flatten() for p in model.parameters()]), metrics
 
@@ -162,14 +186,21 @@ def test_the_scenarios_drop_what_they_say():
         a = config.algorithm
         settings = SelectionSettings(a.advantage, a.drop_uniform_groups, a.question_selection, a.response_selection, a.overlength_masking)
         outcomes = RowOutcomes(
-            torch.tensor(totals).view(4, 4), torch.tensor([v.correct for v in verdicts]).view(4, 4),
-            torch.tensor([c.num_model_tokens for c in completions]).view(4, 4), torch.tensor([c.finished for c in completions]).view(4, 4),
+            torch.tensor(totals).view(4, 4),
+            torch.tensor([v.correct for v in verdicts]).view(4, 4),
+            torch.tensor([c.num_model_tokens for c in completions]).view(4, 4),
+            torch.tensor([c.finished for c in completions]).view(4, 4),
             torch.zeros(4, 4),
         )
         keep = keep_mask(outcomes, settings)
         kept[name] = (int(keep[:2].sum()), int(keep[2:].sum()))  # rows kept on rank 0, rank 1
-    assert kept == {"one_rank_all_dropped": (8, 0), "uneven_kept": (8, 4), "question_selection": (4, 4), "overlength_masking": (3, 2),
-                    "reinforce_pp_batch_std": (8, 8)}
+    assert kept == {
+        "one_rank_all_dropped": (8, 0),
+        "uneven_kept": (8, 4),
+        "question_selection": (4, 4),
+        "overlength_masking": (3, 2),
+        "reinforce_pp_batch_std": (8, 8),
+    }
 
 
 @pytest.mark.slow
@@ -185,9 +216,22 @@ def test_torchrun_two_ranks_with_uneven_filtering_complete(tmp_path):
 
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
-        str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "slowthink.cli", "rl",
-        f"run.output_dir={tmp_path / 'run'}", *TINY_RL, "train.steps=2", "algorithm.drop_uniform_groups=true",
-        "algorithm.overlength_masking=true", "rollout.max_length_schedule=[[0,4]]", "update.micro_batch_size=1", "update.prompts_per_update=2",
+        str(torchrun),
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "slowthink.cli",
+        "rl",
+        f"run.output_dir={tmp_path / 'run'}",
+        *TINY_RL,
+        "train.steps=2",
+        "algorithm.drop_uniform_groups=true",
+        "algorithm.overlength_masking=true",
+        "rollout.max_length_schedule=[[0,4]]",
+        "update.micro_batch_size=1",
+        "update.prompts_per_update=2",
     ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)

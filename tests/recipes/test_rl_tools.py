@@ -22,6 +22,7 @@ from slowthink.training.experience import rollout_sequences
 sys.path.insert(0, str(Path(__file__).parent))
 from rl_helpers import tiny_rl_config  # noqa: E402
 
+
 def _response(a: int) -> str:
     # The model writes the code and opens the output block itself; the loop stops at the
     # output fence, runs the code and splices the real output in.
@@ -34,10 +35,22 @@ def code_writing_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("tools")
     data = root / "train.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"{a}+3", "response": _response(a)}) + "\n" for a in range(2, 10)))
-    config = load_config(SFTConfig, None, [
-        f"run.output_dir={root / 'sft'}", "run.torch_threads=1", "run.progress=false", "data.source=jsonl",
-        f"data.train_file={data}", "train.steps=60", "train.batch_size=8", "train.save_every=60", "optim.lr=0.003", "optim.warmup_steps=0",
-    ])
+    config = load_config(
+        SFTConfig,
+        None,
+        [
+            f"run.output_dir={root / 'sft'}",
+            "run.torch_threads=1",
+            "run.progress=false",
+            "data.source=jsonl",
+            f"data.train_file={data}",
+            "train.steps=60",
+            "train.batch_size=8",
+            "train.save_every=60",
+            "optim.lr=0.003",
+            "optim.warmup_steps=0",
+        ],
+    )
     problems = root / "problems.jsonl"
     problems.write_text("".join(json.dumps({"id": str(a), "problem": f"{a}+3", "answer": str(a + 3)}) + "\n" for a in range(2, 10)))
     return latest_checkpoint(run_sft(config)), problems
@@ -46,8 +59,16 @@ def code_writing_model(tmp_path_factory):
 def _tool_config(tmp_path, fitted):
     model, problems = fitted
     return tiny_rl_config(
-        tmp_path / "run", f"model.path={model}", "data.source=jsonl", f"data.train_file={problems}", "rollout.tools=python", "rollout.max_tool_calls=1",
-        "rollout.temperature=0.2", "rollout.max_length_schedule=[[0,60]]", "train.steps=1", "rollout.stop=[]",
+        tmp_path / "run",
+        f"model.path={model}",
+        "data.source=jsonl",
+        f"data.train_file={problems}",
+        "rollout.tools=python",
+        "rollout.max_tool_calls=1",
+        "rollout.temperature=0.2",
+        "rollout.max_length_schedule=[[0,60]]",
+        "train.steps=1",
+        "rollout.stop=[]",
     )
 
 
@@ -56,7 +77,9 @@ def test_tool_output_tokens_are_masked_token_by_token(tmp_path, code_writing_mod
     model, tokenizer = load_model_and_tokenizer(str(code_writing_model[0]))
     generator = build_generator(config, model, tokenizer)
     try:
-        prompt = tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": "2+3"}], tokenize=False, add_generation_prompt=True), add_special_tokens=False)
+        prompt = tokenizer.encode(
+            tokenizer.apply_chat_template([{"role": "user", "content": "2+3"}], tokenize=False, add_generation_prompt=True), add_special_tokens=False
+        )
         completions = generator.generate([prompt], SamplingParams(temperature=0.2, max_new_tokens=60, n=2, seed=0))
     finally:
         generator.sandbox.close()

@@ -27,8 +27,17 @@ def _free_port() -> int:
 def test_two_rank_rl_run_completes_with_one_metrics_stream(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
-        str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "slowthink.cli", "rl",
-        f"run.output_dir={tmp_path / 'run'}", *TINY_RL, "train.steps=2",
+        str(torchrun),
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "slowthink.cli",
+        "rl",
+        f"run.output_dir={tmp_path / 'run'}",
+        *TINY_RL,
+        "train.steps=2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)

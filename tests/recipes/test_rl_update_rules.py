@@ -61,7 +61,11 @@ def test_trainer_applies_the_rollout_temperature(tmp_path):
     # generator's cached decoding and the trainer's batched forward (tolerance 1e-4). A
     # trainer that forgot the temperature compares softmax(z) with softmax(z / 0.7).
     config = tiny_rl_config(
-        tmp_path / "run", "train.steps=1", "rollout.temperature=0.7", "algorithm.old_logprobs=rollout", "update.prompts_per_update=2",
+        tmp_path / "run",
+        "train.steps=1",
+        "rollout.temperature=0.7",
+        "algorithm.old_logprobs=rollout",
+        "update.prompts_per_update=2",
     )
     row = read_metrics(run_rl(config) / "metrics.jsonl")[-1]
     assert row["optimizer_steps"] == 2
@@ -74,8 +78,13 @@ def test_optimizer_steps_and_schedule_follow_the_config_when_rows_are_dropped(tm
     # leave one empty). Before, a step with 2-8 of its 16 rows left took a single step
     # (ceil(kept / 8)), and a cosine schedule planned for steps x 2 updates never ended.
     config = tiny_rl_config(
-        tmp_path / "run", "train.steps=2", "update.prompts_per_update=2", "algorithm.overlength_masking=true",
-        "rollout.max_length_schedule=[[0,4]]", "optim.schedule=cosine", "optim.min_lr_ratio=0.1",
+        tmp_path / "run",
+        "train.steps=2",
+        "update.prompts_per_update=2",
+        "algorithm.overlength_masking=true",
+        "rollout.max_length_schedule=[[0,4]]",
+        "optim.schedule=cosine",
+        "optim.min_lr_ratio=0.1",
     )
     run_dir = run_rl(config)
     rows = read_metrics(run_dir / "metrics.jsonl")

@@ -50,7 +50,9 @@ def test_sft_on_chat_messages_with_tool_outputs_masked(tmp_path):
     response = "<think>check\n```python\nprint(2+3)\n```\n```output\n5\n```\n</think>\\boxed{5}"
     rows = [{"messages": [{"role": "user", "content": "2+3"}, {"role": "assistant", "content": response}]}] * 4
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = _config(tmp_path / "run", "data.source=jsonl", f"data.train_file={data}", "data.mask_tool_outputs=true", "train.steps=2", "train.batch_size=4")
+    config = _config(
+        tmp_path / "run", "data.source=jsonl", f"data.train_file={data}", "data.mask_tool_outputs=true", "train.steps=2", "train.batch_size=4"
+    )
     rows = read_metrics(run_sft(config) / "metrics.jsonl")
     from slowthink.data.sft import encode_sft_example
     from slowthink.modeling import load_tokenizer

@@ -11,7 +11,16 @@ from slowthink.config import ConfigError, load_config
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.tracking import read_metrics
 
-BASE = ["run.torch_threads=1", "run.progress=false", "data.tiny_size=32", "train.batch_size=8", "train.micro_batch_size=4", "optim.warmup_steps=0", "train.steps=2", "train.save_every=2"]
+BASE = [
+    "run.torch_threads=1",
+    "run.progress=false",
+    "data.tiny_size=32",
+    "train.batch_size=8",
+    "train.micro_batch_size=4",
+    "optim.warmup_steps=0",
+    "train.steps=2",
+    "train.save_every=2",
+]
 
 
 def _config(out, *overrides):
@@ -40,7 +49,15 @@ def test_trace_filter_and_truncation_are_counted(tmp_path):
     ]
     data = tmp_path / "traces.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    common = ["data.source=jsonl", f"data.train_file={data}", "data.check_answers=exact", "data.min_response_tokens=5", "data.max_length=40", "train.batch_size=2", "train.micro_batch_size=2"]
+    common = [
+        "data.source=jsonl",
+        f"data.train_file={data}",
+        "data.check_answers=exact",
+        "data.min_response_tokens=5",
+        "data.max_length=40",
+        "train.batch_size=2",
+        "train.micro_batch_size=2",
+    ]
     first = read_metrics(run_sft(_config(tmp_path / "mask", *common, "data.truncation=mask")) / "metrics.jsonl")[0]
     assert first["data/rows"] == 4 and first["data/kept"] == 2
     assert first["data/dropped_incorrect"] == 1 and first["data/dropped_too_short"] == 1 and first["data/truncated_masked"] == 1

@@ -227,7 +227,12 @@ def test_fallback_mode_reads_unboxed_answers():
 
 @pytest.mark.parametrize(
     "gold, response, expected",
-    [("28\\%", r"\boxed{28}", "correct"), ("28\\%", r"\boxed{0.28}", "correct"), ("28", r"\boxed{28\%}", "correct"), ("28\\%", r"\boxed{27}", "wrong")],
+    [
+        ("28\\%", r"\boxed{28}", "correct"),
+        ("28\\%", r"\boxed{0.28}", "correct"),
+        ("28", r"\boxed{28\%}", "correct"),
+        ("28\\%", r"\boxed{27}", "wrong"),
+    ],
 )
 def test_percentages(checker, gold, response, expected):
     assert statuses(checker, [(gold, response)]) == [expected]

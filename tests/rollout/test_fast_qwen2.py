@@ -60,9 +60,17 @@ def llama_model(tokenizer):
     """A Llama with grouped-query attention (4 query heads over 2 KV heads), weights at std 0.2."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=256,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():
@@ -146,8 +154,7 @@ def test_sampling_logprobs_match_a_full_forward_pass(model, tokenizer, prompts, 
 
 def test_sampled_rows_stop_exactly_where_the_stop_rule_says(model, tokenizer, prompts):
     stops = ("3", "+1")
-    completions = HFGenerator(model, tokenizer).generate(
-        prompts, SamplingParams(temperature=1.0, max_new_tokens=20, n=4, seed=2, stop=stops))
+    completions = HFGenerator(model, tokenizer).generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=20, n=4, seed=2, stop=stops))
     assert {c.finish_reason for c in completions} == {"stop", "length"}
     for completion in completions:
         text, before = completion.text, tokenizer.decode(completion.token_ids[:-1], skip_special_tokens=True)
@@ -174,8 +181,7 @@ def test_per_completion_seeds_do_not_depend_on_the_batch(model, tokenizer, promp
     seeds = (11, 12, 21, 22, 31, 32, 41, 42)
     params = SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seeds=seeds, stop=("2",))
     together = HFGenerator(model, tokenizer, batch_size=3).generate(prompts, params)
-    alone = HFGenerator(model, tokenizer).generate(
-        prompts[2:3], SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seeds=(31, 32), stop=("2",)))
+    alone = HFGenerator(model, tokenizer).generate(prompts[2:3], SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seeds=(31, 32), stop=("2",)))
     assert [c.token_ids for c in together[4:6]] == [c.token_ids for c in alone]
     assert together[4].token_ids != together[5].token_ids
     with pytest.raises(ValueError, match="2 seeds for 8 completions"):

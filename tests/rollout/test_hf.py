@@ -131,8 +131,7 @@ def test_per_completion_seeds_make_a_completion_independent_of_its_batch(model, 
     others, and in generation batches cut differently."""
     params = SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seeds=(11, 12, 21, 22, 31, 32, 41, 42))
     together = HFGenerator(model, tokenizer, batch_size=3).generate(prompts, params)
-    alone = HFGenerator(model, tokenizer).generate(prompts[2:3], SamplingParams(temperature=1.0, max_new_tokens=16,
-                                                                                 n=2, seeds=(31, 32)))
+    alone = HFGenerator(model, tokenizer).generate(prompts[2:3], SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seeds=(31, 32)))
     assert [c.token_ids for c in together[4:6]] == [c.token_ids for c in alone]
     assert together[4].token_ids != together[5].token_ids
     with pytest.raises(ValueError, match="2 seeds for 8 completions"):

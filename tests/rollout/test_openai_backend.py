@@ -19,8 +19,13 @@ URL = "http://server.test/v1"
 
 
 def choice(index: int, ids: list[int], text: str, reason: str = "stop", stop_reason=None) -> dict:
-    return {"index": index, "text": text, "finish_reason": reason, "stop_reason": stop_reason,
-            "logprobs": {"tokens": [f"token_id:{i}" for i in ids], "token_logprobs": [-0.5] * len(ids)}}
+    return {
+        "index": index,
+        "text": text,
+        "finish_reason": reason,
+        "stop_reason": stop_reason,
+        "logprobs": {"tokens": [f"token_id:{i}" for i in ids], "token_logprobs": [-0.5] * len(ids)},
+    }
 
 
 class Script:

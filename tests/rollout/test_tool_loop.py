@@ -111,8 +111,7 @@ def test_still3_format_last_traceback_line_head_tail_cut_and_stateless_cells():
         assert (box.config.mode, box.config.timeout_s) == ("stateless", 5.0)
         (completion,), _ = run_loop(segments, box, config=ToolLoopConfig(preset="still3"), max_new_tokens=2000)
     outputs = [call["output"] for call in completion.tool_calls]
-    assert outputs == ["ZeroDivisionError: division by zero", "a" * 200 + "..." + "b" * 200,
-                       "NameError: name 'x' is not defined"]
+    assert outputs == ["ZeroDivisionError: division by zero", "a" * 200 + "..." + "b" * 200, "NameError: name 'x' is not defined"]
     assert "```Output\nZeroDivisionError: division by zero\n```\n\nAgain." in completion.text
 
 
@@ -182,9 +181,12 @@ def test_batches_keep_prompt_major_order_and_continue_only_active_responses(sand
 
 def test_session_mode_shares_globals_within_a_response_only():
     segments = [
-        ("```python\ny = 40\n```\n\n", "```\n\n"), ("```python\nz = 1\n```\n\n", "```\n\n"),
-        ("```python\ny + 2\n```\n\n", "```\n\n"), ("```python\nprint(y)\n```\n\n", "```\n\n"),
-        ("end", None), ("end", None),
+        ("```python\ny = 40\n```\n\n", "```\n\n"),
+        ("```python\nz = 1\n```\n\n", "```\n\n"),
+        ("```python\ny + 2\n```\n\n", "```\n\n"),
+        ("```python\nprint(y)\n```\n\n", "```\n\n"),
+        ("end", None),
+        ("end", None),
     ]
     with ProcessSandbox(SandboxConfig(mode="session", preload=())) as box:
         completions, _ = run_loop(segments, box, prompts=("A", "B"))

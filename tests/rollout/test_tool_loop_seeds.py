@@ -3,7 +3,7 @@ tool loop's later rounds, so a tool-using sample does not depend on its batch ei
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig
@@ -32,8 +32,7 @@ class Recorder:
             text = "```python\nprint(1)\n```\n```output" if first_round and "code" in prompt else "\\boxed{1}"
             stop = next((s for s in params.stop if s in text), None)
             token_ids = Tok().encode(text) + ([] if stop else [0])
-            out.extend(Completion(index, token_ids, [0.0] * len(token_ids), text, "stop", stop_string=stop)
-                       for _ in range(params.n))
+            out.extend(Completion(index, token_ids, [0.0] * len(token_ids), text, "stop", stop_string=stop) for _ in range(params.n))
         return out
 
     def update_weights(self, model: object) -> None:

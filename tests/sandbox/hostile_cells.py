@@ -25,8 +25,9 @@ if not JAIL:
 
 @pytest.fixture(scope="module", params=["bwrap", "fallback"])
 def box(request):
-    config = SandboxConfig(timeout_s=TIMEOUT_S, cpu_s=2, memory_mb=512, file_size_mb=8,
-                           max_output_bytes=1_000_000, backend=request.param, preload=("numpy",))
+    config = SandboxConfig(
+        timeout_s=TIMEOUT_S, cpu_s=2, memory_mb=512, file_size_mb=8, max_output_bytes=1_000_000, backend=request.param, preload=("numpy",)
+    )
     with ProcessSandbox(config) as sandbox:
         yield sandbox
 

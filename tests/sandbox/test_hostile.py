@@ -46,18 +46,18 @@ def jail_command(group: Path | None) -> list[str] | str:
         return "util-linux 'unshare' is not installed"
     if group is not None:
         # Join the cgroup first (the shell's pid), then unshare into a new PID namespace.
-        prefix = ["sh", "-c", f'echo $$ > "{group}/cgroup.procs" && exec "$0" "$@"',
-                  unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
+        prefix = ["sh", "-c", f'echo $$ > "{group}/cgroup.procs" && exec "$0" "$@"', unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
         probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
         if probe.returncode == 0:
             return prefix
         return f"the pids cgroup {group} or a PID namespace is not usable: {probe.stderr.strip()}"
     probe = subprocess.run([unshare, "--user", "--map-root-user", "--pid", "--fork", "true"], capture_output=True)
     if probe.returncode != 0 or os.geteuid() == 0:
-        return ("no pids-limited cgroup could be created and an unprivileged user+PID namespace with "
-                f"RLIMIT_NPROC is not available here ({probe.stderr.decode().strip() or 'running as root'})")
-    return [unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child",
-            "prlimit", f"--nproc={MAX_PIDS}", "--"]
+        return (
+            "no pids-limited cgroup could be created and an unprivileged user+PID namespace with "
+            f"RLIMIT_NPROC is not available here ({probe.stderr.decode().strip() or 'running as root'})"
+        )
+    return [unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child", "prlimit", f"--nproc={MAX_PIDS}", "--"]
 
 
 @pytest.mark.slow  # ~23 s: every hostile cell in its own jail
@@ -67,10 +67,27 @@ def test_hostile_cells_in_a_jail():
         prefix = jail_command(group)
         if isinstance(prefix, str):
             pytest.skip(f"hostile sandbox suite not run: {prefix}")
-        env = {**os.environ, "SLOWTHINK_TEST_SECRET": "s3cr3t-" + os.urandom(8).hex(), "OMP_NUM_THREADS": "1",
-               "SLOWTHINK_HOSTILE_JAIL": f"cgroup:{group}" if group is not None else "userns"}
-        cmd = [*prefix, sys.executable, "-m", "pytest", str(HERE / "hostile_cells.py"), "-q", "-p", "no:xdist",
-               "-p", "no:cacheprovider", "-o", "addopts=", "--timeout=60"]
+        env = {
+            **os.environ,
+            "SLOWTHINK_TEST_SECRET": "s3cr3t-" + os.urandom(8).hex(),
+            "OMP_NUM_THREADS": "1",
+            "SLOWTHINK_HOSTILE_JAIL": f"cgroup:{group}" if group is not None else "userns",
+        }
+        cmd = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "pytest",
+            str(HERE / "hostile_cells.py"),
+            "-q",
+            "-p",
+            "no:xdist",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "--timeout=60",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=HERE.parents[1])
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
         assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]

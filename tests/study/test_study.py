@@ -30,10 +30,14 @@ def write_grid(tmp_path: Path, **changes) -> Path:
         "output_dir": str(tmp_path / "study"),
         "seeds": [0, 1, 2],
         "factors": {
-            "kl": {"arms": {"off": [], "fixed": ["kl.mode=fixed"]},
-                   "claims": [{"metric": "heldout/accuracy", "direction": "higher", "arm": "fixed", "than": "off"}]},
-            "temperature": {"arms": {"t1": [], "t06": ["rollout.temperature=0.6"]},
-                            "claims": [{"metric": "response_length", "direction": "lower", "arm": "t06", "than": "t1", "window": 2}]},
+            "kl": {
+                "arms": {"off": [], "fixed": ["kl.mode=fixed"]},
+                "claims": [{"metric": "heldout/accuracy", "direction": "higher", "arm": "fixed", "than": "off"}],
+            },
+            "temperature": {
+                "arms": {"t1": [], "t06": ["rollout.temperature=0.6"]},
+                "claims": [{"metric": "response_length", "direction": "lower", "arm": "t06", "than": "t1", "window": 2}],
+            },
         },
         **changes,
     }
@@ -57,7 +61,9 @@ def test_bad_grids_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'factorz'"):
         load_study(write_grid(tmp_path, factorz={}))
     with pytest.raises(ConfigError, match="names arm 'nope'"):
-        load_config(StudyConfig, None, ["base=x", "factors={f: {arms: {a: [], b: []}, claims: [{metric: m, direction: higher, arm: nope, than: a}]}}"])
+        load_config(
+            StudyConfig, None, ["base=x", "factors={f: {arms: {a: [], b: []}, claims: [{metric: m, direction: higher, arm: nope, than: a}]}}"]
+        )
     with pytest.raises(ConfigError, match="at least two arms"):
         load_config(StudyConfig, None, ["base=x", "factors={f: {arms: {a: []}}}"])
     with pytest.raises(ConfigError, match="(?s)arm 'fixed'.*kl.mode"):
@@ -68,7 +74,10 @@ def fake_run(job, heldout: float, length: float, steps: int = 12) -> None:
     """A finished run as slowthink rl writes it (the metrics the report reads) and the study marks it."""
     run_dir = job.run_dir
     run_dir.mkdir(parents=True)
-    rows = [{"step": s, "accuracy": 0.5, "response_length": length + (5 * s if length > 50 else 0), "entropy": 1.0, "kl": 0.0} for s in range(1, steps + 1)]
+    rows = [
+        {"step": s, "accuracy": 0.5, "response_length": length + (5 * s if length > 50 else 0), "entropy": 1.0, "kl": 0.0}
+        for s in range(1, steps + 1)
+    ]
     rows[-1]["heldout/accuracy"] = heldout
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run_dir / DONE).write_text(json.dumps({"config_hash": job.config_hash, "wall_s": 60.0}))
@@ -96,7 +105,7 @@ def test_report_from_run_directories_has_verdicts_figures_and_html(tmp_path):
     page = html.read_text()
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(embedded) == 2 and base64.b64decode(embedded[0]).startswith(b"\x89PNG")
-    assert "<b>Verdict: held</b>" in page and "src=\"figures" not in page
+    assert "<b>Verdict: held</b>" in page and 'src="figures' not in page
 
 
 def test_missing_runs_make_inconclusive_verdicts(tmp_path):
@@ -110,13 +119,32 @@ def test_missing_runs_make_inconclusive_verdicts(tmp_path):
 @pytest.mark.slow
 def test_tiny_study_runs_resumes_and_reports(tmp_path):
     """Two seeds x (base, one arm) from a shared cold start; a rerun skips every finished run."""
-    tiny = ["train.steps=2", "train.eval_every=0", "train.eval_max_problems=4", "train.save_every=1", "data.tiny_train_size=32",
-            "data.tiny_eval_size=4", "rollout.prompts_per_step=2", "rollout.rollouts_per_prompt=2", "rollout.max_length_schedule=[[0,8]]"]
+    tiny = [
+        "train.steps=2",
+        "train.eval_every=0",
+        "train.eval_max_problems=4",
+        "train.save_every=1",
+        "data.tiny_train_size=32",
+        "data.tiny_eval_size=4",
+        "rollout.prompts_per_step=2",
+        "rollout.rollouts_per_prompt=2",
+        "rollout.max_length_schedule=[[0,8]]",
+    ]
     grid = write_grid(
-        tmp_path, seeds=[0, 1], overrides=tiny, report_dir=str(tmp_path / "report"),
-        cold_start={"config": str(CONFIGS / "tiny_sft.yaml"), "overrides": ["train.steps=2", "train.batch_size=4", "train.micro_batch_size=4", "data.tiny_size=16", "train.save_every=2"]},
-        factors={"kl": {"arms": {"off": [], "fixed": ["kl.mode=fixed"]},
-                        "claims": [{"metric": "accuracy", "direction": "higher", "arm": "fixed", "than": "off"}]}},
+        tmp_path,
+        seeds=[0, 1],
+        overrides=tiny,
+        report_dir=str(tmp_path / "report"),
+        cold_start={
+            "config": str(CONFIGS / "tiny_sft.yaml"),
+            "overrides": ["train.steps=2", "train.batch_size=4", "train.micro_batch_size=4", "data.tiny_size=16", "train.save_every=2"],
+        },
+        factors={
+            "kl": {
+                "arms": {"off": [], "fixed": ["kl.mode=fixed"]},
+                "claims": [{"metric": "accuracy", "direction": "higher", "arm": "fixed", "than": "off"}],
+            }
+        },
     )
     result = CliRunner().invoke(app, ["study", str(grid)])
     assert result.exit_code == 0, result.output
@@ -148,9 +176,18 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
 
 @pytest.mark.slow
 def test_parallel_study_runs_subprocesses_with_divided_threads(tmp_path):
-    tiny = ["train.steps=1", "train.eval_every=0", "train.eval_max_problems=4", "train.save_every=1", "data.tiny_train_size=32",
-            "data.tiny_eval_size=4", "rollout.prompts_per_step=2", "rollout.rollouts_per_prompt=2", "rollout.max_length_schedule=[[0,8]]",
-            "model.path=tiny"]
+    tiny = [
+        "train.steps=1",
+        "train.eval_every=0",
+        "train.eval_max_problems=4",
+        "train.save_every=1",
+        "data.tiny_train_size=32",
+        "data.tiny_eval_size=4",
+        "rollout.prompts_per_step=2",
+        "rollout.rollouts_per_prompt=2",
+        "rollout.max_length_schedule=[[0,8]]",
+        "model.path=tiny",
+    ]
     grid = write_grid(tmp_path, seeds=[0], parallel=2, overrides=tiny, factors={"kl": {"arms": {"off": [], "fixed": ["kl.mode=fixed"]}}})
     result = CliRunner().invoke(app, ["study", str(grid)])
     assert result.exit_code == 0, result.output

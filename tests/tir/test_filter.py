@@ -61,5 +61,12 @@ def test_the_first_failing_reason_wins():
     assert drop_reason([], False, "wrong") == "no_code"
     assert drop_reason(calls("error"), False, "wrong") == "no_successful_code"
     assert drop_reason(calls("ok"), False, "wrong") == "truncated"
-    assert [r for r in FILTER_REASONS] == ["no_code", "unexecuted_code", "no_successful_code", "failed_cell",
-                                             "truncated", "wrong_answer", "no_answer"]
+    assert [r for r in FILTER_REASONS] == [
+        "no_code",
+        "unexecuted_code",
+        "no_successful_code",
+        "failed_cell",
+        "truncated",
+        "wrong_answer",
+        "no_answer",
+    ]

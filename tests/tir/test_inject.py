@@ -23,7 +23,12 @@ THOUGHT = "<think>So x = 2. Wait, check it. Hmm, fine. But then y = 3.\nAlternat
 
 def test_a_thought_splits_at_the_start_of_each_word_which_stays_with_its_piece():
     assert split_thought(THOUGHT) == [
-        "<think>So x = 2. ", "Wait, check it. ", "Hmm, fine. ", "But then y = 3.\n", "Alternatively, guess.</think>\\boxed{5}"]
+        "<think>So x = 2. ",
+        "Wait, check it. ",
+        "Hmm, fine. ",
+        "But then y = 3.\n",
+        "Alternatively, guess.</think>\\boxed{5}",
+    ]
 
 
 @pytest.mark.parametrize("word", SPLIT_WORDS)
@@ -31,13 +36,16 @@ def test_every_split_word_splits(word):
     assert split_thought(f"First. {word}, second.") == ["First. ", f"{word}, second."]
 
 
-@pytest.mark.parametrize("text", [
-    "I think but maybe not.",               # lower case: mid-sentence, not a new step
-    "WAIT, HMM, BUT: shouting is not a step.",
-    "Butter and Waiting and Hmmm and Moreoverall.",  # a word inside a longer word
-    "ABut xWait _But But_",                 # glued to letters, digits or underscores
-    "No reasoning words at all.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I think but maybe not.",  # lower case: mid-sentence, not a new step
+        "WAIT, HMM, BUT: shouting is not a step.",
+        "Butter and Waiting and Hmmm and Moreoverall.",  # a word inside a longer word
+        "ABut xWait _But But_",  # glued to letters, digits or underscores
+        "No reasoning words at all.",
+    ],
+)
 def test_words_that_must_not_split(text):
     assert split_thought(text) == [text]
 
@@ -97,8 +105,7 @@ def test_the_cut_is_deterministic_for_a_seed():
 def test_splice_keeps_the_pieces_before_the_cut_then_the_prefix_and_an_open_fence():
     pieces = split_thought(THOUGHT)
     text = splice(pieces, 2, INJECTION_PREFIXES[0])
-    assert text == ("<think>So x = 2. Wait, check it. Wait a minute, maybe I could use some code to double-check my "
-                    "reasoning.\n```python\n")
+    assert text == ("<think>So x = 2. Wait, check it. Wait a minute, maybe I could use some code to double-check my reasoning.\n```python\n")
     with pytest.raises(ValueError, match="cut 0 must keep at least one of 5 pieces"):
         splice(pieces, 0, INJECTION_PREFIXES[0])
     with pytest.raises(ValueError, match="cut 5 must keep"):

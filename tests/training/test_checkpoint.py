@@ -242,8 +242,13 @@ def test_full_disk_on_a_real_tiny_filesystem(tmp_path):
         pytest.skip("no unprivileged mount namespaces here")
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["unshare", "-rm", sys.executable, "-c", _SAVE_ON_A_TINY_DISK, str(mount)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        ["unshare", "-rm", sys.executable, "-c", _SAVE_ON_A_TINY_DISK, str(mount)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     if "mount" in done.stderr and done.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr[-200:]}")
     assert f"ERROR no space left on {mount / 'checkpoints'}" in done.stdout, done.stdout + done.stderr

@@ -30,9 +30,18 @@ from slowthink.training.checkpoint import latest_checkpoint, load_trainer_state
 TIMEOUT_S = 240
 TOL = dict(rtol=0, atol=2e-5)
 SFT = [
-    "run.torch_threads=1", "run.progress=false", "data.tiny_size=64", "train.batch_size=8", "train.micro_batch_size=2",
-    "optim.warmup_steps=0", "optim.lr=0.001", "train.steps=4", "train.save_every=2", "train.keep_checkpoints=2",
-    "distributed.strategy=fsdp", "model.logprob_chunk_size=16",
+    "run.torch_threads=1",
+    "run.progress=false",
+    "data.tiny_size=64",
+    "train.batch_size=8",
+    "train.micro_batch_size=2",
+    "optim.warmup_steps=0",
+    "optim.lr=0.001",
+    "train.steps=4",
+    "train.save_every=2",
+    "train.keep_checkpoints=2",
+    "distributed.strategy=fsdp",
+    "model.logprob_chunk_size=16",
 ]
 
 
@@ -122,14 +131,35 @@ def _rl_update(model, batch, info, row_ranks=None, **distributed):
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = build_scheduler(optimizer, OptimConfig(lr=1e-3), total_steps=10)
-    settings = LossSettings(clip_low=0.2, clip_high=0.28, aggregation="token_mean", max_length=16, kl_coef=0.1, kl_estimator="k3",
-                            entropy_coef=0.01, temperature=0.8, old_is_current=False, has_reference=True)
+    settings = LossSettings(
+        clip_low=0.2,
+        clip_high=0.28,
+        aggregation="token_mean",
+        max_length=16,
+        kl_coef=0.1,
+        kl_estimator="k3",
+        entropy_coef=0.01,
+        temperature=0.8,
+        old_is_current=False,
+        has_reference=True,
+    )
     from slowthink.training.distributed import DistributedConfig, wrap_model
 
     trainer = wrap_model(model, info, DistributedConfig(strategy="fsdp", **distributed), optimizer)
     # Two mini-batches, two epochs: four optimizer steps, off-policy after the first.
-    return update_policy(trainer, optimizer, scheduler, batch, settings, num_minibatches=2, epochs=2, micro_batch_size=2,
-                         grad_clip=1.0, info=info, row_ranks_N=row_ranks)
+    return update_policy(
+        trainer,
+        optimizer,
+        scheduler,
+        batch,
+        settings,
+        num_minibatches=2,
+        epochs=2,
+        micro_batch_size=2,
+        grad_clip=1.0,
+        info=info,
+        row_ranks_N=row_ranks,
+    )
 
 
 def _rl_batch():

@@ -181,9 +181,9 @@ def test_the_backward_keeps_no_logits():
     input_ids, attention, _ = _inputs(rows=3, length=40)
     logits_size = 3 * 39 * model.config.vocab_size
     for chunk in (8, 0):
-        sizes = []
+        sizes: list[int] = []
 
-        def pack(tensor):
+        def pack(tensor, sizes=sizes):
             sizes.append(tensor.numel())
             return tensor
 

@@ -55,7 +55,9 @@ def test_scheduler_applies_the_factor_to_each_optimizer_step():
         optimizer.step()
         scheduler.step()
     # Step 0 already trains (at lr / 2), never at lr 0.
-    assert seen == pytest.approx([0.1, 0.2, 0.2, 0.2 * 0.5 * (1 + math.cos(math.pi / 4)), 0.1, 0.2 * 0.5 * (1 + math.cos(3 * math.pi / 4)), 0.0], abs=1e-12)
+    assert seen == pytest.approx(
+        [0.1, 0.2, 0.2, 0.2 * 0.5 * (1 + math.cos(math.pi / 4)), 0.1, 0.2 * 0.5 * (1 + math.cos(3 * math.pi / 4)), 0.0], abs=1e-12
+    )
 
 
 def test_build_optimizer_uses_the_config_and_skips_frozen_parameters():

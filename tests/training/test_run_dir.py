@@ -22,8 +22,17 @@ from slowthink.training.checkpoint import latest_checkpoint
 from slowthink.training.run_dir import config_changes
 
 torch.set_num_threads(1)
-BASE = ["run.torch_threads=1", "run.progress=false", "data.tiny_size=32", "train.batch_size=4", "train.micro_batch_size=4",
-        "optim.warmup_steps=0", "train.steps=2", "train.save_every=1", "train.keep_checkpoints=2"]
+BASE = [
+    "run.torch_threads=1",
+    "run.progress=false",
+    "data.tiny_size=32",
+    "train.batch_size=4",
+    "train.micro_batch_size=4",
+    "optim.warmup_steps=0",
+    "train.steps=2",
+    "train.save_every=1",
+    "train.keep_checkpoints=2",
+]
 
 
 def _overrides(out, *extra):

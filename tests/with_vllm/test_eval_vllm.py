@@ -28,8 +28,7 @@ def problems(tmp_path, monkeypatch):
 
 
 def eval_rows(out: Path, *args: str) -> list[dict]:
-    result = CliRunner().invoke(app, ["eval", "--out", str(out), "--checker", "exact", "--no-progress", *args],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(app, ["eval", "--out", str(out), "--checker", "exact", "--no-progress", *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (folder,) = [p for p in out.iterdir() if p.is_dir()]
     return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
@@ -46,8 +45,22 @@ def test_greedy_eval_on_vllm_equals_the_hf_backend(tmp_path, problems):
 
 def test_sampled_eval_on_vllm_resumes_to_what_one_run_draws(tmp_path, problems):
     """One seed per sample: a resumed eval draws what an uninterrupted one draws."""
-    common = ["--data", str(problems), "--max-tokens", "12", "--backend", "vllm", "--mode", "sampled", "--n", "2",
-              "--temperature", "1.0", "--top-p", "1.0"]
+    common = [
+        "--data",
+        str(problems),
+        "--max-tokens",
+        "12",
+        "--backend",
+        "vllm",
+        "--mode",
+        "sampled",
+        "--n",
+        "2",
+        "--temperature",
+        "1.0",
+        "--top-p",
+        "1.0",
+    ]
     whole = eval_rows(tmp_path / "whole", *common, "--limit", "4")
     eval_rows(tmp_path / "parts", *common, "--limit", "2")
     parts = eval_rows(tmp_path / "parts", *common, "--limit", "4")

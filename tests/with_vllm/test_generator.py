@@ -102,7 +102,11 @@ def test_stop_strings_finish_reasons_n_and_seeds(engine, tokenizer, taught_model
         (ours,), (theirs,) = engine.generate(prompt, params), hf.generate(prompt, params)
         assert (ours.finish_reason, ours.stop_string) == (finish, stop)
         assert (ours.token_ids, ours.text, ours.finish_reason, ours.stop_string) == (
-            theirs.token_ids, theirs.text, theirs.finish_reason, theirs.stop_string)
+            theirs.token_ids,
+            theirs.text,
+            theirs.finish_reason,
+            theirs.stop_string,
+        )
     assert ours.token_ids[-1] == tokenizer.eos_token_id and ours.text.endswith("\\boxed{42}")
 
     # n per prompt, prompt-major; a seed reproduces a draw, another seed changes it.
@@ -132,7 +136,6 @@ def test_the_tool_loop_runs_on_vllm_unchanged(engine, tokenizer, taught_model):
         (theirs,) = ToolLoop(HFGenerator(taught_model, tokenizer), sandbox, tokenizer, ToolLoopConfig()).generate(prompt, params)
     assert [call["status"] for call in ours.tool_calls] == ["ok"] and "42" in ours.tool_calls[0]["output"]
     assert 0 in ours.loss_mask  # the tool's output tokens are not trained on
-    assert (ours.token_ids, ours.loss_mask, ours.text, ours.finish_reason) == (
-        theirs.token_ids, theirs.loss_mask, theirs.text, theirs.finish_reason)
+    assert (ours.token_ids, ours.loss_mask, ours.text, ours.finish_reason) == (theirs.token_ids, theirs.loss_mask, theirs.text, theirs.finish_reason)
     model_positions = [i for i, m in enumerate(ours.loss_mask) if m]
     assert max(abs(ours.logprobs[i] - theirs.logprobs[i]) for i in model_positions) < LOGPROB_TOLERANCE

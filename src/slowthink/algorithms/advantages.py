@@ -29,7 +29,7 @@ Conventions, chosen once for all estimators:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -38,9 +38,7 @@ from torch import Tensor
 def _check_rewards(rewards_PG: Tensor) -> Tensor:
     """Return the rewards as a floating (P, G) tensor, or say what shape was given."""
     if rewards_PG.ndim != 2:
-        raise ValueError(
-            f"rewards_PG must have shape (prompts, rollouts per prompt), got shape {tuple(rewards_PG.shape)}"
-        )
+        raise ValueError(f"rewards_PG must have shape (prompts, rollouts per prompt), got shape {tuple(rewards_PG.shape)}")
     return rewards_PG if rewards_PG.is_floating_point() else rewards_PG.float()
 
 

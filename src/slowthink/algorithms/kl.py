@@ -47,10 +47,7 @@ def kl_estimate(
     0. ``None`` turns the clamp off.
     """
     if logprobs_BT.shape != ref_logprobs_BT.shape:
-        raise ValueError(
-            f"logprobs_BT {tuple(logprobs_BT.shape)} and ref_logprobs_BT "
-            f"{tuple(ref_logprobs_BT.shape)} must have the same shape"
-        )
+        raise ValueError(f"logprobs_BT {tuple(logprobs_BT.shape)} and ref_logprobs_BT {tuple(ref_logprobs_BT.shape)} must have the same shape")
     if kind not in KL_ESTIMATORS:
         raise ValueError(f"unknown KL estimator {kind!r}; allowed: {', '.join(map(repr, KL_ESTIMATORS))}")
     log_ratio_BT = logprobs_BT - ref_logprobs_BT  # log pi/pi_ref = -log r

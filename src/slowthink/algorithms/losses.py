@@ -54,10 +54,7 @@ def clipped_policy_loss(
     ``log_ratio_clamp`` bounds the log-ratio (as verl does) so that the ratio stays finite.
     """
     if logprobs_BT.shape != old_logprobs_BT.shape:
-        raise ValueError(
-            f"logprobs_BT {tuple(logprobs_BT.shape)} and old_logprobs_BT "
-            f"{tuple(old_logprobs_BT.shape)} must have the same shape"
-        )
+        raise ValueError(f"logprobs_BT {tuple(logprobs_BT.shape)} and old_logprobs_BT {tuple(old_logprobs_BT.shape)} must have the same shape")
     if not 0.0 <= clip_low < 1.0 or clip_high < 0.0:
         raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got clip_low={clip_low}, clip_high={clip_high}")
     advantages_BT = _broadcast_advantages(advantages_B, logprobs_BT.shape)
@@ -82,10 +79,7 @@ def _broadcast_advantages(advantages: Tensor, shape_BT: torch.Size) -> Tensor:
         return advantages.unsqueeze(1).expand(shape_BT)
     if advantages.shape == shape_BT:
         return advantages
-    raise ValueError(
-        f"advantages must have shape ({shape_BT[0]},) or {tuple(shape_BT)} to match logprobs, "
-        f"got {tuple(advantages.shape)}"
-    )
+    raise ValueError(f"advantages must have shape ({shape_BT[0]},) or {tuple(shape_BT)} to match logprobs, got {tuple(advantages.shape)}")
 
 
 def aggregate_loss(

@@ -9,7 +9,7 @@ from its step counter and nothing about a schedule needs checkpointing.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 KL_COEFFICIENT_MODES = ("off", "fixed", "cosine")
 

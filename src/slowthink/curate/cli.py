@@ -9,29 +9,37 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 
 def curate_cli(
-    args: List[str] = typer.Argument(None, help="Sources: JSONL files of {problem, answer} rows, or hf:NAME[:SPLIT] (needs "
-                                                "'datasets'); then key=value overrides (keys: slowthink config curate)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (keys: slowthink config curate)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="(key out) the pool: one JSONL file (written atomically when done)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="(key report) Markdown report (default: OUT with .md)."),
-    benchmark: Optional[List[Path]] = typer.Option(None, "--benchmark", help="(key benchmarks) benchmark JSONL to decontaminate against (repeatable)."),
-    skip: Optional[List[str]] = typer.Option(None, "--skip", help="(key filters.skip) leave a filter out (repeatable), e.g. --skip near_duplicate."),
-    contamination_threshold: Optional[float] = typer.Option(None, help="(key filters.contamination_threshold) share of a row's n-grams found in a benchmark that marks it contaminated (0.5)."),
-    ngram: Optional[int] = typer.Option(None, help="(key filters.ngram) n of the decontamination n-grams (8)."),
-    near_duplicate_threshold: Optional[float] = typer.Option(None, help="(key filters.near_duplicate_threshold) MinHash Jaccard at or above which a row is a near duplicate (0.8)."),
-    problem_key: Optional[str] = typer.Option(None, help="(key filters.problem_key) field with the problem text."),
-    answer_key: Optional[str] = typer.Option(None, help="(key filters.answer_key) field with the gold answer."),
-    difficulty_model: Optional[str] = typer.Option(None, help="(key difficulty.model) model (path or 'tiny') whose pass rate drops always/never solved rows."),
-    samples: Optional[int] = typer.Option(None, help="(key difficulty.samples) samples per problem (k, 8)."),
-    max_new_tokens: Optional[int] = typer.Option(None, help="(key difficulty.max_new_tokens) tokens per sample (1024)."),
-    template: Optional[str] = typer.Option(None, help="(key difficulty.template) prompt template (chat)."),
-    checker: Optional[str] = typer.Option(None, help="(key difficulty.checker) 'math' (math-verify) or 'exact'."),
+    args: list[str] = typer.Argument(
+        None,
+        help="Sources: JSONL files of {problem, answer} rows, or hf:NAME[:SPLIT] (needs "
+        "'datasets'); then key=value overrides (keys: slowthink config curate).",
+    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML config (keys: slowthink config curate)."),
+    out: Path | None = typer.Option(None, "--out", help="(key out) the pool: one JSONL file (written atomically when done)."),
+    report: Path | None = typer.Option(None, "--report", help="(key report) Markdown report (default: OUT with .md)."),
+    benchmark: list[Path] | None = typer.Option(None, "--benchmark", help="(key benchmarks) benchmark JSONL to decontaminate against (repeatable)."),
+    skip: list[str] | None = typer.Option(None, "--skip", help="(key filters.skip) leave a filter out (repeatable), e.g. --skip near_duplicate."),
+    contamination_threshold: float | None = typer.Option(
+        None, help="(key filters.contamination_threshold) share of a row's n-grams found in a benchmark that marks it contaminated (0.5)."
+    ),
+    ngram: int | None = typer.Option(None, help="(key filters.ngram) n of the decontamination n-grams (8)."),
+    near_duplicate_threshold: float | None = typer.Option(
+        None, help="(key filters.near_duplicate_threshold) MinHash Jaccard at or above which a row is a near duplicate (0.8)."
+    ),
+    problem_key: str | None = typer.Option(None, help="(key filters.problem_key) field with the problem text."),
+    answer_key: str | None = typer.Option(None, help="(key filters.answer_key) field with the gold answer."),
+    difficulty_model: str | None = typer.Option(
+        None, help="(key difficulty.model) model (path or 'tiny') whose pass rate drops always/never solved rows."
+    ),
+    samples: int | None = typer.Option(None, help="(key difficulty.samples) samples per problem (k, 8)."),
+    max_new_tokens: int | None = typer.Option(None, help="(key difficulty.max_new_tokens) tokens per sample (1024)."),
+    template: str | None = typer.Option(None, help="(key difficulty.template) prompt template (chat)."),
+    checker: str | None = typer.Option(None, help="(key difficulty.checker) 'math' (math-verify) or 'exact'."),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Build an RL training pool: question-type, answer, duplicate, contamination and difficulty filters (paper section 2)."""
@@ -43,24 +51,37 @@ def curate_cli(
 
     started = time.perf_counter()
     sources, overrides = split_overrides(args)
-    shorthands = {"sources": sources, "out": out, "report": report, "benchmarks": benchmark, "filters.skip": skip,
-                  "filters.contamination_threshold": contamination_threshold, "filters.ngram": ngram,
-                  "filters.near_duplicate_threshold": near_duplicate_threshold, "filters.problem_key": problem_key,
-                  "filters.answer_key": answer_key, "difficulty.model": difficulty_model, "difficulty.samples": samples,
-                  "difficulty.max_new_tokens": max_new_tokens, "difficulty.template": template, "difficulty.checker": checker}
+    shorthands = {
+        "sources": sources,
+        "out": out,
+        "report": report,
+        "benchmarks": benchmark,
+        "filters.skip": skip,
+        "filters.contamination_threshold": contamination_threshold,
+        "filters.ngram": ngram,
+        "filters.near_duplicate_threshold": near_duplicate_threshold,
+        "filters.problem_key": problem_key,
+        "filters.answer_key": answer_key,
+        "difficulty.model": difficulty_model,
+        "difficulty.samples": samples,
+        "difficulty.max_new_tokens": max_new_tokens,
+        "difficulty.template": template,
+        "difficulty.checker": checker,
+    }
     try:
         cfg = resolve_config(CurateConfig, config, overrides, shorthands)
         if show_config:
             print_config(cfg)
         level = cfg.difficulty
-        difficulty = build_difficulty(level.model, level.samples, level.max_new_tokens, level.template, level.checker) \
-            if level.model else None
+        difficulty = build_difficulty(level.model, level.samples, level.max_new_tokens, level.template, level.checker) if level.model else None
         stats = curate(list(cfg.sources), Path(cfg.out), cfg.filters, list(cfg.benchmarks), difficulty)
     except USER_ERRORS as exc:
         fail(str(exc))
     command = "slowthink curate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    notes = [f"Benchmarks (decontamination targets): {', '.join(Path(b).stem for b in cfg.benchmarks) or 'none'}.",
-             f"Difficulty filter: {cfg.difficulty.model or 'off'}. Wall time {time.perf_counter() - started:.0f} s."]
+    notes = [
+        f"Benchmarks (decontamination targets): {', '.join(Path(b).stem for b in cfg.benchmarks) or 'none'}.",
+        f"Difficulty filter: {cfg.difficulty.model or 'off'}. Wall time {time.perf_counter() - started:.0f} s.",
+    ]
     report_path = Path(cfg.report) if cfg.report else Path(cfg.out).with_suffix(".md")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(curation_report(stats, "Curation report", command, notes), encoding="utf-8")

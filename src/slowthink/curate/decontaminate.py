@@ -11,8 +11,8 @@ changed sentence still does. A problem shorter than n tokens is one gram (exact 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from slowthink.curate.normalize import ngrams, normalized_tokens
 

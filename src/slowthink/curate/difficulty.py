@@ -11,8 +11,9 @@ pipeline stays streaming.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from slowthink.rollout.generator import Generator, SamplingParams
 
@@ -28,7 +29,9 @@ class DifficultySettings:
     seed: int = 0
 
 
-def pass_rates(generator: Generator, tokenizer: Any, checker: Any, problems: Sequence[str], answers: Sequence[str], settings: DifficultySettings) -> list[float]:
+def pass_rates(
+    generator: Generator, tokenizer: Any, checker: Any, problems: Sequence[str], answers: Sequence[str], settings: DifficultySettings
+) -> list[float]:
     """Share of the k samples whose answer the checker accepts, per problem."""
     from slowthink.prompts import render_prompt
 
@@ -44,7 +47,7 @@ def pass_rates(generator: Generator, tokenizer: Any, checker: Any, problems: Seq
 
 
 def difficulty_verdict(rate: float, settings: DifficultySettings) -> str | None:
-    """"too_easy" / "too_hard" (the row goes) or None (it stays)."""
+    """ "too_easy" / "too_hard" (the row goes) or None (it stays)."""
     if rate >= settings.max_pass_rate:
         return "too_easy"
     if rate <= settings.min_pass_rate:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from slowthink.config import StrictConfig
 from slowthink.curate.answer import answer_unparseable
@@ -96,7 +97,9 @@ def to_problem_row(where: str, row: Any, source: str, settings: CurateSettings) 
     return out
 
 
-def first_rejection(row: dict[str, Any], settings: CurateSettings, dedup: Deduplicator | None, index: BenchmarkIndex | None) -> tuple[str, str] | None:
+def first_rejection(
+    row: dict[str, Any], settings: CurateSettings, dedup: Deduplicator | None, index: BenchmarkIndex | None
+) -> tuple[str, str] | None:
     """(filter name, detail) of the first filter that drops the row, or None (it stays)."""
     problem, answer = row["problem"], row["answer"]
     for name, rejects in QUESTION_TYPE_FILTERS.items():
@@ -113,7 +116,10 @@ def first_rejection(row: dict[str, Any], settings: CurateSettings, dedup: Dedupl
 
 
 def curate(
-    sources: list[str], out_path: str | Path, settings: CurateSettings = CurateSettings(), benchmarks: list[str] = (),
+    sources: list[str],
+    out_path: str | Path,
+    settings: CurateSettings = CurateSettings(),
+    benchmarks: list[str] = (),
     difficulty: tuple[Any, Any, Any, DifficultySettings] | None = None,
 ) -> CurationStats:
     """Stream ``sources`` through the filters into ``out_path`` (written atomically at the end).

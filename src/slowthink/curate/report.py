@@ -36,14 +36,24 @@ def curation_report(stats: CurationStats, title: str, command: str = "", notes: 
     parts += list(notes)
     parts.append(f"Read {stats.read} rows, kept {stats.kept} ({100 * stats.kept / max(stats.read, 1):.1f}%), dropped {stats.read - stats.kept}.")
     sources = sorted(stats.sources)
-    parts.append("## Per source\n\n" + markdown_table(("source", "read", "kept"), [(s if s.startswith("hf:") else Path(s).name, stats.sources[s], stats.kept_sources[s]) for s in sources]))
+    parts.append(
+        "## Per source\n\n"
+        + markdown_table(
+            ("source", "read", "kept"), [(s if s.startswith("hf:") else Path(s).name, stats.sources[s], stats.kept_sources[s]) for s in sources]
+        )
+    )
     rows = [(name, stats.dropped[name], WHY[name]) for name in FILTERS]
-    parts.append("## Dropped per filter\n\nEach row counts under the first filter that drops it (filters run in this order).\n\n" + markdown_table(("filter", "dropped", "what it catches"), rows))
+    parts.append(
+        "## Dropped per filter\n\nEach row counts under the first filter that drops it (filters run in this order).\n\n"
+        + markdown_table(("filter", "dropped", "what it catches"), rows)
+    )
     parts.append("## Examples")
     for name in FILTERS:
         examples = stats.examples.get(name)
         if not examples:
             continue
-        lines = [f"- `{e['id']}`: {_clip(e['problem'])} — gold `{_clip(e['answer'], 60)}`" + (f" ({e['detail']})" if e["detail"] else "") for e in examples]
+        lines = [
+            f"- `{e['id']}`: {_clip(e['problem'])} — gold `{_clip(e['answer'], 60)}`" + (f" ({e['detail']})" if e["detail"] else "") for e in examples
+        ]
         parts.append(f"### {name}\n\n" + "\n".join(lines))
     return "\n\n".join(parts) + "\n"

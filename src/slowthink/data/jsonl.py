@@ -30,9 +30,10 @@ of being lost.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,19 @@ def parse_line(raw: bytes, line: int, last_without_newline: bool = False) -> Jso
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return JsonlRow(line, error=f"invalid UTF-8 at byte {exc.start} of the line ({raw[exc.start:exc.start + 4]!r})")
+        return JsonlRow(line, error=f"invalid UTF-8 at byte {exc.start} of the line ({raw[exc.start : exc.start + 4]!r})")
     try:
         return JsonlRow(line, json.loads(text))
     except RecursionError:
         return JsonlRow(line, error="JSON nested too deeply to read")
     except json.JSONDecodeError as exc:
         if last_without_newline:
-            return JsonlRow(line, error=f"last line cut short (no newline at the end and not valid JSON: {exc.msg}); "
-                                        "the file was probably truncated while being written", truncated=True)
+            return JsonlRow(
+                line,
+                error=f"last line cut short (no newline at the end and not valid JSON: {exc.msg}); "
+                "the file was probably truncated while being written",
+                truncated=True,
+            )
         return JsonlRow(line, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
 
 

@@ -19,8 +19,9 @@ only when the answer is right and the response of a usable length. Two rules her
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from slowthink.data.sft import SFTExample
 
@@ -89,7 +90,7 @@ def fit_to_length(example: SFTExample, max_length: int, policy: Truncation, answ
 
 
 def trace_rejection(num_tokens: int, min_tokens: int, max_tokens: int | None) -> str | None:
-    """"too_short" / "too_long" when the response length is outside the kept range."""
+    """ "too_short" / "too_long" when the response length is outside the kept range."""
     if num_tokens < min_tokens:
         return "too_short"
     if max_tokens is not None and num_tokens > max_tokens:

@@ -54,7 +54,7 @@ class ProblemSourceConfig(StrictConfig):
     template: str = "chat"
 
     @model_validator(mode="after")
-    def _check(self) -> "ProblemSourceConfig":
+    def _check(self) -> ProblemSourceConfig:
         if self.template not in TEMPLATE_NAMES:
             raise ValueError(f"template '{self.template}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
         if self.source == "jsonl" and not self.train_file:
@@ -71,7 +71,7 @@ class ProblemSet:
     def golds(self) -> list[str]:
         return [p.answer for p in self.problems]
 
-    def subset(self, indices: list[int]) -> "ProblemSet":
+    def subset(self, indices: list[int]) -> ProblemSet:
         return ProblemSet([self.problems[i] for i in indices], [self.prompt_ids[i] for i in indices])
 
 

@@ -9,9 +9,10 @@ UTF-8 per line, deep nesting and a cut last line reported): here every unreadabl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from slowthink.data.jsonl import dumps_line, read_jsonl
 
@@ -50,9 +51,7 @@ def _row_to_problem(row: Any, where: str, index: int) -> Problem:
     meta = row.get("meta") or {}
     if not isinstance(meta, dict):
         raise DataError(f"{where}: 'meta' must be an object")
-    return Problem(
-        id=str(row.get("id", index)), problem=row["problem"], answer=answer, source=str(row.get("source", "")), meta=meta
-    )
+    return Problem(id=str(row.get("id", index)), problem=row["problem"], answer=answer, source=str(row.get("source", "")), meta=meta)
 
 
 def iter_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:

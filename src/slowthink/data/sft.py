@@ -75,7 +75,9 @@ def response_mask(tokenizer: Any, response: str, mask_tool_outputs: bool) -> tup
     return list(encoded["input_ids"]), mask
 
 
-def encode_sft_example(tokenizer: Any, prompt: str | list[dict[str, str]], response: str, template: str, mask_tool_outputs: bool = False) -> SFTExample:
+def encode_sft_example(
+    tokenizer: Any, prompt: str | list[dict[str, str]], response: str, template: str, mask_tool_outputs: bool = False
+) -> SFTExample:
     """Prompt ids (template applied) and response ids ending in EOS, with the response loss mask."""
     if isinstance(prompt, list):
         text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)

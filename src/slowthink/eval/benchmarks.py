@@ -27,9 +27,10 @@ contain non-numeric answers. Use the local files for the paper's subsets.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from slowthink.data.problems import DataError, Problem, load_problems
 
@@ -56,18 +57,44 @@ class BenchmarkSpec:
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
     for spec in (
-        BenchmarkSpec("math500", "HuggingFaceH4/MATH-500", "test", "problem", "answer", "unique_id",
-                      "math500.jsonl", "MATH-500", meta_fields=("subject", "level")),
-        BenchmarkSpec("aime24", "HuggingFaceH4/aime_2024", "train", "problem", "answer", "id",
-                      "aime24.jsonl", "AIME 2024", meta_fields=("url", "year")),
-        BenchmarkSpec("aime25", "MathArena/aime_2025", "train", "problem", "answer", "problem_idx",
-                      "aime25.jsonl", "AIME 2025"),
-        BenchmarkSpec("hmmt_feb25", "MathArena/hmmt_feb_2025", "train", "problem", "answer", "problem_idx",
-                      "hmmt_feb25.jsonl", "HMMT February 2025"),
-        BenchmarkSpec("omni_math", "KbsdJames/Omni-MATH", "test", "problem", "answer", None,
-                      "omni_math_num500.jsonl", "Omni-MATH", meta_fields=("domain", "difficulty", "source")),
-        BenchmarkSpec("liveaops", "jojo23333/LiveAoPSBench-2024", "test", "question", "answer", "idx",
-                      "liveaops_2024_8_12_num.jsonl", "LiveAoPSBench", meta_fields=("post_time",)),
+        BenchmarkSpec(
+            "math500",
+            "HuggingFaceH4/MATH-500",
+            "test",
+            "problem",
+            "answer",
+            "unique_id",
+            "math500.jsonl",
+            "MATH-500",
+            meta_fields=("subject", "level"),
+        ),
+        BenchmarkSpec(
+            "aime24", "HuggingFaceH4/aime_2024", "train", "problem", "answer", "id", "aime24.jsonl", "AIME 2024", meta_fields=("url", "year")
+        ),
+        BenchmarkSpec("aime25", "MathArena/aime_2025", "train", "problem", "answer", "problem_idx", "aime25.jsonl", "AIME 2025"),
+        BenchmarkSpec("hmmt_feb25", "MathArena/hmmt_feb_2025", "train", "problem", "answer", "problem_idx", "hmmt_feb25.jsonl", "HMMT February 2025"),
+        BenchmarkSpec(
+            "omni_math",
+            "KbsdJames/Omni-MATH",
+            "test",
+            "problem",
+            "answer",
+            None,
+            "omni_math_num500.jsonl",
+            "Omni-MATH",
+            meta_fields=("domain", "difficulty", "source"),
+        ),
+        BenchmarkSpec(
+            "liveaops",
+            "jojo23333/LiveAoPSBench-2024",
+            "test",
+            "question",
+            "answer",
+            "idx",
+            "liveaops_2024_8_12_num.jsonl",
+            "LiveAoPSBench",
+            meta_fields=("post_time",),
+        ),
     )
 }
 BENCHMARK_NAMES: tuple[str, ...] = tuple(BENCHMARKS)
@@ -105,8 +132,7 @@ def rows_to_problems(rows: Iterable[dict[str, Any]], spec: BenchmarkSpec) -> lis
             meta["answers"] = all_answers
         raw_id = row.get(spec.id_field) if spec.id_field else None
         problem_id = f"{spec.name}-{raw_id if raw_id is not None else index}"
-        problems.append(Problem(id=problem_id, problem=str(row[spec.problem_field]), answer=answer,
-                                source=spec.source, meta=meta))
+        problems.append(Problem(id=problem_id, problem=str(row[spec.problem_field]), answer=answer, source=spec.source, meta=meta))
     if not problems:
         raise DataError(f"{spec.hf_id}[{spec.split}]: no rows")
     return problems

@@ -12,8 +12,13 @@ from slowthink.rollout.generator import Generator, SamplingParams
 
 
 def evaluate_heldout(
-    generator: Generator, problems: ProblemSet, checker: Checker, max_new_tokens: int, temperature: float = 0.0,
-    stop: tuple[str, ...] = (), seed: int = 0,
+    generator: Generator,
+    problems: ProblemSet,
+    checker: Checker,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    stop: tuple[str, ...] = (),
+    seed: int = 0,
 ) -> dict[str, float]:
     """Accuracy, lengths and completion ratio on the held-out problems (one sample each)."""
     if not problems.problems:
@@ -21,7 +26,5 @@ def evaluate_heldout(
     params = SamplingParams(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, stop=stop, n=1, seed=seed)
     completions = generator.generate(problems.prompt_ids, params)
     verdicts = checker.check(problems.golds, [c.text for c in completions])
-    metrics = rollout_metrics(
-        [c.text for c in completions], [len(c.token_ids) for c in completions], [c.finished for c in completions], verdicts
-    )
+    metrics = rollout_metrics([c.text for c in completions], [len(c.token_ids) for c in completions], [c.finished for c in completions], verdicts)
     return metrics

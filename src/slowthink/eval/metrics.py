@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from slowthink.eval.passk import maj_at_n_correct, mean_pass_at_k
 from slowthink.metrics import rollout_metrics
@@ -50,7 +51,7 @@ class SampleRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, row: Mapping[str, Any]) -> "SampleRecord":
+    def from_json(cls, row: Mapping[str, Any]) -> SampleRecord:
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in row]
         if missing:
@@ -69,8 +70,7 @@ def group_by_problem(records: Iterable[SampleRecord]) -> dict[str, list[SampleRe
 def response_metrics(records: Sequence[SampleRecord]) -> dict[str, float | int | None]:
     """Lengths, completion ratio, keywords and status counts; None where a mean has no data."""
     verdicts = [Verdict(r.status, r.extracted) for r in records]  # type: ignore[arg-type]
-    raw = rollout_metrics([r.response for r in records], [r.num_tokens for r in records],
-                          [r.finish_reason == "stop" for r in records], verdicts)
+    raw = rollout_metrics([r.response for r in records], [r.num_tokens for r in records], [r.finish_reason == "stop" for r in records], verdicts)
     out: dict[str, float | int | None] = {}
     for key, value in raw.items():
         if key.startswith("check/"):
@@ -97,8 +97,7 @@ def summarize(records: Sequence[SampleRecord], n: int, mode: str) -> dict[str, A
     if short:
         raise ValueError(f"problem '{short[0]}' has {len(groups[short[0]])} samples, expected {n}")
     correct_lists = [[r.correct for r in rows] for rows in groups.values()]
-    summary: dict[str, Any] = {"mode": mode, "problems": len(groups), "samples_per_problem": n,
-                               "samples": len(records)}
+    summary: dict[str, Any] = {"mode": mode, "problems": len(groups), "samples_per_problem": n, "samples": len(records)}
     for k in powers_of_two(n):
         summary[f"pass@{k}"] = mean_pass_at_k(correct_lists, k) if groups else None
     if mode == "greedy":

@@ -33,9 +33,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from slowthink.data.jsonl import dumps_line, parse_line
 from slowthink.data.problems import DataError, Problem
@@ -50,9 +51,7 @@ from slowthink.rollout.generator import Completion, Generator, SamplingParams
 class StreamingGenerator(Protocol):
     """A generator that yields each prompt's completions as they finish (the OpenAI backend)."""
 
-    def generate_stream(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams
-    ) -> Iterator[tuple[int, list[Completion]]]: ...
+    def generate_stream(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> Iterator[tuple[int, list[Completion]]]: ...
 
 
 # Extra per-sample fields written when the generator runs tools.
@@ -135,8 +134,7 @@ class SampleStore:
     def _index_tools(self, row: dict[str, Any]) -> None:
         if "tool_calls" in row:
             statuses = [str(status) for status in row.get("tool_statuses") or []]
-            self.tools[(row["problem_id"], row["sample_index"])] = {"tool_calls": row["tool_calls"],
-                                                                   "tool_statuses": statuses}
+            self.tools[(row["problem_id"], row["sample_index"])] = {"tool_calls": row["tool_calls"], "tool_statuses": statuses}
 
     def has(self, key: str, sample_index: int) -> bool:
         return (key, sample_index) in self.rows
@@ -173,22 +171,22 @@ def sample_seed(base: int, key: str, sample_index: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def recheck_answers(problems: Sequence[Problem], keys: Sequence[str], n: int, checker: Checker,
-                    store: SampleStore) -> int:
+def recheck_answers(problems: Sequence[Problem], keys: Sequence[str], n: int, checker: Checker, store: SampleStore) -> int:
     """Bring stored samples up to date with ``problems``: re-check the responses of a
     problem whose answer changed, relabel those of a problem whose id changed, and rewrite
     the file once. Returns the number of samples re-checked."""
-    stale = [(problem, key, i) for problem, key in zip(problems, keys) for i in range(n)
-             if store.has(key, i) and (store.rows[(key, i)]["gold"], store.rows[(key, i)]["problem_id"])
-             != (problem.answer, problem.id)]
+    stale = [
+        (problem, key, i)
+        for problem, key in zip(problems, keys)
+        for i in range(n)
+        if store.has(key, i) and (store.rows[(key, i)]["gold"], store.rows[(key, i)]["problem_id"]) != (problem.answer, problem.id)
+    ]
     if not stale:
         return 0
     regrade = [(problem, key, i) for problem, key, i in stale if store.rows[(key, i)]["gold"] != problem.answer]
-    verdicts = checker.check([problem.answer for problem, _, _ in regrade],
-                             [store.rows[(key, i)]["response"] for _, key, i in regrade])
+    verdicts = checker.check([problem.answer for problem, _, _ in regrade], [store.rows[(key, i)]["response"] for _, key, i in regrade])
     for (problem, key, i), verdict in zip(regrade, verdicts, strict=True):
-        store.rows[(key, i)].update(gold=problem.answer, extracted=verdict.extracted, status=verdict.status,
-                                    correct=verdict.correct)
+        store.rows[(key, i)].update(gold=problem.answer, extracted=verdict.extracted, status=verdict.status, correct=verdict.correct)
     for problem, key, i in stale:
         store.rows[(key, i)]["problem_id"] = problem.id
     store.rewrite()
@@ -210,8 +208,13 @@ def render_prompts(problems: Sequence[Problem], tokenizer: Any, template: str) -
 
 
 def plan_work(
-    problems: Sequence[Problem], prompts: Sequence[str], keys: Sequence[str], tokenizer: Any, decoding: Decoding,
-    store: SampleStore, context_length: int | None,
+    problems: Sequence[Problem],
+    prompts: Sequence[str],
+    keys: Sequence[str],
+    tokenizer: Any,
+    decoding: Decoding,
+    store: SampleStore,
+    context_length: int | None,
 ) -> list[_Work]:
     """The samples still to draw, per problem; the token budget is cut to fit the model's context."""
     work = []
@@ -226,8 +229,7 @@ def plan_work(
             budget = min(budget, context_length - len(ids))
             if budget < 1:
                 raise DataError(
-                    f"problem '{problem.id}': its prompt has {len(ids)} tokens, the model's context is "
-                    f"{context_length}; nothing is left to generate"
+                    f"problem '{problem.id}': its prompt has {len(ids)} tokens, the model's context is {context_length}; nothing is left to generate"
                 )
         work.append(_Work(problem, key, text, ids, missing, budget))
     return work
@@ -243,9 +245,7 @@ def _batches(work: list[_Work], chunk_size: int) -> Iterator[list[_Work]]:
             yield items[start : start + chunk_size]
 
 
-def _generate(
-    generator: Generator, batch: list[_Work], params: SamplingParams
-) -> Iterator[list[tuple[int, list[Completion]]]]:
+def _generate(generator: Generator, batch: list[_Work], params: SamplingParams) -> Iterator[list[tuple[int, list[Completion]]]]:
     """Groups of (index in batch, completions), each group checked in one call: the whole
     batch at once, or prompt by prompt as a streaming generator finishes them."""
     prompts = [item.prompt_ids for item in batch]
@@ -288,8 +288,12 @@ def run_samples(
         # One seed per sample; ``seed`` is for engines that take only one per call.
         seeds = tuple(sample_seed(decoding.seed, item.key, i) for item in batch for i in item.missing)
         params = SamplingParams(
-            temperature=decoding.temperature, top_p=decoding.top_p, max_new_tokens=first.max_new_tokens,
-            n=len(first.missing), seed=seeds[0], seeds=seeds,
+            temperature=decoding.temperature,
+            top_p=decoding.top_p,
+            max_new_tokens=first.max_new_tokens,
+            n=len(first.missing),
+            seed=seeds[0],
+            seeds=seeds,
         )
         for group in _generate(generator, batch, params):
             # One checker call per group: the checker's worker processes share the work.
@@ -299,12 +303,22 @@ def run_samples(
                 item = batch[index]
                 for sample_index, completion in zip(item.missing, completions, strict=True):
                     verdict = next(verdicts)
-                    store.append(item.key, SampleRecord(
-                        problem_id=item.problem.id, sample_index=sample_index, prompt=item.prompt_text,
-                        response=completion.text, num_tokens=completion.num_model_tokens,
-                        finish_reason=completion.finish_reason, gold=item.problem.answer,
-                        extracted=verdict.extracted, status=verdict.status, correct=verdict.correct,
-                    ), tool_fields(completion) if record_tools else None)
+                    store.append(
+                        item.key,
+                        SampleRecord(
+                            problem_id=item.problem.id,
+                            sample_index=sample_index,
+                            prompt=item.prompt_text,
+                            response=completion.text,
+                            num_tokens=completion.num_model_tokens,
+                            finish_reason=completion.finish_reason,
+                            gold=item.problem.answer,
+                            extracted=verdict.extracted,
+                            status=verdict.status,
+                            correct=verdict.correct,
+                        ),
+                        tool_fields(completion) if record_tools else None,
+                    )
                 if on_sample is not None:
                     on_sample(len(completions))
     return [store.record(key, i) for key in keys for i in range(decoding.n)]
@@ -323,8 +337,7 @@ def tool_summary(records: Sequence[SampleRecord], store: SampleStore) -> dict[st
         )
     # tool_metrics reads only each completion's tool calls: rebuild them from the stored statuses.
     completions = [
-        Completion(0, [], [], r.response, "stop",
-                   tool_calls=[{"status": s} for s in store.tools[(r.problem_id, r.sample_index)]["tool_statuses"]])
+        Completion(0, [], [], r.response, "stop", tool_calls=[{"status": s} for s in store.tools[(r.problem_id, r.sample_index)]["tool_statuses"]])
         for r in records
     ]
     metrics = tool_metrics(completions, [r.correct for r in records])

@@ -14,7 +14,6 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -47,8 +46,7 @@ def interrupted(run_dir: Path, command: str) -> None:
     raise typer.Exit(130)
 
 
-def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool, command: str = "rl",
-          show_config: bool = False) -> None:
+def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool, command: str = "rl", show_config: bool = False) -> None:
     """Load the config (YAML + overrides) and run the recipe; user errors exit 2 with one message."""
     from slowthink.config import load_config
     from slowthink.recipes.runnable import check_runnable
@@ -77,8 +75,8 @@ def train(config_class, run, config: Path | None, overrides: list[str] | None, r
 
 
 def rl_cli(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (e.g. configs/tiny_rl.yaml); defaults apply without one."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. kl.mode=cosine rollout.temperature=1.2"),
+    config: Path | None = typer.Argument(None, help="YAML config (e.g. configs/tiny_rl.yaml); defaults apply without one."),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. kl.mode=cosine rollout.temperature=1.2"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
@@ -90,8 +88,8 @@ def rl_cli(
 
 
 def sft_cli(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (e.g. configs/tiny_sft.yaml)."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. train.steps=100 data.train_file=x.jsonl"),
+    config: Path | None = typer.Argument(None, help="YAML config (e.g. configs/tiny_sft.yaml)."),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. train.steps=100 data.train_file=x.jsonl"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
@@ -104,8 +102,8 @@ def sft_cli(
 def demo_cli(
     seed: int = typer.Option(0, help="Seed of the model, data and sampling (the claim holds for 0, 1, 2)."),
     out: Path = typer.Option(Path("runs/demo"), help="Output directory."),
-    sft: Optional[List[str]] = typer.Option(None, help="Override for the SFT stage (repeatable), e.g. --sft train.steps=300"),
-    rl: Optional[List[str]] = typer.Option(None, help="Override for the RL stage (repeatable), e.g. --rl train.steps=10"),
+    sft: list[str] | None = typer.Option(None, help="Override for the SFT stage (repeatable), e.g. --sft train.steps=300"),
+    rl: list[str] | None = typer.Option(None, help="Override for the RL stage (repeatable), e.g. --rl train.steps=10"),
 ) -> None:
     """The paper's pipeline in miniature on the tiny default: SFT cold start -> RL -> report."""
     from slowthink.recipes.demo import run_demo

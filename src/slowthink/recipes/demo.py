@@ -43,7 +43,9 @@ def stage(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def run_demo(output_dir: Path, seed: int = 0, sft_overrides: list[str] = (), rl_overrides: list[str] = (), config_dir: Path = CONFIG_DIR) -> tuple[float, float]:
+def run_demo(
+    output_dir: Path, seed: int = 0, sft_overrides: list[str] = (), rl_overrides: list[str] = (), config_dir: Path = CONFIG_DIR
+) -> tuple[float, float]:
     """Run the whole pipeline; returns (SFT, RL) held-out accuracy in percent."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
@@ -53,13 +55,25 @@ def run_demo(output_dir: Path, seed: int = 0, sft_overrides: list[str] = (), rl_
     # Both stages' configs are checked before any work: a bad --rl override fails in seconds,
     # not after the SFT stage. The RL config is loaded again once the SFT checkpoint exists.
     base_dir = output_dir / "base"
-    sft_config = load_config(SFTConfig, config_dir / "tiny_sft.yaml", [f"run.output_dir={output_dir / 'sft'}", f"run.seed={seed}", f"model.path={base_dir}", "run.overwrite=true", *sft_overrides])
+    sft_config = load_config(
+        SFTConfig,
+        config_dir / "tiny_sft.yaml",
+        [f"run.output_dir={output_dir / 'sft'}", f"run.seed={seed}", f"model.path={base_dir}", "run.overwrite=true", *sft_overrides],
+    )
 
     def rl_stage_config(model_dir: Path) -> RLConfig:
-        return load_config(RLConfig, config_dir / "tiny_rl.yaml", [
-            f"run.output_dir={output_dir / 'rl'}", f"run.seed={seed}", f"model.path={model_dir}",
-            f"model.optimizer_state={model_dir}", "run.overwrite=true", *rl_overrides,
-        ])
+        return load_config(
+            RLConfig,
+            config_dir / "tiny_rl.yaml",
+            [
+                f"run.output_dir={output_dir / 'rl'}",
+                f"run.seed={seed}",
+                f"model.path={model_dir}",
+                f"model.optimizer_state={model_dir}",
+                "run.overwrite=true",
+                *rl_overrides,
+            ],
+        )
 
     rl_stage_config(base_dir)
 
@@ -88,8 +102,14 @@ def run_demo(output_dir: Path, seed: int = 0, sft_overrides: list[str] = (), rl_
     table = [
         ("model", "held-out accuracy", "mean length", "length (correct)", "length (incorrect)", "completion ratio"),
         *[
-            (name, f"{100 * m['accuracy']:.1f}%", f"{m['response_length']:.1f}", _fmt(m["response_length_correct"]),
-             _fmt(m["response_length_incorrect"]), f"{m['completion_ratio']:.2f}")
+            (
+                name,
+                f"{100 * m['accuracy']:.1f}%",
+                f"{m['response_length']:.1f}",
+                _fmt(m["response_length_correct"]),
+                _fmt(m["response_length_incorrect"]),
+                f"{m['completion_ratio']:.2f}",
+            )
             for name, m in (("SFT cold start", sft_metrics), ("after RL", rl_metrics))
         ],
     ]

@@ -20,9 +20,10 @@ import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, List, Literal, Optional, Sequence
+from typing import Any, Literal
 
 import typer
 from pydantic import model_validator
@@ -91,7 +92,7 @@ class DistillTIRConfig(StrictConfig):
     """Progress bar on a terminal."""
 
     @model_validator(mode="after")
-    def _check(self) -> "DistillTIRConfig":
+    def _check(self) -> DistillTIRConfig:
         for key in ("instruct_template", "inject_template"):
             if getattr(self, key) not in TEMPLATE_NAMES:
                 raise ValueError(f"{key} '{getattr(self, key)}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
@@ -145,8 +146,7 @@ def build_teacher(cfg: DistillTIRConfig, stack: ExitStack) -> tuple[Any, Any, in
     from slowthink.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.served_model_name or cfg.model)
-    generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s,
-                               tokenizer=tokenizer)
+    generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s, tokenizer=tokenizer)
     stack.callback(generator.close)
     return generator, tokenizer, None
 
@@ -171,8 +171,10 @@ def _budget(cfg: DistillTIRConfig, prompts: Sequence[list[int]], context: int | 
     longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
     budget = min(cfg.max_tokens, context - len(prompts[longest]))
     if budget < 1:
-        raise DataError(f"problem '{problems[longest].id}': its prompt has {len(prompts[longest])} tokens, the "
-                        f"teacher's context is {context}; nothing is left to generate")
+        raise DataError(
+            f"problem '{problems[longest].id}': its prompt has {len(prompts[longest])} tokens, the "
+            f"teacher's context is {context}; nothing is left to generate"
+        )
     return budget
 
 
@@ -180,13 +182,15 @@ def judge(candidates: list[Candidate], problems: Sequence[Problem], checker: Che
     """The drop reason of each candidate (None: keep), checking answers in one call."""
     live = [c for c in candidates if c.failed is None]
     verdicts = iter(checker.check([problems[c.prompt_index].answer for c in live], [c.text for c in live]))
-    return [c.failed if c.failed is not None
-            else drop_reason(c.tool_calls, c.finished, next(verdicts).status, strict_cells, text=c.text)
-            for c in candidates]
+    return [
+        c.failed if c.failed is not None else drop_reason(c.tool_calls, c.finished, next(verdicts).status, strict_cells, text=c.text)
+        for c in candidates
+    ]
 
 
-def distill_batch(problems: Sequence[Problem], loop: ToolLoop, checker: Checker, cfg: DistillTIRConfig,
-                  context: int | None = None) -> list[tuple[list[dict[str, Any]], Counter]]:
+def distill_batch(
+    problems: Sequence[Problem], loop: ToolLoop, checker: Checker, cfg: DistillTIRConfig, context: int | None = None
+) -> list[tuple[list[dict[str, Any]], Counter]]:
     """(kept rows, counts) per problem of the batch, in order."""
     results: list[tuple[list[dict[str, Any]], Counter]] = [([], Counter()) for _ in problems]
     sampling, seed = cfg.sampling, _batch_seed(cfg.seed, problems[0].id)
@@ -232,8 +236,9 @@ def sft_row(problem: Problem, candidate: Candidate) -> dict[str, Any]:
     return row
 
 
-def distill(problems: Sequence[Problem], loop: ToolLoop, checker: Checker, cfg: DistillTIRConfig,
-            context: int | None = None, console: Console | None = None) -> Counter:
+def distill(
+    problems: Sequence[Problem], loop: ToolLoop, checker: Checker, cfg: DistillTIRConfig, context: int | None = None, console: Console | None = None
+) -> Counter:
     """Process every problem not yet in ``cfg.out``; returns the counts over all sessions."""
     from slowthink.progress import count_bar
 
@@ -243,8 +248,11 @@ def distill(problems: Sequence[Problem], loop: ToolLoop, checker: Checker, cfg: 
     todo = [p for p in problems if p.id not in done]
     console.print(f"distill-tir: {len(problems)} problems, {len(problems) - len(todo)} done before, {len(todo)} to do")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as out_file, progress.open("a", encoding="utf-8") as progress_file, \
-            count_bar(console, cfg.progress, "distill-tir", len(todo)) as advance:
+    with (
+        out.open("a", encoding="utf-8") as out_file,
+        progress.open("a", encoding="utf-8") as progress_file,
+        count_bar(console, cfg.progress, "distill-tir", len(todo)) as advance,
+    ):
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
             for problem, (rows, counts) in zip(batch, distill_batch(batch, loop, checker, cfg, context)):
@@ -289,23 +297,25 @@ def run_distill_tir(cfg: DistillTIRConfig, console: Console | None = None) -> Co
 
 
 def distill_tir_cli(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (keys: slowthink config distill-tir); optional."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. sampling.n=4 sampling.max_injections=2"),
+    config: Path | None = typer.Argument(None, help="YAML config (keys: slowthink config distill-tir); optional."),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. sampling.n=4 sampling.max_injections=2"),
     data: str = typer.Option(None, help="(key data) problems JSONL ({id, problem, answer} rows); required"),
     out: str = typer.Option(None, help="(key out) output JSONL of SFT rows; required; rerunning with the same file resumes"),
-    model: str = typer.Option(None, "--model", "--teacher", help="(key model) the teacher: 'tiny' (default), a HF model "
-                                                                  "directory or hub name (openai: its tokenizer)"),
+    model: str = typer.Option(
+        None, "--model", "--teacher", help="(key model) the teacher: 'tiny' (default), a HF model directory or hub name (openai: its tokenizer)"
+    ),
     backend: str = typer.Option(None, help="(key backend) hf (default: a local model) or openai (any OpenAI-compatible server)"),
     base_url: str = typer.Option(None, help="(key base_url) server URL for --backend openai, e.g. http://127.0.0.1:8000/v1"),
     api_key: str = typer.Option(None, envvar="OPENAI_API_KEY", help="(key api_key) bearer token for --backend openai"),
-    served_model_name: str = typer.Option(None, help="(key served_model_name) model name on the server (--backend openai; "
-                                                     "default: first of /v1/models)"),
+    served_model_name: str = typer.Option(
+        None, help="(key served_model_name) model name on the server (--backend openai; default: first of /v1/models)"
+    ),
     source: str = typer.Option(None, help="(key source) instruct, inject or both (default: inject where instruct kept nothing)"),
     max_tokens: int = typer.Option(None, help="(key max_tokens) tokens per response (default 16384); cut to the context"),
     checker: str = typer.Option(None, help="(key checker) math (default) or exact (string match, the tiny task)"),
     limit: int = typer.Option(None, help="(key limit) only the first N problems"),
     seed: int = typer.Option(None, help="(key seed) seed of sampling and of the injection choices (default 0)"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="(key progress) progress bar on a terminal"),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="(key progress) progress bar on a terminal"),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Distill tool-integrated reasoning data (STILL-3-TOOL, section 4.4) from a teacher into SFT-ready JSONL.
@@ -316,9 +326,21 @@ def distill_tir_cli(
     """
     from slowthink.command_config import print_config, resolve_config
 
-    shorthands = dict(data=data, out=out, model=model, backend=backend, base_url=base_url, api_key=api_key,
-                      served_model_name=served_model_name, source=source, max_tokens=max_tokens, checker=checker,
-                      limit=limit, seed=seed, progress=progress)
+    shorthands = dict(
+        data=data,
+        out=out,
+        model=model,
+        backend=backend,
+        base_url=base_url,
+        api_key=api_key,
+        served_model_name=served_model_name,
+        source=source,
+        max_tokens=max_tokens,
+        checker=checker,
+        limit=limit,
+        seed=seed,
+        progress=progress,
+    )
     cfg = resolve_config(DistillTIRConfig, config, overrides, shorthands)
     if show_config:
         print_config(cfg)

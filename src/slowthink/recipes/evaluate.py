@@ -16,9 +16,10 @@ summaries the tool metrics (docs/tools.md).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, List, Literal, Optional
+from typing import Any, Literal
 
 import typer
 from pydantic import model_validator
@@ -44,8 +45,21 @@ from slowthink.prompts import TEMPLATE_NAMES
 # Paper, section 4.4: sampled evaluation at T = 0.6, top-p 0.95, n = 8.
 SAMPLED_DEFAULTS = {"n": 8, "temperature": 0.6, "top_p": 0.95}
 # Settings that change what a sample is: a resumed run must match them.
-RESUME_KEYS = ("model", "template", "mode", "temperature", "top_p", "max_tokens", "seed", "checker", "answer_fallback",
-               "tools", "tool_preset", "max_tool_calls", "tools_execute")
+RESUME_KEYS = (
+    "model",
+    "template",
+    "mode",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "checker",
+    "answer_fallback",
+    "tools",
+    "tool_preset",
+    "max_tool_calls",
+    "tools_execute",
+)
 # What a run.json written before tools existed meant by the tool keys: no tools.
 RESUME_DEFAULTS = {"tools": "none", "tool_preset": None, "max_tool_calls": None, "tools_execute": None}
 # Tool output formats (rollout.tool_loop.PRESETS).
@@ -131,7 +145,7 @@ class EvalConfig(StrictConfig):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "EvalConfig":
+    def _check(self) -> EvalConfig:
         if bool(self.benchmarks) == bool(self.data):
             raise ValueError("give --benchmark NAME (repeatable) or --data FILE.jsonl, not both and not neither")
         for name in self.benchmarks:
@@ -169,15 +183,18 @@ class EvalConfig(StrictConfig):
         """The tool settings a sample depends on (resume keys); all None without tools."""
         if self.tools == "none":
             return {"tools": "none", "tool_preset": None, "max_tool_calls": None, "tools_execute": None}
-        return {"tools": self.tools, "tool_preset": self.tool_preset or "default",
-                "max_tool_calls": self.max_tool_calls, "tools_execute": not self.tools_no_exec}
+        return {
+            "tools": self.tools,
+            "tool_preset": self.tool_preset or "default",
+            "max_tool_calls": self.max_tool_calls,
+            "tools_execute": not self.tools_no_exec,
+        }
 
     def decoding(self) -> Decoding:
         if self.mode == "greedy":
             return Decoding(n=1, temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, seed=self.seed)
         pick = lambda key: getattr(self, key) if getattr(self, key) is not None else SAMPLED_DEFAULTS[key]  # noqa: E731
-        return Decoding(n=pick("n"), temperature=pick("temperature"), top_p=pick("top_p"),
-                        max_tokens=self.max_tokens, seed=self.seed)
+        return Decoding(n=pick("n"), temperature=pick("temperature"), top_p=pick("top_p"), max_tokens=self.max_tokens, seed=self.seed)
 
 
 def load_eval_sets(cfg: EvalConfig) -> list[tuple[str, list[Problem]]]:
@@ -195,9 +212,18 @@ def load_eval_sets(cfg: EvalConfig) -> list[tuple[str, list[Problem]]]:
 
 def check_resume(out: Path, cfg: EvalConfig, decoding: Decoding) -> None:
     """Refuse to mix samples drawn under other settings into one output folder; record ours."""
-    settings = {"model": cfg.model, "template": cfg.template, "mode": cfg.mode, "temperature": decoding.temperature,
-                "top_p": decoding.top_p, "max_tokens": decoding.max_tokens, "seed": decoding.seed,
-                "checker": cfg.checker, "answer_fallback": cfg.answer_fallback, **cfg.tool_settings()}
+    settings = {
+        "model": cfg.model,
+        "template": cfg.template,
+        "mode": cfg.mode,
+        "temperature": decoding.temperature,
+        "top_p": decoding.top_p,
+        "max_tokens": decoding.max_tokens,
+        "seed": decoding.seed,
+        "checker": cfg.checker,
+        "answer_fallback": cfg.answer_fallback,
+        **cfg.tool_settings(),
+    }
     path = out / "run.json"
     if path.is_file():
         previous = {**RESUME_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))}
@@ -219,8 +245,7 @@ def build_backend(cfg: EvalConfig, decoding: Decoding, stack: ExitStack) -> tupl
     if cfg.backend == "hf":
         return factory.load_local(str(cfg.model), batch_size=cfg.batch_size * decoding.n)
     if cfg.backend == "openai":
-        generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s,
-                                   cfg.max_retries)
+        generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s, cfg.max_retries)
         stack.callback(generator.close)
         # The generator re-encodes completion text with it when the server sends no token ids.
         generator.tokenizer = tokenizer = load_tokenizer(openai_tokenizer_name(cfg, lambda: generator.model))
@@ -297,9 +322,19 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
             todo = count_missing(problems, decoding.n, store, tokenizer, cfg.template)
             console.print(f"[bold]{name}[/]: {len(problems)} problems x {decoding.n} samples, {todo} to generate")
             with count_bar(console, cfg.progress, name, todo) as advance:
-                records = run_samples(problems, generator, tokenizer, checker, cfg.template, decoding, store,
-                                      context_length=context, chunk_size=cfg.batch_size, on_sample=advance,
-                                      record_tools=cfg.tools != "none")
+                records = run_samples(
+                    problems,
+                    generator,
+                    tokenizer,
+                    checker,
+                    cfg.template,
+                    decoding,
+                    store,
+                    context_length=context,
+                    chunk_size=cfg.batch_size,
+                    on_sample=advance,
+                    record_tools=cfg.tools != "none",
+                )
             summaries[name] = {"benchmark": name, **summarize(records, decoding.n, cfg.mode)}
             if cfg.tools != "none":
                 summaries[name].update(tool_summary(records, store))
@@ -317,11 +352,12 @@ def _percent(value: float | None) -> str:
 
 def tool_line(summary: dict[str, Any]) -> str:
     """One line of tool metrics: calls per response, statuses, accuracy with / without tools."""
-    statuses = ", ".join(f"{k.removeprefix('tools/status/')} {v}" for k, v in summary.items()
-                         if k.startswith("tools/status/")) or "none"
-    return (f"tools: {summary['tools/tool_calls_per_response']:.2f} calls/response ({statuses}); acc % with tools "
-            f"{_percent(summary['tools/accuracy_with_tools'])} (n={summary['tools/responses_with_tools']}), without "
-            f"{_percent(summary['tools/accuracy_without_tools'])} (n={summary['tools/responses_without_tools']})")
+    statuses = ", ".join(f"{k.removeprefix('tools/status/')} {v}" for k, v in summary.items() if k.startswith("tools/status/")) or "none"
+    return (
+        f"tools: {summary['tools/tool_calls_per_response']:.2f} calls/response ({statuses}); acc % with tools "
+        f"{_percent(summary['tools/accuracy_with_tools'])} (n={summary['tools/responses_with_tools']}), without "
+        f"{_percent(summary['tools/accuracy_without_tools'])} (n={summary['tools/responses_without_tools']})"
+    )
 
 
 def _length(value: float | None) -> str:
@@ -333,30 +369,36 @@ def print_table(console: Console, summaries: dict[str, dict[str, Any]]) -> None:
     from rich import box
     from rich.table import Table
 
-    table = Table(title="slowthink eval (accuracy %, lengths in tokens)", box=box.SIMPLE_HEAD,
-                  collapse_padding=True, pad_edge=False)
+    table = Table(title="slowthink eval (accuracy %, lengths in tokens)", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     # Short headers: the table fits 80 columns. len ok / len bad: mean tokens of correct /
     # incorrect responses (Table 4); done: completion ratio; no ans: responses without an answer.
     for column in ("benchmark", "probs", "n", "pass@1", "maj@n", "pass@n", "len ok", "len bad", "done", "no ans"):
-        table.add_column(column, justify="left" if column == "benchmark" else "right", no_wrap=True,
-                         min_width=len(column))
+        table.add_column(column, justify="left" if column == "benchmark" else "right", no_wrap=True, min_width=len(column))
     for name, s in summaries.items():
         n = s["samples_per_problem"]
         table.add_row(
-            name, str(s["problems"]), str(n), _percent(s["pass@1"]), _percent(s.get(f"maj@{n}")),
-            _percent(s.get(f"pass@{n}")), _length(s["response_length_correct"]), _length(s["response_length_incorrect"]),
-            _percent(s["completion_ratio"]), str(s["check/no_answer"]),
+            name,
+            str(s["problems"]),
+            str(n),
+            _percent(s["pass@1"]),
+            _percent(s.get(f"maj@{n}")),
+            _percent(s.get(f"pass@{n}")),
+            _length(s["response_length_correct"]),
+            _length(s["response_length_incorrect"]),
+            _percent(s["completion_ratio"]),
+            str(s["check/no_answer"]),
         )
     console.print(table)
 
 
 def eval_cli(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (keys: slowthink config eval); optional."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. tensor_parallel_size=2 answer_fallback=true"),
-    model: str = typer.Option(None, help="(key model) 'tiny' (default for hf/vllm), a local HF model directory or a hub name; "
-                                          "with --backend openai it names the tokenizer"),
+    config: Path | None = typer.Argument(None, help="YAML config (keys: slowthink config eval); optional."),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. tensor_parallel_size=2 answer_fallback=true"),
+    model: str = typer.Option(
+        None, help="(key model) 'tiny' (default for hf/vllm), a local HF model directory or a hub name; with --backend openai it names the tokenizer"
+    ),
     tokenizer: str = typer.Option(None, help="(key tokenizer) tokenizer for the prompts (default: --model's)"),
-    benchmark: List[str] = typer.Option([], "--benchmark", "-b", help=f"(key benchmarks) repeatable; one of {', '.join(BENCHMARK_NAMES)}"),
+    benchmark: list[str] = typer.Option([], "--benchmark", "-b", help=f"(key benchmarks) repeatable; one of {', '.join(BENCHMARK_NAMES)}"),
     data: str = typer.Option(None, help="(key data) a JSONL file of {id, problem, answer, source, meta} rows instead of --benchmark"),
     data_dir: str = typer.Option(None, help="(key data_dir) folder with local JSONL copies of the named benchmarks (offline)"),
     mode: str = typer.Option(None, help="(key mode) greedy (default: 1 sample, T=0) or sampled (paper: n=8, T=0.6, top-p 0.95)"),
@@ -374,11 +416,11 @@ def eval_cli(
     out: str = typer.Option(None, help="(key out) output folder (default runs/eval); rerunning with the same folder resumes"),
     limit: int = typer.Option(None, help="(key limit) only the first N problems of each benchmark"),
     seed: int = typer.Option(None, help="(key seed) sampling seed (default 0)"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="(key progress) progress bar on a terminal (default on)"),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="(key progress) progress bar on a terminal (default on)"),
     tools: str = typer.Option(None, help="(key tools) python: run code blocks in the sandbox and show their output (section 4.4)"),
     tool_preset: str = typer.Option(None, help="(key tool_preset) tool format with --tools python: default or still3"),
     max_tool_calls: int = typer.Option(None, help="(key max_tool_calls) code blocks executed per response (default: no limit)"),
-    tools_no_exec: Optional[bool] = typer.Option(None, "--tools-no-exec", help="(key tools_no_exec) ablation: code is written but never executed"),
+    tools_no_exec: bool | None = typer.Option(None, "--tools-no-exec", help="(key tools_no_exec) ablation: code is written but never executed"),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Evaluate a model on math benchmarks (pass@1, maj@n, pass@k, lengths, completion and keyword ratios).
@@ -389,11 +431,33 @@ def eval_cli(
     """
     from slowthink.command_config import print_config, resolve_config
 
-    shorthands = dict(model=model, tokenizer=tokenizer, benchmarks=benchmark, data=data, data_dir=data_dir, mode=mode, n=n,
-                      temperature=temperature, top_p=top_p, max_tokens=max_tokens, template=template, backend=backend,
-                      base_url=base_url, api_key=api_key, concurrency=concurrency, batch_size=batch_size, checker=checker,
-                      out=out, limit=limit, seed=seed, progress=progress, tools=tools, tool_preset=tool_preset,
-                      max_tool_calls=max_tool_calls, tools_no_exec=tools_no_exec)
+    shorthands = dict(
+        model=model,
+        tokenizer=tokenizer,
+        benchmarks=benchmark,
+        data=data,
+        data_dir=data_dir,
+        mode=mode,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        template=template,
+        backend=backend,
+        base_url=base_url,
+        api_key=api_key,
+        concurrency=concurrency,
+        batch_size=batch_size,
+        checker=checker,
+        out=out,
+        limit=limit,
+        seed=seed,
+        progress=progress,
+        tools=tools,
+        tool_preset=tool_preset,
+        max_tool_calls=max_tool_calls,
+        tools_no_exec=tools_no_exec,
+    )
     # A bad key or value is a ConfigError: one message, exit 2 (cli_errors.py).
     cfg = resolve_config(EvalConfig, config, overrides, shorthands)
     if show_config:

@@ -74,15 +74,20 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
         # A colocated engine built from the same checkpoint as the trainer, in the trainer's
         # dtype; with stale rollouts it keeps a CPU copy of the weights it samples from.
         stale = config.rollout.sync_weights_every > 1
-        engine = factory.vllm_engine(config.model.path, config.rollout.vllm, seed=config.run.seed, tokenizer=tokenizer,
-                                     dtype=rollout_dtype(config), keep_weights_of=model if stale else None)
+        engine = factory.vllm_engine(
+            config.model.path,
+            config.rollout.vllm,
+            seed=config.run.seed,
+            tokenizer=tokenizer,
+            dtype=rollout_dtype(config),
+            keep_weights_of=model if stale else None,
+        )
     else:
         # FSDP: a full copy beside the shards (a sharded forward is collective, and ranks
         # generate different numbers of tokens), synced by gathering after each update.
         shared = config.rollout.sync_weights_every == 1 and config.distributed.strategy != "fsdp"
         engine_model = model if shared else copy.deepcopy(model)
-        engine = factory.hf_engine(engine_model, tokenizer, config.rollout.generation_batch_size or 256,
-                                   fast=config.rollout.fast_generation)
+        engine = factory.hf_engine(engine_model, tokenizer, config.rollout.generation_batch_size or 256, fast=config.rollout.fast_generation)
     if config.rollout.tools == "none":
         return engine
     return factory.with_tools(engine, tokenizer, config.rollout.tool_preset, config.rollout.max_tool_calls)
@@ -110,8 +115,12 @@ def engine_model(generator: Any) -> Any:
 
 def roll_out(generator: Any, prompts: ProblemSet, config: RLConfig, max_length: int, seed: int) -> list[Completion]:
     params = SamplingParams(
-        temperature=config.rollout.temperature, top_p=config.rollout.top_p, max_new_tokens=max_length,
-        stop=tuple(config.rollout.stop), n=config.rollout.rollouts_per_prompt, seed=seed,
+        temperature=config.rollout.temperature,
+        top_p=config.rollout.top_p,
+        max_new_tokens=max_length,
+        stop=tuple(config.rollout.stop),
+        n=config.rollout.rollouts_per_prompt,
+        seed=seed,
     )
     return generator.generate(prompts.prompt_ids, params)
 
@@ -134,10 +143,14 @@ def old_logprobs_source(config: RLConfig) -> str:
 
 def loss_settings(config: RLConfig, kl_coef: float, max_length: int, has_reference: bool) -> LossSettings:
     return LossSettings(
-        clip_low=config.algorithm.clip_low, clip_high=config.algorithm.clip_high,
-        aggregation=config.algorithm.loss_aggregation, max_length=max_length,
-        kl_coef=kl_coef if config.kl.placement == "loss" else 0.0, kl_estimator=config.kl.estimator,
-        entropy_coef=config.algorithm.entropy_coef, temperature=config.rollout.temperature or 1.0,
+        clip_low=config.algorithm.clip_low,
+        clip_high=config.algorithm.clip_high,
+        aggregation=config.algorithm.loss_aggregation,
+        max_length=max_length,
+        kl_coef=kl_coef if config.kl.placement == "loss" else 0.0,
+        kl_estimator=config.kl.estimator,
+        entropy_coef=config.algorithm.entropy_coef,
+        temperature=config.rollout.temperature or 1.0,
         old_is_current=old_logprobs_source(config) == "current",
         has_reference=has_reference,
     )
@@ -201,17 +214,27 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         # 4. Reference log-probs; selection and advantages (minus the KL-in-reward penalty)
         #    over every rank's gathered outcomes, so all ranks agree on them.
         with timer("prepare"):
-            batch, row_ranks, step_metrics = prepare_batch(trainer, reference, prompts, completions, scored, config, settings, kl_coef, tokenizer.pad_token_id, info)
+            batch, row_ranks, step_metrics = prepare_batch(
+                trainer, reference, prompts, completions, scored, config, settings, kl_coef, tokenizer.pad_token_id, info
+            )
 
         # 5. Policy update: exactly epochs x prompts_per_step / prompts_per_update optimizer steps
         #    over every rank's kept rows (one on-policy update, or mini-batches / epochs: off-policy).
         with timer("update"):
             has_ref = reference is not None
             update_metrics = update_policy(
-                trainer, optimizer, scheduler, batch, loss_settings(config, kl_coef, max_length, has_ref),
+                trainer,
+                optimizer,
+                scheduler,
+                batch,
+                loss_settings(config, kl_coef, max_length, has_ref),
                 num_minibatches=config.rollout.prompts_per_step // config.prompts_per_update,
-                epochs=config.update.epochs, micro_batch_size=config.update.micro_batch_size,
-                grad_clip=config.optim.grad_clip, info=info, shuffle_seed=step_seed(config, step, 0), row_ranks_N=row_ranks,
+                epochs=config.update.epochs,
+                micro_batch_size=config.update.micro_batch_size,
+                grad_clip=config.optim.grad_clip,
+                info=info,
+                shuffle_seed=step_seed(config, step, 0),
+                row_ranks_N=row_ranks,
             )
 
         # 6. Sync the new weights into the rollout engine (every K steps: stale rollouts when K > 1).
@@ -223,8 +246,17 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
             state.reference_reset_at = step + 1
 
         # 8. Metrics: rollout monitors, update statistics, schedule values, timings (mean over ranks).
-        metrics = step_metrics_of(completions, scored, {**step_metrics, **update_metrics}, timer, config, info,
-                                  kl_coef=kl_coef, max_length=max_length, lr=scheduler.get_last_lr()[0])
+        metrics = step_metrics_of(
+            completions,
+            scored,
+            {**step_metrics, **update_metrics},
+            timer,
+            config,
+            info,
+            kl_coef=kl_coef,
+            max_length=max_length,
+            lr=scheduler.get_last_lr()[0],
+        )
         if config.train.eval_every and (step + 1) % config.train.eval_every == 0 or step + 1 == config.train.steps:
             metrics.update({f"heldout/{k}": v for k, v in run_heldout(generator, heldout_set, reward_model, config).items()})
         metrics.update(hacking.update(metrics, step + 1))  # length up, accuracy flat: warn and log
@@ -272,8 +304,11 @@ def build_parts(config: RLConfig) -> RLParts:
     generator = build_generator(config, model, tokenizer)
     reward_model = RewardModel(config.reward)
     settings = SelectionSettings(
-        config.algorithm.advantage, config.algorithm.drop_uniform_groups, config.algorithm.question_selection,
-        config.algorithm.response_selection, config.algorithm.overlength_masking,
+        config.algorithm.advantage,
+        config.algorithm.drop_uniform_groups,
+        config.algorithm.question_selection,
+        config.algorithm.response_selection,
+        config.algorithm.overlength_masking,
     )
     # Exactly epochs x prompts_per_step / prompts_per_update optimizer steps per RL step.
     updates_per_step = config.update.epochs * (config.rollout.prompts_per_step // config.prompts_per_update)
@@ -285,8 +320,9 @@ def build_parts(config: RLConfig) -> RLParts:
     return RLParts(model, tokenizer, reference, train_set, heldout_set, generator, reward_model, settings, optimizer, scheduler, sampler)
 
 
-def step_metrics_of(completions: list[Completion], scored: Any, update_metrics: dict[str, Any], timer: PhaseTimer,
-                    config: RLConfig, info: DistInfo, **values: float) -> dict[str, Any]:
+def step_metrics_of(
+    completions: list[Completion], scored: Any, update_metrics: dict[str, Any], timer: PhaseTimer, config: RLConfig, info: DistInfo, **values: float
+) -> dict[str, Any]:
     """One step's logged metrics: rollout monitors, selection and update statistics, mean reward
     and its components, the schedule ``values`` (kl_coef, max_length, lr), timings, tool use;
     then their mean over ranks."""
@@ -308,7 +344,7 @@ class PhaseTimer:
         self.seconds: dict[str, float] = {}
         self.start = time.perf_counter()
 
-    def __call__(self, name: str) -> "PhaseTimer":
+    def __call__(self, name: str) -> PhaseTimer:
         self._name = name
         return self
 
@@ -353,7 +389,9 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
     recompute = old_logprobs_source(config) == "recompute"
     if recompute and is_sharded(trainer):
         # A sharded forward is collective: every rank recomputes all its rows (equal shares).
-        sequences = sequences.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro))
+        sequences = sequences.with_(
+            old_logprobs_BT=batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
+        )
     batch, row_ranks, metrics = select_training_rows(sequences, gather_outcomes(local, info), settings, reward_kl_coef, info)
     if recompute and not is_sharded(trainer) and len(batch):
         batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
@@ -425,8 +463,12 @@ def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimi
         barrier(info)
         return
     trainer_state = {
-        "step": state.step, "sampler": state.sampler, "reference_reset_at": state.reference_reset_at,
-        "optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": ckpt.rng_state(),
+        "step": state.step,
+        "sampler": state.sampler,
+        "reference_reset_at": state.reference_reset_at,
+        "optimizer": optimizer_state,
+        "scheduler": scheduler.state_dict(),
+        "rng": ckpt.rng_state(),
     }
     if reference is not None and state.reference_reset_at > 0:
         trainer_state["reference"] = reference.state_dict()

@@ -20,9 +20,9 @@ from slowthink.config import ConfigError, StrictConfig
 from slowthink.recipes.common_config import ProblemSourceConfig, RLModelConfig, RunConfig
 from slowthink.rewards.reward import RewardConfig
 from slowthink.rollout.vllm_backend import VLLMEngineConfig
+from slowthink.tracking import TrackingConfig
 from slowthink.training.distributed import DistributedConfig
 from slowthink.training.optim import OptimConfig
-from slowthink.tracking import TrackingConfig
 
 
 class RolloutConfig(StrictConfig):
@@ -58,7 +58,7 @@ class RolloutConfig(StrictConfig):
     vllm: VLLMEngineConfig = VLLMEngineConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "RolloutConfig":
+    def _check(self) -> RolloutConfig:
         steps = [s for s, _ in self.max_length_schedule]
         if not steps or steps[0] != 0 or steps != sorted(steps):
             raise ValueError("rollout.max_length_schedule must start at step 0 and be sorted, e.g. [[0, 8192], [100, 20480]]")
@@ -115,7 +115,7 @@ class AlgorithmConfig(StrictConfig):
     old_logprobs: Literal["recompute", "rollout"] = "recompute"
 
     @model_validator(mode="after")
-    def _check(self) -> "AlgorithmConfig":
+    def _check(self) -> AlgorithmConfig:
         if self.advantage not in ADVANTAGE_ESTIMATORS:
             raise ValueError(f"algorithm.advantage '{self.advantage}' unknown; allowed: {', '.join(ADVANTAGE_ESTIMATORS)}")
         if self.loss_aggregation not in LOSS_AGGREGATIONS:
@@ -165,26 +165,27 @@ class RLConfig(StrictConfig):
     distributed: DistributedConfig = DistributedConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "RLConfig":
+    def _check(self) -> RLConfig:
         per_update = self.update.prompts_per_update or self.rollout.prompts_per_step
         if self.rollout.prompts_per_step % per_update:
-            raise ValueError(
-                f"update.prompts_per_update ({per_update}) must divide rollout.prompts_per_step ({self.rollout.prompts_per_step})"
-            )
+            raise ValueError(f"update.prompts_per_update ({per_update}) must divide rollout.prompts_per_step ({self.rollout.prompts_per_step})")
         if self.rollout.sync_weights_every > 1 and self.algorithm.old_logprobs != "rollout":
             raise ValueError("rollout.sync_weights_every > 1 samples from a stale policy: set algorithm.old_logprobs=rollout")
         if self.algorithm.loss_aggregation == "constant" and self.rollout.max_length_schedule[-1][1] <= 0:
             raise ValueError("algorithm.loss_aggregation=constant needs a positive max length")
         if self.rollout.backend == "vllm" and self.rollout.top_p < 1 and self.algorithm.old_logprobs == "rollout":
             # vLLM's sampling log-probs are of the top-p truncated distribution; the trainer's are not.
-            raise ValueError("rollout.backend=vllm with rollout.top_p < 1 returns truncated log-probs: "
-                             "use algorithm.old_logprobs=recompute or rollout.top_p=1")
+            raise ValueError(
+                "rollout.backend=vllm with rollout.top_p < 1 returns truncated log-probs: use algorithm.old_logprobs=recompute or rollout.top_p=1"
+            )
         if self.kl.reference_reset_every and self.kl.mode == "off" and not self.kl.monitor:
             raise ValueError("kl.reference_reset_every needs a reference model: set kl.mode or kl.monitor=true")
         if self.kl.mode != "off" and self.kl.placement == "loss" and self.kl.estimator == "k1":
             # E_pi[grad k1] = E_pi[grad log pi] = 0: as a loss term k1 pulls nowhere (algorithms/kl.py).
-            raise ValueError("kl.estimator=k1 in the loss (kl.placement=loss) has zero expected gradient: "
-                             "use kl.estimator=k3 (gradient of KL(ref||pi)) or k2 (gradient of KL(pi||ref)), or kl.placement=reward")
+            raise ValueError(
+                "kl.estimator=k1 in the loss (kl.placement=loss) has zero expected gradient: "
+                "use kl.estimator=k3 (gradient of KL(ref||pi)) or k2 (gradient of KL(pi||ref)), or kl.placement=reward"
+            )
         if self.kl.placement == "reward" and self.kl.mode == "off":
             raise ValueError("kl.placement=reward has no effect with kl.mode=off")
         if self.rollout.rollouts_per_prompt < 2 and self.algorithm.advantage != "reinforce_pp":

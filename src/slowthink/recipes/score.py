@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, List, Literal, Optional, TextIO
+from typing import Any, Literal, TextIO
 
 import typer
 from pydantic import Field
@@ -150,8 +151,7 @@ def _write_chunk(chunk: list[_Row], checker: Checker, out: TextIO, summary: Scor
                 summary.row_accuracies.append(sum(v.correct for v in mine) / len(mine))
             correct, status = [v.correct for v in mine], [v.status for v in mine]
             record = dict(row.data or {})
-            record.update(line=row.line, correct=correct if row.many else correct[0],
-                          status=status if row.many else status[0])
+            record.update(line=row.line, correct=correct if row.many else correct[0], status=status if row.many else status[0])
         try:
             line = dumps_line(record)
         except (RecursionError, ValueError) as error:
@@ -245,17 +245,22 @@ class ScoreConfig(StrictConfig):
 
 
 def score_command(
-    args: Optional[List[str]] = typer.Argument(None, help="FILE.jsonl (rows with a gold answer and a response or a list "
-                                                          "of responses), then key=value overrides."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (keys: slowthink config score)."),
+    args: list[str] | None = typer.Argument(
+        None, help="FILE.jsonl (rows with a gold answer and a response or a list of responses), then key=value overrides."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML config (keys: slowthink config score)."),
     out: Path = typer.Option(None, "--out", help="(key out) where to write the rows with 'correct' and 'status' added."),
     answer_field: str = typer.Option(None, help="(key answer_field) field holding the gold answer (default answer)."),
     response_field: str = typer.Option(None, help="(key response_field) field holding one response (default response)."),
-    responses_field: str = typer.Option(None, help="(key responses_field) field holding a list of responses (default "
-                                                   "responses; wins over --response-field)."),
+    responses_field: str = typer.Option(
+        None, help="(key responses_field) field holding a list of responses (default responses; wins over --response-field)."
+    ),
     checker: str = typer.Option(None, help="(key checker) 'math' (default: math-verify in worker processes) or 'exact'."),
-    fallback: Optional[bool] = typer.Option(None, "--fallback", help="(key fallback) evaluation only: when nothing is "
-                                            "boxed, also read 'the answer is X', the last $math$, the last number."),
+    fallback: bool | None = typer.Option(
+        None,
+        "--fallback",
+        help="(key fallback) evaluation only: when nothing is boxed, also read 'the answer is X', the last $math$, the last number.",
+    ),
     workers: int = typer.Option(None, help="(key workers) checker worker processes (default 2; each uses one core)."),
     timeout: float = typer.Option(None, help="(key timeout) seconds one check may take before its worker is killed (default 5)."),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
@@ -266,8 +271,17 @@ def score_command(
     files, overrides = split_overrides(args)
     if len(files) > 1:
         raise ConfigError(f"score takes one input file, got {len(files)}: {' '.join(files)}")
-    shorthands = dict(file=files[0] if files else None, out=out, answer_field=answer_field, response_field=response_field,
-                      responses_field=responses_field, checker=checker, fallback=fallback, workers=workers, timeout=timeout)
+    shorthands = dict(
+        file=files[0] if files else None,
+        out=out,
+        answer_field=answer_field,
+        response_field=response_field,
+        responses_field=responses_field,
+        checker=checker,
+        fallback=fallback,
+        workers=workers,
+        timeout=timeout,
+    )
     cfg = resolve_config(ScoreConfig, config, overrides, shorthands)
     if show_config:
         print_config(cfg)
@@ -277,8 +291,7 @@ def score_command(
         raise typer.Exit(2)
     if same_file(file, out):
         # Writing the output over the input would destroy it (issue 8: it did, exiting 0).
-        typer.echo(f"error: --out {out} is the input file {file} (same file, or a link to it); choose another path",
-                   err=True)
+        typer.echo(f"error: --out {out} is the input file {file} (same file, or a link to it); choose another path", err=True)
         raise typer.Exit(2)
     from slowthink.rewards.checkers import make_checker
 

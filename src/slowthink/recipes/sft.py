@@ -67,7 +67,7 @@ class SFTDataConfig(StrictConfig):
     packing: bool = False
 
     @model_validator(mode="after")
-    def _check(self) -> "SFTDataConfig":
+    def _check(self) -> SFTDataConfig:
         if self.packing and not self.max_length:
             raise ValueError("data.packing=true needs data.max_length (the packed row length)")
         if self.template not in TEMPLATE_NAMES:
@@ -157,7 +157,15 @@ def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFT
 
 
 def sft_step(
-    model, optimizer, scheduler, examples: list[SFTExample], micro_batch_size: int, grad_clip: float, pad_id: int, info: DistInfo, pack_length: int = 0,
+    model,
+    optimizer,
+    scheduler,
+    examples: list[SFTExample],
+    micro_batch_size: int,
+    grad_clip: float,
+    pad_id: int,
+    info: DistInfo,
+    pack_length: int = 0,
 ) -> dict[str, float]:
     """One optimizer step: token-mean negative log-likelihood over all ranks' response tokens.
 
@@ -207,7 +215,10 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     model, tokenizer = load_policy(config.model)  # with its memory plan
     examples, data_stats = load_examples(config.data, tokenizer, config.run.seed)
     if info.is_main:
-        print(f"[sft] {data_stats.kept} of {data_stats.rows} examples kept; dropped {data_stats.dropped or 'none'}, answer-masked {data_stats.truncated_masked}", flush=True)
+        print(
+            f"[sft] {data_stats.kept} of {data_stats.rows} examples kept; dropped {data_stats.dropped or 'none'}, answer-masked {data_stats.truncated_masked}",
+            flush=True,
+        )
     if config.train.batch_size % info.world_size:
         raise ConfigError(f"train.batch_size ({config.train.batch_size}) must divide evenly over {info.world_size} ranks")
     optimizer = build_optimizer(model, config.optim)
@@ -226,7 +237,17 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
         # Every rank draws the same indices and takes its own share.
         indices = sampler.take(config.train.batch_size)[info.rank * per_rank : (info.rank + 1) * per_rank]
         pack_length = config.data.max_length if config.data.packing else 0
-        metrics = sft_step(trainer, optimizer, scheduler, [examples[i] for i in indices], config.train.micro_batch_size, config.optim.grad_clip, tokenizer.pad_token_id, info, pack_length)
+        metrics = sft_step(
+            trainer,
+            optimizer,
+            scheduler,
+            [examples[i] for i in indices],
+            config.train.micro_batch_size,
+            config.optim.grad_clip,
+            tokenizer.pad_token_id,
+            info,
+            pack_length,
+        )
         if step == 0:
             metrics.update(data_stats.metrics())  # the data filter's counts, once, in the first row
         if info.is_main:

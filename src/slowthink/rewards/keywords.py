@@ -10,8 +10,8 @@ for the action reward (Amax = 20), and monitors keyword frequency by category
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Iterable, Mapping
 
 # Section 4.2.1: A = count of these in the response, RRA = min(A, Amax)/Amax ± 1.
 ACTION_REWARD_KEYWORDS: tuple[str, ...] = ("however", "but", "wait", "verify", "alternatively")

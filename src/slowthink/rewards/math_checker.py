@@ -23,9 +23,10 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Sequence
+from typing import Any
 
 from slowthink.rewards.verdict import Verdict
 
@@ -287,7 +288,7 @@ class MathChecker:
             worker.conn.close()
         self._workers = None
 
-    def __enter__(self) -> "MathChecker":
+    def __enter__(self) -> MathChecker:
         return self
 
     def __exit__(self, *exc: object) -> None:

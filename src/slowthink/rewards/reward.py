@@ -8,8 +8,9 @@ function of that response's verdict, text and length.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -79,8 +80,7 @@ class RewardModel:
     def score(self, golds: Sequence[str], responses: Sequence[str], lengths: Sequence[int], max_length: int) -> RewardBatch:
         verdicts = self.checker.check(golds, responses)
         parts = {
-            name: [self._component(name, v, text, n, max_length) for v, text, n in zip(verdicts, responses, lengths)]
-            for name in self.config.weights
+            name: [self._component(name, v, text, n, max_length) for v, text, n in zip(verdicts, responses, lengths)] for name in self.config.weights
         }
         total = [sum(self.config.weights[name] * parts[name][i] for name in parts) for i in range(len(verdicts))]
         return RewardBatch(total=total, components=parts, verdicts=verdicts)

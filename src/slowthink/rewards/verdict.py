@@ -5,8 +5,9 @@ Must not import torch, transformers, modeling, rollout, training, recipes or the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 from slowthink.rewards.extract import extract_answer, oversized_answer
 

@@ -35,13 +35,15 @@ def load_local(path: str, batch_size: int) -> tuple[Any, Any, int | None]:
     return hf_engine(model, tokenizer, batch_size), tokenizer, context
 
 
-def remote(base_url: str, served_model_name: str | None, api_key: str | None, concurrency: int, timeout_s: float,
-           max_retries: int = 3, tokenizer: Any = None) -> Any:
+def remote(
+    base_url: str, served_model_name: str | None, api_key: str | None, concurrency: int, timeout_s: float, max_retries: int = 3, tokenizer: Any = None
+) -> Any:
     """An ``OpenAIGenerator``; ``served_model_name`` None asks the server's /v1/models."""
     from slowthink.rollout.openai_backend import OpenAIGenerator
 
-    return OpenAIGenerator(base_url, model=served_model_name, api_key=api_key, concurrency=concurrency,
-                           timeout_s=timeout_s, max_retries=max_retries, tokenizer=tokenizer)
+    return OpenAIGenerator(
+        base_url, model=served_model_name, api_key=api_key, concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries, tokenizer=tokenizer
+    )
 
 
 def vllm_engine(model: str, engine: Any, seed: int, tokenizer: Any, dtype: str = "auto", keep_weights_of: Any = None) -> Any:

@@ -79,8 +79,12 @@ def _fused_weights(layer: Any, scaling: float) -> tuple[torch.Tensor, torch.Tens
         bias = torch.cat([p.bias if p.bias is not None else weight.new_zeros(p.out_features) for p in projections])
         bias = bias.detach().clone()
         bias[:q_rows] *= scaling
-    plain = (getattr(mlp, "gate_proj", None) is not None and mlp.gate_proj.bias is None
-             and mlp.up_proj.bias is None and getattr(getattr(mlp, "config", None), "hidden_act", None) == "silu")
+    plain = (
+        getattr(mlp, "gate_proj", None) is not None
+        and mlp.gate_proj.bias is None
+        and mlp.up_proj.bias is None
+        and getattr(getattr(mlp, "config", None), "hidden_act", None) == "silu"
+    )
     gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach() if plain else None
     return weight, bias, gate_up
 
@@ -134,8 +138,7 @@ class StaticDecoder:
         self.values = [v[rows] for v in self.values]
         self.key_bias = self.key_bias[rows]
 
-    def forward(self, input_ids_BT: torch.Tensor, position_ids_BT: torch.Tensor, start: int,
-                query_bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids_BT: torch.Tensor, position_ids_BT: torch.Tensor, start: int, query_bias: torch.Tensor | None = None) -> torch.Tensor:
         """Run tokens at cache columns [start, start + T); return the last position's logits (B, V).
 
         ``query_bias`` (B, T, start + T) is the prefill's causal-and-padding mask; a decode
@@ -177,16 +180,15 @@ class FastDecodeLoop:
         self.stop_masks = StopMasks()
 
     @torch.inference_mode()
-    def generate_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams,
-                       keys_B: torch.Tensor) -> list[Completion]:
+    def generate_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams, keys_B: torch.Tensor) -> list[Completion]:
         gen, device = self.generator, self.generator._device
         batch, width = len(jobs), max(len(ids) for _, ids in jobs)
         max_new = params.max_new_tokens
         input_ids = torch.full((batch, width), gen.pad_id, dtype=torch.long, device=device)
         real = torch.zeros((batch, width), dtype=torch.bool, device=device)
         for row, (_, ids) in enumerate(jobs):
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            real[row, width - len(ids):] = True
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            real[row, width - len(ids) :] = True
         decoder = StaticDecoder(gen.model, batch, width + max_new)
         decoder.key_bias[:, :width].masked_fill_(~real, float("-inf"))
         # Prefill: causal over real tokens; a padding query also sees itself (a fully masked
@@ -220,8 +222,7 @@ class FastDecodeLoop:
             tokens[live, step], logprobs[live, step] = chosen[active], chosen_logprobs[active]
             ended = active & torch.isin(chosen, eos)
             if stop_candidates is not None:
-                ended |= self._stops(active & ~ended, chosen, rows, tokens, step, stop_candidates,
-                                     params.stop, max_stop_chars, stop_hit)
+                ended |= self._stops(active & ~ended, chosen, rows, tokens, step, stop_candidates, params.stop, max_stop_chars, stop_hit)
             finished_rows = rows[ended]
             stopped[finished_rows], lengths[finished_rows] = True, step + 1
             active &= ~ended
@@ -254,9 +255,14 @@ class FastDecodeLoop:
         for row, (index, _) in enumerate(jobs):
             length = int(lengths[row])
             ids = tokens[row, :length].tolist()
-            completions.append(Completion(
-                prompt_index=index, token_ids=ids, logprobs=logprobs[row, :length].tolist(),
-                text=decode(ids, skip_special_tokens=True),
-                finish_reason="stop" if bool(stopped[row]) else "length", stop_string=stop_hit[row],
-            ))
+            completions.append(
+                Completion(
+                    prompt_index=index,
+                    token_ids=ids,
+                    logprobs=logprobs[row, :length].tolist(),
+                    text=decode(ids, skip_special_tokens=True),
+                    finish_reason="stop" if bool(stopped[row]) else "length",
+                    stop_string=stop_hit[row],
+                )
+            )
         return completions

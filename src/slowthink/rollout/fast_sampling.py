@@ -65,9 +65,7 @@ def uniforms(keys_B: torch.Tensor, steps: int) -> torch.Tensor:
     return (mixed >> 8).float() / 2**24
 
 
-def sample_from_uniforms(
-    logits_BV: torch.Tensor, temperature: float, top_p: float, uniforms_B: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_from_uniforms(logits_BV: torch.Tensor, temperature: float, top_p: float, uniforms_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one token per row by inverse CDF; return (tokens (B,), log-probs (B,)).
 
     The same contract as ``hf.sample_next_token``: ``temperature == 0`` is greedy (log-probs

@@ -127,8 +127,7 @@ class HFGenerator:
             pass
         return batch.completions()
 
-    def start_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams,
-                    rngs: list[torch.Generator]) -> DecodeBatch:
+    def start_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams, rngs: list[torch.Generator]) -> DecodeBatch:
         """Prefill ``jobs`` ((prompt index, prompt ids) rows) for stepwise decoding, row ``r``
         sampling from ``rngs[r]`` alone (``slowthink serve``: per-request seeds, chunked turns)."""
         was_training = self.model.training
@@ -198,11 +197,13 @@ class DecodeBatch:
             return True
         batch = len(self.jobs)
         chosen = torch.where(torch.tensor([f is None for f in self.finish], device=device), chosen, generator.pad_id)
-        self.attention_mask = torch.cat([self.attention_mask, torch.ones((batch, 1), dtype=torch.long, device=device)],
-                                        dim=1)
+        self.attention_mask = torch.cat([self.attention_mask, torch.ones((batch, 1), dtype=torch.long, device=device)], dim=1)
         out = generator.model(
-            input_ids=chosen[:, None], attention_mask=self.attention_mask, position_ids=self.next_position,
-            past_key_values=self.past, use_cache=True,
+            input_ids=chosen[:, None],
+            attention_mask=self.attention_mask,
+            position_ids=self.next_position,
+            past_key_values=self.past,
+            use_cache=True,
         )
         self.past, self.logits_B = out.past_key_values, out.logits[:, -1]
         self.next_position = self.next_position + 1
@@ -223,8 +224,13 @@ class DecodeBatch:
         """One completion per remaining row (unfinished rows end with ``length``)."""
         decode = self.generator.tokenizer.decode
         return [
-            Completion(prompt_index=index, token_ids=self.tokens[row], logprobs=self.logprobs[row],
-                       text=decode(self.tokens[row], skip_special_tokens=True),
-                       finish_reason=self.finish[row] or "length", stop_string=self.stop_hit[row])
+            Completion(
+                prompt_index=index,
+                token_ids=self.tokens[row],
+                logprobs=self.logprobs[row],
+                text=decode(self.tokens[row], skip_special_tokens=True),
+                finish_reason=self.finish[row] or "length",
+                stop_string=self.stop_hit[row],
+            )
             for row, (index, _) in enumerate(self.jobs)
         ]

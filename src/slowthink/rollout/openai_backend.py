@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import httpx
 
@@ -97,7 +98,7 @@ class OpenAIGenerator:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "OpenAIGenerator":
+    def __enter__(self) -> OpenAIGenerator:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -117,9 +118,7 @@ class OpenAIGenerator:
                 self._model = str(models[0]["id"])
             return self._model
 
-    def generate_stream(
-        self, prompts: Sequence[Sequence[int] | str], params: SamplingParams
-    ) -> Iterator[tuple[int, list[Completion]]]:
+    def generate_stream(self, prompts: Sequence[Sequence[int] | str], params: SamplingParams) -> Iterator[tuple[int, list[Completion]]]:
         """Yield ``(prompt index, its n completions)`` as requests finish (any order).
 
         The eval runner writes each as it arrives, so a kill loses only requests in flight.
@@ -176,9 +175,7 @@ class OpenAIGenerator:
         reply = self._request("POST", f"{self.base_url}/completions", self.request_body(model, prompt, params))
         choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != params.n:
-            raise OpenAIBackendError(
-                f"{self.base_url}/completions returned {len(choices)} choices for n={params.n} (prompt {index})"
-            )
+            raise OpenAIBackendError(f"{self.base_url}/completions returned {len(choices)} choices for n={params.n} (prompt {index})")
         return [self._to_completion(choice, index) for choice in choices]
 
     def _request(self, method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
@@ -206,8 +203,7 @@ class OpenAIGenerator:
         reason = choice.get("finish_reason")
         if reason not in _FINISH_REASONS:
             raise OpenAIBackendError(
-                f"{self.base_url}/completions: unexpected finish_reason {reason!r} for prompt {index} "
-                "(expected 'stop' or 'length')"
+                f"{self.base_url}/completions: unexpected finish_reason {reason!r} for prompt {index} (expected 'stop' or 'length')"
             )
         token_ids, logprobs = self._tokens(choice.get("logprobs"), text)
         stop_reason = choice.get("stop_reason")

@@ -40,7 +40,7 @@ def candidate_mask(tokenizer: Any, stops: Sequence[str], vocab_size: int) -> tor
             or (ends_in_space and isinstance(piece, str) and piece.startswith(_SPACE_MARKERS))
         )
     # Ids past the tokenizer (padded embedding rows) decode to nothing: check them exactly.
-    mask[len(pieces):] = True
+    mask[len(pieces) :] = True
     return mask
 
 

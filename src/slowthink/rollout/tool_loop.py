@@ -21,8 +21,9 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
@@ -60,9 +61,7 @@ class ToolFormat:
 
 
 DEFAULT_FORMAT = ToolFormat("default")
-STILL3_FORMAT = ToolFormat(
-    "still3", output_fence="```Output", stop=("```Output", "```\n\n"), errors="last_line", head_chars=200, tail_chars=200
-)
+STILL3_FORMAT = ToolFormat("still3", output_fence="```Output", stop=("```Output", "```\n\n"), errors="last_line", head_chars=200, tail_chars=200)
 PRESETS = {"default": DEFAULT_FORMAT, "still3": STILL3_FORMAT}
 
 # What the model reads when a cell did not finish normally (one line, like a traceback's last).
@@ -180,16 +179,23 @@ class _Response:
         self.text += text
 
     def completion(self) -> Completion:
-        return Completion(self.prompt_index, self.token_ids, self.logprobs, self.text, self.finish_reason,
-                          loss_mask=self.loss_mask, stop_string=self.stop_string, tool_calls=self.tool_calls)
+        return Completion(
+            self.prompt_index,
+            self.token_ids,
+            self.logprobs,
+            self.text,
+            self.finish_reason,
+            loss_mask=self.loss_mask,
+            stop_string=self.stop_string,
+            tool_calls=self.tool_calls,
+        )
 
 
 class ToolLoop:
     """Generation with code execution. It is itself a ``Generator``, so evaluation and RL
     take it wherever they take the engine it wraps."""
 
-    def __init__(self, generator: Generator, sandbox: Sandbox | None, tokenizer: TextTokenizer,
-                 config: ToolLoopConfig | None = None) -> None:
+    def __init__(self, generator: Generator, sandbox: Sandbox | None, tokenizer: TextTokenizer, config: ToolLoopConfig | None = None) -> None:
         self.generator, self.sandbox, self.tokenizer = generator, sandbox, tokenizer
         self.config = config or ToolLoopConfig()
         self.fmt = PRESETS[self.config.preset]
@@ -202,8 +208,7 @@ class ToolLoop:
         stops = tuple(dict.fromkeys((*params.stop, *self.fmt.stop)))
         first = self.generator.generate(prompt_ids, replace(params, stop=stops, max_new_tokens=budget))
         batch = uuid.uuid4().hex[:8]
-        responses = [_Response(c.prompt_index, list(prompt_ids[c.prompt_index]), budget, f"{batch}-{i}")
-                     for i, c in enumerate(first)]
+        responses = [_Response(c.prompt_index, list(prompt_ids[c.prompt_index]), budget, f"{batch}-{i}") for i, c in enumerate(first)]
         segments: list[Completion] = first
         active = responses
         position = {id(r): i for i, r in enumerate(responses)}  # a response's completion index
@@ -216,10 +221,8 @@ class ToolLoop:
             # One batched call for every response that goes on; each is clipped to its own budget.
             seed = None if params.seed is None else params.seed + round_index
             # Per-completion seeds (eval) follow each response into its later rounds.
-            seeds = None if params.seeds is None else tuple(
-                params.seeds[position[id(r)]] + round_index for r in active)
-            call = replace(params, n=1, stop=stops, seed=seed, seeds=seeds,
-                           max_new_tokens=max(r.remaining for r in active))
+            seeds = None if params.seeds is None else tuple(params.seeds[position[id(r)]] + round_index for r in active)
+            call = replace(params, n=1, stop=stops, seed=seed, seeds=seeds, max_new_tokens=max(r.remaining for r in active))
             segments = self.generator.generate([r.prompt_ids + r.token_ids for r in active], call)
         for response in responses:
             if self.sandbox is not None:

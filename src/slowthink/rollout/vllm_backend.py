@@ -42,8 +42,9 @@ parallelism and the torchrun path are written to vLLM 0.32's API but untested he
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -152,7 +153,7 @@ class WeightsCopy:
     the engine (``load_state_dict``): the run continues from the same stale policy.
     """
 
-    def __init__(self, generator: "VLLMGenerator", weights: dict[str, Any]):
+    def __init__(self, generator: VLLMGenerator, weights: dict[str, Any]):
         self.generator = generator
         self.weights = weights
 
@@ -192,10 +193,17 @@ class VLLMGenerator:
             # Join torchrun's process group instead of starting vLLM's own workers.
             kwargs["distributed_executor_backend"] = "external_launcher"
         self.llm = vllm.LLM(
-            model=resolve_model_path(model), dtype=dtype, seed=seed, max_model_len=engine.max_model_len,
-            tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
-            enforce_eager=eager, enable_prefix_caching=engine.enable_prefix_caching,
-            enable_sleep_mode=self.sleeps, logprobs_mode="processed_logprobs", **kwargs,
+            model=resolve_model_path(model),
+            dtype=dtype,
+            seed=seed,
+            max_model_len=engine.max_model_len,
+            tensor_parallel_size=engine.tensor_parallel_size,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+            enforce_eager=eager,
+            enable_prefix_caching=engine.enable_prefix_caching,
+            enable_sleep_mode=self.sleeps,
+            logprobs_mode="processed_logprobs",
+            **kwargs,
         )
         self.asleep: set[str] = set()
         # Without torchrun, tensor parallelism runs vLLM's own worker processes: weights must

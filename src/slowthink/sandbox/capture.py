@@ -32,9 +32,7 @@ class Capture:
     total_bytes: int = 0
 
 
-def collect(
-    pid: int, out_r: int, err_r: int, ctl_r: int | None, deadline: float, max_bytes: int, pidfd: int | None = None
-) -> Capture:
+def collect(pid: int, out_r: int, err_r: int, ctl_r: int | None, deadline: float, max_bytes: int, pidfd: int | None = None) -> Capture:
     """Read until the cell is over (exit, or the session's done byte), the deadline, or the cap."""
     own_pidfd = pidfd is None
     pidfd = os.pidfd_open(pid) if pidfd is None else pidfd

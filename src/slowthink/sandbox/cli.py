@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -21,8 +20,8 @@ sandbox_app = typer.Typer(help="Run Python in the tool sandbox (see docs/sandbox
 @sandbox_app.command("run")
 def run_file(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="Python file to run as one cell."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with SandboxConfig fields."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a field, e.g. --set timeout_s=2 (repeatable)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file with SandboxConfig fields."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a field, e.g. --set timeout_s=2 (repeatable)."),
 ) -> None:
     """Run FILE in a fresh sandbox and print {status, stdout, stderr, wall_s, ...} as one JSON object."""
     from slowthink.config import ConfigError, load_config

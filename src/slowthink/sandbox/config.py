@@ -50,7 +50,7 @@ class SandboxConfig(StrictConfig):
     max_sessions: int = Field(16, ge=1)
 
     @model_validator(mode="after")
-    def _output_fits(self) -> "SandboxConfig":
+    def _output_fits(self) -> SandboxConfig:
         if self.max_output_bytes < self.max_output_chars:
             raise ValueError(
                 f"max_output_bytes ({self.max_output_bytes}) must be >= max_output_chars "

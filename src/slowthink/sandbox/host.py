@@ -69,7 +69,7 @@ class ProcessSandbox:
         with self._lock:
             self._kill_worker()
 
-    def __enter__(self) -> "ProcessSandbox":
+    def __enter__(self) -> ProcessSandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -90,8 +90,13 @@ class ProcessSandbox:
         self._stderr = tempfile.TemporaryFile()
         self._buffer = bytearray()
         self._proc = subprocess.Popen(
-            worker_command(self.config, self.backend), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._stderr, env=WORKER_ENV, start_new_session=True, close_fds=True,
+            worker_command(self.config, self.backend),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=WORKER_ENV,
+            start_new_session=True,
+            close_fds=True,
             cwd=tempfile.gettempdir(),
         )
         self.worker_starts += 1
@@ -142,10 +147,8 @@ class ProcessSandbox:
         self._kill_worker()
         detail = self._stderr_tail()
         if overran:
-            return CellResult("timeout", "", "[sandbox: the worker overran the deadline and was restarted]\n",
-                              wall_s, backend=self.backend)
-        return CellResult("crashed", "", f"[sandbox: the worker died and was restarted] {detail}\n",
-                          wall_s, backend=self.backend)
+            return CellResult("timeout", "", "[sandbox: the worker overran the deadline and was restarted]\n", wall_s, backend=self.backend)
+        return CellResult("crashed", "", f"[sandbox: the worker died and was restarted] {detail}\n", wall_s, backend=self.backend)
 
     def _kill_worker(self) -> None:
         proc, self._proc = self._proc, None

@@ -20,7 +20,7 @@ import shutil
 import site
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import slowthink
@@ -42,8 +42,22 @@ WORKER_ENV = {
 }
 # Modules a math cell commonly imports, preloaded by the fallback when it runs cells as
 # nobody: nobody may not be able to read a Python installed under /root.
-FALLBACK_PRELOAD = ("math", "cmath", "fractions", "decimal", "itertools", "functools", "collections",
-                    "random", "statistics", "re", "string", "heapq", "bisect", "json")
+FALLBACK_PRELOAD = (
+    "math",
+    "cmath",
+    "fractions",
+    "decimal",
+    "itertools",
+    "functools",
+    "collections",
+    "random",
+    "statistics",
+    "re",
+    "string",
+    "heapq",
+    "bisect",
+    "json",
+)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -54,14 +68,22 @@ def worker_config(config: SandboxConfig, backend: str) -> dict:
     """The JSON the worker receives on its command line."""
     fallback_as_root = backend == "fallback" and os.geteuid() == 0
     limits = CellLimits(
-        cpu_s=config.cpu_s, memory_mb=config.memory_mb, file_size_mb=config.file_size_mb,
-        max_threads=config.max_threads, block_writes=backend == "fallback",
+        cpu_s=config.cpu_s,
+        memory_mb=config.memory_mb,
+        file_size_mb=config.file_size_mb,
+        max_threads=config.max_threads,
+        block_writes=backend == "fallback",
     )
     preload = list(config.preload) + (list(FALLBACK_PRELOAD) if fallback_as_root else [])
     return {
-        "limits": limits.__dict__, "mode": config.mode, "timeout_s": config.timeout_s,
-        "max_output_chars": config.max_output_chars, "max_output_bytes": config.max_output_bytes,
-        "max_sessions": config.max_sessions, "preload": preload, "drop_root": fallback_as_root,
+        "limits": limits.__dict__,
+        "mode": config.mode,
+        "timeout_s": config.timeout_s,
+        "max_output_chars": config.max_output_chars,
+        "max_output_bytes": config.max_output_bytes,
+        "max_sessions": config.max_sessions,
+        "preload": preload,
+        "drop_root": fallback_as_root,
     }
 
 
@@ -73,9 +95,21 @@ def python_argv(cfg: dict) -> list[str]:
 def bwrap_argv(config: SandboxConfig) -> list[str]:
     """bubblewrap options (everything before the command)."""
     bwrap = shutil.which("bwrap") or "/usr/bin/bwrap"
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(NOBODY),
-            "--gid", str(NOBODY), "--hostname", "sandbox", "--die-with-parent", "--new-session",
-            "--clearenv"]
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--uid",
+        str(NOBODY),
+        "--gid",
+        str(NOBODY),
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ]
     for key, value in WORKER_ENV.items():
         argv += ["--setenv", key, value]
     argv += ["--ro-bind", "/usr", "/usr"]
@@ -99,9 +133,15 @@ def bwrap_argv(config: SandboxConfig) -> list[str]:
 
 def python_paths() -> list[str]:
     """Directories the worker's interpreter needs, outside /usr, without nested duplicates."""
-    wanted = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-              str(Path(os.path.realpath(sys.executable)).parent), str(Path(slowthink.__file__).resolve().parents[1]),
-              *site.getsitepackages()}
+    wanted = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        str(Path(os.path.realpath(sys.executable)).parent),
+        str(Path(slowthink.__file__).resolve().parents[1]),
+        *site.getsitepackages(),
+    }
     real = sorted({os.path.realpath(p) for p in wanted if os.path.isdir(p)} | {p for p in wanted if os.path.isdir(p)})
     kept: list[str] = []
     for path in real:
@@ -117,7 +157,7 @@ def worker_command(config: SandboxConfig, backend: str) -> list[str]:
     return bwrap_argv(config) + ["--"] + argv if backend == "bwrap" else argv
 
 
-@lru_cache(maxsize=None)
+@cache
 def bwrap_problem(tmp_size_mb: int = 64) -> str | None:
     """None when bubblewrap can start Python here, else the reason it cannot."""
     if shutil.which("bwrap") is None and not os.path.exists("/usr/bin/bwrap"):
@@ -149,6 +189,7 @@ def resolve_backend(choice: str) -> str:
         log.warning(
             "sandbox: using the fallback backend (%s): no namespaces; cells are limited by rlimits and "
             "seccomp (no processes, signals, sockets or file writes)%s. See docs/sandbox.md.",
-            reason, ", and run as nobody" if os.geteuid() == 0 else "",
+            reason,
+            ", and run as nobody" if os.geteuid() == 0 else "",
         )
     return "fallback"

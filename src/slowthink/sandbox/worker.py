@@ -110,7 +110,7 @@ class Worker:
         self.retired = []
         self.dying = [child for child in self.dying if child.reap(block=False) is None]
 
-    def _fresh_child(self) -> "Session":
+    def _fresh_child(self) -> Session:
         child, self.spare = self.spare, None
         return child if child is not None and child.alive() else Session.start(self.limits, self.program)
 
@@ -126,13 +126,18 @@ class Worker:
             reply["stderr"] += SESSION_RESET_NOTE
         return reply
 
-    def run_cell(self, child: "Session", code: str) -> tuple[dict[str, Any], bool]:
+    def run_cell(self, child: Session, code: str) -> tuple[dict[str, Any], bool]:
         """Run one cell in ``child``; returns the reply and whether the child still lives."""
         start = time.monotonic()
         child.send(code, self.limits.cpu_s)
         capture = collect(
-            child.pid, child.out_r, child.err_r, child.ctl_r,
-            start + self.cfg["timeout_s"], self.cfg["max_output_bytes"], pidfd=child.pidfd,
+            child.pid,
+            child.out_r,
+            child.err_r,
+            child.ctl_r,
+            start + self.cfg["timeout_s"],
+            self.cfg["max_output_bytes"],
+            pidfd=child.pidfd,
         )
         if capture.done_byte is not None and capture.reason is None:
             status = {EXIT_OK: "ok", EXIT_MEMORY: "memory"}.get(capture.done_byte, "error")
@@ -167,8 +172,7 @@ class Worker:
         if status == "error":
             lines = [line for line in raw_err.splitlines() if line.strip()]
             error = lines[-1].strip() if lines else "the cell exited with a non-zero status"
-        return {"status": status, "stdout": stdout, "stderr": stderr, "wall_s": round(wall_s, 6),
-                "error": error, "truncated": cut_out or cut_err}
+        return {"status": status, "stdout": stdout, "stderr": stderr, "wall_s": round(wall_s, 6), "error": error, "truncated": cut_out or cut_err}
 
     def close_all(self) -> None:
         children = [*self.sessions.values(), *self.retired, *self.dying] + ([self.spare] if self.spare else [])
@@ -186,7 +190,7 @@ class Session:
         self.ended: tuple[int, float] | None = None
 
     @classmethod
-    def start(cls, limits: CellLimits, program: bytes) -> "Session":
+    def start(cls, limits: CellLimits, program: bytes) -> Session:
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -351,7 +355,7 @@ def main() -> None:
 def _send(fd: int, message: dict[str, Any]) -> None:
     data = (json.dumps(message) + "\n").encode()
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 if __name__ == "__main__":

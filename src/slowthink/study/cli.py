@@ -8,17 +8,16 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 
 def study_cli(
     grid: Path = typer.Argument(..., help="Grid file, e.g. configs/study/table1_tiny.yaml"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides of the grid file, e.g. seeds=[0] parallel=2"),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides of the grid file, e.g. seeds=[0] parallel=2"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the runs the grid needs (and which are done); run nothing."),
     report_only: bool = typer.Option(False, "--report-only", help="Write the report from the runs that exist; run nothing."),
-    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Where report.md/html go (default: the grid's report_dir)."),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="Where report.md/html go (default: the grid's report_dir)."),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved grid config as YAML and exit."),
 ) -> None:
     """Run every arm x seed of a study grid (resumable) and report each claim's verdict."""

@@ -49,7 +49,7 @@ class FactorConfig(StrictConfig):
     claims: list[ClaimConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _check(self) -> "FactorConfig":
+    def _check(self) -> FactorConfig:
         if len(self.arms) < 2:
             raise ValueError("a factor needs at least two arms to compare")
         for claim in self.claims:
@@ -97,7 +97,7 @@ class StudyConfig(StrictConfig):
     verdict: VerdictConfig = VerdictConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "StudyConfig":
+    def _check(self) -> StudyConfig:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
         if not self.factors:

@@ -68,7 +68,15 @@ def build_plan(study: StudyConfig, root: Path) -> Plan:
         if study.cold_start is not None:
             sft_file = root / study.cold_start.config
             sft_overrides = [*study.cold_start.overrides, f"run.seed={seed}", f"run.output_dir={out / f'seed{seed}' / 'sft'}"]
-            cold = Job(f"seed{seed}/sft", "sft", sft_file, tuple(sft_overrides), out / f"seed{seed}" / "sft", seed, config_hash(SFTConfig, sft_file, sft_overrides))
+            cold = Job(
+                f"seed{seed}/sft",
+                "sft",
+                sft_file,
+                tuple(sft_overrides),
+                out / f"seed{seed}" / "sft",
+                seed,
+                config_hash(SFTConfig, sft_file, sft_overrides),
+            )
             cold_starts[seed] = cold
         # The arm that changes nothing (every factor's usual baseline) is the run "base".
         base_digest = config_hash(RLConfig, base, [*study.overrides, f"run.seed={seed}"])

@@ -14,8 +14,9 @@ import base64
 import html
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from slowthink.length_hacking import hacking_episodes, hacking_steps
 from slowthink.report import fmt, markdown_table, plot_run_metrics
@@ -60,7 +61,10 @@ def factor_blocks(name: str, study: StudyConfig, plan: Plan, figures: Path) -> t
     if factor.description:
         blocks.append(("p", factor.description))
     rows = {arm: {seed: load_rows(plan.runs[plan.arms[(name, arm, seed)]].run_dir) for seed in study.seeds} for arm in factor.arms}
-    arm_table = [(arm, "; ".join(overrides) or "(base config)", ", ".join(plan.arms[(name, arm, seed)] for seed in study.seeds)) for arm, overrides in factor.arms.items()]
+    arm_table = [
+        (arm, "; ".join(overrides) or "(base config)", ", ".join(plan.arms[(name, arm, seed)] for seed in study.seeds))
+        for arm, overrides in factor.arms.items()
+    ]
     blocks.append(("table", (("arm", "overrides", "run directories"), arm_table)))
     curves = {arm: mean_rows([r for r in rows[arm].values() if r], STUDY_KEYS) for arm in factor.arms}
     figure = figures / f"{name}.png"
@@ -68,7 +72,10 @@ def factor_blocks(name: str, study: StudyConfig, plan: Plan, figures: Path) -> t
         blocks.append(("img", (f"{name}: arms overlaid", figure)))
     summary = []
     for claim in factor.claims:
-        diffs = {seed: final_value(rows[claim.arm][seed], claim.metric, claim.window) - final_value(rows[claim.than][seed], claim.metric, claim.window) for seed in study.seeds}
+        diffs = {
+            seed: final_value(rows[claim.arm][seed], claim.metric, claim.window) - final_value(rows[claim.than][seed], claim.metric, claim.window)
+            for seed in study.seeds
+        }
         result = judge(claim.direction, diffs, study.verdict.spread_multiple, study.verdict.min_effect)
         blocks.append(("p", f"**Claim**: {claim_text(claim)}. **Verdict: {result.verdict}** ({result.reason})."))
         blocks.append(("table", result_table(result, claim, rows)))
@@ -81,7 +88,12 @@ def factor_blocks(name: str, study: StudyConfig, plan: Plan, figures: Path) -> t
 
 def result_table(result: ClaimResult, claim, rows) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     body = [
-        (f"seed {seed}", final_value(rows[claim.arm][seed], claim.metric, claim.window), final_value(rows[claim.than][seed], claim.metric, claim.window), d)
+        (
+            f"seed {seed}",
+            final_value(rows[claim.arm][seed], claim.metric, claim.window),
+            final_value(rows[claim.than][seed], claim.metric, claim.window),
+            d,
+        )
         for seed, d in result.diffs.items()
     ]
     body.append(("mean ± std", "", "", f"{fmt(result.mean)} ± {fmt(result.std)} (threshold {fmt(result.margin)})"))
@@ -98,14 +110,18 @@ def hacking_line(rows: Mapping[str, Mapping[int, list]]) -> str:
     return "**Length hacking** (length rising, accuracy flat; sections 4.2.2, 5): " + ("; ".join(fired) if fired else "no warning in any arm.")
 
 
-def write_study_report(study: StudyConfig, plan: Plan, outcome: StudyOutcome | None, report_dir: Path, command: str = "", wall_s: float | None = None) -> tuple[Path, Path]:
+def write_study_report(
+    study: StudyConfig, plan: Plan, outcome: StudyOutcome | None, report_dir: Path, command: str = "", wall_s: float | None = None
+) -> tuple[Path, Path]:
     """Write report.md (+ figures/) and report.html; returns both paths."""
     report_dir = Path(report_dir)
     figures = report_dir / "figures"
     blocks: list[Block] = [("h1", study.title)]
     run_seconds = [d["wall_s"] for job in [*plan.cold_starts.values(), *plan.runs.values()] if (d := read_done(job.run_dir))]
-    facts = [f"Seeds: {', '.join(map(str, study.seeds))}; {len(plan.runs)} RL runs and {len(plan.cold_starts)} cold starts; "
-             f"{len(run_seconds)} finished, {sum(run_seconds) / 60:.1f} min of run time in all."]
+    facts = [
+        f"Seeds: {', '.join(map(str, study.seeds))}; {len(plan.runs)} RL runs and {len(plan.cold_starts)} cold starts; "
+        f"{len(run_seconds)} finished, {sum(run_seconds) / 60:.1f} min of run time in all."
+    ]
     if command:
         facts.append(f"Command: `{command}`" + (f" (this invocation: {wall_s / 60:.1f} min wall time)" if wall_s is not None else ""))
     facts.append(
@@ -175,4 +191,8 @@ def to_html(blocks: Sequence[Block]) -> str:
             data = base64.b64encode(Path(path).read_bytes()).decode()
             body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{data}">')
     style = "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}img{max-width:100%}"
-    return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>study report</title><style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>study report</title><style>{style}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

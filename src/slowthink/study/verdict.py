@@ -17,9 +17,10 @@ and |m| > ``min_effect``. Then:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import mean, stdev
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 VERDICTS = ("held", "reversed", "inconclusive")
 

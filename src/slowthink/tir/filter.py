@@ -25,18 +25,28 @@ fails, so the counts add up to the number of responses generated.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 NOT_EXECUTED = "not_executed"
 CODE_FENCE = "```python"
 # Every reason a response can be dropped for, in the order they are checked.
 FILTER_REASONS: tuple[str, ...] = (
-    "no_code", "unexecuted_code", "no_successful_code", "failed_cell", "truncated", "wrong_answer", "no_answer",
+    "no_code",
+    "unexecuted_code",
+    "no_successful_code",
+    "failed_cell",
+    "truncated",
+    "wrong_answer",
+    "no_answer",
 )
 
 
 def drop_reason(
-    tool_calls: Sequence[Mapping[str, Any]], finished: bool, verdict_status: str, strict_cells: bool = False,
+    tool_calls: Sequence[Mapping[str, Any]],
+    finished: bool,
+    verdict_status: str,
+    strict_cells: bool = False,
     text: str | None = None,
 ) -> str | None:
     """Why this response is not training data, or None to keep it.

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 # Words that open a new step of thought (section 4.4; the reflection and transition
 # words of section 3.2).

@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from slowthink.config import StrictConfig
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.tool_loop import ToolLoop, encode_plain, format_output, output_block
-from slowthink.tir.inject import CLOSING_FENCE, INJECTION_PREFIXES, THOUGHT_END, close_code, cut_index, split_thought, splice
+from slowthink.tir.inject import CLOSING_FENCE, INJECTION_PREFIXES, THOUGHT_END, close_code, cut_index, splice, split_thought
 
 
 class TIRSampling(StrictConfig):
@@ -53,7 +54,7 @@ class TIRSampling(StrictConfig):
     """Most code injections per inject-path response (paper: up to 3)."""
 
     @model_validator(mode="after")
-    def _check(self) -> "TIRSampling":
+    def _check(self) -> TIRSampling:
         if not 0 <= self.min_injections <= self.max_injections:
             raise ValueError(f"need 0 <= min_injections <= max_injections, got {self.min_injections} and {self.max_injections}")
         return self
@@ -79,23 +80,22 @@ class Candidate:
     injections_left: int = 0
 
 
-def instruct_responses(prompts: Sequence[list[int]], loop: ToolLoop, sampling: TIRSampling, budget: int,
-                       seed: int) -> list[Candidate]:
+def instruct_responses(prompts: Sequence[list[int]], loop: ToolLoop, sampling: TIRSampling, budget: int, seed: int) -> list[Candidate]:
     """``sampling.n`` responses per prompt, generated with code execution (prompt-major)."""
-    params = SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, max_new_tokens=budget,
-                            n=sampling.n, seed=seed)
-    return [Candidate(c.prompt_index, "instruct", c.text, list(c.tool_calls), c.finish_reason == "stop")
-            for c in loop.generate(prompts, params)]
+    params = SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, max_new_tokens=budget, n=sampling.n, seed=seed)
+    return [Candidate(c.prompt_index, "instruct", c.text, list(c.tool_calls), c.finish_reason == "stop") for c in loop.generate(prompts, params)]
 
 
-def inject_responses(prompts: Sequence[list[int]], rngs: Sequence[random.Random], loop: ToolLoop,
-                     sampling: TIRSampling, budget: int, seed: int) -> list[Candidate]:
+def inject_responses(
+    prompts: Sequence[list[int]], rngs: Sequence[random.Random], loop: ToolLoop, sampling: TIRSampling, budget: int, seed: int
+) -> list[Candidate]:
     """``sampling.n`` plain thoughts per prompt, each with code injected 1-3 times.
 
     ``rngs[i]`` draws the injection count, cut points and prefixes of prompt ``i``'s
     responses (seeded per problem by the caller, so a rerun makes the same choices)."""
-    plain = loop.generator.generate(prompts, SamplingParams(
-        temperature=sampling.temperature, top_p=sampling.top_p, max_new_tokens=budget, n=sampling.n, seed=seed))
+    plain = loop.generator.generate(
+        prompts, SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, max_new_tokens=budget, n=sampling.n, seed=seed)
+    )
     drafts = [Candidate(c.prompt_index, "inject", c.text, [], c.finish_reason == "stop") for c in plain]
     for draft in drafts:
         draft.injections_left = rngs[draft.prompt_index].randint(sampling.min_injections, sampling.max_injections)
@@ -124,8 +124,7 @@ def _cut(draft: Candidate, rng: random.Random) -> bool:
     return True
 
 
-def _write_and_run_code(drafts: list[Candidate], prompts: Sequence[list[int]], loop: ToolLoop,
-                        sampling: TIRSampling, budget: int, seed: int) -> None:
+def _write_and_run_code(drafts: list[Candidate], prompts: Sequence[list[int]], loop: ToolLoop, sampling: TIRSampling, budget: int, seed: int) -> None:
     """The teacher writes the code up to the closing fence (T = 1.0); the sandbox runs it
     and its output block, in the loop's format, is appended."""
     triples = [(d, ids, budget - len(ids)) for d in drafts for ids in [encode_plain(loop.tokenizer, d.text)]]
@@ -135,8 +134,13 @@ def _write_and_run_code(drafts: list[Candidate], prompts: Sequence[list[int]], l
     triples = [t for t in triples if t[0].failed is None]
     if not triples:
         return
-    params = SamplingParams(temperature=sampling.code_temperature, top_p=1.0, stop=(CLOSING_FENCE,), seed=seed,
-                            max_new_tokens=min(sampling.code_max_tokens, max(left for _, _, left in triples)))
+    params = SamplingParams(
+        temperature=sampling.code_temperature,
+        top_p=1.0,
+        stop=(CLOSING_FENCE,),
+        seed=seed,
+        max_new_tokens=min(sampling.code_max_tokens, max(left for _, _, left in triples)),
+    )
     generated = loop.generator.generate([prompts[d.prompt_index] + ids for d, ids, _ in triples], params)
     for (draft, _, left), completion in zip(triples, generated):
         # Code past the response's own budget is as unfinished as code without a closing fence.
@@ -150,13 +154,11 @@ def _write_and_run_code(drafts: list[Candidate], prompts: Sequence[list[int]], l
         result = loop.sandbox.run(code)
         body = format_output(result, loop.fmt)
         draft.text += output_block(body, False, draft.text, loop.fmt)
-        draft.tool_calls.append({"status": result.status, "code": code, "output": body, "wall_s": result.wall_s,
-                                 "injected": True})
+        draft.tool_calls.append({"status": result.status, "code": code, "output": body, "wall_s": result.wall_s, "injected": True})
         draft.injections += 1
 
 
-def _continue(drafts: list[Candidate], prompts: Sequence[list[int]], loop: ToolLoop, sampling: TIRSampling,
-              budget: int, seed: int) -> None:
+def _continue(drafts: list[Candidate], prompts: Sequence[list[int]], loop: ToolLoop, sampling: TIRSampling, budget: int, seed: int) -> None:
     """Let the teacher go on after the output (T = 0.6, top-p 0.95), running any code it
     writes itself; a response over its token budget is dropped as truncated."""
     going = [d for d in drafts if d.failed is None]
@@ -168,8 +170,7 @@ def _continue(drafts: list[Candidate], prompts: Sequence[list[int]], loop: ToolL
     pairs = [(d, ids, left) for d, ids, left in zip(going, encoded, room) if d.failed is None]
     if not pairs:
         return
-    params = SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, seed=seed, n=1,
-                            max_new_tokens=max(left for _, _, left in pairs))
+    params = SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, seed=seed, n=1, max_new_tokens=max(left for _, _, left in pairs))
     completions = loop.generate([prompts[d.prompt_index] + ids for d, ids, _ in pairs], params)
     for (draft, _, left), completion in zip(pairs, completions):
         if len(completion.token_ids) > left:

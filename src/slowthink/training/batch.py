@@ -9,8 +9,8 @@ the model (tool output and prompt tokens are 0).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Sequence
 
 import torch
 
@@ -29,17 +29,17 @@ class SequenceBatch:
     def __len__(self) -> int:
         return self.input_ids_BL.shape[0]
 
-    def select(self, index: torch.Tensor | slice) -> "SequenceBatch":
+    def select(self, index: torch.Tensor | slice) -> SequenceBatch:
         return SequenceBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
-    def with_(self, **changes) -> "SequenceBatch":
+    def with_(self, **changes) -> SequenceBatch:
         return replace(self, **changes)
 
-    def to(self, device: torch.device | str) -> "SequenceBatch":
+    def to(self, device: torch.device | str) -> SequenceBatch:
         """Every tensor on ``device`` (batches are built on the CPU; a GPU model trains on its own)."""
         return SequenceBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
-    def trimmed(self) -> "SequenceBatch":
+    def trimmed(self) -> SequenceBatch:
         """Drop trailing columns that are padding in every row (micro-batches of short sequences)."""
         length = max(int(self.attention_mask_BL.sum(-1).max()), 2)
         return SequenceBatch(

@@ -37,7 +37,6 @@ from slowthink.durable import CheckpointError, atomic_write_text, fsync_dir, fsy
 MANIFEST = "manifest.json"
 
 
-
 def rng_state() -> dict[str, Any]:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
@@ -74,8 +73,9 @@ def _write_checkpoint_dir(tmp: Path, model: Any, tokenizer: Any, trainer_state: 
     fsync_tree(tmp)
 
 
-def save_checkpoint(run_dir: Path, step: int, model: Any, tokenizer: Any, trainer_state: dict[str, Any], keep_last: int = 2,
-                    state_dict: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    run_dir: Path, step: int, model: Any, tokenizer: Any, trainer_state: dict[str, Any], keep_last: int = 2, state_dict: dict[str, Any] | None = None
+) -> Path:
     """Write weights (safetensors) + tokenizer + ``trainer_state.pt`` + manifest for ``step``; keep the newest few."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -193,7 +193,9 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
             print(f"warning: resuming from {candidate.name} instead (the newer checkpoint is damaged)", file=sys.stderr, flush=True)
         return candidate
     if problems:
-        raise CheckpointError(f"no usable checkpoint in {root}: " + "; ".join(problems) + ". Start again with run.overwrite=true, or restore the files")
+        raise CheckpointError(
+            f"no usable checkpoint in {root}: " + "; ".join(problems) + ". Start again with run.overwrite=true, or restore the files"
+        )
     return None
 
 
@@ -227,8 +229,14 @@ def load_weights(model: Any, checkpoint: Path) -> None:
 
 def trainer_state(step: int, optimizer: Any, scheduler: Any, sampler: Any, **extra: Any) -> dict[str, Any]:
     """What every recipe's checkpoint holds besides the weights."""
-    return {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": rng_state(), "sampler": sampler.state(), **extra}
+    return {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "sampler": sampler.state(),
+        **extra,
+    }
 
 
 def restore_training(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any, sampler: Any) -> dict[str, Any]:

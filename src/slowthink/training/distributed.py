@@ -39,7 +39,7 @@ class DistributedConfig(StrictConfig):
     reshard_after_forward: bool = True
 
     @model_validator(mode="after")
-    def _check(self) -> "DistributedConfig":
+    def _check(self) -> DistributedConfig:
         if self.strategy == "ddp" and (self.param_dtype or self.reduce_dtype or not self.reshard_after_forward):
             raise ValueError("distributed.param_dtype, reduce_dtype and reshard_after_forward apply to distributed.strategy=fsdp only")
         return self

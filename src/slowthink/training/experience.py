@@ -27,8 +27,8 @@ Order of operations for one step (P prompts x G rollouts over *all* ranks):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Sequence
 
 import torch
 

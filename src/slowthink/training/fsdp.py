@@ -38,8 +38,13 @@ def is_sharded(model: Any) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def shard_model(model: torch.nn.Module, param_dtype: str | None, reduce_dtype: str | None, reshard_after_forward: bool,
-                optimizer: torch.optim.Optimizer | None = None) -> torch.nn.Module:
+def shard_model(
+    model: torch.nn.Module,
+    param_dtype: str | None,
+    reduce_dtype: str | None,
+    reshard_after_forward: bool,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> torch.nn.Module:
     """Shard each decoder layer, then the rest (embeddings, final norm, LM head) as the root.
 
     One FSDP unit per layer is what bounds memory: only the layer being computed is ever

@@ -28,8 +28,13 @@ from slowthink.modeling import MemoryPlan, memory_plan
 
 
 def forward_logprobs(
-    model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
-    plan: MemoryPlan | None = None, position_ids_BL: torch.Tensor | None = None,
+    model: Any,
+    input_ids_BL: torch.Tensor,
+    attention_mask_BL: torch.Tensor,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    plan: MemoryPlan | None = None,
+    position_ids_BL: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logprobs_BT, entropy_BT or None) of each next token under softmax(logits / temperature).
 
@@ -49,7 +54,9 @@ def forward_logprobs(
         return chunked_logprobs(hidden_BLH[:, :-1], head.weight, head.bias, targets_BT, temperature, plan.logprob_chunk_size, with_entropy)
 
 
-def _token_logprobs(logits_BTV: torch.Tensor, targets_BT: torch.Tensor, temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _token_logprobs(
+    logits_BTV: torch.Tensor, targets_BT: torch.Tensor, temperature: float, with_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of each target and (optionally) the entropy, in float32 whatever the compute dtype."""
     logits_BTV = logits_BTV.float()
     if temperature not in (0.0, 1.0):
@@ -59,7 +66,9 @@ def _token_logprobs(logits_BTV: torch.Tensor, targets_BT: torch.Tensor, temperat
     return logprobs_BT, entropy_BT
 
 
-def final_hidden_states(model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, position_ids_BL: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.nn.Module]:
+def final_hidden_states(
+    model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, position_ids_BL: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.nn.Module]:
     """(hidden_BLH after the final norm, the LM head module), without computing any logits.
 
     The call goes through ``model`` itself, wrapper included, so DDP's gradient hooks and
@@ -83,8 +92,13 @@ def final_hidden_states(model: Any, input_ids_BL: torch.Tensor, attention_mask_B
 
 
 def chunked_logprobs(
-    hidden_BTH: torch.Tensor, weight_VH: torch.Tensor, bias_V: torch.Tensor | None, targets_BT: torch.Tensor,
-    temperature: float, chunk_size: int, with_entropy: bool,
+    hidden_BTH: torch.Tensor,
+    weight_VH: torch.Tensor,
+    bias_V: torch.Tensor | None,
+    targets_BT: torch.Tensor,
+    temperature: float,
+    chunk_size: int,
+    with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropy) of ``targets_BT`` under ``hidden_BTH @ weight_VH.T``, ``chunk_size`` tokens at a time.
 

@@ -9,7 +9,6 @@ import math
 from typing import Any, Literal
 
 import torch
-
 from pydantic import model_validator
 
 from slowthink.config import StrictConfig
@@ -36,7 +35,7 @@ class OptimConfig(StrictConfig):
     grad_clip: float = 1.0
 
     @model_validator(mode="after")
-    def _check(self) -> "OptimConfig":
+    def _check(self) -> OptimConfig:
         # A validator, not Field(ge=0): recipes' subclasses redeclare warmup_steps with their defaults.
         if self.warmup_steps < 0:
             raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
@@ -46,7 +45,10 @@ class OptimConfig(StrictConfig):
 def build_optimizer(model: Any, config: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
-        lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
     )
 
 

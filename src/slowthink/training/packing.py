@@ -22,8 +22,8 @@ test_packing.py compares them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -40,13 +40,15 @@ class PackedBatch:
     def __len__(self) -> int:
         return self.input_ids_RL.shape[0]
 
-    def select(self, rows: slice) -> "PackedBatch":
+    def select(self, rows: slice) -> PackedBatch:
         return PackedBatch(self.input_ids_RL[rows], self.position_ids_RL[rows], self.segment_ids_RL[rows], self.loss_mask_RT[rows])
 
-    def trimmed(self) -> "PackedBatch":
+    def trimmed(self) -> PackedBatch:
         """Drop trailing columns that are padding in every row."""
         length = max(int((self.segment_ids_RL >= 0).sum(-1).max()), 2)
-        return PackedBatch(self.input_ids_RL[:, :length], self.position_ids_RL[:, :length], self.segment_ids_RL[:, :length], self.loss_mask_RT[:, : length - 1])
+        return PackedBatch(
+            self.input_ids_RL[:, :length], self.position_ids_RL[:, :length], self.segment_ids_RL[:, :length], self.loss_mask_RT[:, : length - 1]
+        )
 
     def attention_mask(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(R, 1, L, L) additive mask: 0 where attention is allowed, the dtype's minimum elsewhere."""

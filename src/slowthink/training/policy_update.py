@@ -46,7 +46,9 @@ class LossSettings:
     has_reference: bool
 
 
-def micro_batch_loss(model: Any, micro: SequenceBatch, settings: LossSettings, num_sequences: int, num_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
+def micro_batch_loss(
+    model: Any, micro: SequenceBatch, settings: LossSettings, num_sequences: int, num_tokens: int
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The micro-batch's share of the mini-batch loss, and its (token-summed) statistics."""
     micro = micro.to(next(model.parameters()).device)
     logprobs_BT, entropy_BT = forward_logprobs(model, micro.input_ids_BL, micro.attention_mask_BL, settings.temperature, with_entropy=True)
