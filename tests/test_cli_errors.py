@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from slowthink.cli import app
-from slowthink.cli_errors import exit_code_for
+from slowthink.cli.errors import exit_code_for
 
 
 def invoke(*args: str):

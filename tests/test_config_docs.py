@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from slowthink.cli import app
-from slowthink.command_config import COMMAND_CONFIGS, config_class, describe, markdown, resolve_config, undocumented
+from slowthink.cli.command_config import COMMAND_CONFIGS, config_class, describe, markdown, resolve_config, undocumented
 from slowthink.config import ConfigError, StrictConfig, config_to_yaml
 
 ROOT = Path(__file__).resolve().parents[1]

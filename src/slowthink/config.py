@@ -32,7 +32,7 @@ class StrictConfig(BaseModel):
     # Override values are parsed as YAML, so `run.output_dir=2024` arrives as an int: a number
     # given for a text field is taken as its text, not rejected. A docstring under a field is
     # its doc (`slowthink config CMD`, docs/config.md); a `#` comment above it works too
-    # (command_config.field_doc).
+    # (cli/command_config.field_doc).
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True, use_attribute_docstrings=True)
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import typer
 import yaml
 
 from slowthink.length_hacking import hacking_episodes, hacking_steps
@@ -391,18 +390,3 @@ def write_report(
     report_path = out_dir / "report.md"
     report_path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     return report_path
-
-
-def report_cli(
-    run_dirs: list[Path] = typer.Argument(..., help="Run directories (each with metrics.jsonl, and config.yaml)."),
-    out: Path = typer.Option(..., "--out", help="Folder for report.md and the PNG figures."),
-    title: str = typer.Option("slowthink report", "--title", help="Heading of report.md."),
-    smoothing: float = typer.Option(0.6, "--smoothing", min=0.0, max=0.99, help="EMA weight for noisy train metrics (0 = raw)."),
-) -> None:
-    """Plot training curves of one or more runs and compare them (figures + report.md)."""
-    try:
-        path = write_report(run_dirs, out, title=title, smoothing=smoothing)
-    except ReportError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(str(path))

@@ -58,7 +58,7 @@ def create_app(
     chunk_tokens: int = 8,
 ) -> Any:
     """The FastAPI application over ``generator`` (an ``HFGenerator``: the scheduler steps its
-    ``start_batch``) and its tokenizer; the caps are per request (see ``serve_cli``)."""
+    ``start_batch``) and its tokenizer; the caps are per request (see ``slowthink.cli.serve``)."""
     state = ServerState(generator, tokenizer, model_name, context_length, default_max_tokens, max_sequences, max_tokens_limit, chunk_tokens)
 
     @asynccontextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from slowthink.recipes.cli_train import train
+from slowthink.cli.train import train
 from slowthink.recipes.rl_config import RLConfig
 
 

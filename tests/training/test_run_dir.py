@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from slowthink.cli import app
+from slowthink.cli.train import train
 from slowthink.config import ConfigError, load_config
 from slowthink.durable import LockedError, exclusive_lock
 from slowthink.modeling import ModelLoadError
-from slowthink.recipes.cli_train import train
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.tracking import read_metrics
 from slowthink.training.checkpoint import latest_checkpoint

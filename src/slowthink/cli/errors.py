@@ -1,8 +1,9 @@
 """What the command line does with an error: a person's mistake is one message and exit 2.
 
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+Must not import torch, transformers or recipes (tests/test_layers.py); the error types it
+classifies are imported when an error happens, so ``import slowthink.cli`` stays light.
 
-Every ``slowthink`` command runs under ``guarded`` (see cli.py), so no command needs its own
+Every ``slowthink`` command runs under ``guarded`` (see cli/__init__.py), so no command needs its own
 ``try``/``except`` for these:
 
 - a **user error** (a bad config key or value, a malformed data row, a missing file or

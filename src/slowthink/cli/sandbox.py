@@ -1,6 +1,7 @@
 """``slowthink sandbox run FILE.py``: run one file as a cell, print the result as JSON.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
+Must not import torch, transformers, modeling, rollout, training or recipes (tests/test_layers.py);
+the sandbox itself (slowthink/sandbox/) is imported when the command runs.
 
 For debugging and scripting: the exit code is 0 whatever the cell did (the status is
 in the JSON); only a sandbox that cannot start, or a bad option, exits non-zero.

@@ -1,6 +1,7 @@
-"""The ``slowthink curate`` command.
+"""The ``slowthink curate`` command (the filters and the pipeline: slowthink/curate/).
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+Must not import torch, transformers, datasketch or math-verify at module level: the curate
+package, the model and the checker are imported when the command runs.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ def curate_cli(
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Build an RL training pool: question-type, answer, duplicate, contamination and difficulty filters (paper section 2)."""
-    from slowthink.command_config import print_config, resolve_config, split_overrides
+    from slowthink.cli.command_config import print_config, resolve_config, split_overrides
+    from slowthink.cli.errors import fail
+    from slowthink.cli.train import USER_ERRORS
     from slowthink.curate.config import CurateConfig
     from slowthink.curate.pipeline import curate
     from slowthink.curate.report import curation_report
-    from slowthink.recipes.cli_train import USER_ERRORS, fail
 
     started = time.perf_counter()
     sources, overrides = split_overrides(args)

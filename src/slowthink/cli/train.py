@@ -1,6 +1,7 @@
 """The ``rl``, ``sft`` and ``demo`` commands: parse a YAML config plus overrides, run the recipe.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+Must not import torch, transformers or a recipe at module level: the recipe and its config
+are imported inside each command, so ``import slowthink.cli`` stays light.
 
 Errors a user can fix (a bad config key, a malformed data row, a missing model path, a run
 directory another run holds, a damaged checkpoint, a full disk) print one clear message and
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import typer
 
-from slowthink.cli_errors import fail  # the one place a user error becomes "error: ..." and exit 2
-from slowthink.command_config import print_config, split_config_argument
+from slowthink.cli.command_config import print_config, split_config_argument
+from slowthink.cli.errors import fail  # the one place a user error becomes "error: ..." and exit 2
 from slowthink.config import ConfigError
 from slowthink.data.problems import DataError
 from slowthink.durable import CheckpointError, LockedError, is_no_space, no_space_message

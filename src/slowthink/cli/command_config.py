@@ -16,8 +16,8 @@ A field's doc is written once, where the field is defined: a pydantic attribute 
 or ``Field(description=...)``, else the ``#`` comment block directly above the field (or a
 trailing comment on its line). ``tests/test_config_docs.py`` fails for a field without one.
 
-Must not import torch, transformers or any recipe at module level: the config classes are
-imported by name from ``COMMAND_CONFIGS`` only when a command asks for them.
+Must not import torch, transformers or any recipe (tests/test_layers.py): the config classes
+are imported by name from ``COMMAND_CONFIGS`` only when a command asks for them.
 """
 
 from __future__ import annotations

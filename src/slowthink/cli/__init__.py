@@ -1,6 +1,12 @@
-"""The ``slowthink`` command. Each subcommand is a thin wrapper over a recipe function.
+"""The ``slowthink`` command: the typer ``app``, ``main()``, and one registration line per subcommand.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+Every piece of command-line glue lives in this package, one module per command family
+(errors, command_config, train, evaluate, score, serve, report, distill_tir, study, curate,
+sandbox); the recipes and library modules they call know nothing of typer.
+
+Must not import torch, transformers, a recipe or a heavy engine at module level: each
+command imports what it runs inside its body, so ``import slowthink.cli`` stays light
+(tests/test_cli_help.py). No module outside this package imports it (tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from slowthink.cli_errors import guarded
+from slowthink.cli.errors import guarded
 
 app = typer.Typer(
     help="slowthink: train and evaluate R1-like slow-thinking reasoning models (RLVR, long-CoT SFT, tools).",
@@ -48,11 +54,19 @@ def _options(
     """slowthink: train and evaluate R1-like slow-thinking reasoning models (RLVR, long-CoT SFT, tools)."""
 
 
-# Subcommands are registered below, one import line each, so their heavy imports stay lazy.
-# Each runs under `guarded` (cli_errors.py): a user's mistake is one message and exit 2.
+# Subcommands are registered below, one line each; each module imports its recipe only when run.
+# Each runs under `guarded` (cli/errors.py): a user's mistake is one message and exit 2.
 
-from slowthink.command_config import ConfigCommand, config_cli  # noqa: E402  (config classes load when asked for)
-from slowthink.recipes.cli_train import demo_cli, rl_cli, sft_cli  # noqa: E402
+from slowthink.cli.command_config import ConfigCommand, config_cli  # noqa: E402  (config classes load when asked for)
+from slowthink.cli.curate import curate_cli  # noqa: E402
+from slowthink.cli.distill_tir import distill_tir_cli  # noqa: E402
+from slowthink.cli.evaluate import eval_cli  # noqa: E402
+from slowthink.cli.report import report_cli  # noqa: E402
+from slowthink.cli.sandbox import sandbox_app  # noqa: E402
+from slowthink.cli.score import score_command  # noqa: E402
+from slowthink.cli.serve import serve_cli  # noqa: E402
+from slowthink.cli.study import study_cli  # noqa: E402
+from slowthink.cli.train import demo_cli, rl_cli, sft_cli  # noqa: E402
 
 # `slowthink config CMD` lists every key of CMD's config; `--help` of CMD points there.
 app.command("config")(guarded(config_cli))
@@ -60,43 +74,19 @@ app.command("config")(guarded(config_cli))
 app.command("demo")(guarded(demo_cli))
 app.command("rl", cls=ConfigCommand)(guarded(rl_cli))
 app.command("sft", cls=ConfigCommand)(guarded(sft_cli))
-
-from slowthink.recipes.score import score_command  # noqa: E402
-
 app.command("score", cls=ConfigCommand)(guarded(score_command))
-
-from slowthink.recipes.evaluate import eval_cli  # noqa: E402
-from slowthink.serve import serve_cli  # noqa: E402
-
 app.command("eval", cls=ConfigCommand)(guarded(eval_cli))
 app.command("serve", cls=ConfigCommand)(guarded(serve_cli))
-
-from slowthink.sandbox.cli import sandbox_app  # noqa: E402
 
 for _command in sandbox_app.registered_commands:
     _command.callback = guarded(_command.callback)
 app.add_typer(sandbox_app, name="sandbox")
 
-from slowthink.report import report_cli  # noqa: E402  (matplotlib is imported only when plotting)
-
 app.command("report")(guarded(report_cli))
-
-from slowthink.recipes.distill_tir import distill_tir_cli  # noqa: E402  (teacher, sandbox and checker load when run)
-
 app.command("distill-tir", cls=ConfigCommand)(guarded(distill_tir_cli))
-
-from slowthink.study.cli import study_cli  # noqa: E402  (recipes load when the grid runs)
-
 app.command("study", cls=ConfigCommand)(guarded(study_cli))
-
-from slowthink.curate.cli import curate_cli  # noqa: E402  (datasketch and math-verify load when run)
-
 app.command("curate", cls=ConfigCommand)(guarded(curate_cli))
 
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()

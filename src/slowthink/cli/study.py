@@ -1,6 +1,7 @@
-"""The ``slowthink study`` command: plan, run (resuming), report.
+"""The ``slowthink study`` command: plan, run (resuming), report (the grid itself: slowthink/study/).
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+Must not import torch, transformers or a recipe at module level: the study package is
+imported inside the command, so ``import slowthink.cli`` stays light.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def study_cli(
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved grid config as YAML and exit."),
 ) -> None:
     """Run every arm x seed of a study grid (resumable) and report each claim's verdict."""
-    from slowthink.recipes.cli_train import USER_ERRORS, fail
+    from slowthink.cli.errors import fail
+    from slowthink.cli.train import USER_ERRORS
     from slowthink.study.config import load_study
     from slowthink.study.plan import build_plan
     from slowthink.study.report import write_study_report
@@ -31,7 +33,7 @@ def study_cli(
     try:
         study, root = load_study(grid, overrides)
         if show_config:
-            from slowthink.command_config import print_config
+            from slowthink.cli.command_config import print_config
 
             print_config(study)
         plan = build_plan(study, root)
