@@ -188,15 +188,21 @@ def test_parallel_study_runs_subprocesses_with_divided_threads(tmp_path):
         "rollout.max_length_schedule=[[0,8]]",
         "model.path=tiny",
     ]
-    grid = write_grid(tmp_path, seeds=[0], parallel=2, overrides=tiny, factors={"kl": {"arms": {"off": [], "fixed": ["kl.mode=fixed"]}}})
+    # Arm names with dots (as the shipped grid's t0.6 / t1.2): each run keeps its own log.
+    arms = {"t0.6": ["rollout.temperature=0.6"], "t0.8": ["rollout.temperature=0.8"]}
+    grid = write_grid(tmp_path, seeds=[0], parallel=2, overrides=tiny, factors={"temperature": {"arms": arms}})
     result = CliRunner().invoke(app, ["study", str(grid)])
     assert result.exit_code == 0, result.output
     plan = build_plan(*load_study(grid))
+    assert len(plan.runs) == 2
     for job in plan.runs.values():
         assert (job.run_dir / DONE).is_file()
         config = yaml.safe_load((job.run_dir / "config.yaml").read_text())
         assert config["run"]["torch_threads"] >= 1 and config["run"]["progress"] is False
-        assert "run written to" in job.run_dir.with_suffix(".log").read_text()
+        log = job.run_dir.parent / f"{job.run_dir.name}.log"
+        assert log.is_file(), sorted(p.name for p in job.run_dir.parent.iterdir())
+        text = log.read_text()
+        assert "run written to" in text and text.count("run written to") == 1 and job.run_dir.name in text
 
 
 def test_cli_dry_run_and_report_only(tmp_path):

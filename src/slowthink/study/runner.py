@@ -95,7 +95,8 @@ def run_job(job: Job, extra: list[str], threads: int, in_process: bool) -> None:
             run_rl(load_config(RLConfig, job.config_file, overrides), resume=True)
     else:
         job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = job.run_dir.with_suffix(".log")
+        # Not with_suffix: an arm named "t0.6" would lose ".6-<hash>" and share "t0.log" with "t0.8".
+        log = job.run_dir.parent / f"{job.run_dir.name}.log"
         command = [sys.executable, "-m", "slowthink.cli", job.kind, str(job.config_file), *overrides, "--resume"]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "SLOWTHINK_TORCH_THREADS": str(threads)}
         with log.open("a") as handle:
