@@ -111,6 +111,7 @@ def table_rows(markdown: str, first_cell: str) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow  # ~5 s: matplotlib import and figures
 def test_writes_valid_pngs_and_embeds_them(report):
     path, text = report
     assert path.name == "report.md"
@@ -231,6 +232,7 @@ def test_import_does_not_load_matplotlib():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow  # ~3 s: matplotlib figures
 def test_length_hacking_section_names_the_run_and_steps(tmp_path):
     # Length 30 -> 88 over 30 steps at flat accuracy: the detector fires; the healthy run gains accuracy.
     hacking = make_run(tmp_path, "rrl", [train_row(s, 0.5, 30.0 + 2 * s, 0.0) for s in range(1, 31)], None)

@@ -25,6 +25,9 @@ from slowthink.serve_app import create_app
 from slowthink.serve_scheduler import Scheduler
 from slowthink.tiny import ArithmeticTask
 
+# Starting the server process costs ~10-17 s: the whole module is out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 READY_TIMEOUT_S = 90.0
 
 

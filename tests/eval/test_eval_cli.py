@@ -65,6 +65,7 @@ def test_tiny_model_on_math500_writes_all_outputs_and_resumes(tmp_path):
     assert "holds samples drawn with max_tokens=4; this run asks max_tokens=5" in result.output
 
 
+@pytest.mark.slow  # ~4 s of sampling
 def test_sampled_mode_reports_pass_at_k_and_majority(tmp_path):
     data = tmp_path / "sums.jsonl"
     write_problems(data, ArithmeticTask(num_operands=2, digits=1).problems(3, seed=1, heldout=True))

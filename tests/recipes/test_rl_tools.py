@@ -22,6 +22,9 @@ from slowthink.training.experience import rollout_sequences
 sys.path.insert(0, str(Path(__file__).parent))
 from rl_helpers import tiny_rl_config  # noqa: E402
 
+# Fitting the code-writing model costs ~10 s: out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def _response(a: int) -> str:
     # The model writes the code and opens the output block itself; the loop stops at the

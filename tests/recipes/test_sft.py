@@ -22,6 +22,7 @@ def _config(out, *overrides):
     return load_config(SFTConfig, None, [f"run.output_dir={out}", *BASE, *overrides])
 
 
+@pytest.mark.slow  # ~9 s of SFT steps
 def test_sft_lowers_the_loss_and_keeps_its_defaults(tmp_path):
     config = _config(tmp_path / "run", "train.steps=30", "train.save_every=30", "optim.lr=0.003")
     assert config.optim.schedule == "cosine"  # a partial override keeps the other SFT defaults

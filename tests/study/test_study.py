@@ -83,6 +83,7 @@ def fake_run(job, heldout: float, length: float, steps: int = 12) -> None:
     (run_dir / DONE).write_text(json.dumps({"config_hash": job.config_hash, "wall_s": 60.0}))
 
 
+@pytest.mark.slow  # ~4 s: matplotlib figures
 def test_report_from_run_directories_has_verdicts_figures_and_html(tmp_path):
     study, root = load_study(write_grid(tmp_path))
     plan = build_plan(study, root)
@@ -205,6 +206,7 @@ def test_parallel_study_runs_subprocesses_with_divided_threads(tmp_path):
         assert "run written to" in text and text.count("run written to") == 1 and job.run_dir.name in text
 
 
+@pytest.mark.slow  # ~5 s: runs and reports a grid
 def test_cli_dry_run_and_report_only(tmp_path):
     grid = write_grid(tmp_path, seeds=[0, 1])
     study, root = load_study(grid)
