@@ -115,6 +115,28 @@ def test_model_seed_changes_the_weights(tokenizer):
     assert not torch.equal(a.model.embed_tokens.weight, b.model.embed_tokens.weight)
 
 
+def _weights_sum(model) -> float:
+    return sum(p.detach().double().sum().item() for p in model.parameters())
+
+
+def test_a_seeded_model_is_the_same_when_built_in_threads_at_once(tokenizer):
+    """`slowthink study` with parallel > 1 builds each seed's base in its own thread; the
+    torch RNG is one per process, so seeding and drawing must not interleave across threads
+    (it did: the study's seed-0 base differed from the demo's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = TinyModelSpec()
+    alone = {seed: _weights_sum(build_model(tokenizer, spec, seed=seed)) for seed in (0, 1)}
+    torch.manual_seed(1234)
+    caller_draw = torch.rand(3)
+    torch.manual_seed(1234)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda seed: _weights_sum(build_model(tokenizer, spec, seed=seed)), [0, 1] * 4))
+    assert together == [alone[0], alone[1]] * 4
+    # Building a model leaves the caller's random stream where it was.
+    assert torch.equal(torch.rand(3), caller_draw)
+
+
 # ------------------------------------------------------------------ the arithmetic task
 
 LINE = re.compile(r"^(\d+(?:\+\d+)*)=(\d+)$")

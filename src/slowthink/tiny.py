@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import random
 import string
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def build_tokenizer():
     return tokenizer
 
 
+_SEEDED_INIT = threading.Lock()
+
+
 @dataclass(frozen=True)
 class TinyModelSpec:
     """Size of the tiny Qwen2 model (~1M parameters at the defaults)."""
@@ -113,8 +117,12 @@ def build_model(tokenizer, spec: TinyModelSpec = TinyModelSpec(), seed: int = 0)
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
     )
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
+    # The initialisation draws from torch's one process-wide generator: seed and draw under a
+    # lock, so that threads building models at once (a parallel study) each get their seed's
+    # weights, and restore the caller's random state afterwards.
+    with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
