@@ -50,20 +50,44 @@ def test_quiet_on_healthy_runs():
     assert not detect_length_hacking(LENGTHS[::-1], FLAT_ACC).hacking
 
 
+AT_ONCE = HackingSettings(follow=0)
+
+
 def test_one_spike_is_not_a_trend():
     lengths = [50.0] * 9 + [200.0]
-    signal = detect_length_hacking(lengths, [0.5] * 10)
+    signal = detect_length_hacking(lengths, [0.5] * 10, AT_ONCE)
     # The fitted rise is large, but only the last step is longer: no trend.
     assert signal.length_rise > 0.2 and not signal.hacking
     lengths = [10.0] + [50.0] * 9  # a short first step then flat: a rising fit, not a rising length
-    signal = detect_length_hacking(lengths, [0.5] * 10)
+    signal = detect_length_hacking(lengths, [0.5] * 10, AT_ONCE)
     assert signal.length_rise > 0.2 and not signal.hacking
 
 
-def test_silent_until_a_full_window_and_nan_steps_skipped():
-    assert detect_length_hacking(LENGTHS[:9], FLAT_ACC[:9]) is None
+def test_silent_until_window_and_follow_steps_and_nan_steps_skipped():
+    assert detect_length_hacking(LENGTHS[:19], FLAT_ACC[:19]) is None
+    assert detect_length_hacking(LENGTHS[:20], FLAT_ACC[:20]) is not None
     with_gaps = LENGTHS[:12] + [float("nan")]
-    assert detect_length_hacking(with_gaps, FLAT_ACC[:13], HackingSettings(window=12)).hacking
+    assert detect_length_hacking(with_gaps, FLAT_ACC[:13], HackingSettings(window=12, follow=0)).hacking
+
+
+# Healthy RL as the tiny demo shows it: length rises first (steps 5-15, the model learns to
+# think) and accuracy follows some steps later (steps 15-25).
+LAG_LENGTHS = noisy([20.0] * 5 + [20 + 1.8 * i for i in range(10)] + [38.0] * 15, 1, seed=4)
+LAG_ACC = noisy([0.15] * 15 + [0.15 + 0.02 * i for i in range(10)] + [0.35] * 5, 0.02, seed=5)
+
+
+def test_quiet_when_accuracy_follows_the_length_rise_a_few_steps_later():
+    monitor = LengthHackingMonitor(echo=False)
+    flags = [monitor.update({"response_length": length, "accuracy": acc}).get("length_hacking") for length, acc in zip(LAG_LENGTHS, LAG_ACC)]
+    assert flags[19:] and not any(flags[19:])
+    # Judged at once, the same run is flagged while it learns to think (the false alarm `follow` removes).
+    at_once = LengthHackingMonitor(AT_ONCE, echo=False)
+    assert any(at_once.update({"response_length": length, "accuracy": acc}).get("length_hacking") for length, acc in zip(LAG_LENGTHS, LAG_ACC))
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="follow"):
+        HackingSettings(follow=-1)
 
 
 def test_monitor_logs_fields_and_warns_once_per_episode(capsys):
@@ -73,11 +97,11 @@ def test_monitor_logs_fields_and_warns_once_per_episode(capsys):
     flags = [row.get("length_hacking") for row in logged]
     assert flags[-1] == 1.0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "possible length hacking" in line]
-    assert len(warnings) == 1 and "step 10:" in warnings[0]
+    assert len(warnings) == 1 and "step 20:" in warnings[0]
     # A healthy run: fields logged, no warning.
     healthy = LengthHackingMonitor()
     rows = [healthy.update({"response_length": length, "accuracy": acc}) for length, acc in zip(LENGTHS, RISING_ACC)]
-    assert all(r.get("length_hacking") == 0.0 for r in rows[9:])
+    assert rows[19:] and all(r.get("length_hacking") == 0.0 for r in rows[19:])
     assert "length hacking" not in capsys.readouterr().err
 
 

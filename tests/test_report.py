@@ -239,5 +239,5 @@ def test_length_hacking_section_names_the_run_and_steps(tmp_path):
     healthy = make_run(tmp_path, "plain", [train_row(s, 0.2 + 0.02 * s, 30.0 + 2 * s, 0.0) for s in range(1, 31)], None)
     text = write_report([hacking, healthy], tmp_path / "out", "RRL", smoothing=0.0).read_text(encoding="utf-8")
     section = text.split("## Length hacking")[1].split("##")[0]
-    assert "**rrl**: WARNING, possible length hacking at steps 10-30" in section
+    assert "**rrl**: WARNING, possible length hacking at steps 20-30" in section
     assert "**plain**: no warning" in section

@@ -5,14 +5,21 @@ Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 The paper saw it with length rewards (section 4.2.2: the RRL-style reward made responses
 longer "without an accompanying performance gain") and warns of it again in its
 conclusions (section 5): longer is only better when accuracy rises with it. The detector
-reads the two training curves over a sliding window of the most recent steps:
+reads the two training curves over the most recent ``window + follow`` steps:
 
-- **length keeps rising**: the least-squares slope of ``response_length`` over the window,
-  times the window's span, is at least ``min_length_rise`` of the window's mean length
-  (e.g. +20% across the window), *and* each third of the window is longer on average than
-  the third before it (one spike, or one short step, does not make a trend);
-- **accuracy does not follow**: the same fitted rise of ``accuracy`` over the window is at
-  most ``max_accuracy_rise`` (absolute, e.g. +0.02 = two points).
+- **length kept rising** over the first ``window`` of them: the least-squares slope of
+  ``response_length``, times the window's span, is at least ``min_length_rise`` of the
+  window's mean length (e.g. +20% across the window), *and* each third of the window is
+  longer on average than the third before it (one spike, or one short step, does not make
+  a trend);
+- **accuracy did not follow** within ``follow`` more steps: the fitted rise of ``accuracy``
+  over the whole span (the length window and the steps after it) is at most
+  ``max_accuracy_rise`` (absolute, e.g. +0.02 = two points).
+
+Healthy RL lengthens first and gains accuracy a few steps later: the tiny demo's responses
+grow from 20 to 37 tokens over ~10 steps as it learns to think, and train accuracy rises
+~5-10 steps after. Judged without ``follow``, every such run was flagged at the moment it
+learned to think. So a warning comes ``follow`` steps after the rise it names.
 
 ``detect_length_hacking`` is the pure function over two series; ``LengthHackingMonitor``
 keeps the series of a live run, adds the result to each step's metrics
@@ -37,13 +44,21 @@ FLAG_KEY = "length_hacking"
 class HackingSettings:
     """Thresholds of the detector (defaults suit tiny runs of tens of steps)."""
 
-    window: int = 10  # steps looked at (>= 3); the detector is silent until it has this many
+    window: int = 10  # steps over which length must rise (>= 3)
+    follow: int = 10  # steps after the length window that accuracy gets to catch up (0 = judge at once)
     min_length_rise: float = 0.2  # fitted length rise over the window, relative to its mean
-    max_accuracy_rise: float = 0.02  # fitted accuracy rise over the window (absolute) still counted as "flat"
+    max_accuracy_rise: float = 0.02  # fitted accuracy rise over window + follow (absolute) still counted as "flat"
 
     def __post_init__(self) -> None:
         if self.window < 3:
             raise ValueError(f"length-hacking window must be >= 3 steps (it is split in thirds), got {self.window}")
+        if self.follow < 0:
+            raise ValueError(f"length-hacking follow must be >= 0 steps, got {self.follow}")
+
+    @property
+    def span(self) -> int:
+        """Steps the detector needs before it judges (it is silent until then)."""
+        return self.window + self.follow
 
 
 @dataclass(frozen=True)
@@ -51,8 +66,8 @@ class HackingSignal:
     """What the detector measured over one window (``hacking`` is the verdict)."""
 
     hacking: bool
-    length_rise: float  # relative fitted rise of response length over the window
-    accuracy_rise: float  # absolute fitted rise of accuracy over the window
+    length_rise: float  # relative fitted rise of response length over the length window
+    accuracy_rise: float  # absolute fitted rise of accuracy over the length window and the follow steps
 
 
 def fitted_rise(values: Sequence[float]) -> float:
@@ -69,15 +84,15 @@ def fitted_rise(values: Sequence[float]) -> float:
 def detect_length_hacking(
     lengths: Sequence[float], accuracies: Sequence[float], settings: HackingSettings = HackingSettings()
 ) -> HackingSignal | None:
-    """Verdict over the last ``settings.window`` points; None while there are too few.
+    """Verdict over the last ``settings.span`` points (window + follow); None while there are too few.
 
     ``lengths`` and ``accuracies`` are per-step means (one entry per step, oldest first);
     NaN entries (steps without the metric) are dropped pairwise.
     """
-    pairs = [(length, acc) for length, acc in zip(lengths, accuracies) if not (math.isnan(length) or math.isnan(acc))][-settings.window :]
-    if len(pairs) < settings.window:
+    pairs = [(length, acc) for length, acc in zip(lengths, accuracies) if not (math.isnan(length) or math.isnan(acc))][-settings.span :]
+    if len(pairs) < settings.span:
         return None
-    window_lengths, window_acc = [p[0] for p in pairs], [p[1] for p in pairs]
+    window_lengths, window_acc = [p[0] for p in pairs[: settings.window]], [p[1] for p in pairs]
     mean_length = sum(window_lengths) / len(window_lengths)
     length_rise = fitted_rise(window_lengths) / mean_length if mean_length > 0 else 0.0
     accuracy_rise = fitted_rise(window_acc)
@@ -117,7 +132,7 @@ class LengthHackingMonitor:
     """The detector over a live run: feed each step's metrics, get the fields to log.
 
     ``update`` returns ``{"length_hacking": 0.0 or 1.0, "length_hacking/length_rise": ...,
-    "length_hacking/accuracy_rise": ...}`` (empty until a full window) and prints one
+    "length_hacking/accuracy_rise": ...}`` (empty until ``settings.span`` steps) and prints one
     warning line when an episode starts: after a full window without a flagged step (a
     noisy series flickering around the thresholds would otherwise flood the log).
     """
@@ -160,8 +175,9 @@ class LengthHackingMonitor:
         if signal.hacking and quiet_long_enough and self.echo:  # a new episode
             where = f"step {step}: " if step is not None else ""
             print(
-                f"[rl] WARNING {where}possible length hacking: response length +{100 * signal.length_rise:.0f}% over the last "
-                f"{self.settings.window} steps while train accuracy changed {signal.accuracy_rise:+.3f} (paper sections 4.2.2, 5)",
+                f"[rl] WARNING {where}possible length hacking: response length +{100 * signal.length_rise:.0f}% over "
+                f"{self.settings.window} steps, and train accuracy changed {signal.accuracy_rise:+.3f} over those and the "
+                f"{self.settings.follow} steps since (paper sections 4.2.2, 5)",
                 file=sys.stderr,
                 flush=True,
             )

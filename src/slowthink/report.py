@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from slowthink.length_hacking import hacking_episodes, hacking_steps
+from slowthink.length_hacking import HackingSettings, hacking_episodes, hacking_steps
 from slowthink.rewards.keywords import KEYWORD_CATEGORIES
 from slowthink.tracking import read_metrics
 
@@ -352,7 +352,11 @@ def hacking_section(runs: Sequence[Run]) -> str:
         lines.append(f"- **{run.label}**: " + (f"WARNING, possible length hacking at {where}" if spans else "no warning"))
     if not lines:
         return "No RL runs (no response lengths logged)."
-    return "Response length rising while train accuracy stays flat or falls over a 10-step window:\n\n" + "\n".join(lines)
+    settings = HackingSettings()
+    return (
+        f"Response length rising over a {settings.window}-step window while train accuracy stays flat or falls "
+        f"over it and the {settings.follow} steps after (the step named is when that was seen):\n\n" + "\n".join(lines)
+    )
 
 
 def write_report(

@@ -70,7 +70,7 @@ def test_bad_grids_name_the_key(tmp_path):
         build_plan(*load_study(write_grid(tmp_path, factors={"kl": {"arms": {"off": [], "fixed": ["kl.mode=sometimes"]}}})))
 
 
-def fake_run(job, heldout: float, length: float, steps: int = 12) -> None:
+def fake_run(job, heldout: float, length: float, steps: int = 22) -> None:
     """A finished run as slowthink rl writes it (the metrics the report reads) and the study marks it."""
     run_dir = job.run_dir
     run_dir.mkdir(parents=True)
@@ -94,12 +94,12 @@ def test_report_from_run_directories_has_verdicts_figures_and_html(tmp_path):
         fake_run(plan.runs[plan.arms[("temperature", "t06", seed)]], heldout=0.5, length=20 + 10 * seed)
     md, html = write_study_report(study, plan, None, tmp_path / "report", command="slowthink study grid.yaml")
     text = md.read_text()
-    # KL: fixed - off = 0.1 on every seed -> held. Temperature: t06 - t1 = 20-117.5, 30-117.5, 40-117.5 (lower) -> held.
+    # KL: fixed - off = 0.1 on every seed -> held. Temperature: t06 - t1 = 20-167.5, 30-167.5, 40-167.5 (lower) -> held.
     assert re.search(r"\| kl: heldout/accuracy \(final value\): fixed higher than off \| held \|", text)
     assert re.search(r"\| temperature: response_length \(mean of the last 2 logged values\): t06 lower than t1 \| held \|", text)
     assert "0.1 ± " in text and "slowthink study grid.yaml" in text
     # The baseline run lengthens at flat accuracy: the detector's episode is named.
-    assert "Length hacking" in text and "off (seed 0: steps 10-12)" in text
+    assert "Length hacking" in text and "off (seed 0: steps 20-22)" in text
     for figure in ("kl.png", "temperature.png"):
         assert (tmp_path / "report" / "figures" / figure).read_bytes().startswith(b"\x89PNG")
         assert f"figures/{figure}" in text
