@@ -119,9 +119,10 @@ def test_monitor_for_run_keeps_its_window_over_a_resume(tmp_path, capsys):
     assert "length hacking" not in capsys.readouterr().err
 
 
-def test_hacking_steps_from_logged_field_or_recomputed():
+def test_hacking_steps_are_recomputed_by_the_current_rule():
     rows = [{"step": i + 1, "response_length": length, "accuracy": acc} for i, (length, acc) in enumerate(zip(LENGTHS, FLAT_ACC))]
     recomputed = hacking_steps(rows)
-    assert recomputed and recomputed[-1] == 30
-    assert hacking_steps([{**r, "length_hacking": float(r["step"] == 5)} for r in rows]) == [5]
+    assert recomputed and recomputed[0] >= 20 and recomputed[-1] == 30
+    # A field logged by an older detector (here: step 5 only) does not override today's rule.
+    assert hacking_steps([{**r, "length_hacking": float(r["step"] == 5)} for r in rows]) == recomputed
     assert hacking_episodes([3, 4, 5, 9, 11, 12]) == [(3, 5), (9, 9), (11, 12)]

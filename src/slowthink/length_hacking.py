@@ -105,13 +105,12 @@ def detect_length_hacking(
 
 
 def hacking_steps(rows: Sequence[Mapping[str, Any]], settings: HackingSettings = HackingSettings()) -> list[int]:
-    """Steps of a ``metrics.jsonl`` at which the detector fires.
+    """Steps of a ``metrics.jsonl`` at which the detector, as it is now, fires over the logged curves.
 
-    Uses the logged ``length_hacking`` field where the run wrote one (what the training log
-    showed), and recomputes from the two curves for runs written before the detector existed.
+    Reports recompute rather than read the run's own ``length_hacking`` field, which holds
+    what the run's log warned at the time (the detector of the release that trained it), so
+    that runs from different releases are judged by one rule.
     """
-    if any(FLAG_KEY in row for row in rows):
-        return [int(row["step"]) for row in rows if row.get(FLAG_KEY)]
     monitor = LengthHackingMonitor(settings, echo=False)
     return [int(row["step"]) for row in rows if monitor.update(row).get(FLAG_KEY)]
 
