@@ -40,6 +40,7 @@ from slowthink.training.distributed import (
     full_weights,
     init_distributed,
     is_sharded,
+    shutdown,
     unwrap,
     wrap_model,
 )
@@ -166,7 +167,9 @@ def run_rl(config: RLConfig, resume: bool = False) -> Path:
     info = init_distributed()
     check_world_size(config, info.world_size)  # before anything is loaded or written
     with claim_run_dir(config, resume, info) as start:
-        return train_rl(config, start, info)
+        run_dir = train_rl(config, start, info)
+    shutdown(info)  # the process group this run started (torchrun), after every rank is done
+    return run_dir
 
 
 def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:

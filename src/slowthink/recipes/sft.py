@@ -29,7 +29,16 @@ from slowthink.tiny import ArithmeticTask
 from slowthink.tracking import TrackingConfig
 from slowthink.training import checkpoint as ckpt
 from slowthink.training.batch import build_sequence_batch, split_batch
-from slowthink.training.distributed import DistInfo, DistributedConfig, all_reduce_sum, barrier, checkpoint_states, init_distributed, wrap_model
+from slowthink.training.distributed import (
+    DistInfo,
+    DistributedConfig,
+    all_reduce_sum,
+    barrier,
+    checkpoint_states,
+    init_distributed,
+    shutdown,
+    wrap_model,
+)
 from slowthink.training.logprobs import forward_logprobs
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler, warmup_warning
 from slowthink.training.packing import pack_examples
@@ -205,7 +214,9 @@ def run_sft(config: SFTConfig, resume: bool = False) -> Path:
     """Fine-tune; returns the run directory (its last checkpoint is the model)."""
     info = init_distributed()
     with claim_run_dir(config, resume, info) as start:
-        return train_sft(config, start, info)
+        run_dir = train_sft(config, start, info)
+    shutdown(info)  # the process group this run started (torchrun), after every rank is done
+    return run_dir
 
 
 def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:

@@ -49,6 +49,7 @@ class DistributedConfig(StrictConfig):
 class DistInfo:
     rank: int = 0
     world_size: int = 1
+    owns_group: bool = False  # this process group was started by init_distributed (so shutdown ends it)
 
     @property
     def is_main(self) -> bool:
@@ -64,13 +65,14 @@ def init_distributed() -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             # One GPU per rank; nccl's collectives (and object collectives) use the current device.
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), owns_group=owns_group)
 
 
 def wrap_model(model: Any, info: DistInfo, config: DistributedConfig = DistributedConfig(), optimizer: Any = None) -> Any:
@@ -166,5 +168,13 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """End the process group a recipe started, once every rank is done with it.
+
+    A torchrun rank that exits with its gloo group alive can abort in the group's
+    destructor ("terminate called without an active exception", SIGABRT), and torchrun
+    then kills the other ranks, mid-checkpoint if they are still writing. A group the
+    caller started (tests, a notebook) is left to the caller.
+    """
+    if info.enabled and info.owns_group and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
