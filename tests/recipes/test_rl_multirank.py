@@ -14,15 +14,12 @@ from __future__ import annotations
 import copy
 import datetime
 import os
-import socket
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from slowthink.data.problem_sets import ProblemSet
 from slowthink.recipes.rl import loss_settings, prepare_batch
@@ -35,6 +32,7 @@ from slowthink.training.policy_update import update_policy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rl_helpers import tiny_rl_config  # noqa: E402
+from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
 
 SPEC = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
 T, F = True, False
@@ -145,28 +143,11 @@ def _worker(rank: int, world: int, port: int, out: dict) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _spawn_with_deadline(seconds: float) -> dict:
-    with mp.Manager() as manager:
-        out = manager.dict()
-        context = mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=False, start_method="spawn")
-        deadline = time.monotonic() + seconds
-        while not context.join(timeout=2):
-            if time.monotonic() > deadline:
-                for process in context.processes:
-                    process.kill()
-                pytest.fail(f"two-rank RL update still running after {seconds:.0f} s: the ranks' collectives do not pair up")
-        return dict(out)
-
-
 @pytest.mark.slow
 def test_two_gloo_ranks_end_with_the_single_process_parameters_whatever_is_dropped():
-    results = _spawn_with_deadline(240)
+    results = spawn_with_deadline(
+        _worker, (2, free_port()), 240, "two-rank RL update still running after 240 s: the ranks' collectives do not pair up"
+    )
     for name in SCENARIOS:
         expected, single = _train(name, DistInfo())
         assert single["optimizer_steps"] >= 1, name  # each scenario trains something
@@ -220,7 +201,7 @@ def test_torchrun_two_ranks_with_uneven_filtering_complete(tmp_path):
         "--nproc-per-node",
         "2",
         "--master-port",
-        str(_free_port()),
+        str(free_port()),
         "-m",
         "slowthink.cli",
         "rl",

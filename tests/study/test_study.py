@@ -117,20 +117,23 @@ def test_missing_runs_make_inconclusive_verdicts(tmp_path):
     assert text.count("| inconclusive |") == 2
 
 
+# A tiny RL run: a few prompts, 8 tokens, no held-out evaluation but the last.
+TINY_RUN = [
+    "train.eval_every=0",
+    "train.eval_max_problems=4",
+    "train.save_every=1",
+    "data.tiny_train_size=32",
+    "data.tiny_eval_size=4",
+    "rollout.prompts_per_step=2",
+    "rollout.rollouts_per_prompt=2",
+    "rollout.max_length_schedule=[[0,8]]",
+]
+
+
 @pytest.mark.slow
 def test_tiny_study_runs_resumes_and_reports(tmp_path):
     """Two seeds x (base, one arm) from a shared cold start; a rerun skips every finished run."""
-    tiny = [
-        "train.steps=2",
-        "train.eval_every=0",
-        "train.eval_max_problems=4",
-        "train.save_every=1",
-        "data.tiny_train_size=32",
-        "data.tiny_eval_size=4",
-        "rollout.prompts_per_step=2",
-        "rollout.rollouts_per_prompt=2",
-        "rollout.max_length_schedule=[[0,8]]",
-    ]
+    tiny = ["train.steps=2", *TINY_RUN]
     grid = write_grid(
         tmp_path,
         seeds=[0, 1],
@@ -177,18 +180,7 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
 
 @pytest.mark.slow
 def test_parallel_study_runs_subprocesses_with_divided_threads(tmp_path):
-    tiny = [
-        "train.steps=1",
-        "train.eval_every=0",
-        "train.eval_max_problems=4",
-        "train.save_every=1",
-        "data.tiny_train_size=32",
-        "data.tiny_eval_size=4",
-        "rollout.prompts_per_step=2",
-        "rollout.rollouts_per_prompt=2",
-        "rollout.max_length_schedule=[[0,8]]",
-        "model.path=tiny",
-    ]
+    tiny = ["train.steps=1", *TINY_RUN, "model.path=tiny"]
     # Arm names with dots (as the shipped grid's t0.6 / t1.2): each run keeps its own log.
     arms = {"t0.6": ["rollout.temperature=0.6"], "t0.8": ["rollout.temperature=0.8"]}
     grid = write_grid(tmp_path, seeds=[0], parallel=2, overrides=tiny, factors={"temperature": {"arms": arms}})

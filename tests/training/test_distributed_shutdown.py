@@ -8,20 +8,13 @@ mid-checkpoint: tests/training/test_fsdp.py failed that way once under load.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
 import pytest
-import torch.multiprocessing as mp
+from spawn_helpers import free_port, spawn_with_deadline
 
 DEADLINE_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _torchrun_env(rank: int, world: int, port: int) -> None:
@@ -72,18 +65,7 @@ def _sft_rank(rank: int, world: int, port: int, root: str, out: dict) -> None:
 
 
 def _spawn(target, *args) -> dict:
-    manager = mp.Manager()
-    out = manager.dict()
-    context = mp.start_processes(target, args=(2, _free_port(), *args, out), nprocs=2, join=False, start_method="spawn")
-    import time
-
-    deadline = time.monotonic() + DEADLINE_S
-    while not context.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"2 ranks did not finish in {DEADLINE_S} s")
-    return dict(out)
+    return spawn_with_deadline(target, (2, free_port(), *args), DEADLINE_S, f"2 ranks did not finish in {DEADLINE_S} s")
 
 
 def test_shutdown_ends_only_a_group_init_distributed_started():
