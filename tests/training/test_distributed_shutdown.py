@@ -8,8 +8,6 @@ mid-checkpoint: tests/training/test_fsdp.py failed that way once under load.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 from spawn_helpers import free_port, spawn_with_deadline
@@ -40,7 +38,6 @@ def _helpers(rank: int, world: int, port: int, out: dict) -> None:
 def _sft_rank(rank: int, world: int, port: int, root: str, out: dict) -> None:
     import torch.distributed as dist
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "recipes"))
     from slowthink.config import load_config
     from slowthink.recipes.sft import SFTConfig, run_sft
 
