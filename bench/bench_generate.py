@@ -13,6 +13,7 @@ fp32 matmul rate measured here with the same threads.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import tempfile
@@ -47,6 +48,8 @@ def main() -> None:
     prompt_ids = [tokenizer.encode(p) for p in PROMPTS]
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=args.new_tokens, n=8, seed=0)
     fast, generic = HFGenerator(model, tokenizer, batch_size=64), HFGenerator(model, tokenizer, batch_size=64, fast=False)
+    fast_bf16 = HFGenerator(model, tokenizer, batch_size=64, dtype="bfloat16")
+    model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
 
     def run_slowthink(generator):
         return sum(len(c.token_ids) for c in generator.generate(prompt_ids, params))
@@ -54,7 +57,7 @@ def main() -> None:
     padded = tokenizer([p for p in PROMPTS for _ in range(8)], return_tensors="pt", padding=True, padding_side="left")
 
     @torch.no_grad()
-    def run_transformers():
+    def run_transformers(model=model):
         out = model.generate(
             **padded, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=args.new_tokens, pad_token_id=tokenizer.pad_token_id
         )
@@ -67,6 +70,8 @@ def main() -> None:
         "slowthink fast (static cache)": lambda: run_slowthink(fast),
         "slowthink generic loop": lambda: run_slowthink(generic),
         "transformers generate": run_transformers,
+        "slowthink fast, bfloat16": lambda: run_slowthink(fast_bf16),
+        "transformers generate, bfloat16 weights": lambda: run_transformers(model_bf16),
     }
     prompt_len = statistics.mean(len(p) for p in prompt_ids)
     rows, results = {}, []

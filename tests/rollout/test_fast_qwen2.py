@@ -247,3 +247,83 @@ def test_16_bit_models_take_the_generic_path(tokenizer, prompts):
     assert generator._fast_loop is None and "bfloat16" in generator.generic_reason
     params = SamplingParams(temperature=0, max_new_tokens=20)
     assert_same(generator.generate(prompts, params), HFGenerator(model, tokenizer, fast=False).generate(prompts, params))
+
+
+# ------------------------------------------------------------------ bfloat16 decoding (issue 12)
+
+
+def test_bfloat16_sampling_logprobs_are_as_close_to_float32_as_transformers_own_bfloat16(model, tokenizer, prompts):
+    """bfloat16 rounds (8 bits of mantissa), so the fast path's log-probs are held to the
+    error of transformers' own forward with the weights cast to bfloat16, on the same tokens."""
+    import copy
+
+    generator = HFGenerator(model, tokenizer, dtype="bfloat16")
+    assert generator._fast_loop is not None and generator._fast_loop.dtype == torch.bfloat16
+    completions = generator.generate(prompts, SamplingParams(temperature=0.8, max_new_tokens=24, n=3, seed=1))
+    model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    ours, theirs = [], []
+    for c in completions:
+        exact = reference_logprobs(model, prompts[c.prompt_index], c.token_ids, 0.8)
+        ours.append((torch.tensor(c.logprobs) - exact).abs())
+        theirs.append((reference_logprobs(model_bf16, prompts[c.prompt_index], c.token_ids, 0.8) - exact).abs())
+    ours, theirs = torch.cat(ours), torch.cat(theirs)
+    assert 0 < ours.mean() <= 1.5 * theirs.mean()  # it did compute in bfloat16, no worse than transformers'
+    assert ours.max() < 0.5
+    assert next(model.parameters()).dtype == torch.float32  # the trainer's weights are untouched
+
+
+def test_bfloat16_greedy_picks_float32s_choice_or_a_near_tie(model, tokenizer, prompts):
+    from test_hf import teacher_forced_argmax
+
+    completions = HFGenerator(model, tokenizer, dtype="bfloat16").generate(prompts, SamplingParams(temperature=0, max_new_tokens=30))
+    agree, total = 0, 0
+    for completion in completions:
+        prompt = prompts[completion.prompt_index]
+        expected = teacher_forced_argmax(model, prompt, completion.token_ids)
+        agree += sum(a == b for a, b in zip(completion.token_ids, expected))
+        total += len(expected)
+        # Where they differ, float32 itself rates bfloat16's token within a rounding margin of its best.
+        float32 = reference_logprobs(model, prompt, completion.token_ids, 1.0)
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + completion.token_ids])).logits[0, len(prompt) - 1 : -1]
+        best = torch.log_softmax(logits, dim=-1).max(-1).values
+        assert (best - float32).max() < 0.1
+    assert agree / total > 0.9
+
+
+def test_bfloat16_decoding_follows_weight_updates(tokenizer, prompts):
+    model = varied_model(tokenizer, seed=1)
+    generator = HFGenerator(model, tokenizer, dtype="bfloat16")
+    params = SamplingParams(temperature=0, max_new_tokens=12)
+    before = generator.generate(prompts, params)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.2)
+    assert [c.token_ids for c in generator.generate(prompts, params)] != [c.token_ids for c in before]
+
+
+def test_bfloat16_generation_is_asked_for_where_it_can_run(model, tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from slowthink.config import ConfigError
+    from slowthink.recipes.rl import build_generator
+    from slowthink.recipes.rl_config import RLConfig
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=128))
+    with pytest.raises(ValueError, match="bfloat16 generation needs the fast path.*gpt2"):
+        HFGenerator(gpt2, tokenizer, dtype="bfloat16")
+    with pytest.raises(ValueError, match="needs the fast path.*fast=False"):
+        HFGenerator(model, tokenizer, fast=False, dtype="bfloat16")
+    with pytest.raises((ValueError, ConfigError), match="generation_dtype applies to the hf backend's fast path"):
+        RLConfig.model_validate({"rollout": {"generation_dtype": "bfloat16", "fast_generation": False}})
+    engine = build_generator(RLConfig.model_validate({"rollout": {"generation_dtype": "bfloat16"}}), model, tokenizer)
+    assert engine._fast_loop.dtype == torch.bfloat16
+    assert build_generator(RLConfig.model_validate({}), model, tokenizer)._fast_loop.dtype == torch.float32
+
+
+def test_a_bfloat16_model_takes_the_fast_path_when_bfloat16_is_asked_for(tokenizer, prompts):
+    model = varied_model(tokenizer, seed=0).to(torch.bfloat16)
+    generator = HFGenerator(model, tokenizer, dtype="bfloat16")
+    assert generator._fast_loop is not None
+    (completion, *_) = generator.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=10, seed=0))
+    assert len(completion.token_ids) >= 1

@@ -88,7 +88,10 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
         # generate different numbers of tokens), synced by gathering after each update.
         shared = config.rollout.sync_weights_every == 1 and config.distributed.strategy != "fsdp"
         engine_model = model if shared else copy.deepcopy(model)
-        engine = factory.hf_engine(engine_model, tokenizer, config.rollout.generation_batch_size or 256, fast=config.rollout.fast_generation)
+        rollout = config.rollout
+        engine = factory.hf_engine(
+            engine_model, tokenizer, rollout.generation_batch_size or 256, fast=rollout.fast_generation, dtype=rollout.generation_dtype
+        )
     if config.rollout.tools == "none":
         return engine
     return factory.with_tools(engine, tokenizer, config.rollout.tool_preset, config.rollout.max_tool_calls)

@@ -47,6 +47,11 @@ class RolloutConfig(StrictConfig):
     # greedy identical to the generic loop, sampling from another random stream); false forces
     # the generic transformers loop. Other model families always take the generic loop.
     fast_generation: bool = True
+    # hf backend, fast path: the dtype decoding computes in. bfloat16 keeps float32 master weights
+    # and copies them to bfloat16 per batch (matmuls, cache; softmax and sampling in float32):
+    # faster where the CPU has AVX512-BF16 or AMX (bench/RESULTS.md), rollouts no longer equal
+    # float32's token for token, and old log-probs are still recomputed by the trainer.
+    generation_dtype: Literal["float32", "bfloat16"] = "float32"
     # "python" runs code blocks in the sandbox during rollouts (tool-integrated RL).
     tools: Literal["none", "python"] = "none"
     # Tool calls allowed per response (rollout.tools=python only).
@@ -64,6 +69,8 @@ class RolloutConfig(StrictConfig):
             raise ValueError("rollout.max_length_schedule must start at step 0 and be sorted, e.g. [[0, 8192], [100, 20480]]")
         if self.backend == "vllm" and self.generation_batch_size is not None:
             raise ValueError("rollout.generation_batch_size applies to the hf backend only; vLLM schedules its own batches")
+        if self.generation_dtype != "float32" and (self.backend != "hf" or not self.fast_generation):
+            raise ValueError("rollout.generation_dtype applies to the hf backend's fast path (vLLM: rollout.vllm.dtype)")
         if self.tools == "none" and (self.max_tool_calls is not None or self.tool_preset is not None):
             raise ValueError("rollout.max_tool_calls and rollout.tool_preset need rollout.tools=python")
         if self.prompts_per_step < 1 or self.rollouts_per_prompt < 1:

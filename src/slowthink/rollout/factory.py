@@ -17,11 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def hf_engine(model: Any, tokenizer: Any, batch_size: int, fast: bool = True) -> Any:
-    """An ``HFGenerator`` over a module already loaded (RL's trainer model, or a copy of it)."""
+def hf_engine(model: Any, tokenizer: Any, batch_size: int, fast: bool = True, dtype: str | None = None) -> Any:
+    """An ``HFGenerator`` over a module already loaded (RL's trainer model, or a copy of it);
+    ``dtype`` the fast path's compute dtype (None: the weights')."""
     from slowthink.rollout.hf import HFGenerator
 
-    return HFGenerator(model, tokenizer, batch_size=batch_size, fast=fast)
+    return HFGenerator(model, tokenizer, batch_size=batch_size, fast=fast, dtype=dtype)
 
 
 def load_local(path: str, batch_size: int) -> tuple[Any, Any, int | None]:

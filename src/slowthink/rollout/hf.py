@@ -57,7 +57,7 @@ class HFGenerator:
     random stream); other models, and ``fast=False``, take the generic loop below.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, fast: bool = True):
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, fast: bool = True, dtype: str | None = None):
         from slowthink.rollout.fast_qwen2 import FastDecodeLoop, unsupported_reason
 
         self.model = model
@@ -66,8 +66,11 @@ class HFGenerator:
         self.eos_ids = self._eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
         # Why the fast path is not used (None when it is).
-        self.generic_reason = "fast=False" if not fast else unsupported_reason(model)
-        self._fast_loop = FastDecodeLoop(self) if self.generic_reason is None else None
+        compute_dtype = None if dtype is None else getattr(torch, dtype)
+        self.generic_reason = "fast=False" if not fast else unsupported_reason(model, compute_dtype)
+        if dtype not in (None, "float32") and self.generic_reason is not None:
+            raise ValueError(f"{dtype} generation needs the fast path, which this model cannot take: {self.generic_reason}")
+        self._fast_loop = FastDecodeLoop(self, compute_dtype) if self.generic_reason is None else None
 
     @staticmethod
     def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
