@@ -327,3 +327,26 @@ def test_a_bfloat16_model_takes_the_fast_path_when_bfloat16_is_asked_for(tokeniz
     assert generator._fast_loop is not None
     (completion, *_) = generator.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=10, seed=0))
     assert len(completion.token_ids) >= 1
+
+
+# ------------------------------------------------------------------ completions handed over as they finish
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_each_completion_is_handed_over_once_and_early_rows_before_the_rest(model, tokenizer, prompts, fast):
+    generator = HFGenerator(model, tokenizer, batch_size=5, fast=fast)
+    free = generator.generate(prompts, SamplingParams(temperature=0, max_new_tokens=24))
+    generator.eos_ids = {tokenizer.eos_token_id, free[1].token_ids[3]}  # prompt 1's rows end at token 4
+    calls: list[list[tuple[int, object]]] = []
+    params = SamplingParams(temperature=1.0, max_new_tokens=24, n=2, seed=3)
+    completions = generator.generate(prompts, params, on_finished=calls.append)
+    handed = [pair for call in calls for pair in call]
+    assert sorted(p for p, _ in handed) == list(range(len(completions)))  # each position once
+    assert all(completions[p] is c for p, c in handed)  # the very objects returned
+    assert [c.token_ids for c in completions] == [c.token_ids for c in generator.generate(prompts, params)]  # no change to what is sampled
+    if fast:  # rows that end early are handed over while the others still decode
+        first = calls[0]
+        assert all(c.finish_reason == "stop" for _, c in first)
+        assert max(len(c.token_ids) for _, c in first) < max(len(c.token_ids) for c in completions)
+    else:  # the generic loop hands over a batch at a time (batches of 5)
+        assert [len(call) for call in calls] == [5, 3]  # 4 prompts x 2

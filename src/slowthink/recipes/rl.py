@@ -29,7 +29,7 @@ from slowthink.length_hacking import LengthHackingMonitor
 from slowthink.metrics import rollout_metrics
 from slowthink.no_signal import NoSignalWatch
 from slowthink.recipes.rl_config import RLConfig, check_world_size
-from slowthink.rewards.reward import RewardModel
+from slowthink.rewards.reward import RewardModel, RewardStream
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.training import checkpoint as ckpt
 from slowthink.training.distributed import (
@@ -117,7 +117,11 @@ def engine_model(generator: Any) -> Any:
     return copy_ if copy_ is not None else getattr(inner, "model", None)
 
 
-def roll_out(generator: Any, prompts: ProblemSet, config: RLConfig, max_length: int, seed: int) -> list[Completion]:
+def roll_out(
+    generator: Any, prompts: ProblemSet, config: RLConfig, max_length: int, seed: int, rewards: RewardStream | None = None
+) -> list[Completion]:
+    """Sample the step's rollouts; with ``rewards``, an engine that streams hands each
+    completion to it as it finishes, so the checker works while the rest decode."""
     params = SamplingParams(
         temperature=config.rollout.temperature,
         top_p=config.rollout.top_p,
@@ -126,7 +130,20 @@ def roll_out(generator: Any, prompts: ProblemSet, config: RLConfig, max_length: 
         n=config.rollout.rollouts_per_prompt,
         seed=seed,
     )
-    return generator.generate(prompts.prompt_ids, params)
+    if rewards is None or not getattr(generator, "streams_finished", False):
+        return generator.generate(prompts.prompt_ids, params)
+
+    def reward_now(finished: list[tuple[int, Completion]]) -> None:
+        positions, completions = [p for p, _ in finished], [c for _, c in finished]
+        rewards.add(positions, *reward_inputs(prompts, completions))
+
+    return generator.generate(prompts.prompt_ids, params, on_finished=reward_now)
+
+
+def reward_inputs(prompts: ProblemSet, completions: list[Completion]) -> tuple[list[str], list[str], list[int]]:
+    """(golds, response texts, model-sampled lengths) of ``completions``, for the reward."""
+    golds = [prompts.problems[c.prompt_index].answer for c in completions]
+    return golds, [c.text for c in completions], [c.num_model_tokens for c in completions]
 
 
 def old_logprobs_source(config: RLConfig) -> str:
@@ -206,16 +223,16 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         max_length = max_length_at(step, config.rollout.max_length_schedule)
         kl_coef = kl_coefficient(config.kl.mode, step, config.kl.coef, config.kl.start, config.kl.end, config.kl.anneal_steps)
 
-        # 2. Roll out n completions per prompt.
+        # 2. Roll out n completions per prompt; each is rewarded as soon as it finishes (the
+        #    checker runs in a background thread and its own worker processes meanwhile).
         with timer("generate"):
-            completions = roll_out(generator, prompts, config, max_length, step_seed(config, step, info.rank))
+            rewards = reward_model.stream(max_length)
+            completions = roll_out(generator, prompts, config, max_length, step_seed(config, step, info.rank), rewards)
 
-        # 3. Reward every completion (the checker runs in its own worker processes).
+        # 3. Reward every completion: wait for what is still being checked (engines that do not
+        #    stream, such as vLLM and the tool loop, hand every completion over now).
         with timer("reward"):
-            texts = [c.text for c in completions]
-            lengths = [c.num_model_tokens for c in completions]
-            golds = [prompts.problems[c.prompt_index].answer for c in completions]
-            scored = reward_model.score(golds, texts, lengths, max_length)
+            scored = rewards.result(*reward_inputs(prompts, completions))
 
         # 4. Reference log-probs; selection and advantages (minus the KL-in-reward penalty)
         #    over every rank's gathered outcomes, so all ranks agree on them.

@@ -3,12 +3,15 @@
 Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 
 The checker runs once per batch (one pool round trip), then every component is a pure
-function of that response's verdict, text and length.
+function of that response's verdict, text and length. ``RewardModel.stream`` scores rows
+in a background thread as they arrive, so a rollout engine that hands over completions as
+they finish gets them checked while it decodes the rest (issue 12).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -65,6 +68,8 @@ class RewardModel:
     def __init__(self, config: RewardConfig, checker: Checker | None = None):
         self.config = config
         self.checker = checker if checker is not None else build_checker(config)
+        # One thread runs the scoring of ``stream``s (the checker is called by one thread at a time).
+        self._background: ThreadPoolExecutor | None = None
 
     def _component(self, name: str, verdict: Verdict, text: str, length: int, max_length: int) -> float:
         if name == "correctness":
@@ -85,5 +90,57 @@ class RewardModel:
         total = [sum(self.config.weights[name] * parts[name][i] for name in parts) for i in range(len(verdicts))]
         return RewardBatch(total=total, components=parts, verdicts=verdicts)
 
+    def stream(self, max_length: int) -> RewardStream:
+        """A ``RewardStream`` for one batch of responses (call its ``result`` before the next)."""
+        if self._background is None:
+            self._background = ThreadPoolExecutor(1, thread_name_prefix="slowthink-reward")
+        return RewardStream(self, self._background, max_length)
+
     def close(self) -> None:
+        if self._background is not None:
+            # A check in flight ends at its deadline; queued ones are dropped.
+            self._background.shutdown(wait=True, cancel_futures=True)
+            self._background = None
         self.checker.close()
+
+
+class RewardStream:
+    """Scores one batch of responses in parts, in the background, as they come in.
+
+    ``add(positions, golds, responses, lengths)`` queues rows (their positions in the batch)
+    for the scoring thread and returns at once; ``result(golds, responses, lengths)`` scores
+    the rows never added, waits, and returns the whole batch in position order. Every row
+    gets exactly what ``RewardModel.score`` gives it in one call (components are per row).
+    An error raised while scoring is raised by ``result``.
+    """
+
+    def __init__(self, reward_model: RewardModel, background: ThreadPoolExecutor, max_length: int):
+        self.reward_model, self.background, self.max_length = reward_model, background, max_length
+        self.parts: list[tuple[list[int], Future[RewardBatch]]] = []
+        self.added: set[int] = set()
+
+    def add(self, positions: Sequence[int], golds: Sequence[str], responses: Sequence[str], lengths: Sequence[int]) -> None:
+        repeated = self.added.intersection(positions)
+        if repeated or len(set(positions)) != len(positions):
+            raise ValueError(f"rows {sorted(repeated) or list(positions)} were added to this reward stream twice")
+        self.added.update(positions)
+        future = self.background.submit(self.reward_model.score, list(golds), list(responses), list(lengths), self.max_length)
+        self.parts.append((list(positions), future))
+
+    def result(self, golds: Sequence[str], responses: Sequence[str], lengths: Sequence[int]) -> RewardBatch:
+        """The whole batch's scores (``golds``, ``responses``, ``lengths``: every row, in order)."""
+        missing = [i for i in range(len(golds)) if i not in self.added]
+        if missing:
+            self.add(missing, [golds[i] for i in missing], [responses[i] for i in missing], [lengths[i] for i in missing])
+        if max(self.added, default=-1) >= len(golds):
+            raise ValueError(f"reward stream has a row at position {max(self.added)} of a batch of {len(golds)}")
+        total: list[float] = [0.0] * len(golds)
+        verdicts: list[Verdict | None] = [None] * len(golds)
+        parts = {name: [0.0] * len(golds) for name in self.reward_model.config.weights}
+        for positions, future in self.parts:
+            scored = future.result()
+            for j, i in enumerate(positions):
+                total[i], verdicts[i] = scored.total[j], scored.verdicts[j]
+                for name in parts:
+                    parts[name][i] = scored.components[name][j]
+        return RewardBatch(total=total, components=parts, verdicts=verdicts)

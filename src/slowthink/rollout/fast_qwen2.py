@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from slowthink.rollout.fast_sampling import sample_from_uniforms, uniforms
-from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.rollout.generator import Completion, OnFinished, SamplingParams
 from slowthink.rollout.stop_ids import StopMasks
 
 FAST_MODEL_TYPES = ("qwen2", "llama")
@@ -223,7 +223,10 @@ class FastDecodeLoop:
         self.stop_masks = StopMasks()
 
     @torch.inference_mode()
-    def generate_batch(self, jobs: list[tuple[int, list[int]]], params: SamplingParams, keys_B: torch.Tensor) -> list[Completion]:
+    def generate_batch(
+        self, jobs: list[tuple[int, list[int]]], params: SamplingParams, keys_B: torch.Tensor, offset: int = 0, on_finished: OnFinished | None = None
+    ) -> list[Completion]:
+        """Decode one batch; ``on_finished`` gets (``offset`` + row, completion) as rows end."""
         gen, device = self.generator, self.generator._device
         batch, width = len(jobs), max(len(ids) for _, ids in jobs)
         max_new = params.max_new_tokens
@@ -253,6 +256,7 @@ class FastDecodeLoop:
         lengths = torch.full((batch,), max_new, dtype=torch.long)
         stopped = torch.zeros(batch, dtype=torch.bool)
         stop_hit: list[str | None] = [None] * batch
+        done: list[Completion | None] = [None] * batch
         # Per row still in the batch: its original row, whether it is running, its random numbers.
         rows = torch.arange(batch)
         active = torch.ones(batch, dtype=torch.bool)
@@ -268,6 +272,11 @@ class FastDecodeLoop:
                 ended |= self._stops(active & ~ended, chosen, rows, tokens, step, stop_candidates, params.stop, max_stop_chars, stop_hit)
             finished_rows = rows[ended]
             stopped[finished_rows], lengths[finished_rows] = True, step + 1
+            if on_finished is not None and len(finished_rows):
+                # Handed over now (e.g. to the reward's checker), while the other rows decode on.
+                for row in finished_rows.tolist():
+                    done[row] = self._completion(jobs[row][0], tokens[row], logprobs[row], step + 1, True, stop_hit[row])
+                on_finished([(offset + row, done[row]) for row in finished_rows.tolist()])
             active &= ~ended
             remaining = int(active.sum())
             if remaining == 0 or step == max_new - 1:
@@ -280,7 +289,13 @@ class FastDecodeLoop:
             feed = torch.where(active, chosen, gen.pad_id).to(device)
             logits_BV = decoder.forward(feed[:, None], next_position[:, None], width + step)
             next_position = next_position + 1
-        return self._completions(jobs, tokens, logprobs, lengths, stopped, stop_hit)
+        completions = [
+            done[row] or self._completion(index, tokens[row], logprobs[row], int(lengths[row]), bool(stopped[row]), stop_hit[row])
+            for row, (index, _) in enumerate(jobs)
+        ]
+        if on_finished is not None:
+            on_finished([(offset + row, completions[row]) for row in range(batch) if done[row] is None])
+        return completions
 
     def _stops(self, checkable, chosen, rows, tokens, step, candidates, stops, max_stop_chars, stop_hit):
         """Rows whose completion now contains a stop string (the generic path's exact text check)."""
@@ -292,20 +307,15 @@ class FastDecodeLoop:
                 stop_hit[row], ended[index] = hit, True
         return ended
 
-    def _completions(self, jobs, tokens, logprobs, lengths, stopped, stop_hit) -> list[Completion]:
-        decode = self.generator.tokenizer.decode
-        completions = []
-        for row, (index, _) in enumerate(jobs):
-            length = int(lengths[row])
-            ids = tokens[row, :length].tolist()
-            completions.append(
-                Completion(
-                    prompt_index=index,
-                    token_ids=ids,
-                    logprobs=logprobs[row, :length].tolist(),
-                    text=decode(ids, skip_special_tokens=True),
-                    finish_reason="stop" if bool(stopped[row]) else "length",
-                    stop_string=stop_hit[row],
-                )
-            )
-        return completions
+    def _completion(
+        self, index: int, tokens_S: torch.Tensor, logprobs_S: torch.Tensor, length: int, stopped: bool, stop_hit: str | None
+    ) -> Completion:
+        ids = tokens_S[:length].tolist()
+        return Completion(
+            prompt_index=index,
+            token_ids=ids,
+            logprobs=logprobs_S[:length].tolist(),
+            text=self.generator.tokenizer.decode(ids, skip_special_tokens=True),
+            finish_reason="stop" if stopped else "length",
+            stop_string=stop_hit,
+        )

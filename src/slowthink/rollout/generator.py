@@ -8,7 +8,7 @@ Prompts and completions are token ids, so that RL keeps exactly the ids that wer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -81,6 +81,13 @@ class Completion:
     @property
     def num_model_tokens(self) -> int:
         return sum(self.loss_mask)
+
+
+# Called by an engine that streams (``streams_finished = True``, e.g. ``HFGenerator``) with
+# completions as they finish: (position in the returned list, completion). Every completion
+# is handed over exactly once, before ``generate`` returns; the RL loop rewards them while
+# the engine decodes the rest.
+OnFinished = Callable[[list[tuple[int, "Completion"]]], None]
 
 
 @runtime_checkable

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from slowthink.rollout.fast_sampling import row_keys
-from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.rollout.generator import Completion, OnFinished, SamplingParams
 
 
 def sample_next_token(
@@ -57,6 +57,8 @@ class HFGenerator:
     random stream); other models, and ``fast=False``, take the generic loop below.
     """
 
+    streams_finished = True  # ``generate`` takes ``on_finished`` (rollout/generator.py)
+
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, fast: bool = True, dtype: str | None = None):
         from slowthink.rollout.fast_qwen2 import FastDecodeLoop, unsupported_reason
 
@@ -91,7 +93,9 @@ class HFGenerator:
         """Nothing to release: the model is a module of this process (often the trainer's own)."""
 
     @torch.no_grad()
-    def generate(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
+    def generate(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, on_finished: OnFinished | None = None) -> list[Completion]:
+        """``params.n`` completions per prompt, prompt-major; ``on_finished`` gets each one as
+        it finishes (the fast path: as its row ends; the generic loop: per batch)."""
         jobs = [(index, list(ids)) for index, ids in enumerate(prompt_ids) for _ in range(params.n)]
         rng = None
         if params.seed is not None:
@@ -111,11 +115,14 @@ class HFGenerator:
                 keys = row_keys(len(jobs), params.seed, params.seeds)
                 for start in range(0, len(jobs), self.batch_size):
                     end = start + self.batch_size
-                    completions.extend(self._fast_loop.generate_batch(jobs[start:end], params, keys[start:end]))
+                    completions.extend(self._fast_loop.generate_batch(jobs[start:end], params, keys[start:end], start, on_finished))
                 return completions
             for start in range(0, len(jobs), self.batch_size):
                 chunk_rng = rng if rngs is None else rngs[start : start + self.batch_size]
-                completions.extend(self._generate_batch(jobs[start : start + self.batch_size], params, chunk_rng))
+                chunk = self._generate_batch(jobs[start : start + self.batch_size], params, chunk_rng)
+                if on_finished is not None:
+                    on_finished(list(enumerate(chunk, start)))
+                completions.extend(chunk)
             return completions
         finally:
             self.model.train(was_training)
