@@ -55,7 +55,7 @@ def _questions(count: int = 64) -> list[str]:
 # ----------------------------------------------------------------------------- children
 
 
-def child_trl(model_dir: str, kl: float, steps: int, threads: int, out_dir: str) -> list[dict]:
+def child_trl(model_dir: str, kl: float, steps: int, threads: int, out_dir: str, bf16: bool = False) -> list[dict]:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -111,7 +111,7 @@ def child_trl(model_dir: str, kl: float, steps: int, threads: int, out_dir: str)
         logging_steps=1,
         report_to="none",
         use_cpu=True,
-        bf16=False,
+        bf16=bf16,  # trl-bf16: accelerate's bf16 autocast around generation and training
         gradient_checkpointing=False,
         save_strategy="no",
         seed=0,
@@ -125,7 +125,7 @@ def child_trl(model_dir: str, kl: float, steps: int, threads: int, out_dir: str)
     return records
 
 
-def child_slowthink(model_dir: str, kl: float, steps: int, threads: int, out_dir: str) -> list[dict]:
+def child_slowthink(model_dir: str, kl: float, steps: int, threads: int, out_dir: str, bf16: bool = False) -> list[dict]:
     import slowthink.recipes.rl as rl
     from slowthink.config import load_config
     from slowthink.recipes.rl_config import RLConfig
@@ -134,9 +134,9 @@ def child_slowthink(model_dir: str, kl: float, steps: int, threads: int, out_dir
     starts: list[dict] = []
     roll_out = rl.roll_out
 
-    def timed_roll_out(generator, prompts, config, max_length, seed):
+    def timed_roll_out(generator, prompts, config, max_length, seed, rewards=None):
         record = {"start": time.time()}
-        completions = roll_out(generator, prompts, config, max_length, seed)
+        completions = roll_out(generator, prompts, config, max_length, seed, rewards)
         record["gen_tokens"] = sum(len(c.token_ids) for c in completions)
         record["update_tokens"] = record["gen_tokens"] + sum(len(prompts.prompt_ids[c.prompt_index]) for c in completions)
         starts.append(record)
@@ -145,6 +145,8 @@ def child_slowthink(model_dir: str, kl: float, steps: int, threads: int, out_dir
     rl.roll_out = timed_roll_out
     # KL off as TRL's beta=0: no reference model at all (slowthink's KL monitor would add one).
     kl_overrides = ["kl.mode=off", "kl.monitor=false"] if kl == 0 else ["kl.mode=fixed", f"kl.coef={kl}", "kl.placement=loss", "kl.estimator=k3"]
+    # slowthink-bf16: bf16 rollouts (fp32 master weights) and the update under bf16 autocast.
+    bf16_overrides = ["rollout.generation_dtype=bfloat16", "model.autocast=bfloat16"] if bf16 else []
     config = load_config(
         RLConfig,
         None,
@@ -173,6 +175,7 @@ def child_slowthink(model_dir: str, kl: float, steps: int, threads: int, out_dir
             "train.eval_max_problems=1",
             "train.save_every=1000",
             *kl_overrides,
+            *bf16_overrides,
         ],
     )
     rl.run_rl(config)
@@ -217,7 +220,7 @@ def run_child(framework: str, model_dir: Path, kl: float, steps: int, threads: i
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SLOWTHINK_TORCH_THREADS", "OMP_WAIT_POLICY")}
         if threads:  # 0 = each framework's own default (slowthink's leaves busy cores alone)
             env.update(OMP_NUM_THREADS=str(threads), SLOWTHINK_TORCH_THREADS=str(threads))
-        if framework == "slowthink" and not SPIN:
+        if framework.startswith("slowthink") and not SPIN:
             env["OMP_WAIT_POLICY"] = "PASSIVE"  # what the slowthink CLI sets before torch loads
         command = [
             python,
@@ -297,17 +300,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads; 0 = each framework's default")
     parser.add_argument("--spin", action="store_true", help="slowthink without OMP_WAIT_POLICY=PASSIVE (before issue 12)")
     parser.add_argument("--busy", type=int, default=0, help="competing busy processes during the whole run")
-    parser.add_argument("--frameworks", default="trl,slowthink")
+    parser.add_argument("--frameworks", default="trl,slowthink", help="of trl, slowthink, trl-bf16, slowthink-bf16")
     parser.add_argument("--models", default=tempfile.gettempdir())
-    parser.add_argument("--child", choices=["trl", "slowthink"])
+    parser.add_argument("--child", choices=["trl", "slowthink", "trl-bf16", "slowthink-bf16"])
     parser.add_argument("--model-dir")
     parser.add_argument("--result")
     args = parser.parse_args()
 
     if args.child:
-        runner = child_trl if args.child == "trl" else child_slowthink
+        runner = child_trl if args.child.startswith("trl") else child_slowthink
         with tempfile.TemporaryDirectory() as out_dir:
-            steps = runner(args.model_dir, float(args.kl), args.steps, args.threads, out_dir)
+            steps = runner(args.model_dir, float(args.kl), args.steps, args.threads, out_dir, bf16=args.child.endswith("-bf16"))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         Path(args.result).write_text(json.dumps({"steps": steps, "peak_rss_mb": peak}))
         return
@@ -340,9 +343,10 @@ def main() -> None:
                         f"{r['clean']}/{r['total']} | {r['other_cores']:.2f} |",
                         flush=True,
                     )
-                if {"trl", "slowthink"} <= results.keys():
-                    ratio = results["trl"]["step_s"] / results["slowthink"]["step_s"]
-                    print(f"| {size} | {kl:g} | **TRL s/step / slowthink s/step** | **{ratio:.2f}x** | | | | | | | | | |", flush=True)
+                for suffix in ("", "-bf16"):
+                    if {f"trl{suffix}", f"slowthink{suffix}"} <= results.keys():
+                        ratio = results[f"trl{suffix}"]["step_s"] / results[f"slowthink{suffix}"]["step_s"]
+                        print(f"| {size} | {kl:g} | **TRL{suffix} s/step / slowthink{suffix} s/step** | **{ratio:.2f}x** | | | | | | | | | |", flush=True)
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finally:
         for process in busy:
