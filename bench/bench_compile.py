@@ -12,6 +12,7 @@ steps it saves outweigh the compile (paid again in every new process, and on new
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--models", default=tempfile.gettempdir())
     args = parser.parse_args()
 
+    # Compile in this process: a pool of compile workers would count as another process's load.
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     import torch
 
     from slowthink.modeling import load_model_and_tokenizer
