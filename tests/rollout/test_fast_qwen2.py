@@ -245,6 +245,8 @@ def test_16_bit_models_take_the_generic_path(tokenizer, prompts):
     model = varied_model(tokenizer, seed=0).to(torch.bfloat16)
     generator = HFGenerator(model, tokenizer)
     assert generator._fast_loop is None and "bfloat16" in generator.generic_reason
+    # RL's default rollout.generation_dtype=float32 keeps a 16-bit model on the generic loop too.
+    assert HFGenerator(model, tokenizer, dtype="float32")._fast_loop is None
     params = SamplingParams(temperature=0, max_new_tokens=20)
     assert_same(generator.generate(prompts, params), HFGenerator(model, tokenizer, fast=False).generate(prompts, params))
 

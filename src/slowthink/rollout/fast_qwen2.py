@@ -48,15 +48,6 @@ def unsupported_reason(model: Any, dtype: torch.dtype | None = None) -> str | No
         return f"model type {model_type!r} is not one of {FAST_MODEL_TYPES}"
     if getattr(config, "use_sliding_window", False):
         return "sliding-window attention"
-    weights_dtype = next(model.parameters()).dtype
-    if dtype is not None and dtype not in (torch.float32, torch.bfloat16):
-        return f"generation dtype {dtype} (float32 or bfloat16 only)"
-    if dtype == torch.bfloat16 and not all(plain_swiglu(layer.mlp) for layer in getattr(model.model, "layers", ())):
-        return "bfloat16 generation needs a SwiGLU MLP without biases"
-    if weights_dtype != torch.float32 and dtype is None:
-        # In 16-bit the fused ops round differently from transformers' and greedy decoding
-        # drifts after a dozen tokens; the identity with the generic path is kept for fp32.
-        return f"weights in {weights_dtype} (the fast path is exact against the generic loop in float32 only; ask for bfloat16 generation explicitly)"
     body = getattr(model, "model", None)
     if body is None or not hasattr(body, "rotary_emb") or not hasattr(model, "lm_head"):
         return "not the standard <Family>ForCausalLM layout"
@@ -65,6 +56,16 @@ def unsupported_reason(model: Any, dtype: torch.dtype | None = None) -> str | No
         return "not the standard attention layout"
     if any(hasattr(attention, n) for n in ("q_norm", "k_norm")):
         return "query/key norms"
+    weights_dtype = next(model.parameters()).dtype
+    if dtype is not None and dtype not in (torch.float32, torch.bfloat16):
+        return f"generation dtype {dtype} (float32 or bfloat16 only)"
+    if dtype == torch.bfloat16:
+        if not all(plain_swiglu(layer.mlp) for layer in body.layers):
+            return "bfloat16 generation needs a SwiGLU MLP without biases"
+    elif weights_dtype != torch.float32:
+        # In 16-bit the fused ops round differently from transformers' and greedy decoding
+        # drifts after a dozen tokens; the identity with the generic path is kept for fp32.
+        return f"weights in {weights_dtype} (the fast path is exact against the generic loop in float32 only; ask for bfloat16 generation explicitly)"
     return None
 
 
