@@ -19,7 +19,7 @@ def _torchrun_env(rank: int, world: int, port: int) -> None:
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)})
 
 
-def _helpers(rank: int, world: int, port: int, out: dict) -> None:
+def _helpers(rank: int, world: int, port: int, caller_port: int, out: dict) -> None:
     import torch.distributed as dist
 
     from slowthink.training.distributed import init_distributed, shutdown
@@ -28,7 +28,9 @@ def _helpers(rank: int, world: int, port: int, out: dict) -> None:
     started = init_distributed()  # as under torchrun: it starts the group
     shutdown(started)
     ended = not dist.is_initialized()
-    dist.init_process_group("gloo")  # now the caller's own group
+    # Now the caller's own group, on another port: a rank that got here first could otherwise
+    # reach the first group's store before the other rank had closed it, and wait forever.
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{caller_port}", rank=rank, world_size=world)
     joined = init_distributed()
     shutdown(joined)
     out[rank] = (started.owns_group, ended, joined.owns_group, dist.is_initialized())
@@ -66,7 +68,7 @@ def _spawn(target, *args) -> dict:
 
 
 def test_shutdown_ends_only_a_group_init_distributed_started():
-    out = _spawn(_helpers)
+    out = _spawn(_helpers, free_port())
     assert out == {0: (True, True, False, True), 1: (True, True, False, True)}
 
 
