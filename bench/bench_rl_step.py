@@ -346,7 +346,10 @@ def main() -> None:
                 for suffix in ("", "-bf16"):
                     if {f"trl{suffix}", f"slowthink{suffix}"} <= results.keys():
                         ratio = results[f"trl{suffix}"]["step_s"] / results[f"slowthink{suffix}"]["step_s"]
-                        print(f"| {size} | {kl:g} | **TRL{suffix} s/step / slowthink{suffix} s/step** | **{ratio:.2f}x** | | | | | | | | | |", flush=True)
+                        print(
+                            f"| {size} | {kl:g} | **TRL{suffix} s/step / slowthink{suffix} s/step** | **{ratio:.2f}x** | | | | | | | | | |",
+                            flush=True,
+                        )
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finally:
         for process in busy:
