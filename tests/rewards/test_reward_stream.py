@@ -70,3 +70,35 @@ def test_every_row_is_scored_when_nothing_was_streamed():
     got = model.stream(50).result(GOLDS, RESPONSES, LENGTHS)
     assert got.total == model.score(GOLDS, RESPONSES, LENGTHS, 50).total
     model.close()
+
+
+@pytest.mark.slow  # ~2 s: a worker is frozen and killed at its 1 s deadline
+def test_the_math_checker_scores_streamed_rows_and_kills_a_frozen_worker_from_the_scoring_thread():
+    """The real worker pool, driven from the background thread: parts equal one call, and a
+    worker that stops answering is killed at its deadline there and replaced."""
+    import os
+    import signal
+    import time
+
+    from slowthink.rewards.math_checker import MathChecker
+
+    golds = ["\\frac{1}{2}", "3", "x^2", "0.5", "7"] * 4
+    responses = ["\\boxed{0.5}", "\\boxed{3}", "\\boxed{x \\cdot x}", "\\boxed{1/2}", "no box"] * 4
+    lengths = list(range(20))
+    with MathChecker(workers=1, timeout_s=1.0) as checker:
+        model = RewardModel(RewardConfig(checker="math", weights={"correctness": 1.0}), checker=checker)
+        expected = model.score(golds, responses, lengths, 100)
+        assert [v.status for v in expected.verdicts[:5]] == ["correct", "correct", "correct", "correct", "no_answer"]
+        stream = model.stream(100)
+        stream.add(list(range(0, 20, 2)), golds[0::2], responses[0::2], lengths[0::2])
+        (pid,) = checker.worker_pids
+        os.kill(pid, signal.SIGSTOP)  # frozen: only the parent's deadline can end its check
+        stream.add(list(range(1, 20, 2)), golds[1::2], responses[1::2], lengths[1::2])
+        start = time.monotonic()
+        got = stream.result(golds, responses, lengths)
+        assert time.monotonic() - start < 15
+        timeouts = [i for i, v in enumerate(got.verdicts) if v.status == "timeout"]
+        assert len(timeouts) == 1 and checker.restarts == 1 and checker.worker_pids != [pid]
+        assert all(got.verdicts[i] == expected.verdicts[i] for i in range(20) if i not in timeouts)
+        assert model.score(golds, responses, lengths, 100).total == expected.total  # the pool works after
+        model.close()
