@@ -394,12 +394,12 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
     micro = config.update.micro_batch_size
     reward_kl_coef = kl_coef if config.kl.placement == "reward" else 0.0
     kl_B = torch.zeros(len(completions))
-    if reference is not None:
+    if reference is not None and reward_kl_coef > 0:
+        # The KL-in-reward penalty needs every row's KL before selection. The behaviour
+        # log-probs stand in for the policy's: the penalty is a reward, not a gradient path.
         ref_BT = batched_logprobs(reference, sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
         sequences = sequences.with_(ref_logprobs_BT=ref_BT)
-        if reward_kl_coef > 0:
-            # The behaviour log-probs stand in for the policy's: the penalty is a reward, not a gradient path.
-            kl_B = sequence_kl(sequences.old_logprobs_BT, ref_BT, sequences.loss_mask_BT, config.kl.estimator)
+        kl_B = sequence_kl(sequences.old_logprobs_BT, ref_BT, sequences.loss_mask_BT, config.kl.estimator)
     shape = (len(prompts.problems), group)
     local = RowOutcomes(
         rewards_PG=torch.tensor(scored.total, dtype=torch.float32).view(shape),
@@ -416,6 +416,10 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
             old_logprobs_BT=batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
         )
     batch, row_ranks, metrics = select_training_rows(sequences, gather_outcomes(local, info), settings, reward_kl_coef, info)
+    if reference is not None and reward_kl_coef == 0 and len(batch):
+        # A KL term in the loss, or the KL monitor, is taken in the update over the rows that
+        # train: rows dropped by selection never need the reference (a local, unsharded copy).
+        batch = batch.with_(ref_logprobs_BT=batched_logprobs(reference, batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
     if recompute and not is_sharded(trainer) and len(batch):
         batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
     return batch, row_ranks, metrics
