@@ -3,9 +3,9 @@
 Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 
     for step:
-        sample prompts -> roll out n per prompt -> reward -> reference log-probs
-        -> select / mask -> advantages (- KL penalty) -> old log-probs -> policy update -> sync weights
-        -> reference reset -> evaluate -> log -> checkpoint
+        sample prompts -> roll out n per prompt (rewarded as each finishes)
+        -> select / mask -> advantages (- KL penalty) -> reference and old log-probs of the kept rows
+        -> policy update -> sync weights -> reference reset -> evaluate -> log -> checkpoint
 
 Every factor of the paper's Table 1 and sections 3-4 is a field of ``RLConfig``.
 """
@@ -234,8 +234,8 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         with timer("reward"):
             scored = rewards.result(*reward_inputs(prompts, completions))
 
-        # 4. Reference log-probs; selection and advantages (minus the KL-in-reward penalty)
-        #    over every rank's gathered outcomes, so all ranks agree on them.
+        # 4. Selection and advantages (minus the KL-in-reward penalty) over every rank's gathered
+        #    outcomes, so all ranks agree on them; then reference (and old) log-probs of the kept rows.
         with timer("prepare"):
             batch, row_ranks, step_metrics = prepare_batch(
                 trainer, reference, prompts, completions, scored, config, settings, kl_coef, tokenizer.pad_token_id, info
