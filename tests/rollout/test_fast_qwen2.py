@@ -316,6 +316,8 @@ def test_bfloat16_generation_is_asked_for_where_it_can_run(model, tokenizer):
         HFGenerator(gpt2, tokenizer, dtype="bfloat16")
     with pytest.raises(ValueError, match="needs the fast path.*fast=False"):
         HFGenerator(model, tokenizer, fast=False, dtype="bfloat16")
+    with pytest.raises(ValueError, match="must be float32 or bfloat16, got 'float16'"):
+        HFGenerator(model, tokenizer, dtype="float16")
     with pytest.raises((ValueError, ConfigError), match="generation_dtype applies to the hf backend's fast path"):
         RLConfig.model_validate({"rollout": {"generation_dtype": "bfloat16", "fast_generation": False}})
     engine = build_generator(RLConfig.model_validate({"rollout": {"generation_dtype": "bfloat16"}}), model, tokenizer)

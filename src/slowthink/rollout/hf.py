@@ -68,6 +68,8 @@ class HFGenerator:
         self.eos_ids = self._eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
         # Why the fast path is not used (None when it is).
+        if dtype not in (None, "float32", "bfloat16"):
+            raise ValueError(f"generation dtype must be float32 or bfloat16, got {dtype!r}")
         compute_dtype = None if dtype is None else getattr(torch, dtype)
         self.generic_reason = "fast=False" if not fast else unsupported_reason(model, compute_dtype)
         if dtype not in (None, "float32") and self.generic_reason is not None:
