@@ -2,12 +2,14 @@
 
     make bench-env            # .venv-bench: torch (pinned) + trl + slowthink, never a project dependency
     OMP_NUM_THREADS=1 .venv-bench/bin/python bench/bench_rl_step.py [--sizes h128-l4,h256-l6] \\
-        [--kl 0,0.001] [--steps 5] [--threads 2] [--busy 0]
+        [--kl 0,0.001] [--steps 5] [--threads 2] [--busy 0] [--frameworks trl,slowthink,trl-bf16,slowthink-bf16]
 
 Issue 12's configuration: a Qwen2 of bench/bench_model.py (2,048-token BPE, tied
 embeddings), 8 prompts x 8 rollouts x 64 new tokens at T = 1.0 (top-p 1, top-k off), one
 optimizer step per RL step over all 64 sequences in one micro-batch, fp32, no gradient
-checkpointing, KL off and at 0.001 (k3 in the loss for both). Prompts are the tiny task's
+checkpointing, KL off and at 0.001 (k3 in the loss for both); ``trl-bf16`` and
+``slowthink-bf16`` run both in bf16 (TRL's ``bf16=True``; slowthink's bf16 rollouts and bf16
+autocast), fp32 master weights in both. Prompts are the tiny task's
 questions (no template); rewards are cheap functions, so both steps are generation plus
 update.
 
