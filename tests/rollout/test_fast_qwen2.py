@@ -354,3 +354,13 @@ def test_each_completion_is_handed_over_once_and_early_rows_before_the_rest(mode
         assert max(len(c.token_ids) for _, c in first) < max(len(c.token_ids) for c in completions)
     else:  # the generic loop hands over a batch at a time (batches of 5)
         assert [len(call) for call in calls] == [5, 3]  # 4 prompts x 2
+
+
+def test_bf16_instructions_are_read_from_the_cpu_flags():
+    from slowthink.rollout.fast_qwen2 import cpu_has_bf16
+
+    assert cpu_has_bf16("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 fma\n") is True
+    assert cpu_has_bf16("flags\t\t: fpu amx_bf16 amx_tile\n") is True
+    assert cpu_has_bf16("flags\t\t: fpu sse avx2 avx512f\nbugs\t\t: avx512_bf16-looking-bug\n") is False
+    assert cpu_has_bf16("") is False
+    assert cpu_has_bf16() in (True, False, None)  # this machine's own answer, whatever it is

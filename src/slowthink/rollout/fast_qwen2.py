@@ -24,7 +24,9 @@ distribution with a different random stream (``fast_sampling.row_keys``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,6 +69,18 @@ def unsupported_reason(model: Any, dtype: torch.dtype | None = None) -> str | No
         # drifts after a dozen tokens; the identity with the generic path is kept for fp32.
         return f"weights in {weights_dtype} (the fast path is exact against the generic loop in float32 only; ask for bfloat16 generation explicitly)"
     return None
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU has bf16 matmul instructions (AVX512-BF16 or AMX), from
+    /proc/cpuinfo's flags; None where that cannot be read (not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 @dataclass(frozen=True)
@@ -222,6 +236,12 @@ class FastDecodeLoop:
         self.generator = generator
         self.dtype = dtype  # compute dtype (None: the weights' own)
         self.stop_masks = StopMasks()
+        if dtype == torch.bfloat16 and generator._device.type == "cpu" and cpu_has_bf16() is False:
+            warnings.warn(
+                "bfloat16 generation on a CPU without AVX512-BF16 or AMX: bf16 matmuls are emulated there and "
+                "slower than float32 (rollout.generation_dtype=float32 is the faster choice)",
+                stacklevel=3,
+            )
 
     @torch.inference_mode()
     def generate_batch(
