@@ -50,7 +50,7 @@ class RolloutConfig(StrictConfig):
     # hf backend, fast path: the dtype decoding computes in. bfloat16 keeps float32 master weights
     # and copies them to bfloat16 per batch (matmuls, cache; softmax and sampling in float32):
     # faster where the CPU has AVX512-BF16 or AMX (bench/RESULTS.md), rollouts no longer equal
-    # float32's token for token, and old log-probs are still recomputed by the trainer.
+    # float32's token for token, and old log-probs still come from the trainer's own forward.
     generation_dtype: Literal["float32", "bfloat16"] = "float32"
     # "python" runs code blocks in the sandbox during rollouts (tool-integrated RL).
     tools: Literal["none", "python"] = "none"
