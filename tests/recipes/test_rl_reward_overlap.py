@@ -3,10 +3,10 @@ overlapped with generation), and the rewards are those of scoring after generati
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
-
-import torch
+from pathlib import Path
 
 from slowthink.data.problem_sets import ProblemSet
 from slowthink.data.problems import Problem
@@ -16,7 +16,10 @@ from slowthink.rewards.reward import RewardConfig, RewardModel
 from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.tiny import build_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "rollout"))
+from test_hf import QUESTIONS, varied_model  # noqa: E402
 
 
 class TimedChecker(ExactMatchChecker):
@@ -32,13 +35,8 @@ class TimedChecker(ExactMatchChecker):
 
 def setup():
     tokenizer = build_tokenizer()
-    model = build_model(tokenizer, TinyModelSpec(), seed=0).eval()
-    with torch.no_grad():  # weights at std 0.2: rows end at different lengths
-        rng = torch.Generator().manual_seed(0)
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=rng) * 0.2)
-    questions = ["1+2", "964+494+876", "7", "12+345+6789+0"]
+    model = varied_model(tokenizer, seed=0)  # weights at std 0.2: rows end at different lengths
+    questions = QUESTIONS
     prompts = ProblemSet(
         [Problem(id=str(i), problem=q, answer=str(eval(q))) for i, q in enumerate(questions)],
         [tokenizer.encode(f"<|user|>{q}<|assistant|>", add_special_tokens=False) for q in questions],

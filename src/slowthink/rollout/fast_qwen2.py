@@ -295,9 +295,10 @@ class FastDecodeLoop:
             stopped[finished_rows], lengths[finished_rows] = True, step + 1
             if on_finished is not None and len(finished_rows):
                 # Handed over now (e.g. to the reward's checker), while the other rows decode on.
-                for row in finished_rows.tolist():
+                ended_now = finished_rows.tolist()
+                for row in ended_now:
                     done[row] = self._completion(jobs[row][0], tokens[row], logprobs[row], step + 1, True, stop_hit[row])
-                on_finished([(offset + row, done[row]) for row in finished_rows.tolist()])
+                on_finished([(offset + row, done[row]) for row in ended_now])
             active &= ~ended
             remaining = int(active.sum())
             if remaining == 0 or step == max_new - 1:
