@@ -11,7 +11,17 @@ Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
   process on the same run directory or eval output fails at once with a message naming the
   holder's PID. The kernel drops the lock when its holder dies, so a killed run never
   leaves a stale lock behind.
-- ``no_space_message``: "no space left on <path>" for an ``OSError`` of a full disk.
+- ``no_space_message``: "no space left on <path>" for an ``OSError`` of a full disk;
+  ``NoSpaceError`` carries it where the original error does not say ENOSPC (torch's).
+- ``check_output``: the one guard every command runs on its output paths: an output that is
+  one of its inputs (the same path, a symlink, a hard link, another relative spelling) is
+  refused before anything is written.
+
+Files written atomically get the permissions a plain ``open(path, "w")`` would give them:
+an existing file keeps its mode, a new one gets ``0o666`` minus the umask (``mkstemp``
+alone gives ``0o600``). A symlinked target is written through (the file it points to is
+replaced, the link stays) and a special file such as ``/dev/stdout`` or a FIFO is written
+directly, since neither can be renamed over.
 
 Imports only the standard library.
 """
@@ -20,8 +30,9 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +49,18 @@ class CheckpointError(RuntimeError):
     """
 
 
+class NoSpaceError(CheckpointError):
+    """A full disk under ``path``; its message is ``no_space_message(path)`` (exit 1, cli/errors.py)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(no_space_message(path))
+        self.path = path
+
+
+class OutputPathError(ValueError):
+    """An output path that would overwrite one of the command's inputs; the message names both."""
+
+
 def fsync_dir(path: str | Path) -> None:
     """Make a rename or a new entry in ``path`` durable (no-op where directories cannot be opened)."""
     try:
@@ -52,14 +75,56 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (threads may be creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_write_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: the file's own, else 0o666 minus the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _is_special(path: Path) -> bool:
+    """An existing target that is not a regular file or directory (a character device, a FIFO, a socket)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 @contextmanager
 def atomic_writer(path: str | Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Write ``path`` through a temp file beside it: renamed over ``path`` (fsynced) only if the
-    block ends without an exception, else removed, so ``path`` is never half-written."""
+    block ends without an exception, else removed, so ``path`` is never half-written.
+
+    A symlink is written through (its target is replaced; the link stays), and a special file
+    (``/dev/stdout``, a FIFO) is written directly: neither can be renamed over.
+    """
     path = Path(path)
+    if _is_special(path):
+        with open(path, mode, encoding=encoding) as handle:
+            yield handle
+        return
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
+    permissions = _plain_write_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, permissions)
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
@@ -97,16 +162,48 @@ def fsync_tree(directory: str | Path) -> None:
         fsync_dir(root)
 
 
-def is_no_space(error: BaseException) -> bool:
-    """True for a full disk (ENOSPC / EDQUOT), also when torch wraps it in a RuntimeError."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(error)
-    return "No space left on device" in text or "basic_ios::clear" in text or "file write failed" in text
+def is_no_space(error: BaseException | None) -> bool:
+    """True for a full disk (ENOSPC / EDQUOT), also when torch wraps it in a RuntimeError.
+
+    torch's zip writer reports a failed write of a Python file object as "unexpected pos"
+    and keeps the ``OSError`` only as the exception's context, so the chain is followed.
+    """
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, NoSpaceError):
+            return True
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "basic_ios::clear" in text or "file write failed" in text:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def no_space_message(path: str | Path) -> str:
     return f"no space left on {path}: free some space (or choose another directory) and run again"
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """``a`` and ``b`` name one existing file or directory (any path spelling, symlink or hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_output(out: str | Path, inputs: Iterable[str | Path | None], option: str = "--out") -> None:
+    """Refuse an output path that is one of ``inputs``, before anything is written.
+
+    Writing it would destroy the input it is computed from (``curate POOL --out POOL`` lost
+    rows and exited 0). ``inputs`` that do not exist, or are not paths (``hf:NAME``), never match.
+    """
+    for source in inputs:
+        if source is not None and same_file(out, source):
+            raise OutputPathError(
+                f"{option} {out} is the input {source} (the same file, or a link to it): writing it would destroy the input; choose another path"
+            )
 
 
 @contextmanager
