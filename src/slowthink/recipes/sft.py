@@ -39,7 +39,7 @@ from slowthink.training.distributed import (
     shutdown,
     wrap_model,
 )
-from slowthink.training.logprobs import forward_logprobs
+from slowthink.training.logprobs import forward_logprobs, model_device
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler, warmup_warning
 from slowthink.training.packing import pack_examples
 from slowthink.training.run_dir import RunStart, claim_run_dir
@@ -194,18 +194,20 @@ def sft_step(
 
 
 def micro_batch_logprobs(model, examples: list[SFTExample], micro_batch_size: int, pad_id: int, pack_length: int):
-    """(logprobs_BT, loss_mask_BT) per micro-batch, padded or packed."""
+    """(logprobs_BT, loss_mask_BT) per micro-batch, padded or packed, on the model's device."""
     prompts, responses, masks = [e.prompt_ids for e in examples], [e.response_ids for e in examples], [e.loss_mask for e in examples]
+    device = model_device(model)  # rows are built on the CPU; each micro-batch moves to the model
     if pack_length:
         packed = pack_examples(prompts, responses, masks, pack_length, pad_id)
         for start in range(0, len(packed), micro_batch_size):
             micro = packed.select(slice(start, start + micro_batch_size)).trimmed()
-            mask = micro.attention_mask(next(model.parameters()).dtype).to(micro.input_ids_RL.device)
-            logprobs_RT, _ = forward_logprobs(model, micro.input_ids_RL, mask, position_ids_BL=micro.position_ids_RL)
-            yield logprobs_RT, micro.loss_mask_RT
+            mask = micro.attention_mask(next(model.parameters()).dtype).to(device)
+            ids_RL, positions_RL = micro.input_ids_RL.to(device), micro.position_ids_RL.to(device)
+            logprobs_RT, _ = forward_logprobs(model, ids_RL, mask, position_ids_BL=positions_RL)
+            yield logprobs_RT, micro.loss_mask_RT.to(device)
         return
     for micro in split_batch(build_sequence_batch(prompts, responses, masks, pad_id), micro_batch_size):
-        micro = micro.trimmed()
+        micro = micro.trimmed().to(device)
         logprobs_BT, _ = forward_logprobs(model, micro.input_ids_BL, micro.attention_mask_BL)
         yield logprobs_BT, micro.loss_mask_BT
 

@@ -219,10 +219,22 @@ def _training_forward(model: Any, plan: MemoryPlan):
 
 @torch.no_grad()
 def batched_logprobs(model: Any, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, temperature: float, micro_batch: int) -> torch.Tensor:
-    """No-grad log-probs in micro-batches (old-policy and reference passes)."""
+    """No-grad log-probs in micro-batches (old-policy and reference passes), on the inputs' device.
+
+    The rows stay where the recipe keeps them (the CPU): each micro-batch goes to the
+    model's device for its forward, and its log-probs come back at once, so a GPU holds one
+    micro-batch of them at a time.
+    """
+    device = model_device(model)
     chunks = []
     for start in range(0, input_ids_BL.shape[0], micro_batch):
         stop = start + micro_batch
-        logprobs_BT, _ = forward_logprobs(model, input_ids_BL[start:stop], attention_mask_BL[start:stop], temperature)
-        chunks.append(logprobs_BT)
+        ids_BL, mask_BL = input_ids_BL[start:stop].to(device), attention_mask_BL[start:stop].to(device)
+        logprobs_BT, _ = forward_logprobs(model, ids_BL, mask_BL, temperature)
+        chunks.append(logprobs_BT.to(input_ids_BL.device))
     return torch.cat(chunks)
+
+
+def model_device(model: Any) -> torch.device:
+    """Where a model's inputs must be: its parameters' device (an FSDP2 shard's local device)."""
+    return next(model.parameters()).device
