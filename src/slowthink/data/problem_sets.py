@@ -1,4 +1,4 @@
-"""Train and held-out problems for a recipe, from the tiny task or JSONL files, with prompt ids.
+"""Train and held-out problems for a recipe, from the tiny task or data files, with prompt ids.
 
 Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 
@@ -8,13 +8,14 @@ section of an RL config) beside the code that reads it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 
 from slowthink.config import StrictConfig
-from slowthink.data.problems import Problem, load_problems
+from slowthink.data.problems import Problem, check_column_mapping, load_problems
 from slowthink.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.tiny import ArithmeticTask
 
@@ -36,15 +37,19 @@ class TinyTaskConfig(StrictConfig):
 
 
 class ProblemSourceConfig(StrictConfig):
-    """Where problems come from: the synthetic tiny task or JSONL files of Problem rows."""
+    """Where problems come from: the synthetic tiny task, or data files, dataset folders or Hub datasets."""
 
-    # tiny: the synthetic arithmetic task; jsonl: Problem rows ({id, problem, answer}) from train_file /
-    # eval_file.
-    source: Literal["tiny", "jsonl"] = "tiny"
-    # JSONL of training problems (data.source=jsonl).
+    # tiny: the synthetic arithmetic task; dataset (or its older name jsonl): problem rows from train_file /
+    # eval_file (docs/data.md).
+    source: Literal["tiny", "dataset", "jsonl"] = "tiny"
+    # Training problems (data.source=dataset): a .jsonl/.json/.parquet/.arrow/.csv file, a dataset folder
+    # (save_to_disk; DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT].
     train_file: str | None = None
-    # JSONL of held-out problems (data.source=jsonl); null: no held-out evaluation.
+    # Held-out problems, named as train_file; null: no held-out evaluation.
     eval_file: str | None = None
+    # Which columns hold a problem's fields, for train_file and eval_file, e.g. {problem: question,
+    # answer: final_answer, id: uid}; unmapped fields use their own names. Other columns reach reward functions.
+    columns: dict[str, str] = Field(default_factory=dict)
     tiny: TinyTaskConfig = TinyTaskConfig()
     # Problems drawn from the tiny task for training and for held-out evaluation.
     tiny_train_size: int = 4000
@@ -57,15 +62,37 @@ class ProblemSourceConfig(StrictConfig):
     def _check(self) -> ProblemSourceConfig:
         if self.template not in TEMPLATE_NAMES:
             raise ValueError(f"template '{self.template}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
-        if self.source == "jsonl" and not self.train_file:
-            raise ValueError("data.source=jsonl needs data.train_file")
+        if self.source != "tiny" and not self.train_file:
+            raise ValueError(f"data.source={self.source} needs data.train_file")
         return self
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, columns: dict[str, str]) -> dict[str, str]:
+        return check_column_mapping(columns)
+
+
+class EncodedPrompts(Sequence[list[int]]):
+    """Prompt ids of ``problems[i]``, encoded when asked for (a large pool is never encoded whole)."""
+
+    def __init__(self, problems: Sequence[Problem], template: str, tokenizer: Any):
+        self.problems, self.template, self.tokenizer = problems, template, tokenizer
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return encode_prompt(self.template, self.problems[index].problem, self.tokenizer)
 
 
 @dataclass
 class ProblemSet:
-    problems: list[Problem]
-    prompt_ids: list[list[int]]
+    """Problems and their prompt ids; a data file's may be lazy sequences, a ``subset`` is lists."""
+
+    problems: Sequence[Problem]
+    prompt_ids: Sequence[list[int]]
 
     @property
     def golds(self) -> list[str]:
@@ -73,6 +100,10 @@ class ProblemSet:
 
     def subset(self, indices: list[int]) -> ProblemSet:
         return ProblemSet([self.problems[i] for i in indices], [self.prompt_ids[i] for i in indices])
+
+
+# Pools up to this size are encoded once at the start; larger ones prompt by prompt, as sampled.
+EAGER_ENCODE_MAX = 100_000
 
 
 def tiny_task(config: ProblemSourceConfig) -> ArithmeticTask:
@@ -86,10 +117,12 @@ def load_problem_sets(config: ProblemSourceConfig, tokenizer: Any, seed: int) ->
         train = task.problems(config.tiny_train_size, seed=seed, heldout=False)
         heldout = task.problems(config.tiny_eval_size, seed=1_000_003, heldout=True)
     else:
-        train = load_problems(config.train_file)
-        heldout = load_problems(config.eval_file) if config.eval_file else []
+        train = load_problems(config.train_file, config.columns)
+        heldout = load_problems(config.eval_file, config.columns) if config.eval_file else []
 
-    def encode(problems: list[Problem]) -> ProblemSet:
-        return ProblemSet(problems, [encode_prompt(config.template, p.problem, tokenizer) for p in problems])
+    def encode(problems: Sequence[Problem]) -> ProblemSet:
+        if isinstance(problems, list) and len(problems) <= EAGER_ENCODE_MAX:
+            return ProblemSet(problems, [encode_prompt(config.template, p.problem, tokenizer) for p in problems])
+        return ProblemSet(problems, EncodedPrompts(problems, config.template, tokenizer))
 
     return encode(train), encode(heldout)

@@ -1,16 +1,23 @@
-"""The ``Problem`` record and a JSONL loader whose errors name the file and line.
+"""The ``Problem`` record and its loader, whose errors name the file, the row and the column.
 
 Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 
-Files are read under the one JSONL policy of ``data.jsonl`` (lines split on ``\\n`` only,
-UTF-8 per line, deep nesting and a cut last line reported): here every unreadable line is a
-``DataError`` naming ``file:line``, for eval's ``--data``, RL's and SFT's ``data.train_file``.
+JSONL files are read under the one JSONL policy of ``data.jsonl`` (lines split on ``\\n``
+only, UTF-8 per line, deep nesting and a cut last line reported): every unreadable line is a
+``DataError`` naming ``file:line``. Parquet, Arrow, CSV and JSON files, dataset folders and
+Hub ids are read through ``datasets`` (``data.tables``); their problems are built on access
+from the memory-mapped table (``TableProblems``), after a column-wise check of the whole
+table, so a large pool is never copied into Python objects.
+
+A column mapping (``{"problem": "question", "answer": "final_answer", "id": "uid"}``) says
+which of the source's columns hold a problem's fields. Every other column of a row travels
+with it as ``Problem.extra``, for reward functions (``rewards/functions.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +30,45 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One verifiable problem: ``{"id","problem","answer","source","meta"}`` per JSONL line."""
+    """One verifiable problem: ``{"id","problem","answer","source","meta"}`` per JSONL line,
+    plus any other columns of its row (``extra``), written back as top-level fields."""
 
     id: str
     problem: str
     answer: str
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # The row's other columns (unit tests, a difficulty, ...): given to reward functions.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**self.extra, "id": self.id, "problem": self.problem, "answer": self.answer, "source": self.source, "meta": self.meta}
+
+
+# The fields a column mapping may name, and those a problem row must have.
+PROBLEM_FIELDS = ("problem", "answer", "id")
+_OWN_FIELDS = frozenset({"id", "problem", "answer", "source", "meta"})
+
+
+def check_column_mapping(columns: Mapping[str, str], allowed: Sequence[str] = PROBLEM_FIELDS) -> dict[str, str]:
+    """``columns`` if every key is a field it may map (a config validator's check)."""
+    unknown = sorted(set(columns) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown} in the column mapping; allowed: {', '.join(allowed)} (each maps to a column name)")
+    return dict(columns)
+
+
+def rename_columns(row: Any, columns: Mapping[str, str], where: str) -> Any:
+    """``row`` with each mapped column under its field's name; a missing column names itself."""
+    if not columns or not isinstance(row, dict):
+        return row
+    absent = [f"'{source}' (for {name})" for name, source in columns.items() if source not in row]
+    if absent:
+        raise DataError(f"{where}: no column {', '.join(absent)} as the column mapping says; the row's columns: {', '.join(map(str, row))}")
+    sources = set(columns.values())
+    renamed = {k: v for k, v in row.items() if k not in sources and k not in columns}
+    renamed.update({name: row[source] for name, source in columns.items()})
+    return renamed
 
 
 def _row_to_problem(row: Any, where: str, index: int) -> Problem:
@@ -40,7 +76,10 @@ def _row_to_problem(row: Any, where: str, index: int) -> Problem:
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
     missing = [k for k in ("problem", "answer") if k not in row]
     if missing:
-        raise DataError(f"{where}: missing field(s) {', '.join(missing)}; a problem row needs 'problem' and 'answer'")
+        raise DataError(
+            f"{where}: missing field(s) {', '.join(missing)}; a problem row needs 'problem' and 'answer' "
+            "(other names: map them with the column mapping, e.g. data.columns={problem: question})"
+        )
     if not isinstance(row["problem"], str) or not row["problem"].strip():
         raise DataError(f"{where}: 'problem' must be a non-empty string")
     answer = row["answer"]
@@ -51,7 +90,11 @@ def _row_to_problem(row: Any, where: str, index: int) -> Problem:
     meta = row.get("meta") or {}
     if not isinstance(meta, dict):
         raise DataError(f"{where}: 'meta' must be an object")
-    return Problem(id=str(row.get("id", index)), problem=row["problem"], answer=answer, source=str(row.get("source", "")), meta=meta)
+    extra = {k: v for k, v in row.items() if k not in _OWN_FIELDS}
+    source = row.get("source")
+    return Problem(
+        id=str(row.get("id", index)), problem=row["problem"], answer=answer, source="" if source is None else str(source), meta=meta, extra=extra
+    )
 
 
 def iter_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
@@ -66,12 +109,21 @@ def iter_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
         yield row.line, row.value
 
 
-def load_problems(path: str | Path) -> list[Problem]:
-    """Read problems from JSONL; any malformed row raises ``DataError`` naming ``file:line``."""
-    problems = [_row_to_problem(row, f"{path}:{lineno}", lineno) for lineno, row in iter_jsonl(path)]
-    if not problems:
+def load_problems(path: str | Path, columns: Mapping[str, str] | None = None) -> Sequence[Problem]:
+    """Problems of a JSONL file (a list), or of any other source ``data.tables`` reads (a
+    ``TableProblems`` over the memory-mapped table); ``columns`` maps fields to columns.
+    A malformed row raises ``DataError`` naming ``file:line`` (JSONL) or the row and column."""
+    from slowthink.data.tables import open_table
+
+    columns = dict(columns or {})
+    table = open_table(path)
+    if not len(table):
         raise DataError(f"{path}: no problems in file")
-    return problems
+    if table.jsonl_rows is None:
+        from slowthink.data.table_problems import TableProblems
+
+        return TableProblems(table, columns)
+    return [_row_to_problem(rename_columns(row, columns, f"{path}:{line}"), f"{path}:{line}", line) for line, row in table.jsonl_rows]
 
 
 def write_problems(path: str | Path, problems: Iterable[Problem]) -> None:

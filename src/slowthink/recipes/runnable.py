@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from slowthink.config import ConfigError
+from slowthink.data.tables import is_hub_id
 
 # What each data file holds and where it comes from (the presets' comments say the same).
 TRAIN_PROBLEMS_HINT = (
@@ -89,14 +90,15 @@ def _model_problems(config: Any) -> list[str]:
 
 def _data_problems(config: Any) -> list[str]:
     data = config.data
-    if data.source != "jsonl":
+    if data.source == "tiny":
         return []
     rl = hasattr(config, "rollout")
     files = [("train_file", TRAIN_PROBLEMS_HINT if rl else SFT_ROWS_HINT), ("eval_file", EVAL_PROBLEMS_HINT)]
     problems = []
     for key, hint in files:
         path = getattr(data, key, None)
-        if path and not Path(path).expanduser().is_file():
+        # A dataset folder (DIR or DIR@SPLIT) or a Hub id (read at load, from the cache offline) is no file.
+        if path and not Path(path).expanduser().exists() and not Path(path.partition("@")[0]).expanduser().is_dir() and not is_hub_id(path):
             where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
             problems.append(f"data.{key}={path}: file not found{where}. {hint}")
     return problems

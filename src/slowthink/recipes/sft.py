@@ -21,7 +21,8 @@ from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.long_cot import DataStats, answer_token_index, fit_to_length, incorrect_traces, trace_rejection
 from slowthink.data.problems import DataError
 from slowthink.data.sampler import PromptSampler
-from slowthink.data.sft import SFTExample, encode_sft_example, load_sft_records
+from slowthink.data.sft import SFTExample, encode_sft_example
+from slowthink.data.sft_tables import check_sft_columns, load_sft_table
 from slowthink.prompts import TEMPLATE_NAMES
 from slowthink.recipes.common_config import ModelConfig, RunConfig, TinyTaskConfig
 from slowthink.rewards.checkers import make_checker
@@ -47,10 +48,15 @@ from slowthink.training.run_setup import load_policy, run_outputs, seed_everythi
 
 
 class SFTDataConfig(StrictConfig):
-    # "tiny": the synthetic task's cold-start mix; "jsonl": prompt/response or messages rows.
-    source: Literal["tiny", "jsonl"] = "tiny"
-    # JSONL of prompt/response or chat-messages rows (data.source=jsonl).
+    # "tiny": the synthetic task's cold-start mix; "dataset" (or its older name "jsonl"): prompt/response or
+    # messages rows from train_file.
+    source: Literal["tiny", "dataset", "jsonl"] = "tiny"
+    # Prompt/response or chat-messages rows (data.source=dataset): a .jsonl/.json/.parquet/.arrow/.csv file,
+    # a dataset folder (DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT] (docs/data.md).
     train_file: str | None = None
+    # Which columns hold the row's fields, e.g. {prompt: instruction, response: output} or {messages:
+    # conversations}; unmapped fields use their own names.
+    columns: dict[str, str] = Field(default_factory=dict)
     # Prompt template the prompts are rendered with (slowthink.prompts).
     template: str = "chat"
     tiny: TinyTaskConfig = TinyTaskConfig()
@@ -81,8 +87,9 @@ class SFTDataConfig(StrictConfig):
             raise ValueError("data.packing=true needs data.max_length (the packed row length)")
         if self.template not in TEMPLATE_NAMES:
             raise ValueError(f"template '{self.template}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
-        if self.source == "jsonl" and not self.train_file:
-            raise ValueError("data.source=jsonl needs data.train_file")
+        if self.source != "tiny" and not self.train_file:
+            raise ValueError(f"data.source={self.source} needs data.train_file")
+        check_sft_columns(self.columns)
         return self
 
 
@@ -137,7 +144,7 @@ def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFT
         task = ArithmeticTask(**config.tiny.model_dump())
         rows = [(r["prompt"], r["response"], r["answer"]) for r in task.sft_rows(config.tiny_size, seed, all_think=config.tiny_all_think)]
     else:
-        rows = load_sft_records(config.train_file)
+        rows = load_sft_table(config.train_file, config.columns)
     stats = DataStats(rows=len(rows))
     wrong = [False] * len(rows)
     if config.check_answers != "none":
