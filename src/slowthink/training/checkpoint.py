@@ -14,9 +14,11 @@ or a power cut at any point leaves the previous checkpoint usable (issue 8).
 
 Resuming verifies the checkpoint against its manifest first: a truncated or corrupted
 ``model.safetensors`` or ``trainer_state.pt`` falls back to the previous good checkpoint with
-a warning naming the bad file; with no good one left the error names it. Checkpoints written
-before manifests existed are checked by loading them. A full disk during a write removes the
-partial ``.tmp`` directory and says "no space left on <path>".
+a warning naming the bad file (a missing ``trainer_state.pt`` too); with no good one left the
+error names it. Checkpoints written before manifests existed are checked by loading them. A
+``latest`` that cannot be read (not UTF-8, not a checkpoint's name) is reported and the newest
+good checkpoint is used. A full disk during a write removes the partial ``.tmp`` directory and
+says "no space left on <path>" (``NoSpaceError``, exit 1).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slowthink.durable import CheckpointError, atomic_write_text, fsync_dir, fsync_tree, is_no_space, no_space_message  # noqa: F401  (CheckpointError re-exported)
+from slowthink.durable import CheckpointError, NoSpaceError, atomic_write_text, fsync_dir, fsync_tree, is_no_space  # noqa: F401  (CheckpointError re-exported)
 
 MANIFEST = "manifest.json"
 
@@ -67,7 +69,10 @@ def _write_checkpoint_dir(tmp: Path, model: Any, tokenizer: Any, trainer_state: 
     model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
-    torch.save(trainer_state, tmp / "trainer_state.pt")
+    # Through a Python file: a full disk then surfaces as an OSError (ENOSPC) in the chain of
+    # torch's "unexpected pos" RuntimeError, which a path argument would not give.
+    with open(tmp / "trainer_state.pt", "wb") as handle:
+        torch.save(trainer_state, handle)
     write_manifest(tmp)
     # Data and directory entries on disk before the rename makes the checkpoint visible.
     fsync_tree(tmp)
@@ -88,12 +93,17 @@ def save_checkpoint(
         # A full disk, a Ctrl-C or any failure: no partial directory is left behind.
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, Exception) and is_no_space(exc):
-            raise CheckpointError(no_space_message(root)) from exc
+            raise NoSpaceError(root) from exc
         raise
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     fsync_dir(root)
-    atomic_write_text(root / "latest", final.name)
+    try:
+        atomic_write_text(root / "latest", final.name)
+    except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpaceError(root) from exc
+        raise
     # Keep this checkpoint and the newest keep_last - 1 before it. Checkpoints of later steps
     # belong to an abandoned run in the same directory (a fresh start over an old run): they
     # go too, or pruning by step would delete the one just written and leave `latest` dangling.
@@ -114,18 +124,38 @@ def _checkpoint_dirs(root: Path) -> list[Path]:
     return sorted(dirs, key=_step_of)
 
 
+def _pointed(root: Path, warn: bool) -> Path | None:
+    """The checkpoint directory ``latest`` names, or None when it is absent or unreadable.
+
+    ``latest`` is one line, a directory name such as ``step_000010``; anything else (bytes that
+    are not UTF-8, a path, an empty file) is reported when ``warn`` and then ignored.
+    """
+    pointer = root / "latest"
+    if not pointer.is_file():
+        return None
+    try:
+        name = pointer.read_bytes().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"cannot be read ({exc})"
+    else:
+        if name.startswith("step_") and name.removeprefix("step_").isdigit():
+            return root / name
+        problem = f"does not name a checkpoint ({name[:40]!r})"
+    if warn:
+        print(f"warning: {pointer} {problem}; using the newest complete checkpoint instead", file=sys.stderr, flush=True)
+    return None
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run, or None.
 
-    ``latest`` names it; if the pointer is missing or names a directory that is gone, the
-    newest complete ``step_N`` directory is used instead (a leftover ``.tmp`` never is).
+    ``latest`` names it; if the pointer is missing, unreadable or names a directory that is
+    gone, the newest complete ``step_N`` directory is used instead (a leftover ``.tmp`` never is).
     """
     root = Path(run_dir) / "checkpoints"
-    pointer = root / "latest"
-    if pointer.is_file():
-        path = root / pointer.read_text().strip()
-        if (path / "trainer_state.pt").is_file():
-            return path
+    path = _pointed(root, warn=False)
+    if path is not None and (path / "trainer_state.pt").is_file():
+        return path
     complete = [p for p in _checkpoint_dirs(root) if (p / "trainer_state.pt").is_file()]
     return complete[-1] if complete else None
 
@@ -171,13 +201,13 @@ def _try_load(checkpoint: Path) -> None:
 def resume_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint that passes verification, or None when the run has none.
 
-    ``latest`` is tried first, then the other complete checkpoints newest first; each damaged
-    one is reported on stderr by name. Raises ``CheckpointError`` when checkpoints exist but
-    none is usable.
+    ``latest`` is tried first, then the other checkpoints newest first; each damaged one (a
+    file that does not match the manifest, a deleted ``trainer_state.pt``) is reported on
+    stderr by name. Raises ``CheckpointError`` when checkpoints exist but none is usable.
     """
     root = Path(run_dir) / "checkpoints"
-    candidates = [p for p in reversed(_checkpoint_dirs(root)) if (p / "trainer_state.pt").is_file()]
-    pointed = latest_checkpoint(run_dir)
+    candidates = list(reversed(_checkpoint_dirs(root)))
+    pointed = _pointed(root, warn=True)
     if pointed is not None and pointed in candidates:
         candidates.remove(pointed)
         candidates.insert(0, pointed)
@@ -202,7 +232,9 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     path = Path(checkpoint) / "trainer_state.pt"
     try:
-        return torch.load(path, weights_only=False)
+        # On the CPU whatever device saved it (under DDP every rank would otherwise load the
+        # moments onto cuda:0), memory-mapped: the ranks of a node share the file's pages.
+        return torch.load(path, weights_only=False, map_location="cpu")
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path} is missing") from exc
     except Exception as exc:
