@@ -234,7 +234,7 @@ def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     try:
         # On the CPU whatever device saved it (under DDP every rank would otherwise load the
         # moments onto cuda:0), memory-mapped: the ranks of a node share the file's pages.
-        return torch.load(path, weights_only=False, map_location="cpu")
+        return torch.load(path, weights_only=False, map_location="cpu", mmap=True)
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path} is missing") from exc
     except Exception as exc:
