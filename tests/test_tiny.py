@@ -259,3 +259,30 @@ def test_an_easy_task_with_too_few_problems_is_an_error_not_a_hang():
     with pytest.raises(ValueError, match=f"only {heldout} distinct held-out problems"):
         task.problems(200, seed=0, heldout=True)
     assert ArithmeticTask().split_size(heldout=False) is None  # 900^3 tuples: never exhausted
+
+
+def test_verification_steps_bring_reflection_keywords_within_the_demo_length(tokenizer):
+    """Without them no demonstration holds a reflection keyword, and every keyword panel of
+    the study and RRA's action count stay at 0 whatever the arm (section 3.2, Figure 4)."""
+    from slowthink.rewards.keywords import ACTION_REWARD_KEYWORDS, KEYWORD_CATEGORIES, count_keywords
+
+    plain = ArithmeticTask().sft_rows(400, seed=0)
+    verified = ArithmeticTask(verify_probability=0.5).sft_rows(400, seed=0)
+    assert not any(count_keywords(r["response"], KEYWORD_CATEGORIES["reflection"]) for r in plain)
+    with_step = [r for r in verified if "wait, " in r["response"]]
+    thinking = [r for r in verified if r["response"].startswith("<think>")]
+    # About half of the thinking demonstrations, none of the bare answers; the same think/answer mix.
+    assert 0.35 < len(with_step) / len(thinking) < 0.65
+    assert [r["response"].startswith("<think>") for r in verified] == [r["response"].startswith("<think>") for r in plain]
+    for row in with_step:
+        operands = tuple(int(x) for x in row["prompt"].split("+"))
+        assert row["response"] == task_solution_verified(operands)
+        assert count_keywords(row["response"], KEYWORD_CATEGORIES["reflection"]) == 1
+        assert count_keywords(row["response"], ACTION_REWARD_KEYWORDS) == 1
+    # The longest verified thought (9+9+9 in every column) still ends within 64 tokens.
+    worst = tokenizer.encode(ArithmeticTask().solution((999, 999, 999), verify=True), add_special_tokens=False)
+    assert len(worst) + 1 <= 64  # + the end of turn
+
+
+def task_solution_verified(operands):
+    return ArithmeticTask().solution(operands, verify=True)

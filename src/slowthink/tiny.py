@@ -157,6 +157,11 @@ class ArithmeticTask:
     think_share: float = 0.3
     think_high: float = 0.8
     think_low: float = 0.2
+    # Share of thinking demonstrations that end their thought with a verification step
+    # ("wait, <operands reversed>=<sum>"), so that reflection keywords can appear at all and
+    # the keyword monitors of section 3.2 (Figure 4) and RRA's action count have something
+    # to measure. 0 (the demo's cold start) leaves the demonstrations as they were.
+    verify_probability: float = 0.0
 
     @property
     def low(self) -> int:
@@ -184,10 +189,20 @@ class ArithmeticTask:
             carry = total // 10
         return "\n".join(lines)
 
-    def solution(self, operands: tuple[int, ...], think: bool = True) -> str:
-        """The reference response: a thought then a boxed answer, or a bare boxed answer."""
+    def verification(self, operands: tuple[int, ...]) -> str:
+        """A check of the sum in the other order, opened by a reflection keyword: ``wait, 876+494+964=2334``.
+
+        Short enough that a verified thought of 3 numbers of 3 digits still fits the demo's
+        64-token responses (at most 63 tokens with the end of turn)."""
+        return "wait, " + "+".join(str(x) for x in reversed(operands)) + "=" + self.answer(operands)
+
+    def solution(self, operands: tuple[int, ...], think: bool = True, verify: bool = False) -> str:
+        """The reference response: a thought (optionally verified) then a boxed answer, or a bare boxed answer."""
         boxed = "\\boxed{" + self.answer(operands) + "}"
-        return f"<think>{self.chain_of_thought(operands)}</think>{boxed}" if think else boxed
+        if not think:
+            return boxed
+        thought = self.chain_of_thought(operands) + ("\n" + self.verification(operands) if verify else "")
+        return f"<think>{thought}</think>{boxed}"
 
     def is_heldout(self, operands: tuple[int, ...]) -> bool:
         digest = hashlib.sha256(self.question(operands).encode()).digest()
@@ -254,9 +269,12 @@ class ArithmeticTask:
     def sft_rows(self, count: int, seed: int, all_think: bool = False) -> list[dict]:
         """Cold-start SFT data: ``{"prompt", "response"}`` rows mixing thoughts and bare answers."""
         rng = random.Random(f"sft-{seed}")
+        # A stream of its own: verify_probability = 0 draws nothing and leaves the rows as they were.
+        verify_rng = random.Random(f"sft-verify-{seed}")
         rows = []
         for problem in self.problems(count, seed, heldout=False):
             operands = tuple(problem.meta["operands"])
             think = all_think or rng.random() < self.think_probability(operands)
-            rows.append({"prompt": problem.problem, "response": self.solution(operands, think=think), "answer": problem.answer})
+            verify = think and self.verify_probability > 0 and verify_rng.random() < self.verify_probability
+            rows.append({"prompt": problem.problem, "response": self.solution(operands, think=think, verify=verify), "answer": problem.answer})
         return rows

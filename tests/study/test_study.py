@@ -49,7 +49,7 @@ def write_grid(tmp_path: Path, **changes) -> Path:
 def test_shipped_table1_grid_loads_and_plans_one_baseline_per_seed():
     study, root = load_study(CONFIGS / "study" / "table1_tiny.yaml")
     plan = build_plan(study, root)
-    assert len(plan.cold_starts) == 3 and len(plan.runs) == 33
+    assert len(plan.cold_starts) == 5 and len(plan.runs) == 55
     # Every factor's first arm is the base config: one shared run per seed.
     baselines = {plan.arms[(factor, next(iter(f.arms)), 0)] for factor, f in study.factors.items()}
     assert len(baselines) == 1 and next(iter(baselines)).startswith("seed0/base-")
@@ -95,9 +95,9 @@ def test_report_from_run_directories_has_verdicts_figures_and_html(tmp_path):
     md, html = write_study_report(study, plan, None, tmp_path / "report", command="slowthink study grid.yaml")
     text = md.read_text()
     # KL: fixed - off = 0.1 on every seed -> held. Temperature: t06 - t1 = 20-167.5, 30-167.5, 40-167.5 (lower) -> held.
-    assert re.search(r"\| kl: heldout/accuracy \(final value\): fixed higher than off \| held \|", text)
-    assert re.search(r"\| temperature: response_length \(mean of the last 2 logged values\): t06 lower than t1 \| held \|", text)
-    assert "0.1 ± " in text and "slowthink study grid.yaml" in text
+    assert re.search(r"\| kl: heldout/accuracy \(mean of the last 3 logged values\): fixed higher than off \| 0.1 \[0.1, 0.1\] \|.*\| held \|", text)
+    assert re.search(r"\| temperature: response_length \(mean of the last 2 logged values\): t06 lower than t1 \|.*\| held \|", text)
+    assert "p raw / Holm-adjusted" in text and "slowthink study grid.yaml" in text
     # The baseline run lengthens at flat accuracy: the detector's episode is named.
     assert "Length hacking" in text and "off (seed 0: steps 20-22)" in text
     for figure in ("kl.png", "temperature.png"):
@@ -159,7 +159,7 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     # The RL runs started from their seed's cold start.
     config = yaml.safe_load((plan.runs[plan.arms[("kl", "off", 1)]].run_dir / "config.yaml").read_text())
     assert config["model"]["path"].startswith(str(tmp_path / "study" / "seed1" / "sft" / "checkpoints"))
-    assert "kl: accuracy (final value): fixed higher than off |" in (tmp_path / "report" / "report.md").read_text()
+    assert "kl: accuracy (mean of the last 3 logged values): fixed higher than off |" in (tmp_path / "report" / "report.md").read_text()
     # A rerun redoes nothing but a run killed after step 1 (its step-2 checkpoint, metrics
     # row and done marker gone): that one continues from step 1.
     killed = plan.runs[plan.arms[("kl", "fixed", 0)]].run_dir
@@ -213,3 +213,30 @@ def test_cli_dry_run_and_report_only(tmp_path):
     assert (tmp_path / "r" / "report.html").is_file() and "| inconclusive |" in (tmp_path / "r" / "report.md").read_text()
     result = CliRunner().invoke(app, ["study", str(grid), "seeds=[]", "--dry-run"])
     assert result.exit_code == 2 and "seeds must be a non-empty list" in result.output
+
+
+def test_claims_need_a_margin_and_a_min_effect(tmp_path):
+    no_margin = {
+        "kl": {
+            "arms": {"off": [], "fixed": ["kl.mode=fixed"]},
+            "claims": [{"metric": "heldout/accuracy", "direction": "not_higher", "arm": "fixed", "than": "off"}],
+        }
+    }
+    with pytest.raises(ConfigError, match=r"factor 'kl', claim on heldout/accuracy \(fixed not_higher off\): a not_higher claim needs a margin"):
+        load_study(write_grid(tmp_path, factors=no_margin))
+    # The grid's per-metric margin serves; a metric without a default min_effect must name one.
+    load_study(write_grid(tmp_path, factors=no_margin, verdict={"margin": {"heldout/accuracy": 0.03}}))
+    custom = {
+        "kl": {
+            "arms": {"off": [], "fixed": ["kl.mode=fixed"]},
+            "claims": [{"metric": "tools/calls", "direction": "higher", "arm": "fixed", "than": "off"}],
+        }
+    }
+    with pytest.raises(ConfigError, match=r"no min_effect: set the claim's min_effect or verdict.min_effect\['tools/calls'\]"):
+        load_study(write_grid(tmp_path, factors=custom))
+    study, _ = load_study(write_grid(tmp_path, factors=custom, verdict={"min_effect": {"tools/calls": 0.5}}))
+    # A grid's map adds to the defaults.
+    assert study.verdict.min_effect["tools/calls"] == 0.5 and study.verdict.min_effect["heldout/accuracy"] > 0
+    # The old rule's key is gone: an error that names it, not a silently different rule.
+    with pytest.raises(ConfigError, match="spread_multiple"):
+        load_study(write_grid(tmp_path, verdict={"spread_multiple": 2.0}))

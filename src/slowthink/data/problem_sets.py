@@ -34,6 +34,9 @@ class TinyTaskConfig(StrictConfig):
     think_high: float = 0.8
     # Probability that a demonstration thinks, outside that range.
     think_low: float = 0.2
+    # Share of thinking cold-start demonstrations that end with a verification step opened by
+    # "wait" (a reflection keyword, section 3.2); 0 keeps the demo's demonstrations.
+    verify_probability: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class ProblemSourceConfig(StrictConfig):

@@ -11,11 +11,12 @@ each claim states the paper's finding as a direction on a metric between two arm
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from slowthink.config import ConfigError, StrictConfig, build_config, read_yaml
+from slowthink.study.verdict import Rule
 
 # higher / lower: the arm's value is above / below the other's; not_higher / not_lower: it
 # is not significantly above / below (e.g. "length reward: accuracy not up", section 4.2.2).
@@ -32,9 +33,18 @@ class ClaimConfig(StrictConfig):
     arm: str
     # The arm it is compared with.
     than: str
-    # The run's value: the mean of the metric's last ``window`` logged values (1 = final value;
-    # more smooths noisy per-step train metrics such as response_length).
-    window: int = Field(1, ge=1)
+    # The run's value: the mean of the metric's last ``window`` logged values, a plateau rather
+    # than one noisy final evaluation (default: verdict.window).
+    window: int | None = Field(None, ge=1)
+    # The smallest difference that counts as a finding, in the metric's units (default:
+    # verdict.min_effect[metric]); > 0, so a zero seed spread does not make any difference count.
+    min_effect: float | None = Field(None, gt=0)
+    # not_higher / not_lower: the difference that would count as higher / lower; the claim is
+    # held only when the interval's bound clears it (default: verdict.margin[metric]).
+    margin: float | None = Field(None, gt=0)
+    # The effect the power analysis sizes the seeds for (default: the margin, else min_effect),
+    # e.g. the effect the paper reports.
+    effect: float | None = Field(None, gt=0)
     # Where the paper says it (shown in the report), e.g. "Table 1, section 3.1.1".
     source: str = ""
 
@@ -70,13 +80,67 @@ class ColdStartConfig(StrictConfig):
     tiny_base: bool = True
 
 
-class VerdictConfig(StrictConfig):
-    """The rule that turns per-seed differences into held / reversed / inconclusive."""
+# Smallest differences that count, per metric (claims may set their own): 1 accuracy point
+# is about the binomial error of 1,000 held-out problems at 70% (1.4 points), half of it over
+# a plateau; a response-length token; 0.01 nats of entropy.
+DEFAULT_MIN_EFFECTS = {
+    "heldout/accuracy": 0.01,
+    "accuracy": 0.01,
+    "reward": 0.02,
+    "response_length": 1.0,
+    "heldout/response_length": 1.0,
+    "completion_ratio": 0.01,
+    "entropy": 0.01,
+    "kl": 1e-4,
+    "keywords/reflection": 0.01,
+    "keywords/reflection_ratio": 0.01,
+    "keywords/verification": 0.01,
+    "keywords/verification_ratio": 0.01,
+}
 
-    # A difference counts when |mean over seeds| > spread_multiple x (std over seeds) ...
-    spread_multiple: float = 2.0
-    # ... and |mean| > min_effect (in the metric's units), so a zero-spread tie is no finding.
-    min_effect: float = 0.0
+
+class VerdictConfig(StrictConfig):
+    """The rule that turns per-seed differences into held / reversed / inconclusive (study/verdict.py)."""
+
+    # Confidence level of each claim's interval (t-based, over the paired per-seed differences).
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    # Power at which the minimum detectable effect and the seeds needed are stated.
+    power: float = Field(0.8, gt=0.0, lt=1.0)
+    # holm: the grid's claims are adjusted together (family-wise error <= 1 - level); none: each alone.
+    adjust: Literal["holm", "none"] = "holm"
+    # Default plateau: a run's value is the mean of the metric's last ``window`` logged values.
+    window: int = Field(3, ge=1)
+    # Metric -> smallest difference that counts (claims without their own min_effect).
+    min_effect: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIN_EFFECTS))
+    # Metric -> margin of not_higher / not_lower claims without their own.
+    margin: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("min_effect", mode="before")
+    @classmethod
+    def _merge_defaults(cls, value: Any) -> Any:
+        # A grid's map adds to (or changes) the defaults rather than dropping them.
+        return {**DEFAULT_MIN_EFFECTS, **value} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> VerdictConfig:
+        bad = [f"{key}={value}" for key, value in {**self.min_effect, **self.margin}.items() if not value > 0]
+        if bad:
+            raise ValueError(f"verdict.min_effect and verdict.margin values must be > 0, got {', '.join(bad)}")
+        return self
+
+    def rule(self, claim: ClaimConfig) -> Rule:
+        """The claim's rule: its own thresholds, else this grid's per-metric defaults."""
+        return Rule(
+            claim.direction,
+            claim.min_effect or self.min_effect.get(claim.metric, 0.0),
+            claim.margin or self.margin.get(claim.metric),
+            self.level,
+            self.power,
+            claim.effect,
+        )
+
+    def window_of(self, claim: ClaimConfig) -> int:
+        return claim.window or self.window
 
 
 class StudyConfig(StrictConfig):
@@ -102,6 +166,13 @@ class StudyConfig(StrictConfig):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
         if not self.factors:
             raise ValueError("factors: the grid needs at least one factor")
+        for name, factor in self.factors.items():
+            for claim in factor.claims:
+                where = f"factor '{name}', claim on {claim.metric} ({claim.arm} {claim.direction} {claim.than})"
+                if not (claim.min_effect or self.verdict.min_effect.get(claim.metric)):
+                    raise ValueError(f"{where}: no min_effect: set the claim's min_effect or verdict.min_effect['{claim.metric}']")
+                if claim.direction.startswith("not_") and not (claim.margin or self.verdict.margin.get(claim.metric)):
+                    raise ValueError(f"{where}: a {claim.direction} claim needs a margin: set the claim's margin or verdict.margin['{claim.metric}']")
         return self
 
 

@@ -15,15 +15,16 @@ import html
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from slowthink.length_hacking import hacking_episodes, hacking_steps
 from slowthink.report import fmt, markdown_table, plot_run_metrics
-from slowthink.study.config import StudyConfig
+from slowthink.study.config import ClaimConfig, StudyConfig
 from slowthink.study.plan import Plan
 from slowthink.study.runner import StudyOutcome, read_done
-from slowthink.study.verdict import ClaimResult, final_value, judge
+from slowthink.study.verdict import MAX_SEEDS, ClaimResult, explain, judge_claims, value_and_se
 from slowthink.tracking import read_metrics
 
 # The curves the paper compares arms by (section 3.2, Figures 1-7).
@@ -48,19 +49,64 @@ def load_rows(run_dir: Path) -> list[dict[str, Any]]:
     return read_metrics(path) if path.is_file() else []
 
 
-def claim_text(claim) -> str:
+def claim_text(claim, window: int) -> str:
     words = {"higher": "higher than", "lower": "lower than", "not_higher": "not higher than", "not_lower": "not lower than"}
-    window = f" (mean of the last {claim.window} logged values)" if claim.window > 1 else " (final value)"
-    return f"{claim.metric}{window}: {claim.arm} {words[claim.direction]} {claim.than}" + (f" [{claim.source}]" if claim.source else "")
+    value = f" (mean of the last {window} logged values)" if window > 1 else " (final value)"
+    return f"{claim.metric}{value}: {claim.arm} {words[claim.direction]} {claim.than}" + (f" [{claim.source}]" if claim.source else "")
 
 
-def factor_blocks(name: str, study: StudyConfig, plan: Plan, figures: Path) -> tuple[list[Block], list[tuple[str, str]]]:
-    """The report section of one factor, and (claim, verdict) pairs for the summary."""
+def in_units(metric: str):
+    """Formats an effect of ``metric`` for the report: accuracies and ratios in points."""
+    points = metric.endswith("accuracy") or metric.endswith("_ratio")
+
+    def units(rule, value: float) -> str:
+        if value is None or math.isnan(value):
+            return "n/a"
+        return f"{value * 100:.2g} points" if points else f"{value:.3g}"
+
+    return units
+
+
+@dataclass(frozen=True)
+class JudgedClaim:
+    """One claim of the grid with the per-seed values it was judged on."""
+
+    factor: str
+    claim: ClaimConfig
+    window: int
+    values: dict[str, dict[int, tuple[float, float]]]  # arm -> seed -> (value, standard error)
+    result: ClaimResult
+
+
+def judge_study(study: StudyConfig, rows: Mapping[str, Mapping[str, Mapping[int, list]]]) -> list[JudgedClaim]:
+    """Every claim of the grid, judged together (Holm across all of them unless verdict.adjust=none).
+
+    ``rows``: factor -> arm -> seed -> that run's metric rows."""
+    found, inputs = [], []
+    for name, factor in study.factors.items():
+        for claim in factor.claims:
+            window = study.verdict.window_of(claim)
+            values = {
+                arm: {seed: value_and_se(rows[name][arm][seed], claim.metric, window) for seed in study.seeds} for arm in (claim.arm, claim.than)
+            }
+            diffs = {seed: values[claim.arm][seed][0] - values[claim.than][seed][0] for seed in study.seeds}
+            found.append((name, claim, window, values))
+            inputs.append((study.verdict.rule(claim), diffs))
+    results = judge_claims(inputs, adjust=study.verdict.adjust == "holm")
+    # The reasons are worded in the metric's units (points for accuracies).
+    return [JudgedClaim(name, claim, window, values, _worded(result, claim.metric)) for (name, claim, window, values), result in zip(found, results)]
+
+
+def _worded(result: ClaimResult, metric: str) -> ClaimResult:
+    return replace(result, reason=explain(result, in_units(metric)))
+
+
+def factor_blocks(name: str, study: StudyConfig, plan: Plan, figures: Path, rows, judged: Sequence[JudgedClaim]) -> list[Block]:
+    """The report section of one factor."""
     factor = study.factors[name]
     blocks: list[Block] = [("h2", f"Factor: {name}")]
     if factor.description:
         blocks.append(("p", factor.description))
-    rows = {arm: {seed: load_rows(plan.runs[plan.arms[(name, arm, seed)]].run_dir) for seed in study.seeds} for arm in factor.arms}
     arm_table = [
         (arm, "; ".join(overrides) or "(base config)", ", ".join(plan.arms[(name, arm, seed)] for seed in study.seeds))
         for arm, overrides in factor.arms.items()
@@ -70,33 +116,35 @@ def factor_blocks(name: str, study: StudyConfig, plan: Plan, figures: Path) -> t
     figure = figures / f"{name}.png"
     if plot_run_metrics(curves, STUDY_KEYS, figure, title=f"{name}: arms overlaid (mean over {len(study.seeds)} seeds)", smoothing=0.6, ncols=4):
         blocks.append(("img", (f"{name}: arms overlaid", figure)))
-    summary = []
-    for claim in factor.claims:
-        diffs = {
-            seed: final_value(rows[claim.arm][seed], claim.metric, claim.window) - final_value(rows[claim.than][seed], claim.metric, claim.window)
-            for seed in study.seeds
-        }
-        result = judge(claim.direction, diffs, study.verdict.spread_multiple, study.verdict.min_effect)
-        blocks.append(("p", f"**Claim**: {claim_text(claim)}. **Verdict: {result.verdict}** ({result.reason})."))
-        blocks.append(("table", result_table(result, claim, rows)))
-        summary.append((f"{name}: {claim_text(claim)}", result.verdict))
+    for item in judged:
+        if item.factor != name:
+            continue
+        blocks.append(("p", f"**Claim**: {claim_text(item.claim, item.window)}. **Verdict: {item.result.verdict}** ({item.result.reason})."))
+        blocks.append(("table", result_table(item)))
     if not factor.claims:
         blocks.append(("p", "No claim stated for this factor: the curves only."))
     blocks.append(("p", hacking_line(rows)))
-    return blocks, summary
+    return blocks
 
 
-def result_table(result: ClaimResult, claim, rows) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-    body = [
-        (
-            f"seed {seed}",
-            final_value(rows[claim.arm][seed], claim.metric, claim.window),
-            final_value(rows[claim.than][seed], claim.metric, claim.window),
-            d,
-        )
-        for seed, d in result.diffs.items()
+def value_text(value: tuple[float, float]) -> str:
+    mean_, se = value
+    return fmt(mean_) + (f" ± {fmt(se)}" if not math.isnan(se) else "")
+
+
+def result_table(item: JudgedClaim) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """Per seed: each arm's value ± its standard error and the difference; then the interval,
+    the raw and adjusted p-values and the power figures."""
+    claim, result = item.claim, item.result
+    body: list[tuple[Any, ...]] = [
+        (f"seed {seed}", value_text(item.values[claim.arm][seed]), value_text(item.values[claim.than][seed]), d) for seed, d in result.diffs.items()
     ]
-    body.append(("mean ± std", "", "", f"{fmt(result.mean)} ± {fmt(result.std)} (threshold {fmt(result.margin)})"))
+    rule, units = result.rule, in_units(claim.metric)
+    body.append((f"mean, {rule.level * 100:g}% interval", "", "", f"{fmt(result.mean)} [{fmt(result.low)}, {fmt(result.high)}]"))
+    body.append(("p raw / Holm-adjusted", "", "", f"{fmt(result.p)} / {fmt(result.p_adjusted)}"))
+    thresholds = f"min_effect {units(rule, rule.min_effect)}" + (f", margin {units(rule, rule.margin)}" if rule.margin is not None else "")
+    needed = str(result.seeds_needed) if result.seeds_needed is not None else f"> {MAX_SEEDS}"
+    body.append(("detectable / seeds needed", "", "", f"{units(rule, result.mde)} / {needed} for {units(rule, rule.target_effect)} ({thresholds})"))
     return (("", claim.arm, claim.than, "difference"), body)
 
 
@@ -108,6 +156,20 @@ def hacking_line(rows: Mapping[str, Mapping[int, list]]) -> str:
             if spans:
                 fired.append(f"{arm} (seed {seed}: steps " + ", ".join(f"{a}-{b}" for a, b in spans) + ")")
     return "**Length hacking** (length rising, accuracy flat; sections 4.2.2, 5): " + ("; ".join(fired) if fired else "no warning in any arm.")
+
+
+def rule_text(study: StudyConfig) -> str:
+    """The verdict rule in one paragraph, with this grid's level and adjustment."""
+    v = study.verdict
+    adjust = "Holm-adjusted across the grid's claims" if v.adjust == "holm" else "not adjusted across claims"
+    return (
+        f"Verdict rule (docs/study.md): per seed, difference = value(arm) - value(other arm), a run's value being the mean of its last "
+        f"{v.window} logged values unless the claim says otherwise; a t-based {v.level * 100:g}% interval over the seeds; p-values {adjust}. "
+        "higher/lower: held when the interval lies wholly on the claimed side and the mean reaches min_effect, reversed when wholly on the "
+        "other side, else inconclusive. not_higher/not_lower: held only when the interval's bound clears the claim's margin, reversed when "
+        f"the effect is shown in the excluded direction, else inconclusive. 'detectable': the effect these seeds detect with {v.power * 100:g}% "
+        "power at the observed spread."
+    )
 
 
 def write_study_report(
@@ -124,24 +186,38 @@ def write_study_report(
     ]
     if command:
         facts.append(f"Command: `{command}`" + (f" (this invocation: {wall_s / 60:.1f} min wall time)" if wall_s is not None else ""))
-    facts.append(
-        f"Verdict rule: for each seed, difference = value(arm) - value(other arm); a difference counts when "
-        f"|mean over seeds| > {study.verdict.spread_multiple:g} x std over seeds (and > {study.verdict.min_effect:g}). "
-        "higher/lower: held if it counts in the claimed direction, reversed if it counts the other way, else inconclusive; "
-        "not_higher/not_lower: reversed if it counts in the excluded direction, else held."
-    )
+    facts.append(rule_text(study))
     blocks += [("p", f) for f in facts]
     missing = [job.name for job in plan.runs.values() if not load_rows(job.run_dir)]
     if outcome is not None and outcome.failed:
         blocks.append(("p", "**Failed runs**: " + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items())))
     if missing:
         blocks.append(("p", f"**Runs without metrics yet** ({len(missing)}): their arms' verdicts are inconclusive: " + ", ".join(missing)))
-    sections, summary = [], []
-    for name in study.factors:
-        factor_section, claims = factor_blocks(name, study, plan, figures)
-        sections += factor_section
-        summary += claims
-    blocks += [("h2", "Verdicts"), ("table", (("claim", "verdict"), summary)), *sections]
+    loaded: dict[str, list] = {}
+
+    def rows_of(job_name: str) -> list:
+        if job_name not in loaded:
+            loaded[job_name] = load_rows(plan.runs[job_name].run_dir)
+        return loaded[job_name]
+
+    rows = {
+        name: {arm: {seed: rows_of(plan.arms[(name, arm, seed)]) for seed in study.seeds} for arm in factor.arms}
+        for name, factor in study.factors.items()
+    }
+    judged = judge_study(study, rows)
+    summary = [
+        (
+            f"{item.factor}: {claim_text(item.claim, item.window)}",
+            f"{fmt(item.result.mean)} [{fmt(item.result.low)}, {fmt(item.result.high)}]",
+            f"{fmt(item.result.p)} / {fmt(item.result.p_adjusted)}",
+            in_units(item.claim.metric)(item.result.rule, item.result.mde),
+            item.result.verdict,
+        )
+        for item in judged
+    ]
+    sections = [block for name in study.factors for block in factor_blocks(name, study, plan, figures, rows[name], judged)]
+    header = ("claim", f"difference [{study.verdict.level * 100:g}% interval]", "p raw / adjusted", "detectable", "verdict")
+    blocks += [("h2", "Verdicts"), ("table", (header, summary)), *sections]
     report_dir.mkdir(parents=True, exist_ok=True)
     md_path, html_path = report_dir / "report.md", report_dir / "report.html"
     md_path.write_text(to_markdown(blocks, report_dir), encoding="utf-8")
