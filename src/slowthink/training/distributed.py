@@ -90,7 +90,8 @@ def wrap_model(model: Any, info: DistInfo, config: DistributedConfig = Distribut
         return shard_model(model, config.param_dtype, config.reduce_dtype, config.reshard_after_forward, optimizer)
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model)
+    # Gradients as views of DDP's all-reduce buckets: one copy of them, not two.
+    return DistributedDataParallel(model, gradient_as_bucket_view=True)
 
 
 def unwrap(model: Any) -> Any:

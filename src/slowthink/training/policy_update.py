@@ -159,6 +159,9 @@ def update_policy(
             # The first mini-batch is the one whose old policy is the sampler (before any step).
             totals["first_ratio_sum"], totals["first_tokens"] = totals["ratio_sum"], totals["tokens"]
         totals["updates"] += 1
+    # Free the gradients now: they would otherwise sit beside the rollout engine's weights
+    # and KV cache until the next update (docs/scale.md, memory while generating).
+    optimizer.zero_grad(set_to_none=True)
     return update_metrics(totals, grad_norms, settings.has_reference, info)
 
 
