@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from slowthink.data.sft import SFTExample
+from slowthink.data.sft import SFTExample, encode_response
+from slowthink.data.tool_spans import Span
 
 Truncation = Literal["drop", "mask"]
 _ANSWER_MARKERS = ("</think>",)
@@ -58,13 +59,14 @@ def answer_char_index(response: str) -> int | None:
     return best if best >= 0 else None
 
 
-def answer_token_index(tokenizer: Any, response: str) -> int | None:
-    """Index of the first response token at or after the answer's start (None: no answer)."""
+def answer_token_index(tokenizer: Any, response: str, tool_spans: list[Span] | None = None) -> int | None:
+    """Index of the first response token at or after the answer's start (None: no answer),
+    in the response's ids as ``encode_sft_example`` makes them (tool spans apart)."""
     start = answer_char_index(response)
     if start is None:
         return None
-    offsets = tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    return next((i for i, (begin, end) in enumerate(offsets) if end > start), len(offsets))
+    _, _, ends = encode_response(tokenizer, response, tool_spans)
+    return next((i for i, end in enumerate(ends) if end > start), len(ends))
 
 
 def fit_to_length(example: SFTExample, max_length: int, policy: Truncation, answer_token: int | None) -> SFTExample | None:

@@ -3,8 +3,8 @@
 Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 
 A row is ``{"prompt", "response"}`` or ``{"messages": [...]}`` (chat messages, the last one
-the assistant's response), with an optional ``answer`` for the long-CoT filter
-(``data/sft.py``). A dataset that names them otherwise maps them, e.g.
+the assistant's response), with an optional ``answer`` for the long-CoT filter and optional
+``tool_spans`` (what the interpreter wrote, as ``distill-tir`` records it) (``data/sft.py``). A dataset that names them otherwise maps them, e.g.
 ``{prompt: instruction, response: output}`` or ``{messages: conversations}``. JSONL files
 keep their ``file:line`` errors; other rows are named ``file row N``.
 """
@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from slowthink.data.problems import DataError, check_column_mapping, rename_columns
-from slowthink.data.sft import parse_sft_row
+from slowthink.data.sft import parse_sft_row, parse_tool_spans
+from slowthink.data.tool_spans import Span
 from slowthink.data.tables import open_table
 
 # The fields an SFT column mapping may name.
 SFT_FIELDS = ("prompt", "response", "messages", "answer")
 
-SFTRecord = tuple[str | list[dict[str, str]], str, str | None]
+SFTRecord = tuple[str | list[dict[str, str]], str, str | None, list[Span] | None]
 
 
 def check_sft_columns(columns: Mapping[str, str]) -> dict[str, str]:
@@ -29,7 +30,7 @@ def check_sft_columns(columns: Mapping[str, str]) -> dict[str, str]:
 
 
 def load_sft_table(spec: str | Path, columns: Mapping[str, str] | None = None) -> list[SFTRecord]:
-    """(prompt or messages, response, gold answer or None) per row of ``spec``."""
+    """(prompt or messages, response, gold answer or None, tool spans or None) per row of ``spec``."""
     columns = dict(columns or {})
     table = open_table(spec)
     if table.columns is not None:
@@ -44,7 +45,7 @@ def load_sft_table(spec: str | Path, columns: Mapping[str, str] | None = None) -
         answer = row.get("answer")
         if answer is not None and not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
             raise DataError(f"{where}: column '{columns.get('answer', 'answer')}': the answer must be a string or a number")
-        records.append((prompt, response, None if answer is None else str(answer)))
+        records.append((prompt, response, None if answer is None else str(answer), parse_tool_spans(row, response, where)))
     if not records:
         raise DataError(f"{spec}: no SFT rows in file")
     return records
@@ -61,4 +62,3 @@ def _check_columns(name: str, present: list[str], columns: Mapping[str, str]) ->
             f"{name}: no column {', '.join(missing)}; an SFT row needs prompt and response, or messages "
             f"(other names: data.columns={{prompt: NAME, response: NAME}}); columns: {', '.join(present)}"
         )
-

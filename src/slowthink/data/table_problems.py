@@ -55,7 +55,11 @@ def check_problem_table(table: Table, columns: Mapping[str, str]) -> None:
     problem_col, answer_col = columns.get("problem", "problem"), columns.get("answer", "answer")
     for name, column in (("problem", problem_col), ("answer", answer_col), ("id", columns.get("id"))):
         if column is not None and column not in present:
-            how = f"the column mapping reads {name} from it" if name in columns else f"map another with the column mapping, e.g. data.columns={{{name}: NAME}}"
+            how = (
+                f"the column mapping reads {name} from it"
+                if name in columns
+                else f"map another with the column mapping, e.g. data.columns={{{name}: NAME}}"
+            )
             raise DataError(f"{table.name}: no column '{column}' ({how}); columns: {', '.join(present)}")
     data = table.dataset.with_format("arrow")
     problems = data.data.column(problem_col)

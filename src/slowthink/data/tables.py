@@ -91,7 +91,9 @@ def open_table(spec: str | Path) -> Table:
         return Table(spec, dataset=_load_folder(Path(base), split or None))
     if is_hub_id(spec):
         return Table(spec, dataset=_load_hub(spec))
-    raise DataError(f"data file not found: {spec} (a .jsonl/.json/.parquet/.arrow/.csv file, a dataset folder, or a Hub id OWNER/NAME[:CONFIG][@SPLIT])")
+    raise DataError(
+        f"data file not found: {spec} (a .jsonl/.json/.parquet/.arrow/.csv file, a dataset folder, or a Hub id OWNER/NAME[:CONFIG][@SPLIT])"
+    )
 
 
 def is_hub_id(spec: str) -> bool:
