@@ -184,7 +184,7 @@ def step_seed(config: RLConfig, step: int, rank: int) -> int:
 
 def run_rl(config: RLConfig, resume: bool = False) -> Path:
     """Train; returns the run directory (locked while training, see training/run_dir.py)."""
-    info = init_distributed()
+    info = init_distributed(config.distributed)
     check_world_size(config, info.world_size)  # before anything is loaded or written
     with claim_run_dir(config, resume, info) as start:
         run_dir = train_rl(config, start, info)

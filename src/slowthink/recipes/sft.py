@@ -221,7 +221,7 @@ def micro_batch_logprobs(model, examples: list[SFTExample], micro_batch_size: in
 
 def run_sft(config: SFTConfig, resume: bool = False) -> Path:
     """Fine-tune; returns the run directory (its last checkpoint is the model)."""
-    info = init_distributed()
+    info = init_distributed(config.distributed)
     with claim_run_dir(config, resume, info) as start:
         run_dir = train_sft(config, start, info)
     shutdown(info)  # the process group this run started (torchrun), after every rank is done

@@ -12,12 +12,13 @@ backward pass, so the update equals the single-process update on the whole batch
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from slowthink.config import StrictConfig
 
@@ -37,6 +38,10 @@ class DistributedConfig(StrictConfig):
     # FSDP: free each layer's gathered weights after its forward and gather them again for
     # the backward (less memory, one more all-gather per layer).
     reshard_after_forward: bool = True
+    # Minutes a collective may wait for the slowest rank before the run fails. nccl's own
+    # default (10) is shorter than this design's waits: ranks whose long chains of thought
+    # finish later, and rank 0 writing and hashing a large checkpoint while the others wait.
+    timeout_minutes: float = Field(120.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> DistributedConfig:
@@ -50,6 +55,8 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     owns_group: bool = False  # this process group was started by init_distributed (so shutdown ends it)
+    # A gloo group for the CPU-side object collectives and barriers (None: the default group).
+    objects: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -60,19 +67,31 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed() -> DistInfo:
-    """Join the process group torchrun describes in the environment; single process otherwise."""
+def init_distributed(config: DistributedConfig = DistributedConfig()) -> DistInfo:
+    """Join the process group torchrun describes in the environment; single process otherwise.
+
+    Every collective waits up to ``config.timeout_minutes``. Under nccl the object
+    collectives and barriers (metrics, selection outcomes, the checkpoint barrier) run on
+    a gloo group of their own: they pickle on the CPU, and a barrier there holds no GPU stream.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     owns_group = not dist.is_initialized()
+    timeout = timedelta(minutes=config.timeout_minutes)
+    objects = None
     if owns_group:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        device_id = None
         if backend == "nccl":
-            # One GPU per rank; nccl's collectives (and object collectives) use the current device.
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), owns_group=owns_group)
+            # One GPU per rank, bound at init: nccl connects eagerly to it, and no collective
+            # can guess another device.
+            device_id = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device_id)
+        dist.init_process_group(backend=backend, timeout=timeout, device_id=device_id)
+        if backend == "nccl":
+            objects = dist.new_group(backend="gloo", timeout=timeout)
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), owns_group=owns_group, objects=objects)
 
 
 def wrap_model(model: Any, info: DistInfo, config: DistributedConfig = DistributedConfig(), optimizer: Any = None) -> Any:
@@ -151,7 +170,7 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     if not info.enabled:
         return [obj]
     out: list[Any] = [None] * info.world_size
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=info.objects)
     return out
 
 
@@ -159,13 +178,13 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     if not info.enabled:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=info.objects)
     return box[0]
 
 
 def barrier(info: DistInfo) -> None:
     if info.enabled:
-        dist.barrier()
+        dist.barrier(group=info.objects)
 
 
 def shutdown(info: DistInfo) -> None:
