@@ -11,7 +11,7 @@ from slowthink.data.problems import DataError
 from slowthink.eval.benchmarks import BENCHMARK_NAMES, BENCHMARKS, load_benchmark, load_from_hub, rows_to_problems
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "benchmarks"
-PAPER_BENCHMARKS = ("math500", "aime24", "aime25", "hmmt_feb25", "omni_math", "liveaops")
+PAPER_BENCHMARKS = ("math500", "aime24", "aime25", "hmmt_feb25", "omni_math", "omni_math_500", "liveaops", "liveaops_519")
 
 
 def test_registry_holds_the_papers_benchmarks():
@@ -60,3 +60,17 @@ def test_local_copy_in_data_dir(tmp_path):
 def test_hub_without_datasets_says_how_to_work_offline():
     with pytest.raises(DataError, match=r"needs the 'datasets' package.*--data-dir DIR with math500.jsonl"):
         load_from_hub(BENCHMARKS["math500"])
+
+
+def test_stills_subsets_have_their_own_names(tmp_path):
+    # One name, one set: the full Hub sets never silently become STILL's subsets offline.
+    assert BENCHMARKS["omni_math"].local_file == "omni_math.jsonl" and BENCHMARKS["omni_math"].hf_id == "KbsdJames/Omni-MATH"
+    assert BENCHMARKS["liveaops"].local_file == "liveaops.jsonl"
+    with pytest.raises(DataError, match="omni_math_500' is STILL's own subset, which is not on the Hugging Face Hub.*omni_math_num500.jsonl"):
+        load_benchmark("omni_math_500")
+    if not SHARED.is_dir():
+        pytest.skip(f"shared benchmark data not found at {SHARED}")
+    assert len(load_benchmark("omni_math_500", data_dir=SHARED)) == 500
+    assert len(load_benchmark("liveaops_519", data_dir=SHARED)) == 519
+    with pytest.raises(DataError, match="omni_math.jsonl not found"):
+        load_benchmark("omni_math", data_dir=SHARED)

@@ -22,7 +22,10 @@ def eval_cli(
     ),
     tokenizer: str = typer.Option(None, help="(key tokenizer) tokenizer for the prompts (default: --model's)"),
     benchmark: list[str] = typer.Option([], "--benchmark", "-b", help=f"(key benchmarks) repeatable; one of {', '.join(BENCHMARK_NAMES)}"),
-    data: str = typer.Option(None, help="(key data) problems instead of --benchmark: a .jsonl/.parquet/.arrow/.csv/.json file, a dataset folder or a Hub id OWNER/NAME[:CONFIG][@SPLIT]; map other column names with columns={problem: question}"),
+    data: str = typer.Option(
+        None,
+        help="(key data) problems instead of --benchmark: a .jsonl/.parquet/.arrow/.csv/.json file, a dataset folder or a Hub id OWNER/NAME[:CONFIG][@SPLIT]; map other column names with columns={problem: question}",
+    ),
     data_dir: str = typer.Option(None, help="(key data_dir) folder with local JSONL copies of the named benchmarks (offline)"),
     mode: str = typer.Option(None, help="(key mode) greedy (default: 1 sample, T=0) or sampled (paper: n=8, T=0.6, top-p 0.95)"),
     n: int = typer.Option(None, help="(key n) samples per problem (sampled mode; default 8)"),

@@ -18,11 +18,16 @@ public evaluation repositories; the columns below are the ones those copies publ
 | aime25     | MathArena/aime_2025              | train | AIME 2025, 30 problems                |
 | hmmt_feb25 | MathArena/hmmt_feb_2025          | train | HMMT Feb. 2025 (MathArena split), 30  |
 | omni_math  | KbsdJames/Omni-MATH              | test  | Omni-MATH, all 4,428 problems         |
-| liveaops   | jojo23333/LiveAoPSBench-2024     | test  | LiveAoPSBench 2024                    |
+| liveaops   | jojo23333/LiveAoPSBench-2024     | test  | LiveAoPSBench 2024, all problems      |
+| omni_math_500 | (local file only)             |       | OMNI as the paper reports it: 500     |
+| liveaops_519  | (local file only)             |       | LiveAOPS as the paper reports it: 519 |
 
 The paper's OMNI and LiveAOPS numbers come from STILL's own integer-answer subsets (500
-and 519 problems), which are not on the Hub: the full datasets above are larger and
-contain non-numeric answers. Use the local files for the paper's subsets.
+and 519 problems), which are not on the Hub: the full datasets are larger and contain
+non-numeric answers. The subsets have their own names, so one name is always one set:
+``omni_math_500`` and ``liveaops_519`` read STILL's files from ``--data-dir``, while
+``omni_math`` and ``liveaops`` are the full sets, from the Hub or from a full copy in
+``--data-dir`` (``omni_math.jsonl``, ``liveaops.jsonl``).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class BenchmarkSpec:
     """Where one benchmark lives and how its rows map onto ``Problem``."""
 
     name: str
-    hf_id: str
+    # None: not on the Hub (STILL's subsets); only ``--data-dir`` has it.
+    hf_id: str | None
     split: str
     problem_field: str
     answer_field: str
@@ -80,10 +86,11 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "problem",
             "answer",
             None,
-            "omni_math_num500.jsonl",
+            "omni_math.jsonl",
             "Omni-MATH",
             meta_fields=("domain", "difficulty", "source"),
         ),
+        BenchmarkSpec("omni_math_500", None, "test", "problem", "answer", "id", "omni_math_num500.jsonl", "Omni-MATH (STILL 500)"),
         BenchmarkSpec(
             "liveaops",
             "jojo23333/LiveAoPSBench-2024",
@@ -91,10 +98,11 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "question",
             "answer",
             "idx",
-            "liveaops_2024_8_12_num.jsonl",
+            "liveaops.jsonl",
             "LiveAoPSBench",
             meta_fields=("post_time",),
         ),
+        BenchmarkSpec("liveaops_519", None, "test", "question", "answer", "id", "liveaops_2024_8_12_num.jsonl", "LiveAoPSBench (STILL 519)"),
     )
 }
 BENCHMARK_NAMES: tuple[str, ...] = tuple(BENCHMARKS)
@@ -140,6 +148,11 @@ def rows_to_problems(rows: Iterable[dict[str, Any]], spec: BenchmarkSpec) -> lis
 
 def load_from_hub(spec: BenchmarkSpec) -> list[Problem]:
     """Download ``spec``'s dataset with ``datasets`` (optional dependency, needs a network)."""
+    if spec.hf_id is None:
+        raise DataError(
+            f"benchmark '{spec.name}' is STILL's own subset, which is not on the Hugging Face Hub: use --data-dir DIR "
+            f"with {spec.local_file}, or --data FILE.jsonl"
+        )
     try:
         import datasets
     except ImportError:

@@ -4,7 +4,10 @@ Must not import recipes or the CLI (tests/test_layers.py).
 
 Accuracy from several samples per problem (``slowthink.eval.passk``): pass@1 averaged
 over the n samples (the paper's "Pass@1" with 5 or 8 samples, sections 4.3-4.4), greedy
-accuracy (n = 1 at temperature 0), maj@n and unbiased pass@k for k = 1, 2, 4, ... <= n.
+accuracy (n = 1 at temperature 0), maj@n over answers the checker treats as equal
+(``slowthink.eval.voting``) and unbiased pass@k for k = 1, 2, 4, ..., every k asked for, and n.
+``unchecked`` counts samples whose check timed out or failed: they count as wrong, still
+vote with their answer, and are checked again when the run resumes.
 
 The per-response monitors are the ones training logs (``slowthink.metrics``), under the
 same names, so eval and training curves compare directly:
@@ -27,8 +30,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from slowthink.eval.passk import maj_at_n_correct, mean_pass_at_k
+from slowthink.eval.voting import PairCache, answer_classes
 from slowthink.metrics import rollout_metrics
-from slowthink.rewards.verdict import Verdict
+from slowthink.rewards.verdict import Checker, Verdict
 
 
 @dataclass(frozen=True)
@@ -90,20 +94,60 @@ def powers_of_two(n: int) -> list[int]:
     return ks
 
 
-def summarize(records: Sequence[SampleRecord], n: int, mode: str) -> dict[str, Any]:
-    """The summary of one benchmark: ``n`` samples per problem in ``records``."""
+def pass_k_values(n: int, asked: Sequence[int] = ()) -> list[int]:
+    """The k of pass@k: powers of two up to n, every k the user asked for, and n itself
+    (the paper's n = 5 setting gets pass@5)."""
+    too_big = [k for k in asked if not 1 <= k <= n]
+    if too_big:
+        raise ValueError(f"pass@k needs 1 <= k <= n = {n} samples per problem, got k={too_big[0]}")
+    return sorted({*powers_of_two(n), *asked, n})
+
+
+# Statuses of a check that did not finish: the sample is not known to be wrong.
+UNCHECKED = ("timeout", "error")
+
+
+def vote_answer(record: SampleRecord) -> str | None:
+    """The answer a sample votes with; one whose check did not finish is read without the checker."""
+    if record.extracted is not None or record.status not in UNCHECKED:
+        return record.extracted
+    from slowthink.rewards.extract import extract_answer
+
+    return extract_answer(record.response)
+
+
+def majority_accuracy(groups: Sequence[Sequence[SampleRecord]], checker: Checker | None, cache: PairCache | None = None) -> float | None:
+    """maj@n over problems: the vote runs over answers the checker treats as equal (eval/voting.py)."""
+    if not groups:
+        return None
+    answer_lists = [[vote_answer(r) for r in rows] for rows in groups]
+    classes = answer_classes(answer_lists, checker, cache)
+    votes = [
+        maj_at_n_correct(answers, [r.correct for r in rows], key=mapping.__getitem__, checked=[r.status not in UNCHECKED for r in rows])
+        for answers, rows, mapping in zip(answer_lists, groups, classes)
+    ]
+    return sum(votes) / len(votes)
+
+
+def summarize(records: Sequence[SampleRecord], n: int, mode: str, checker: Checker | None = None, ks: Sequence[int] = ()) -> dict[str, Any]:
+    """The summary of one benchmark: ``n`` samples per problem in ``records``.
+
+    ``checker`` decides which answers maj@n counts as one (None: identical strings);
+    ``ks``: pass@k values wanted besides the powers of two and n.
+    """
     groups = group_by_problem(records)
     short = [pid for pid, rows in groups.items() if len(rows) != n]
     if short:
         raise ValueError(f"problem '{short[0]}' has {len(groups[short[0]])} samples, expected {n}")
     correct_lists = [[r.correct for r in rows] for rows in groups.values()]
     summary: dict[str, Any] = {"mode": mode, "problems": len(groups), "samples_per_problem": n, "samples": len(records)}
-    for k in powers_of_two(n):
+    for k in pass_k_values(n, ks):
         summary[f"pass@{k}"] = mean_pass_at_k(correct_lists, k) if groups else None
     if mode == "greedy":
         summary["greedy_accuracy"] = summary["pass@1"]
     if n > 1:
-        votes = [maj_at_n_correct([r.extracted for r in rows], [r.correct for r in rows]) for rows in groups.values()]
-        summary[f"maj@{n}"] = sum(votes) / len(votes) if votes else None
+        summary[f"maj@{n}"] = majority_accuracy(list(groups.values()), checker)
     summary.update(response_metrics(records))
+    # Checks that timed out or failed count as wrong above: say how many there were.
+    summary["unchecked"] = sum(1 for r in records if r.status in UNCHECKED)
     return summary

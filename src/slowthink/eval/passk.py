@@ -84,15 +84,26 @@ def maj_at_n_correct(
     answers: Sequence[str | None],
     correct: Sequence[bool],
     key: Callable[[str], Hashable] | None = None,
+    checked: Sequence[bool] | None = None,
 ) -> bool:
     """Whether majority voting over one problem's n samples gives a correct answer.
 
     ``correct[i]`` is the checker's verdict on sample i, so the checker is not run again:
-    the vote's correctness is that of the first sample holding the winning answer (samples
-    with the same answer have the same verdict unless ``key`` merges answers the checker
-    tells apart). No answer at all is wrong.
+    the vote's correctness is that of the first sample of the winning class whose check
+    finished (``checked[i]``; all, when None): a sample whose check timed out still votes
+    with its answer, and a finished check of another sample of its class decides. No
+    answer at all, or no finished check in the winning class, is wrong.
     """
     if len(answers) != len(correct):
         raise ValueError(f"answers ({len(answers)}) and correct ({len(correct)}) must have the same length")
+    if checked is not None and len(checked) != len(answers):
+        raise ValueError(f"answers ({len(answers)}) and checked ({len(checked)}) must have the same length")
     winner = _winning_index(answers, key)
-    return winner is not None and bool(correct[winner])
+    if winner is None:
+        return False
+    class_of = (lambda a: a) if key is None else key
+    winning_class = class_of(answers[winner])  # type: ignore[arg-type]
+    for index, answer in enumerate(answers):
+        if answer is not None and class_of(answer) == winning_class and (checked is None or checked[index]):
+            return bool(correct[index])
+    return False

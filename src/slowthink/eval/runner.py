@@ -17,7 +17,11 @@ another file with the same name, and verdicts against a since-corrected answer):
 - The **answer is not part of the key**: a response does not depend on it. When a
   problem's answer changed, its stored responses are re-checked against the new answer and
   the file is rewritten (atomically) with the new verdicts; nothing is drawn again. A
-  problem whose id changed keeps its samples, relabelled.
+  problem whose id changed keeps its samples, relabelled. A sample whose check timed out
+  or failed is checked again.
+- Samples of **edited or deleted problems are removed** from the file
+  (``drop_stale_samples``); which model drew the samples is checked by ``slowthink eval``
+  (``eval/identity.py``, ``run.json``).
 - **Every sample has its own seed**, derived from the run seed, the key and the sample
   index (``SamplingParams.seeds``), so a sample does not depend on which other problems
   share its batch: a resumed eval draws exactly what an uninterrupted one draws (hf and
@@ -41,7 +45,7 @@ from typing import Any, Protocol, runtime_checkable
 from slowthink.data.jsonl import dumps_line, parse_line
 from slowthink.data.problems import DataError, Problem
 from slowthink.durable import atomic_write_text
-from slowthink.eval.metrics import SampleRecord
+from slowthink.eval.metrics import UNCHECKED, SampleRecord
 from slowthink.prompts import render_prompt
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.generator import Completion, Generator, SamplingParams
@@ -173,17 +177,26 @@ def sample_seed(base: int, key: str, sample_index: int) -> int:
 
 def recheck_answers(problems: Sequence[Problem], keys: Sequence[str], n: int, checker: Checker, store: SampleStore) -> int:
     """Bring stored samples up to date with ``problems``: re-check the responses of a
-    problem whose answer changed, relabel those of a problem whose id changed, and rewrite
-    the file once. Returns the number of samples re-checked."""
+    problem whose answer changed, and those whose check timed out or failed (a busy machine
+    is no verdict), relabel those of a problem whose id changed, and rewrite the file once.
+    Returns the number of samples re-checked."""
     stale = [
         (problem, key, i)
         for problem, key in zip(problems, keys)
         for i in range(n)
-        if store.has(key, i) and (store.rows[(key, i)]["gold"], store.rows[(key, i)]["problem_id"]) != (problem.answer, problem.id)
+        if store.has(key, i)
+        and (
+            (store.rows[(key, i)]["gold"], store.rows[(key, i)]["problem_id"]) != (problem.answer, problem.id)
+            or store.rows[(key, i)]["status"] in UNCHECKED
+        )
     ]
     if not stale:
         return 0
-    regrade = [(problem, key, i) for problem, key, i in stale if store.rows[(key, i)]["gold"] != problem.answer]
+    regrade = [
+        (problem, key, i)
+        for problem, key, i in stale
+        if store.rows[(key, i)]["gold"] != problem.answer or store.rows[(key, i)]["status"] in UNCHECKED
+    ]
     verdicts = checker.check([problem.answer for problem, _, _ in regrade], [store.rows[(key, i)]["response"] for _, key, i in regrade])
     for (problem, key, i), verdict in zip(regrade, verdicts, strict=True):
         store.rows[(key, i)].update(gold=problem.answer, extracted=verdict.extracted, status=verdict.status, correct=verdict.correct)
@@ -191,6 +204,23 @@ def recheck_answers(problems: Sequence[Problem], keys: Sequence[str], n: int, ch
         store.rows[(key, i)]["problem_id"] = problem.id
     store.rewrite()
     return len(regrade)
+
+
+def drop_stale_samples(problems: Sequence[Problem], keys: Sequence[str], known_ids: set[str], store: SampleStore) -> int:
+    """Remove the samples of problems that were edited (their id is asked for under another
+    prompt) or deleted (their id is no longer in the benchmark, ``known_ids``), so that old
+    responses never sit in ``samples.jsonl`` beside the new ones. Returns how many went.
+
+    Samples of problems left out only by ``--limit`` are in ``known_ids`` and stay."""
+    wanted, asked_ids = set(keys), {problem.id for problem in problems}
+    stale = [
+        slot for slot, row in store.rows.items() if slot[0] not in wanted and (row["problem_id"] in asked_ids or row["problem_id"] not in known_ids)
+    ]
+    for slot in stale:
+        del store.rows[slot]
+    if stale:
+        store.rewrite()
+    return len(stale)
 
 
 @dataclass
@@ -270,15 +300,19 @@ def run_samples(
     chunk_size: int = 16,
     on_sample: Callable[[int], None] | None = None,
     record_tools: bool = False,
+    known_ids: set[str] | None = None,
 ) -> list[SampleRecord]:
     """Draw every missing sample of ``problems``, score it and append it to ``store``.
 
     Returns the records of ``problems`` (old and new), ``decoding.n`` per problem.
     ``record_tools``: the generator is a tool loop; rows get the ``TOOL_FIELDS``.
+    ``known_ids``: every id of the benchmark (before ``--limit``); stored samples of other
+    ids, and of edited problems, are removed (default: the ids of ``problems``).
     """
     prompts = render_prompts(problems, tokenizer, template)
     keys = prompt_keys(prompts)
     recheck_answers(problems, keys, decoding.n, checker, store)
+    drop_stale_samples(problems, keys, known_ids if known_ids is not None else {p.id for p in problems}, store)
     work = plan_work(problems, prompts, keys, tokenizer, decoding, store, context_length)
     # A streaming generator keeps its own requests in flight and hands back each prompt as
     # it finishes, so one call per group avoids waiting on the slowest prompt of each chunk.

@@ -21,13 +21,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from rich.console import Console
 
 from slowthink.config import ConfigError, StrictConfig
-from slowthink.data.problems import Problem, load_problems
+from slowthink.data.problems import Problem, check_column_mapping, load_problems
 from slowthink.durable import exclusive_lock
 from slowthink.eval.benchmarks import BENCHMARK_NAMES, load_benchmark
+from slowthink.eval.identity import model_identity, pick_card, served_identity
 from slowthink.eval.metrics import summarize
 from slowthink.eval.runner import (
     Decoding,
@@ -46,6 +47,7 @@ SAMPLED_DEFAULTS = {"n": 8, "temperature": 0.6, "top_p": 0.95}
 # Settings that change what a sample is: a resumed run must match them.
 RESUME_KEYS = (
     "model",
+    "model_identity",
     "template",
     "mode",
     "temperature",
@@ -77,8 +79,11 @@ class EvalConfig(StrictConfig):
     tokenizer: str | None = None
     # Named benchmarks to evaluate (-b, repeatable); see eval/benchmarks.py.
     benchmarks: tuple[str, ...] = ()
-    # A JSONL file of {id, problem, answer, source, meta} rows instead of benchmarks.
+    # Problems instead of benchmarks: a .jsonl/.json/.parquet/.arrow/.csv file of {id, problem, answer} rows,
+    # a dataset folder (DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT] (docs/data.md).
     data: str | None = None
+    # Which columns of --data hold a problem's fields, e.g. {problem: question, answer: final_answer}.
+    columns: dict[str, str] = Field(default_factory=dict)
     # Folder of shared-format JSONL copies of the named benchmarks (offline use).
     data_dir: str | None = None
     # greedy: one sample at T=0; sampled: n samples per problem (sections 4.3, 4.4).
@@ -123,6 +128,8 @@ class EvalConfig(StrictConfig):
     limit: int | None = None
     # Sampling seed.
     seed: int = 0
+    # pass@k values to report besides 1, 2, 4, ... and n (each k <= n).
+    pass_k: tuple[int, ...] = ()
     # Progress bar on a terminal.
     progress: bool = True
     # "python": run code blocks in the sandbox and splice their output in (section 4.4).
@@ -167,7 +174,12 @@ class EvalConfig(StrictConfig):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        n = self.decoding().n
+        for k in self.pass_k:
+            if not 1 <= k <= n:
+                raise ValueError(f"pass_k: each k must be in 1..n = {n} samples per problem, got {k}")
         self._check_tools()
+        check_column_mapping(self.columns)
         return self
 
     def _check_tools(self) -> None:
@@ -196,23 +208,46 @@ class EvalConfig(StrictConfig):
         return Decoding(n=pick("n"), temperature=pick("temperature"), top_p=pick("top_p"), max_tokens=self.max_tokens, seed=self.seed)
 
 
-def load_eval_sets(cfg: EvalConfig) -> list[tuple[str, list[Problem]]]:
-    """(name, problems) per benchmark or data file, cut to the first ``limit`` problems."""
+def load_eval_sets(cfg: EvalConfig) -> list[tuple[str, list[Problem], set[str]]]:
+    """(name, problems, every id of the set) per benchmark or data file; the problems are
+    cut to the first ``limit``, the ids are not (samples of problems past it are kept)."""
     if cfg.data:
-        sets = [(Path(cfg.data).stem, load_problems(cfg.data), cfg.data)]
+        sets = [(Path(cfg.data.partition("@")[0]).stem, load_problems(cfg.data, cfg.columns), cfg.data)]
     else:
         sets = [(name, load_benchmark(name, cfg.data_dir), name) for name in cfg.benchmarks]
     cut = []
     for name, problems, source in sets:
         check_unique_ids(problems, source)
-        cut.append((name, problems[: cfg.limit] if cfg.limit else problems))
+        cut.append((name, problems[: cfg.limit] if cfg.limit else problems, {p.id for p in problems}))
     return cut
 
 
-def check_resume(out: Path, cfg: EvalConfig, decoding: Decoding) -> None:
-    """Refuse to mix samples drawn under other settings into one output folder; record ours."""
+def current_identity(cfg: EvalConfig) -> dict[str, Any]:
+    """What the samples are drawn from (eval/identity.py): the files at --model, or the
+    card of the model the server serves (``GET /v1/models``)."""
+    if cfg.backend != "openai":
+        return model_identity(str(cfg.model), cfg.tokenizer)
+    from slowthink.rollout import factory
+    from slowthink.rollout.openai_backend import OpenAIBackendError
+
+    client = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, 1, cfg.timeout_s, cfg.max_retries)
+    try:
+        card = pick_card(client.list_models(), cfg.served_model_name, f"{client.base_url}/models")
+    except LookupError as exc:
+        raise ConfigError(f"served_model_name: {exc}") from None
+    except ValueError as exc:
+        raise OpenAIBackendError(str(exc)) from None
+    finally:
+        client.close()
+    return served_identity(card, cfg.tokenizer or cfg.model)
+
+
+def check_resume(out: Path, cfg: EvalConfig, decoding: Decoding, identity: dict[str, Any]) -> None:
+    """Refuse to mix samples drawn under other settings, or from another model, into one
+    output folder; record ours."""
     settings = {
         "model": cfg.model,
+        "model_identity": identity,
         "template": cfg.template,
         "mode": cfg.mode,
         "temperature": decoding.temperature,
@@ -226,14 +261,26 @@ def check_resume(out: Path, cfg: EvalConfig, decoding: Decoding) -> None:
     path = out / "run.json"
     if path.is_file():
         previous = {**RESUME_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))}
+        if "model_identity" not in previous:
+            raise ConfigError(
+                f"--out {out} holds samples from before eval recorded which model drew them, so they cannot be matched "
+                "to this model. Use another --out (or move that folder away) to start over"
+            )
         for key in RESUME_KEYS:
-            if key in previous and previous[key] != settings[key]:
-                raise ConfigError(
-                    f"--out {out} holds samples drawn with {key}={previous[key]!r}; this run asks {key}={settings[key]!r}. "
-                    "Use another --out, or the same settings to resume"
-                )
+            if previous[key] != settings[key]:
+                raise ConfigError(resume_mismatch(out, key, previous[key], settings[key]))
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, {**settings, "backend": cfg.backend, "n": decoding.n})
+
+
+def resume_mismatch(out: Path, key: str, before: Any, now: Any) -> str:
+    if key == "model_identity":
+        return (
+            f"--out {out} holds samples of another model: they were drawn from {json.dumps(before, sort_keys=True)}, this "
+            f"run evaluates {json.dumps(now, sort_keys=True)} (new weights at the same path, or another served model). "
+            "Use another --out to evaluate this model"
+        )
+    return f"--out {out} holds samples drawn with {key}={before!r}; this run asks {key}={now!r}. Use another --out, or the same settings to resume"
 
 
 def build_backend(cfg: EvalConfig, decoding: Decoding, stack: ExitStack) -> tuple[Any, Any, int | None]:
@@ -311,11 +358,11 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
         # One eval per --out: two at once would append every row twice (issue 8). The lock
         # fails at once naming the holder's PID, and dies with its holder.
         stack.enter_context(exclusive_lock(out / ".lock", f"eval output {out}"))
-        check_resume(out, cfg, decoding)
+        check_resume(out, cfg, decoding, current_identity(cfg))
         generator, tokenizer, context = build_backend(cfg, decoding, stack)
         generator = wrap_tools(cfg, generator, tokenizer, stack)
         checker = build_checker(cfg, stack)
-        for name, problems in problem_sets:
+        for name, problems, known_ids in problem_sets:
             store = SampleStore(out / name / "samples.jsonl")
             stack.callback(store.close)
             todo = count_missing(problems, decoding.n, store, tokenizer, cfg.template)
@@ -333,8 +380,9 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
                     chunk_size=cfg.batch_size,
                     on_sample=advance,
                     record_tools=cfg.tools != "none",
+                    known_ids=known_ids,
                 )
-            summaries[name] = {"benchmark": name, **summarize(records, decoding.n, cfg.mode)}
+            summaries[name] = {"benchmark": name, **summarize(records, decoding.n, cfg.mode, checker, cfg.pass_k)}
             if cfg.tools != "none":
                 summaries[name].update(tool_summary(records, store))
                 console.print(tool_line(summaries[name]))
@@ -370,8 +418,9 @@ def print_table(console: Console, summaries: dict[str, dict[str, Any]]) -> None:
 
     table = Table(title="slowthink eval (accuracy %, lengths in tokens)", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     # Short headers: the table fits 80 columns. len ok / len bad: mean tokens of correct /
-    # incorrect responses (Table 4); done: completion ratio; no ans: responses without an answer.
-    for column in ("benchmark", "probs", "n", "pass@1", "maj@n", "pass@n", "len ok", "len bad", "done", "no ans"):
+    # incorrect responses (Table 4); done: completion ratio; no ans: responses without an answer;
+    # unchk: checks that timed out or failed (counted wrong; checked again on resume).
+    for column in ("benchmark", "probs", "n", "pass@1", "maj@n", "pass@n", "len ok", "len bad", "done", "no ans", "unchk"):
         table.add_column(column, justify="left" if column == "benchmark" else "right", no_wrap=True, min_width=len(column))
     for name, s in summaries.items():
         n = s["samples_per_problem"]
@@ -386,5 +435,6 @@ def print_table(console: Console, summaries: dict[str, dict[str, Any]]) -> None:
             _length(s["response_length_incorrect"]),
             _percent(s["completion_ratio"]),
             str(s["check/no_answer"]),
+            str(s.get("unchecked", 0)),
         )
     console.print(table)

@@ -118,6 +118,10 @@ class OpenAIGenerator:
                 self._model = str(models[0]["id"])
             return self._model
 
+    def list_models(self) -> dict[str, Any]:
+        """The server's ``GET /v1/models`` reply (eval records the served model's card)."""
+        return self._request("GET", f"{self.base_url}/models", None)
+
     def generate_stream(self, prompts: Sequence[Sequence[int] | str], params: SamplingParams) -> Iterator[tuple[int, list[Completion]]]:
         """Yield ``(prompt index, its n completions)`` as requests finish (any order).
 
