@@ -10,7 +10,7 @@ import torch
 from slowthink.modeling import load_model_and_tokenizer
 from slowthink.training.batch import build_sequence_batch
 from slowthink.training.logprobs import forward_logprobs
-from slowthink.training.packing import pack_examples, pack_rows
+from slowthink.training.packing import pack_examples, pack_rows, rank_share
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,32 @@ def test_layout_positions_and_loss_alignment():
     assert packed.loss_mask_RT.tolist() == [[0, 1, 1, 0, 1, 0, 1]]
     mask = packed.attention_mask()[0, 0]
     assert mask[4, 3] < -1e30 and mask[5, 4] == 0 and mask[3, 0] == 0 and mask[0, 1] < -1e30
+
+
+def test_rank_shares_have_equal_row_counts_and_together_hold_every_row(model_and_tok):
+    model, tok = model_and_tok
+    prompts, responses, masks = examples(seed=3, count=7)
+    packed = pack_examples(prompts, responses, masks, 20, tok.pad_token_id)
+    assert len(packed) % 2 == 1  # an odd count: one rank gets an empty row
+    shares = [rank_share(packed, rank, 2, tok.pad_token_id) for rank in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == (len(packed) + 1) // 2
+    # Rank r holds rows r, r + 2, ...; the extra row is all padding and trains nothing.
+    for rank, share in enumerate(shares):
+        for i in range(len(share)):
+            row = rank + 2 * i
+            if row < len(packed):
+                assert torch.equal(share.input_ids_RL[i], packed.input_ids_RL[row])
+                assert torch.equal(share.loss_mask_RT[i], packed.loss_mask_RT[row])
+    empty = shares[(len(packed)) % 2].select(slice(-1, None))
+    assert (empty.segment_ids_RL == -1).all() and empty.loss_mask_RT.sum() == 0
+    assert (empty.input_ids_RL == tok.pad_token_id).all()
+    # The two shares' token-mean loss is the whole batch's (sums of the shares over the global count).
+    total = packed.loss_mask_RT.sum()
+    whole, _ = packed_loss(model, prompts, responses, masks, tok.pad_token_id, 20)
+    parts = 0.0
+    for share in shares:
+        share = share.trimmed()
+        logprobs_RT, _ = forward_logprobs(model, share.input_ids_RL, share.attention_mask(), position_ids_BL=share.position_ids_RL)
+        parts = parts + -(logprobs_RT * share.loss_mask_RT).sum() / total
+    torch.testing.assert_close(parts, whole, rtol=0, atol=1e-6)
+    assert rank_share(packed, 0, 1, tok.pad_token_id).input_ids_RL.shape == packed.input_ids_RL.shape

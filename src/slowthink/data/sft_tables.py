@@ -16,8 +16,8 @@ from pathlib import Path
 
 from slowthink.data.problems import DataError, check_column_mapping, rename_columns
 from slowthink.data.sft import parse_sft_row, parse_tool_spans
-from slowthink.data.tool_spans import Span
 from slowthink.data.tables import open_table
+from slowthink.data.tool_spans import Span
 
 # The fields an SFT column mapping may name.
 SFT_FIELDS = ("prompt", "response", "messages", "answer")

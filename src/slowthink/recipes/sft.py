@@ -42,7 +42,7 @@ from slowthink.training.distributed import (
 )
 from slowthink.training.logprobs import forward_logprobs, model_device
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler, warmup_warning
-from slowthink.training.packing import pack_examples
+from slowthink.training.packing import pack_examples, rank_share
 from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.training.run_setup import load_policy, run_outputs, seed_everything
 
@@ -64,7 +64,8 @@ class SFTDataConfig(StrictConfig):
     tiny_size: int = 4000
     # Tiny cold start: every demonstration thinks (True), or the feature-tied mix (False).
     tiny_all_think: bool = False
-    # Zero the loss on ```output blocks (tool results); the paper kept them in the loss.
+    # Zero the loss on what the interpreter inserted (a row's tool_spans, else its output
+    # blocks after the fence); the paper kept it in the loss.
     mask_tool_outputs: bool = False
     # Long-CoT cold start (section 4.1, data/long_cot.py): keep responses of this many tokens ...
     min_response_tokens: int = 0
@@ -142,7 +143,7 @@ def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFT
     """Encoded examples after the long-CoT filter and the max-length policy, with their counts."""
     if config.source == "tiny":
         task = ArithmeticTask(**config.tiny.model_dump())
-        rows = [(r["prompt"], r["response"], r["answer"]) for r in task.sft_rows(config.tiny_size, seed, all_think=config.tiny_all_think)]
+        rows = [(r["prompt"], r["response"], r["answer"], None) for r in task.sft_rows(config.tiny_size, seed, all_think=config.tiny_all_think)]
     else:
         rows = load_sft_table(config.train_file, config.columns)
     stats = DataStats(rows=len(rows))
@@ -150,15 +151,16 @@ def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFT
     if config.check_answers != "none":
         checker = make_checker(config.check_answers)
         try:
-            wrong = incorrect_traces(checker, [a for _, _, a in rows], [r for _, r, _ in rows])
+            wrong = incorrect_traces(checker, [a for _, _, a, _ in rows], [r for _, r, _, _ in rows])
         finally:
             checker.close()
     examples = []
-    for (prompt, response, _), is_wrong in zip(rows, wrong):
-        example = encode_sft_example(tokenizer, prompt, response, config.template, config.mask_tool_outputs)
+    for (prompt, response, _, tool_spans), is_wrong in zip(rows, wrong):
+        example = encode_sft_example(tokenizer, prompt, response, config.template, config.mask_tool_outputs, tool_spans)
         reason = "incorrect" if is_wrong else trace_rejection(len(example.response_ids) - 1, config.min_response_tokens, config.max_response_tokens)
         if reason is None and config.max_length is not None:
-            fitted = fit_to_length(example, config.max_length, config.truncation, answer_token_index(tokenizer, response))
+            answer_at = answer_token_index(tokenizer, response, tool_spans)
+            fitted = fit_to_length(example, config.max_length, config.truncation, answer_at)
             reason = "truncated" if fitted is None else None
             stats.truncated_masked += fitted is not None and fitted is not example
             example = fitted
@@ -183,14 +185,16 @@ def sft_step(
     info: DistInfo,
     pack_length: int = 0,
 ) -> dict[str, float]:
-    """One optimizer step: token-mean negative log-likelihood over all ranks' response tokens.
+    """One optimizer step: token-mean negative log-likelihood over the step's response tokens.
 
-    With ``pack_length`` the examples are packed into rows (micro-batches count rows).
+    ``examples`` is the whole step's batch, the same on every rank; each rank trains its own
+    share (``micro_batch_logprobs``). With ``pack_length`` the examples are packed into rows
+    (micro-batches count rows).
     """
-    num_tokens = all_reduce_sum(float(sum(sum(e.loss_mask) for e in examples)), info)
+    num_tokens = float(sum(sum(e.loss_mask) for e in examples))
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for logprobs_BT, loss_mask_BT in micro_batch_logprobs(model, examples, micro_batch_size, pad_id, pack_length):
+    for logprobs_BT, loss_mask_BT in micro_batch_logprobs(model, examples, micro_batch_size, pad_id, pack_length, info):
         loss = -(logprobs_BT * loss_mask_BT).sum() / num_tokens
         (loss * info.world_size).backward()
         total += float(loss.detach())
@@ -200,12 +204,21 @@ def sft_step(
     return {"loss": all_reduce_sum(total, info), "grad_norm": float(norm), "lr": scheduler.get_last_lr()[0], "tokens": num_tokens}
 
 
-def micro_batch_logprobs(model, examples: list[SFTExample], micro_batch_size: int, pad_id: int, pack_length: int):
-    """(logprobs_BT, loss_mask_BT) per micro-batch, padded or packed, on the model's device."""
-    prompts, responses, masks = [e.prompt_ids for e in examples], [e.response_ids for e in examples], [e.loss_mask for e in examples]
+def micro_batch_logprobs(model, examples: list[SFTExample], micro_batch_size: int, pad_id: int, pack_length: int, info: DistInfo = DistInfo()):
+    """(logprobs_BT, loss_mask_BT) per micro-batch of this rank's share of ``examples``,
+    padded or packed, on the model's device.
+
+    Every rank runs as many micro-batches (DDP and FSDP pair their collectives by count):
+    unpacked, each takes an equal slice of the examples; packed, each packs the whole batch
+    the same way and takes every world-th row, empty rows evening out the count
+    (training/packing.py).
+    """
     device = model_device(model)  # rows are built on the CPU; each micro-batch moves to the model
     if pack_length:
-        packed = pack_examples(prompts, responses, masks, pack_length, pad_id)
+        packed = pack_examples(
+            [e.prompt_ids for e in examples], [e.response_ids for e in examples], [e.loss_mask for e in examples], pack_length, pad_id
+        )
+        packed = rank_share(packed, info.rank, info.world_size, pad_id)
         for start in range(0, len(packed), micro_batch_size):
             micro = packed.select(slice(start, start + micro_batch_size)).trimmed()
             mask = micro.attention_mask(next(model.parameters()).dtype).to(device)
@@ -213,6 +226,9 @@ def micro_batch_logprobs(model, examples: list[SFTExample], micro_batch_size: in
             logprobs_RT, _ = forward_logprobs(model, ids_RL, mask, position_ids_BL=positions_RL)
             yield logprobs_RT, micro.loss_mask_RT.to(device)
         return
+    per_rank = len(examples) // info.world_size
+    examples = examples[info.rank * per_rank : (info.rank + 1) * per_rank]
+    prompts, responses, masks = [e.prompt_ids for e in examples], [e.response_ids for e in examples], [e.loss_mask for e in examples]
     for micro in split_batch(build_sequence_batch(prompts, responses, masks, pad_id), micro_batch_size):
         micro = micro.trimmed().to(device)
         logprobs_BT, _ = forward_logprobs(model, micro.input_ids_BL, micro.attention_mask_BL)
@@ -252,10 +268,9 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     trainer = wrap_model(model, info, config.distributed, optimizer)
     model.train()
     tracker, progress = run_outputs(config, "sft", start, ("loss", "lr"), info)
-    per_rank = config.train.batch_size // info.world_size
     for step in range(start, config.train.steps):
-        # Every rank draws the same indices and takes its own share.
-        indices = sampler.take(config.train.batch_size)[info.rank * per_rank : (info.rank + 1) * per_rank]
+        # Every rank draws the same batch; sft_step trains this rank's share of it.
+        indices = sampler.take(config.train.batch_size)
         pack_length = config.data.max_length if config.data.packing else 0
         metrics = sft_step(
             trainer,

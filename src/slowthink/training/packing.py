@@ -18,6 +18,12 @@ examples into rows of at most ``pack_length`` tokens with correct attention boun
 
 The token-mean loss over a step is therefore the same packed or not (tests/training/
 test_packing.py compares them).
+
+Several ranks (``rank_share``): every rank packs the whole step's batch, the same way, and
+takes every world-th row, the count evened out with empty rows (loss mask 0). Packing each
+rank's own share instead gives the ranks different numbers of rows, hence of
+micro-batches, and their collectives stop pairing up (tests/recipes/
+test_sft_packing_multirank.py).
 """
 
 from __future__ import annotations
@@ -109,3 +115,21 @@ def pack_examples(
             loss_mask[r, start : start + n_resp] = torch.tensor(list(loss_masks[i]), dtype=torch.float32)
             offset += n_prompt + n_resp
     return PackedBatch(input_ids, positions, segments, loss_mask)
+
+
+def rank_share(packed: PackedBatch, rank: int, world_size: int, pad_id: int) -> PackedBatch:
+    """Rows ``rank``, ``rank + world_size``, ... of ``packed``, after empty rows make the count
+    a multiple of ``world_size``: every rank gets as many rows, so as many micro-batches.
+
+    An empty row is all padding (segment -1, loss mask 0): it adds nothing to the loss or
+    the gradient, only a forward and backward pass that pairs up with the other ranks'."""
+    missing = -len(packed) % world_size
+    if missing:
+        width = packed.input_ids_RL.shape[1]
+        packed = PackedBatch(
+            torch.cat([packed.input_ids_RL, torch.full((missing, width), pad_id, dtype=torch.long)]),
+            torch.cat([packed.position_ids_RL, torch.zeros((missing, width), dtype=torch.long)]),
+            torch.cat([packed.segment_ids_RL, torch.full((missing, width), -1, dtype=torch.long)]),
+            torch.cat([packed.loss_mask_RT, torch.zeros((missing, width - 1))]),
+        )
+    return packed.select(slice(rank, None, world_size))
