@@ -139,3 +139,96 @@ def test_a_garbled_saved_config_is_named(tmp_path):
     (run_dir / "config.yaml").write_text("run: [unclosed\n")
     with pytest.raises(ConfigError, match=f"{run_dir / 'config.yaml'} cannot be read"):
         run_sft(_config(run_dir), resume=True)
+
+
+# --- run.overwrite=true cut short by a kill ----------------------------------------------------
+
+_OVERWRITE_KILLED_AT = """
+import json, os, signal, sys
+from pathlib import Path
+from slowthink.config import load_config
+from slowthink.recipes.sft import SFTConfig
+from slowthink.training.run_dir import _prepare
+
+run_dir, kill_at = Path(sys.argv[1]), int(sys.argv[2])
+config = load_config(SFTConfig, None, json.loads(sys.argv[3]))
+calls = 0
+
+def killed_before(real):
+    # Fault hook: SIGKILL this process just before its kill_at-th file-system mutation.
+    def call(*args, **kwargs):
+        global calls
+        calls += 1
+        if calls == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return call
+
+for name in ("unlink", "rmdir", "rename", "replace"):
+    setattr(os, name, killed_before(getattr(os, name)))
+_prepare(run_dir, config, resume=False)
+print("FINISHED")
+"""
+
+
+def _old_run(run_dir):
+    """A finished run of lr 0.002: config.yaml, two metrics rows, one verified checkpoint."""
+    from slowthink.training.checkpoint import write_manifest
+    from slowthink.training.run_dir import _prepare
+
+    _prepare(run_dir, _config(run_dir), resume=False)
+    (run_dir / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    step = run_dir / "checkpoints" / "step_000002"
+    step.mkdir(parents=True)
+    torch.save({"step": 2}, step / "trainer_state.pt")
+    (step / "model.safetensors").write_bytes(b"old weights")
+    write_manifest(step)
+    (run_dir / "checkpoints" / "latest").write_text(step.name)
+
+
+@pytest.mark.slow
+def test_a_kill_during_overwrite_never_leaves_the_old_checkpoints_resumable(tmp_path):
+    """SIGKILL before each file-system call of a run.overwrite=true cleanup in turn; then
+    `--resume` under the new config must refuse or start fresh, never continue the old weights
+    (a kill after config.yaml was deleted left checkpoints that resumed silently)."""
+    import json
+    import subprocess
+    import sys
+
+    from slowthink.training.run_dir import _prepare
+
+    template = tmp_path / "template"
+    _old_run(template)
+    new = ["optim.lr=0.5"]
+    outcomes = []
+    for kill_at in range(1, 40):
+        run_dir = tmp_path / f"killed_at_{kill_at}"
+        shutil.copytree(template, run_dir)
+        done = subprocess.run(
+            [sys.executable, "-c", _OVERWRITE_KILLED_AT, str(run_dir), str(kill_at), json.dumps(_overrides(run_dir, *new, "run.overwrite=true"))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        try:
+            checkpoint = _prepare(run_dir, _config(run_dir, *new), resume=True)
+        except ConfigError as exc:
+            outcomes.append("refused")
+            assert "optim.lr" in str(exc) or "no config.yaml" in str(exc), exc
+        else:
+            outcomes.append("fresh")
+            assert checkpoint is None, f"killed before call {kill_at}: resumed the old run's {checkpoint}"
+            assert not (run_dir / ".overwritten").exists()  # a half-deleted old run is cleared
+        if "FINISHED" in done.stdout:
+            break
+    assert done.returncode == 0 and kill_at > 3, (kill_at, done.stderr)
+    assert outcomes[-1] == "fresh" and "refused" in outcomes
+
+
+def test_resume_refuses_checkpoints_without_a_config(tmp_path):
+    run_dir = tmp_path / "run"
+    _old_run(run_dir)
+    (run_dir / "config.yaml").unlink()
+    with pytest.raises(ConfigError, match="has checkpoints but no config.yaml"):
+        run_sft(_config(run_dir), resume=True)

@@ -211,7 +211,8 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     no_signal = NoSignalWatch.for_run(state.step, config.model.path, echo=info.is_main)  # nothing correct: warn once
     if info.is_main:
         print(f"[rl] {run_dir}: {len(train_set.problems)} train problems, torch threads {threads}, ranks {info.world_size}", flush=True)
-    if state.step == 0 and config.train.eval_every and info.is_main:
+    if state.step == 0 and config.train.eval_every:
+        # On every rank, as the later evaluations: a tensor-parallel engine's ranks generate together.
         log_metrics(tracker, 0, {f"heldout/{k}": v for k, v in run_heldout(generator, heldout_set, reward_model, config).items()})
 
     per_rank = config.rollout.prompts_per_step // info.world_size

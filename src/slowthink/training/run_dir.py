@@ -9,11 +9,14 @@ written (issue 8 items 4 and 10):
    the same directory fails at once with a message naming the holder's PID, instead of
    tearing metrics lines and pruning the other run's checkpoints.
 2. A fresh run in a directory that already holds a run (logged metrics or checkpoints) is
-   refused, unless ``run.overwrite=true``, which removes the old run's files.
+   refused, unless ``run.overwrite=true``, which moves the old run's files into
+   ``.overwritten/`` (checkpoints first, ``config.yaml`` last, one rename each) and then
+   deletes that. A kill part-way leaves either the old run whole minus its checkpoints, or
+   nothing of it: never checkpoints without the config they were trained with.
 3. ``--resume`` compares the saved ``config.yaml`` with the new config and refuses changes
    outside ``RESUMABLE_KEYS`` (settings that do not change what is trained), naming each
-   differing key. Then the newest checkpoint that passes verification is chosen; with none,
-   the run says so and starts fresh.
+   differing key; checkpoints without a ``config.yaml`` are refused too. Then the newest
+   checkpoint that passes verification is chosen; with none, the run says so and starts fresh.
 
 The lock is held until the ``with`` block ends; the kernel releases it if the process dies.
 """
@@ -21,6 +24,7 @@ The lock is held until the ``with`` block ends; the kernel releases it if the pr
 from __future__ import annotations
 
 import fnmatch
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -33,7 +37,7 @@ import yaml
 from pydantic import BaseModel
 
 from slowthink.config import ConfigError, config_to_yaml
-from slowthink.durable import atomic_write_text, exclusive_lock
+from slowthink.durable import atomic_write_text, exclusive_lock, fsync_dir
 from slowthink.training.checkpoint import resume_checkpoint
 from slowthink.training.distributed import DistInfo, broadcast_object
 
@@ -49,16 +53,23 @@ RESUMABLE_KEYS = (
     "train.steps",  # longer or shorter; a cosine schedule's remaining horizon follows it
     "train.save_every",
     "train.keep_checkpoints",
+    "train.log_samples_every",
+    "train.log_samples_prompts",
     "train.eval_every",
     "train.eval_max_problems",
     "tracking.*",
 )
 
 # What a run writes into its directory (and run.overwrite removes).
-RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "tensorboard")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "tensorboard", "samples")
 # "Holds a run": something was trained or logged. A config.yaml alone is a run that stopped
 # before its first step (a wrong model path, say): retrying it must not need run.overwrite.
 RUN_HISTORY = ("metrics.jsonl", "checkpoints")
+# The order run.overwrite=true moves them out: checkpoints first (after that nothing of the old
+# run can be resumed), config.yaml last (until then a resume is checked against the old config).
+REMOVAL_ORDER = ("checkpoints", "tensorboard", "samples", "metrics.jsonl", "config.yaml")
+# Where they go before they are deleted; a leftover one (a kill while deleting) is removed by the next run.
+TRASH = ".overwritten"
 
 
 @dataclass(frozen=True)
@@ -87,12 +98,20 @@ def _prepare(run_dir: Path, config: BaseModel, resume: bool) -> Path | None:
     """Checks and writes under the lock; returns the checkpoint to resume from."""
     if resume and getattr(config.run, "overwrite", False):
         raise ConfigError("--resume and run.overwrite=true contradict each other: choose one")
+    shutil.rmtree(run_dir / TRASH, ignore_errors=True)  # an old run whose deletion a kill cut short
     existing = existing_run_files(run_dir, RUN_HISTORY)
     checkpoint = None
     if resume:
         saved = run_dir / "config.yaml"
         if saved.is_file():
             check_resumable(read_saved_config(saved), config.model_dump(mode="json"), saved)
+        elif "checkpoints" in existing:
+            # Every run writes config.yaml before its first checkpoint: without it the weights'
+            # config is unknown, and continuing them under the new one would mix two runs.
+            raise ConfigError(
+                f"--resume: {run_dir} has checkpoints but no config.yaml, so the config they were trained with "
+                "cannot be checked: restore config.yaml, or start over with run.overwrite=true"
+            )
         checkpoint = resume_checkpoint(run_dir)
         if checkpoint is None:
             print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting fresh from step 0", file=sys.stderr, flush=True)
@@ -102,17 +121,33 @@ def _prepare(run_dir: Path, config: BaseModel, resume: bool) -> Path | None:
                 f"{run_dir} already holds a run ({', '.join(existing)}): continue it with --resume, "
                 "start over with run.overwrite=true, or choose another run.output_dir"
             )
-        existing = existing_run_files(run_dir, RUN_FILES)
-        for name in existing:
-            path = run_dir / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        print(f"run.overwrite=true: removed the previous run's {', '.join(existing)} from {run_dir}", file=sys.stderr, flush=True)
+        removed = remove_run(run_dir)
+        print(f"run.overwrite=true: removed the previous run's {', '.join(removed)} from {run_dir}", file=sys.stderr, flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = config_to_yaml(config)
     path = run_dir / "config.yaml"
     if not path.is_file() or path.read_text() != text:
         atomic_write_text(path, text)
     return checkpoint
+
+
+def remove_run(run_dir: Path) -> list[str]:
+    """Delete a run's files so that a kill at any moment leaves nothing resumable of it.
+
+    Each file moves into ``TRASH`` by one atomic rename, in ``REMOVAL_ORDER``: the checkpoints
+    go first, the config last. Only then is ``TRASH`` deleted, file by file.
+    """
+    trash = run_dir / TRASH
+    trash.mkdir()
+    moved = []
+    for name in REMOVAL_ORDER:
+        path = run_dir / name
+        if path.exists() or path.is_symlink():
+            os.rename(path, trash / name)
+            moved.append(name)
+    fsync_dir(run_dir)  # the renames on disk before anything is deleted
+    shutil.rmtree(trash)
+    return [name for name in RUN_FILES if name in moved]
 
 
 def existing_run_files(run_dir: Path, names: tuple[str, ...]) -> list[str]:
