@@ -108,7 +108,7 @@ def test_unknown_key_names_the_dotted_key_and_lists_allowed_keys():
 def test_unknown_top_level_key_lists_the_sections():
     with pytest.raises(ConfigError) as info:
         load_config(RLConfig, None, ["klx.coef=1"])
-    allowed = [k.strip() for k in str(info.value).split("unknown key 'klx'; allowed keys here:")[1].split(",")]
+    allowed = [k.strip() for k in str(info.value).split("unknown key 'klx' (did you mean 'kl'?); allowed keys here:")[1].split(",")]
     assert {"algorithm", "data", "kl", "model", "optim", "rollout", "update"} <= set(allowed)
     assert allowed == sorted(RLConfig.model_fields)
 
@@ -118,7 +118,7 @@ def test_unknown_key_in_a_file_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(Outer, path)
     assert str(path) in str(info.value)
-    assert "unknown key 'inner.rat'; allowed keys here: flag, names, rate" in str(info.value)
+    assert "unknown key 'inner.rat' (did you mean 'inner.rate'?); allowed keys here: flag, names, rate" in str(info.value)
 
 
 def test_bad_value_names_the_key_and_the_value():
@@ -338,3 +338,67 @@ def test_rl_sizes_that_would_crash_or_do_nothing_are_config_errors(override):
 
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         load_config(RLConfig, None, [override])
+
+
+# ------------------------------------------------------------------ quoted overrides, typos on the command line
+
+
+@pytest.mark.parametrize("quoted", ['"off"', "'off'"])
+def test_a_quoted_override_is_read_as_yaml_reads_it(quoted):
+    # kl.mode="off" (quotes kept by the shell, a study grid or a Makefile) is the text off.
+    assert load_config(RLConfig, None, [f"kl.mode={quoted}"]).kl.mode == "off"
+    config = load_config(Typed, None, [f"text={quoted}", f"mode={quoted}", f"maybe={quoted}"])
+    assert config.text == config.mode == config.maybe == "off"
+
+
+def test_quotes_make_words_text_and_keep_what_is_inside():
+    assert load_config(Typed, None, ['maybe="null"']).maybe == "null"  # quoted: the word, not None
+    config = load_config(Typed, None, ["text='007'", 'maybe="a \\"b\\""', "rate='1e-3'"])
+    assert config.text == "007" and config.maybe == 'a "b"' and config.rate == 0.001
+    # Unbalanced or inner quotes are not a quoted scalar: the text as typed.
+    assert load_config(Typed, None, ["text=\"off'"]).text == "\"off'"
+    assert load_config(Typed, None, ['text=a "b"']).text == 'a "b"'
+
+
+def test_a_typo_on_the_command_line_is_blamed_on_it_with_a_suggestion(tmp_path):
+    path = write(tmp_path, "kl:\n  mode: fixed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, path, ["kl.mdoe=off"])
+    message = str(info.value)
+    assert "command line" in message and "kl.mdoe=off" in message
+    assert "did you mean 'kl.mode'?" in message
+    assert f"in {path}" not in message  # the file is fine
+
+
+def test_a_misspelt_section_on_the_command_line_suggests_the_section(tmp_path):
+    path = write(tmp_path, "kl:\n  mode: fixed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, path, ["trian.steps=1"])
+    message = str(info.value)
+    assert "trian.steps=1" in message and "did you mean 'train'?" in message
+    allowed = [k.strip() for k in message.split("allowed keys here:")[1].split(",")]
+    assert allowed == sorted(RLConfig.model_fields)
+
+
+def test_a_typo_in_the_file_is_still_blamed_on_the_file(tmp_path):
+    path = write(tmp_path, "kl:\n  coeff: 0.1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, path, ["kl.mode=fixed"])
+    message = str(info.value)
+    assert f"in {path}" in message and "command line" not in message
+    assert "did you mean 'kl.coef'?" in message
+
+
+def test_a_bad_value_on_the_command_line_names_the_override(tmp_path):
+    path = write(tmp_path, "kl:\n  mode: fixed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, path, ["kl.mode=of"])
+    message = str(info.value)
+    assert "'kl.mode'" in message and "command line" in message and "kl.mode=of" in message
+    assert "did you mean 'off'?" in message
+
+
+def test_no_suggestion_for_a_key_like_nothing_allowed():
+    with pytest.raises(ConfigError) as info:
+        load_config(RLConfig, None, ["kl.zzzzzz=1"])
+    assert "did you mean" not in str(info.value)

@@ -10,6 +10,9 @@ names the dotted key and, for unknown keys, the allowed ones.
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,23 +55,56 @@ def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
     return sorted(getattr(current, "model_fields", {}))
 
 
-def format_validation_error(model: type[BaseModel], error: ValidationError, source: str = "") -> str:
-    """Turn pydantic's error into lines that name each dotted key and what is allowed."""
-    lines = []
+def format_validation_error(model: type[BaseModel], error: ValidationError, source: str = "", overrides: Sequence[str] = ()) -> str:
+    """Turn pydantic's error into lines that name each dotted key and what is allowed.
+
+    An error in a key that one of ``overrides`` set is blamed on that override, not on
+    ``source`` (the file): a typo on the command line is looked for on the command line.
+    A misspelt key or value gets the closest allowed one as a suggestion.
+    """
+    lines, from_file, from_command_line = [], False, False
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"])
-        if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, tuple(item["loc"][:-1]))
-            lines.append(f"unknown key '{key}'; allowed keys here: {', '.join(allowed)}")
-        elif item["type"] == "value_error":
-            # Our own validators (impossible combinations) name the keys and values themselves;
-            # their input is a whole section (or the whole config), too long to echo back.
-            message = str(item.get("ctx", {}).get("error", item["msg"]))
-            lines.append(f"'{key}': {message}" if key else message)
+        line = _error_line(model, item)
+        override = _override_behind(tuple(str(p) for p in item["loc"]), overrides) if item["type"] != "value_error" else None
+        if override is None:
+            from_file = True
         else:
-            lines.append(f"'{key}': {item['msg']} (got {item.get('input')!r})")
-    where = f" in {source}" if source else ""
+            from_command_line = True
+            line = f"override {override}: {line}"
+        lines.append(line)
+    places = ([f"in {source}"] if source and from_file else []) + (["on the command line"] if from_command_line else [])
+    where = f" {' and '.join(places)}" if places else ""
     return f"invalid config{where}:\n  " + "\n  ".join(lines)
+
+
+def _error_line(model: type[BaseModel], item: Any) -> str:
+    key = ".".join(str(p) for p in item["loc"])
+    if item["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, tuple(item["loc"][:-1]))
+        close = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
+        hint = f" (did you mean '{'.'.join([*map(str, item['loc'][:-1]), close[0]])}'?)" if close else ""
+        return f"unknown key '{key}'{hint}; allowed keys here: {', '.join(allowed)}"
+    if item["type"] == "value_error":
+        # Our own validators (impossible combinations) name the keys and values themselves;
+        # their input is a whole section (or the whole config), too long to echo back.
+        message = str(item.get("ctx", {}).get("error", item["msg"]))
+        return f"'{key}': {message}" if key else message
+    hint = ""
+    if item["type"] == "literal_error" and isinstance(item.get("input"), str):
+        close = difflib.get_close_matches(item["input"], re.findall(r"'([^']*)'", str(item.get("ctx", {}).get("expected", ""))), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"'{key}': {item['msg']} (got {item.get('input')!r}){hint}"
+
+
+def _override_behind(loc: tuple[str, ...], overrides: Sequence[str]) -> str | None:
+    """The last override that set the key at ``loc``, a key inside it, or its section."""
+    if not loc:
+        return None
+    for text in reversed(overrides):
+        path = tuple(parse_override(text)[0])
+        if loc[: len(path)] == path or path[: len(loc)] == loc:
+            return text
+    return None
 
 
 def parse_override(text: str) -> tuple[list[str], OverrideText]:
@@ -140,20 +176,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(model: type[T], data: dict[str, Any], source: str = "") -> T:
-    """Validate ``data`` as ``model``; errors become one readable ``ConfigError``."""
+def build_config(model: type[T], data: dict[str, Any], source: str = "", overrides: Sequence[str] = ()) -> T:
+    """Validate ``data`` (``source`` with ``overrides`` applied) as ``model``; errors become one
+    readable ``ConfigError`` that blames each bad key on the override or the file it came from."""
     data = resolve_overrides(model, data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(model, exc, source)) from None
+        raise ConfigError(format_validation_error(model, exc, source, overrides)) from None
 
 
 def load_config(model: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """YAML file (optional) + dotted overrides -> validated, frozen config."""
     data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
-    return build_config(model, data, source=str(path) if path else "overrides")
+    return build_config(model, data, source=str(path) if path else "", overrides=overrides or [])
 
 
 def config_to_yaml(config: BaseModel) -> str:

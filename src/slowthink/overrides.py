@@ -11,7 +11,9 @@ known:
 - an ``Optional`` field gets None for ``null`` (or ``~``), else its inner type's reading;
 - a number field a number (``1e-3`` too, which YAML 1.1 leaves as text);
 - a bool field, a list, a mapping, anything else: the text parsed as YAML, where only
-  true/false are booleans (so ``kl={mode: off, coef: 0}`` keeps "off" too).
+  true/false are booleans (so ``kl={mode: off, coef: 0}`` keeps "off" too);
+- a quoted value (``kl.mode="off"``, ``text='007'``) is the text inside the quotes, as YAML
+  reads a quoted scalar, whatever the field.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def _resolve(annotation: Any, value: Any) -> Any:
 
 def read_override(annotation: Any, text: str) -> Any:
     """The value of ``text`` for a field annotated ``annotation``."""
+    quoted = _quoted_text(text)
+    if quoted is not None:
+        return quoted  # 'kl.mode="off"': a quoted scalar is text, as YAML reads it
     annotation = _unwrap_annotated(annotation)
     if get_origin(annotation) in (Union, types.UnionType):
         return _read_union(get_args(annotation), text)
@@ -98,6 +103,23 @@ def _read_union(members: tuple[Any, ...], text: str) -> Any:
     if any(_is_text(m) for m in concrete):
         return text
     return _yaml(text)
+
+
+def _quoted_text(text: str) -> str | None:
+    """The text inside a quoted YAML scalar (``"off"``, ``'007'``, escapes read), else None.
+
+    Quotes the shell keeps (``'kl.mode="off"'``), or that a grid file or Makefile writes, would
+    otherwise reach a text field as part of the value. A number field then gets the quoted
+    digits as text, which pydantic still reads as the number.
+    """
+    stripped = text.strip()
+    if len(stripped) < 2 or stripped[0] not in "\"'" or stripped[-1] != stripped[0]:
+        return None
+    try:
+        value = yaml.safe_load(stripped)
+    except yaml.YAMLError:
+        return None  # "a" "b" and the like: not one scalar, the text as typed
+    return value if isinstance(value, str) else None
 
 
 def _is_text(annotation: Any) -> bool:

@@ -116,8 +116,7 @@ def resolve_config(
         if value is not None and value != [] and value != ():
             set_key(data, key, value)
     data = apply_overrides(data, overrides)
-    source = str(path) if path is not None else "the command line"
-    return build_config(model, data, source=source)
+    return build_config(model, data, source=str(path) if path is not None else "", overrides=overrides)
 
 
 def print_config(config: BaseModel) -> None:
