@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,15 +90,43 @@ class WandbTracker:
         self._run.finish()
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``metrics.jsonl``; a truncated last line (killed mid-write) is skipped."""
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+def _as_row(raw: bytes) -> dict[str, Any] | None:
+    """One line of ``metrics.jsonl`` as a row: a JSON object whose ``step`` (if any) is a number."""
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except ValueError:  # not UTF-8, not JSON
+        return None
+    if not isinstance(row, dict):  # null, a list, a number
+        return None
+    step = row.get("step", 0)
+    return row if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+
+
+def parse_metrics(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, bytes]]]:
+    """(rows, unreadable lines as (line number, bytes)) of a ``metrics.jsonl``.
+
+    A last line without its newline that does not parse is a row cut by a kill mid-write: it
+    is neither (the step is logged again after the resume).
+    """
+    lines = Path(path).read_bytes().split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or a torn row
+    if tail.strip() and _as_row(tail) is not None:
+        lines.append(tail)
+    rows, unreadable = [], []
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
-    return rows
+        row = _as_row(raw)
+        if row is None:
+            unreadable.append((number, raw))
+        else:
+            rows.append(row)
+    return rows, unreadable
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.jsonl``; lines that are not rows (a torn last line, garbage) are skipped."""
+    return parse_metrics(path)[0]
 
 
 def truncate_metrics(path: Path, last_step: float) -> None:
@@ -104,15 +134,24 @@ def truncate_metrics(path: Path, last_step: float) -> None:
 
     The new file is written beside the old one, fsynced and renamed over it (issue 8): a kill
     or a full disk during the rewrite leaves the old history whole, never an empty file.
-    Nothing is written when nothing would change.
+    Nothing is written when nothing would change. A line that cannot be read (a damaged row,
+    ``null``, bytes that are not UTF-8) is not dropped in silence: it is appended to
+    ``metrics.jsonl.unreadable`` first, and a warning names its line number.
     """
     path = Path(path)
     if not path.is_file():
         return
-    text = path.read_text(encoding="utf-8")
-    rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
-    new_text = "".join(json.dumps(r) + "\n" for r in rows)
-    if new_text != text:
+    rows, unreadable = parse_metrics(path)
+    if unreadable:
+        side = path.with_name(path.name + ".unreadable")
+        with side.open("ab") as handle:
+            handle.writelines(raw + b"\n" for _, raw in unreadable)
+            handle.flush()
+            os.fsync(handle.fileno())
+        numbers = ", ".join(str(number) for number, _ in unreadable)
+        print(f"warning: {path} line(s) {numbers} cannot be read as metrics rows; moved to {side}", file=sys.stderr, flush=True)
+    new_text = "".join(json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= last_step)
+    if new_text.encode("utf-8") != path.read_bytes():
         atomic_write_text(path, new_text)
 
 
