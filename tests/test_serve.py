@@ -4,15 +4,12 @@ by ``slowthink eval --backend openai``; the server must give what the in-process
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from serve_helpers import running_server
 from typer.testing import CliRunner
 
 from slowthink.cli import app
@@ -28,44 +25,12 @@ from slowthink.tiny import ArithmeticTask
 # Starting the server process costs ~10-17 s: the whole module is out of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-READY_TIMEOUT_S = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server():
     """Base URL of a running ``slowthink serve``; the process is always killed at the end."""
-    port = free_port()
-    env = {**os.environ, "SLOWTHINK_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", "from slowthink.cli import app; app()", "serve", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"slowthink serve exited with {process.returncode}:\n{process.stdout.read()}")
-            try:
-                if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"slowthink serve not ready after {READY_TIMEOUT_S} s")
-            time.sleep(0.2)
+    with running_server() as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +196,10 @@ RAW_BAD_REQUESTS = {
     "lone surrogate stop": ("completions", '{"prompt": "1+1=", "stop": ["\\udfff"]}', "stop"),
     "max_tokens 0": ("completions", '{"prompt": "1+1=", "max_tokens": 0}', "max_tokens"),
     "not JSON": ("completions", '{"prompt": ', "JSON"),
+    # These three gave 500, which the OpenAI SDK retries.
+    "lone surrogate model": ("completions", '{"prompt": "1+1=", "model": "\\udcff"}', "model"),
+    "temperature 1e-320": ("completions", '{"prompt": "1+1=", "temperature": 1e-320}', "temperature"),
+    "top_p 1e-320": ("chat/completions", '{"messages": [{"role": "user", "content": "1"}], "top_p": 1e-320}', "top_p"),
 }
 
 

@@ -5,34 +5,48 @@ Must not import the CLI; the one module that imports uvicorn (tests/test_layers.
 Endpoints: ``GET /v1/models``, ``POST /v1/completions`` (prompt as a string, a list of
 token ids, or a list of either) and ``POST /v1/chat/completions`` (the tokenizer's chat
 template). It exists so that the OpenAI backend is tested against a real server, and so a
-small checkpoint can be served without vLLM.
+small checkpoint can be served without vLLM. This module validates requests and turns them
+into a ``Plan``; ``serve_replies`` writes the JSON bodies and the streamed chunks;
+``serve_app`` is the FastAPI application.
 
 Semantics follow vLLM where OpenAI leaves room: ``temperature=0`` is greedy; the stop
-string is cut from the text unless ``include_stop_str_in_output``; ``logprobs`` reports the
-sampled token only (its log-prob under the sampling temperature, before top-p), and
-``return_tokens_as_token_ids`` spells tokens as ``"token_id:N"``. A request that would run
-past the model's context is refused with 400, as vLLM does; without ``max_tokens`` a chat
-request gets the context that remains (capped by ``--max-tokens-limit``).
+string is cut from the text unless ``include_stop_str_in_output``; log-probs are under the
+sampling temperature, before top-p; ``return_tokens_as_token_ids`` spells tokens as
+``"token_id:N"``. A request that would run past the model's context is refused with 400, as
+vLLM does; without ``max_tokens`` a chat request gets the context that remains (capped by
+``--max-tokens-limit``). ``stream=true`` sends server-sent events (``serve_app``).
+
+Nothing is silently ignored: every field the server reads is declared on the request
+models; a field OpenAI defines but this server does not implement is accepted only at the
+value that means "off" (``_OFF``), and any other field that is not null is a 400 naming it.
+Every malformed request is a 400 that names the field (NaN, out-of-range seeds, empty
+messages, lone surrogates, a temperature too small to divide by), never a 500.
 
 One scheduler thread runs the model (``serve_scheduler``): requests take turns a few
 tokens at a time, so a small request is never stuck behind a big one; a request whose
 client hangs up is cancelled; each request samples from its own generator state, so a
 seeded request gives the same output alone or among others. Per request, prompts x n and
-``max_tokens`` are capped (400 naming the limit). Every malformed request is a 400 that
-names the field (NaN, out-of-range seeds, empty messages, lone surrogates), never a 500.
-``GET /stats`` reports the scheduler's counters.
+``max_tokens`` are capped (400 naming the limit), and a prompt too long in bytes to fit the
+context is refused before it is tokenized. ``GET /stats`` reports the scheduler's counters.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from slowthink.config import StrictConfig
-from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.rollout.generator import SamplingParams
+
+# Below this a temperature overflows the logits (logits / T in float32); 0 is greedy.
+MIN_TEMPERATURE = 1e-5
+# Below this top_p rounds to 0 in float32 and keeps no token at all.
+MIN_TOP_P = 1e-5
+# OpenAI's bounds: logit_bias values, and alternatives per token (top_logprobs, logprobs).
+MAX_LOGIT_BIAS = 100.0
+MAX_TOP_LOGPROBS = 20
 
 
 class RequestError(ValueError):
@@ -48,48 +62,113 @@ def _utf8(text: str) -> str:
     return text
 
 
+def _temperature(value: float) -> float:
+    if 0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"{value!r} is too small to sample with; use 0 for greedy decoding or at least {MIN_TEMPERATURE}")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_utf8)]
 # OpenAI's seed is a 64-bit signed integer.
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Bias = Annotated[float, Field(ge=-MAX_LOGIT_BIAS, le=MAX_LOGIT_BIAS)]
+
+# Fields OpenAI defines that this server does not implement, with the test for the value
+# that means "off" (the output is then what it would be without them). Any other value is a
+# 400 naming the field; so is a field that is neither declared nor listed here.
+_OFF = {
+    "presence_penalty": lambda v: v == 0,
+    "frequency_penalty": lambda v: v == 0,
+    "echo": lambda v: v is False,
+    "suffix": lambda v: v == "",
+    "response_format": lambda v: v == {"type": "text"},
+    "tools": lambda v: v == [],
+    "tool_choice": lambda v: v == "none",
+    "parallel_tool_calls": lambda v: isinstance(v, bool),
+    "functions": lambda v: v == [],
+    "function_call": lambda v: v == "none",
+    "store": lambda v: v is False,
+    # Ours decode with special tokens skipped, as vLLM's default.
+    "skip_special_tokens": lambda v: v is True,
+}
 
 
-class _Request(BaseModel):
-    # Unknown OpenAI fields (user, frequency_penalty=0, ...) are accepted and ignored;
-    # the ones that would change the result are checked in ``_sampling``.
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = False
+
+
+class SamplingRequest(BaseModel):
+    # Undeclared fields are kept so that ``refuse_unimplemented`` can name them.
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
-    model: str | None = None
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    model: Text | None = None
+    temperature: Annotated[float, Field(ge=0), AfterValidator(_temperature)] = 1.0
+    top_p: float = Field(1.0, ge=MIN_TOP_P, le=1)
     n: int = Field(1, ge=1, le=128)
     stop: Text | list[Text] | None = None
     seed: Seed | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    # Token id (as a string, as OpenAI sends it) -> added to that token's logit.
+    logit_bias: dict[str, Bias] | None = None
     include_stop_str_in_output: bool = False
     return_tokens_as_token_ids: bool = False
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+    # OpenAI's end-user id, for its abuse monitoring: nothing to do here.
+    user: str | None = None
 
 
-class CompletionRequest(_Request):
+class CompletionRequest(SamplingRequest):
     prompt: Text | list[int] | list[Text] | list[list[int]]
     # The OpenAI completions default.
     max_tokens: int | None = Field(16, ge=1)
-    logprobs: int | None = Field(None, ge=0)
-    echo: bool = False
+    # The number of most likely tokens listed per token (OpenAI's completions logprobs).
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    # Samples per prompt; the n with the highest log-prob per token are returned.
+    best_of: int | None = Field(None, ge=1, le=128)
 
 
 class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     role: Literal["system", "user", "assistant"]
     content: Text
 
 
-class ChatRequest(_Request):
+class ChatRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0)
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+
+def refuse_unimplemented(request: SamplingRequest) -> None:
+    """A 400 for the first field the server would otherwise ignore (see ``_OFF``)."""
+    for name, value in (request.model_extra or {}).items():
+        if value is None:  # null is how many clients write "not given"
+            continue
+        off = _OFF.get(name)
+        if off is None:
+            raise RequestError(f"'{name}' is not supported by slowthink serve (fields it does not implement are refused, not ignored)")
+        if not off(value):
+            raise RequestError(f"'{name}' is not supported by slowthink serve; only its default value is accepted")
+    if request.stream_options is not None and not request.stream:
+        raise RequestError("'stream_options' is only allowed when 'stream' is true")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated request, as the scheduler takes it."""
+
+    prompts: list[list[int]]
+    # ``params.n`` is the samples generated per prompt (best_of when given).
+    params: SamplingParams
+    # Choices returned per prompt (n; fewer than params.n with best_of).
+    n: int
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    top_logprobs: int = 0
 
 
 def _stop_tuple(stop: str | list[str] | None) -> tuple[str, ...]:
@@ -98,35 +177,35 @@ def _stop_tuple(stop: str | list[str] | None) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(s for s in stop if s)
 
 
-def _sampling(request: _Request, max_tokens: int) -> SamplingParams:
-    """Map a request onto ``SamplingParams``; unsupported settings are refused, not ignored."""
-    if request.stream:
-        raise RequestError("'stream': streaming is not supported by slowthink serve")
-    if request.presence_penalty or request.frequency_penalty:
-        raise RequestError("'presence_penalty'/'frequency_penalty' are not supported (use 0)")
-    if getattr(request, "echo", False):
-        raise RequestError("'echo' is not supported")
+def _sampling(request: SamplingRequest, max_tokens: int, samples: int) -> SamplingParams:
+    """Map a request onto ``SamplingParams``."""
     try:
         return SamplingParams(
             temperature=request.temperature,
             top_p=request.top_p,
             max_new_tokens=max_tokens,
             stop=_stop_tuple(request.stop),
-            n=request.n,
+            n=samples,
             seed=request.seed,
         )
     except ValueError as exc:
         raise RequestError(str(exc)) from None
 
 
-def _cut_stop(completion: Completion, include: bool) -> str:
-    """The completion text ending at its stop string (kept or cut), as OpenAI servers return it."""
-    if completion.stop_string is None:
-        return completion.text
-    at = completion.text.find(completion.stop_string)
-    if at < 0:
-        return completion.text
-    return completion.text[: at + len(completion.stop_string)] if include else completion.text[:at]
+def _refuse_in_stream(request: SamplingRequest, logprobs: bool, best_of: int | None) -> None:
+    """What a stream cannot carry: log-probs (not implemented in chunks) and best_of (the
+    best samples are known only at the end, as OpenAI says)."""
+    if request.stream and logprobs:
+        raise RequestError("'logprobs' with 'stream' is not supported by slowthink serve; request without stream")
+    if request.stream and best_of is not None and best_of != request.n:
+        raise RequestError("'best_of' cannot be used with 'stream'")
+
+
+def _longest_token_bytes(tokenizer: Any) -> int:
+    """An upper bound on the UTF-8 bytes one token stands for: the longest vocabulary entry
+    (byte-level pieces such as 'Ġ' and byte-fallback pieces such as '<0xE3>' are longer
+    than the bytes they stand for)."""
+    return max(len(piece.encode("utf-8", "surrogatepass")) for piece in tokenizer.get_vocab())
 
 
 class ServerState:
@@ -153,6 +232,9 @@ class ServerState:
         self.default_max_tokens = default_max_tokens
         self.max_sequences = max_sequences
         self.max_tokens_limit = max_tokens_limit
+        # A prompt longer than this in bytes has more tokens than the context holds: it is
+        # refused before tokenizing (a 5 MB prompt took ~35 s to tokenize, then got a 400).
+        self.max_prompt_bytes = None if context_length is None else context_length * _longest_token_bytes(tokenizer)
 
     def check_model(self, requested: str | None) -> None:
         if requested is not None and requested != self.model_name:
@@ -165,6 +247,18 @@ class ServerState:
                 f"{len(prompts)} prompts x n={n} = {len(prompts) * n} sequences exceeds this server's limit of "
                 f"{self.max_sequences} sequences per request (slowthink serve --max-sequences); split the request"
             )
+
+    def check_bytes(self, field: str, texts: list[str]) -> None:
+        """Refuse, without tokenizing, text too long in bytes to fit the context in tokens."""
+        if self.max_prompt_bytes is None:
+            return
+        for text in texts:
+            size = len(text.encode("utf-8"))
+            if size > self.max_prompt_bytes:
+                raise RequestError(
+                    f"'{field}' is {size} bytes: more than fits this model's context of {self.context_length} tokens "
+                    f"(at most {self.max_prompt_bytes} bytes, {self.max_prompt_bytes // self.context_length} per token at the longest)"
+                )
 
     def max_tokens(self, requested: int | None, prompts: list[list[int]]) -> int:
         """The generation budget. Without one: the context that remains (as vLLM), capped by
@@ -192,6 +286,19 @@ class ServerState:
             )
         return requested
 
+    def logit_bias(self, request: SamplingRequest) -> tuple[tuple[int, float], ...]:
+        """OpenAI's ``{"token id": bias}`` as sorted (id, bias) pairs, each id in the vocabulary."""
+        pairs = []
+        for key, bias in (request.logit_bias or {}).items():
+            try:
+                token = int(key)
+            except ValueError:
+                raise RequestError(f"'logit_bias' key {key!r} is not a token id") from None
+            if not 0 <= token < len(self.tokenizer):
+                raise RequestError(f"'logit_bias' token id {token} is outside the vocabulary (size {len(self.tokenizer)})")
+            pairs.append((token, float(bias)))
+        return tuple(sorted(pairs))
+
     def token_text(self, token_id: int, as_ids: bool) -> str:
         return f"token_id:{token_id}" if as_ids else self.tokenizer.decode([token_id])
 
@@ -205,6 +312,7 @@ class ServerState:
             prompts = list(prompt)
         if not prompts:
             raise RequestError("'prompt' is empty")
+        self.check_bytes("prompt", [p for p in prompts if isinstance(p, str)])
         encoded = [self.tokenizer.encode(p, add_special_tokens=False) if isinstance(p, str) else list(p) for p in prompts]
         vocab = len(self.tokenizer)
         for ids in encoded:
@@ -216,87 +324,38 @@ class ServerState:
         return encoded
 
 
-def _usage(prompts: list[list[int]], completions: list[Completion], n: int) -> dict[str, int]:
-    prompt_tokens = sum(len(p) for p in prompts) * n
-    completion_tokens = sum(len(c.token_ids) for c in completions)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
-
-
-def prepare_completion(state: ServerState, request: CompletionRequest) -> tuple[list[list[int]], SamplingParams]:
+def prepare_completion(state: ServerState, request: CompletionRequest) -> Plan:
     """The prompts' token ids and the sampling settings; ``RequestError`` (400) when refused."""
+    refuse_unimplemented(request)
     state.check_model(request.model)
+    if request.best_of is not None and request.best_of < request.n:
+        raise RequestError(f"'best_of' ({request.best_of}) must be at least n ({request.n})")
+    _refuse_in_stream(request, request.logprobs is not None, request.best_of)
     prompts = state.encode_prompts(request.prompt)
-    state.check_size(prompts, request.n)
-    return prompts, _sampling(request, state.max_tokens(request.max_tokens, prompts))
+    samples = request.best_of or request.n
+    state.check_size(prompts, samples)
+    params = _sampling(request, state.max_tokens(request.max_tokens, prompts), samples)
+    return Plan(prompts, params, request.n, state.logit_bias(request), request.logprobs or 0)
 
 
-def completions_reply(state: ServerState, request: CompletionRequest, prompts: list[list[int]], completions: list[Completion]) -> dict[str, Any]:
-    choices = []
-    for i, c in enumerate(completions):
-        logprobs = None
-        if request.logprobs is not None:
-            tokens = [state.token_text(t, request.return_tokens_as_token_ids) for t in c.token_ids]
-            offsets, at = [], 0
-            for token in tokens:
-                offsets.append(at)
-                at += 0 if request.return_tokens_as_token_ids else len(token)
-            logprobs = {
-                "tokens": tokens,
-                "token_logprobs": c.logprobs,
-                "top_logprobs": [{t: lp} for t, lp in zip(tokens, c.logprobs)],
-                "text_offset": offsets,
-            }
-        choices.append(_choice(i, c, {"text": _cut_stop(c, request.include_stop_str_in_output)}, logprobs))
-    return _reply(state, "cmpl", "text_completion", choices, prompts, completions, request.n)
-
-
-def _choice(index: int, completion: Completion, body: dict[str, Any], logprobs: Any) -> dict[str, Any]:
-    """One choice as OpenAI writes it: index, the text or message, why it ended, log-probs."""
-    return {"index": index, **body, "finish_reason": completion.finish_reason, "stop_reason": completion.stop_string, "logprobs": logprobs}
-
-
-def _reply(
-    state: ServerState, id_prefix: str, kind: str, choices: list[dict[str, Any]], prompts: list[list[int]], completions: list[Completion], n: int
-) -> dict[str, Any]:
-    """The envelope both endpoints share: id, object, created, model, choices, usage."""
-    return {
-        "id": f"{id_prefix}-{uuid.uuid4().hex}",
-        "object": kind,
-        "created": int(time.time()),
-        "model": state.model_name,
-        "choices": choices,
-        "usage": _usage(prompts, completions, n),
-    }
-
-
-def prepare_chat(state: ServerState, request: ChatRequest) -> tuple[list[list[int]], SamplingParams]:
+def prepare_chat(state: ServerState, request: ChatRequest) -> Plan:
     """The chat template's prompt ids and the sampling settings; ``RequestError`` (400) when refused."""
+    refuse_unimplemented(request)
     state.check_model(request.model)
+    if request.top_logprobs is not None and not request.logprobs:
+        raise RequestError("'top_logprobs' needs 'logprobs': true")
+    _refuse_in_stream(request, request.logprobs, None)
     if getattr(state.tokenizer, "chat_template", None) is None:
         raise RequestError("this model's tokenizer has no chat template; use /v1/completions")
+    state.check_bytes("messages", ["".join(m.content for m in request.messages)])
     text = state.tokenizer.apply_chat_template([m.model_dump() for m in request.messages], tokenize=False, add_generation_prompt=True)
     prompts = [state.tokenizer.encode(text, add_special_tokens=False)]
     if not prompts[0]:
         raise RequestError("'messages' render to an empty prompt")
     state.check_size(prompts, request.n)
     wanted = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
-    return prompts, _sampling(request, state.max_tokens(wanted, prompts))
-
-
-def chat_reply(state: ServerState, request: ChatRequest, prompts: list[list[int]], completions: list[Completion]) -> dict[str, Any]:
-    choices = []
-    for i, c in enumerate(completions):
-        logprobs = None
-        if request.logprobs:
-            logprobs = {
-                "content": [
-                    {"token": state.token_text(t, request.return_tokens_as_token_ids), "logprob": lp, "bytes": None, "top_logprobs": []}
-                    for t, lp in zip(c.token_ids, c.logprobs)
-                ]
-            }
-        message = {"role": "assistant", "content": _cut_stop(c, request.include_stop_str_in_output)}
-        choices.append(_choice(i, c, {"message": message}, logprobs))
-    return _reply(state, "chatcmpl", "chat.completion", choices, prompts, completions, request.n)
+    params = _sampling(request, state.max_tokens(wanted, prompts), request.n)
+    return Plan(prompts, params, request.n, state.logit_bias(request), request.top_logprobs or 0)
 
 
 def serve(

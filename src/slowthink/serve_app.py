@@ -1,6 +1,12 @@
-"""The FastAPI application of ``slowthink serve``: endpoints, error mapping, and the wait that
-cancels a request when its client hangs up. Request models and validation live in
-``slowthink.serve``; the fair scheduler in ``slowthink.serve_scheduler``.
+"""The FastAPI application of ``slowthink serve``: endpoints, error mapping, the wait that
+cancels a request when its client hangs up, and streaming. Request models and validation
+live in ``slowthink.serve``, the JSON bodies in ``slowthink.serve_replies``, the fair
+scheduler in ``slowthink.serve_scheduler``.
+
+Streaming (``stream: true``): the scheduler hands the request's rows to a listener after
+every turn (``--chunk-tokens`` tokens); the handler turns them into server-sent events. When
+the client goes away, Starlette cancels the handler's generator, whose ``finally`` cancels
+the request, so its rows leave their batch before the next turn.
 
 Must not import the CLI; the one module that imports fastapi (tests/test_layers.py).
 
@@ -17,10 +23,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from slowthink.rollout.generator import Completion, SamplingParams
-from slowthink.serve import ChatRequest, CompletionRequest, RequestError, ServerState, chat_reply, completions_reply, prepare_chat, prepare_completion
+from slowthink.rollout.generator import Completion
+from slowthink.serve import ChatRequest, CompletionRequest, Plan, RequestError, SamplingRequest, ServerState, prepare_chat, prepare_completion
+from slowthink.serve_replies import StreamWriter, TopLogprobs, chat_reply, completions_reply
 
 # How often a waiting request checks whether its client is still connected.
 DISCONNECT_POLL_S = 0.1
@@ -30,18 +37,54 @@ class ClientGone(Exception):
     """The client hung up before its completions were ready; its request was cancelled."""
 
 
-async def generate(state: ServerState, prompts: list[list[int]], params: SamplingParams, connection: Any) -> list[Completion]:
+def _submit(state: ServerState, plan: Plan, listener: Any = None) -> Any:
+    return state.scheduler.submit(plan.prompts, plan.params, plan.logit_bias, plan.top_logprobs, listener)
+
+
+async def generate(state: ServerState, plan: Plan, connection: Any) -> tuple[list[Completion], dict[int, TopLogprobs]]:
     """Wait for the scheduler, checking that the client is still there; if it is not (or
     this handler is cancelled), cancel the request so it stops taking turns (issue 8)."""
-    job = state.scheduler.submit(prompts, params)
+    job = _submit(state, plan)
     waiting = asyncio.wrap_future(job.future)
     try:
         while True:
             done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
             if done:
-                return waiting.result()
+                return waiting.result(), job.top
             if await connection.is_disconnected():
                 raise ClientGone()
+    finally:
+        if not job.future.done():
+            job.cancel()
+
+
+async def stream(state: ServerState, request: SamplingRequest, plan: Plan, chat: bool) -> AsyncIterator[str]:
+    """The request's server-sent events, as the scheduler reports its rows (module docstring)."""
+    loop = asyncio.get_running_loop()
+    news: asyncio.Queue = asyncio.Queue()
+
+    # Both run on the scheduler thread; the queue is read here, in order: rows, then None.
+    def listener(rows: list) -> None:
+        loop.call_soon_threadsafe(news.put_nowait, rows)
+
+    job = _submit(state, plan, listener)
+    job.future.add_done_callback(lambda _: loop.call_soon_threadsafe(news.put_nowait, None))
+    writer = StreamWriter(state, request, plan, chat)
+    try:
+        for event in writer.opening():
+            yield event
+        while (rows := await news.get()) is not None:
+            # Decoding the text so far runs off the event loop, as tokenizing does.
+            for event in await run_in_threadpool(writer.update, rows):
+                yield event
+        if job.future.cancelled():
+            return
+        failure = job.future.exception()
+        if failure is not None:
+            yield writer.error(f"generation failed: {type(failure).__name__}: {failure}")
+            return
+        for event in writer.closing():
+            yield event
     finally:
         if not job.future.done():
             job.cancel()
@@ -70,6 +113,9 @@ def create_app(
     app.state.slowthink = state
 
     def error(status: int, message: str, kind: str) -> JSONResponse:
+        # A message may quote the request (a model name): a lone surrogate in it is escaped,
+        # or the JSON encoder would turn this 400 into a 500.
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
 
     @app.exception_handler(RequestError)
@@ -107,17 +153,26 @@ def create_app(
     def stats() -> dict[str, int]:
         return state.scheduler.stats()
 
-    # Tokenizing and rendering run in the thread pool; the wait runs here, watching the client.
-    @app.post("/v1/completions")
-    async def completions(request: CompletionRequest, connection: Request) -> dict[str, Any]:
-        prompts, params = await run_in_threadpool(prepare_completion, state, request)
-        done = await generate(state, prompts, params, connection)
-        return await run_in_threadpool(completions_reply, state, request, prompts, done)
+    def events(request: SamplingRequest, plan: Plan, chat: bool) -> StreamingResponse:
+        # No proxy buffering: each event is meant to reach the client as it is written.
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream(state, request, plan, chat), media_type="text/event-stream", headers=headers)
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: ChatRequest, connection: Request) -> dict[str, Any]:
-        prompts, params = await run_in_threadpool(prepare_chat, state, request)
-        done = await generate(state, prompts, params, connection)
-        return await run_in_threadpool(chat_reply, state, request, prompts, done)
+    # Tokenizing and rendering run in the thread pool; the wait runs here, watching the client.
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: CompletionRequest, connection: Request) -> dict[str, Any] | StreamingResponse:
+        plan = await run_in_threadpool(prepare_completion, state, request)
+        if request.stream:
+            return events(request, plan, chat=False)
+        done, tops = await generate(state, plan, connection)
+        return await run_in_threadpool(completions_reply, state, request, plan, done, tops)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(request: ChatRequest, connection: Request) -> dict[str, Any] | StreamingResponse:
+        plan = await run_in_threadpool(prepare_chat, state, request)
+        if request.stream:
+            return events(request, plan, chat=True)
+        done, tops = await generate(state, plan, connection)
+        return await run_in_threadpool(chat_reply, state, request, plan, done, tops)
 
     return app

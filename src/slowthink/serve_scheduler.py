@@ -18,7 +18,12 @@ that had already hung up, held every other request for minutes (issue 8 item 7).
 - **per-row generators**: row j of prompt i of a request with seed s samples from its own
   ``torch.Generator`` seeded by a hash of (s, i, j). Seeded rows are batched only with rows
   of the same prompt length, because left padding changes float rounding (~1e-7 in the
-  logits), so a seeded request gives the same output alone or beside others (item 8).
+  logits), so a seeded request gives the same output alone or beside others (item 8);
+- **logits**: before each token, a cohort's ``logit_bias`` (OpenAI's, the same for all its
+  rows: it is part of the cohort key) is added to the ``DecodeBatch``'s next-token logits,
+  and the ``top_logprobs`` most likely tokens are recorded for the rows that asked;
+- **streaming**: a job's ``listener`` gets its rows' tokens after every turn, and each
+  finished row's ``Completion`` before the job's future is resolved.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import queue
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -44,16 +50,32 @@ def row_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     return int.from_bytes(digest, "little")
 
 
+# (row of the job, its token ids so far, its Completion once its batch is done, else None).
+RowUpdate = tuple[int, list[int], Completion | None]
+# Called from the scheduler thread after each turn with the job's rows in that cohort; it
+# must return at once (the HTTP handler hands the list to its event loop).
+Listener = Callable[[list[RowUpdate]], None]
+# Per generated token: the most likely (token id, log-prob) pairs, most likely first.
+TopLogprobs = list[list[tuple[int, float]]]
+
+
 @dataclass(eq=False)
 class Job:
     """One request: its rows, their results so far, and a flag its HTTP handler may raise."""
 
     prompts: list[list[int]]
     params: SamplingParams
+    # OpenAI's logit_bias as sorted (token id, bias) pairs: added to the logits of every step.
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    # How many of the most likely tokens to record per generated token (0: none).
+    top_logprobs: int = 0
+    listener: Listener | None = None
     future: Future = field(default_factory=Future)
     # Units not started yet: (prompt index, sample indices), each at most batch_size rows.
     waiting: deque = field(default_factory=deque)
     results: dict[int, Completion] = field(default_factory=dict)
+    # Row -> its tokens' most likely alternatives (only when top_logprobs > 0).
+    top: dict[int, TopLogprobs] = field(default_factory=dict)
     in_flight: int = 0
     cancelled: bool = False
     # Set when decoding failed; the request then answers 500 with it.
@@ -74,6 +96,9 @@ class _Cohort:
 
     batch: Any
     owners: list[tuple[Job, int]]
+    # The logit_bias as a (V,) tensor, or None; alternatives to record per token.
+    bias_V: torch.Tensor | None = None
+    top_k: int = 0
 
 
 class Scheduler:
@@ -106,9 +131,17 @@ class Scheduler:
 
     # ------------------------------------------------------------------ public
 
-    def submit(self, prompts: list[list[int]], params: SamplingParams) -> Job:
-        """Queue a request; ``job.future`` gets its completions, prompt-major (as ``generate``)."""
-        job = Job([list(p) for p in prompts], params)
+    def submit(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        logit_bias: tuple[tuple[int, float], ...] = (),
+        top_logprobs: int = 0,
+        listener: Listener | None = None,
+    ) -> Job:
+        """Queue a request; ``job.future`` gets its completions, prompt-major (as ``generate``),
+        and ``job.top`` the alternatives of each row's tokens when ``top_logprobs`` > 0."""
+        job = Job([list(p) for p in prompts], params, tuple(logit_bias), top_logprobs, listener)
         for index in range(len(prompts)):
             samples = list(range(params.n))
             for start in range(0, params.n, self.batch_size):
@@ -214,7 +247,7 @@ class Scheduler:
     def _cohort_key(job: Job, index: int) -> tuple:
         params = job.params
         exact = params.seed is not None and params.temperature > 0
-        return (replace(params, seed=None, n=1), len(job.prompts[index]) if exact else None)
+        return (replace(params, seed=None, n=1), len(job.prompts[index]) if exact else None, job.logit_bias)
 
     def _start(self, units: list[tuple[Job, int, list[int]]]) -> None:
         rows, owners, rngs = [], [], []
@@ -229,34 +262,74 @@ class Scheduler:
         except Exception as exc:  # handed to the waiting requests, which answer 500
             self._fail({job for job, _ in owners}, exc)
             return
+        cohort = _Cohort(batch, owners, top_k=max(job.top_logprobs for job, _ in owners))
+        if units[0][0].logit_bias:
+            ids, biases = zip(*units[0][0].logit_bias)
+            cohort.bias_V = torch.zeros(batch.logits_B.shape[-1], device=batch.logits_B.device)
+            cohort.bias_V[list(ids)] = torch.tensor(biases)
         with self._lock:
-            self._cohorts.append(_Cohort(batch, owners))
+            self._cohorts.append(cohort)
 
     def _turn(self, cohort: _Cohort) -> None:
         """Decode one chunk of ``cohort``; hand finished rows to their jobs."""
         try:
             for _ in range(self.chunk_tokens):
+                self._shape_logits(cohort)
                 if cohort.batch.step():
                     break
         except Exception as exc:
             self._fail({job for job, _ in cohort.owners}, exc)
             return
         if not cohort.batch.done:
+            self._tell(cohort, None)
             with self._lock:
                 self._cohorts.append(cohort)
             return
         finished: list[Job] = []
-        for (job, row), completion in zip(cohort.owners, cohort.batch.completions()):
+        completions = cohort.batch.completions()
+        for (job, row), completion in zip(cohort.owners, completions):
             job.results[row] = completion
             job.in_flight -= 1
             if len(job.results) == job.rows and job.error is None:
                 finished.append(job)
+        # Listeners hear of the last rows before the future resolves (the stream ends on it).
+        self._tell(cohort, completions)
         with self._lock:
             self._counts["generated_tokens"] += sum(len(c) for c in cohort.batch.tokens)
             self._counts["completed_requests"] += len(finished)
             self._jobs = [job for job in self._jobs if job not in finished]
         for job in finished:
             job.future.set_result([job.results[row] for row in range(job.rows)])
+
+    @staticmethod
+    def _shape_logits(cohort: _Cohort) -> None:
+        """Add the cohort's logit_bias to the next-token logits, and record the most likely
+        tokens of the rows still decoding, under the distribution ``step`` samples from
+        (logits / T; T = 1 for greedy), so the sampled token's log-prob is among them."""
+        batch = cohort.batch
+        if cohort.bias_V is not None:
+            batch.logits_B = batch.logits_B.float() + cohort.bias_V
+        if not cohort.top_k:
+            return
+        temperature = batch.params.temperature or 1.0
+        values_BK, ids_BK = torch.log_softmax(batch.logits_B.float() / temperature, dim=-1).topk(cohort.top_k, dim=-1)
+        for r, (job, row) in enumerate(cohort.owners):
+            if job.top_logprobs and batch.finish[r] is None:
+                pairs = zip(ids_BK[r, : job.top_logprobs].tolist(), values_BK[r, : job.top_logprobs].tolist())
+                job.top.setdefault(row, []).append(list(pairs))
+
+    @staticmethod
+    def _tell(cohort: _Cohort, completions: list[Completion] | None) -> None:
+        """Hand each listening job its rows' progress; a listener that fails cancels its job."""
+        updates: dict[Job, list[RowUpdate]] = {}
+        for r, (job, row) in enumerate(cohort.owners):
+            if job.listener is not None:
+                updates.setdefault(job, []).append((row, list(cohort.batch.tokens[r]), None if completions is None else completions[r]))
+        for job, rows in updates.items():
+            try:
+                job.listener(rows)
+            except Exception:  # its event loop is gone: nobody reads this request any more
+                job.cancel()
 
     @staticmethod
     def _fail(jobs: set[Job], exc: Exception) -> None:
