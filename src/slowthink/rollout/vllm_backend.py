@@ -226,7 +226,7 @@ class VLLMGenerator:
             seeds, single = list(per_completion), replace(params, n=1, seeds=None)
         else:
             seeds, single = [prompt_seed(params.seed, index, params.n) for index in range(len(prompts))], params
-        prompts, seeds, mine = self._gather_tensor_parallel(prompts, seeds)
+        prompts, seeds, mine = self._gather_tensor_parallel(prompts, seeds, vllm_sampling_kwargs(single))
         sampling = [self._vllm.SamplingParams(**vllm_sampling_kwargs(single, seed)) for seed in seeds]
         self._wake(None)
         try:
@@ -274,9 +274,12 @@ class VLLMGenerator:
             self.llm.sleep(level=1)
             self.asleep = {"weights", "kv_cache"}
 
-    def _gather_tensor_parallel(self, prompts: list[list[int]], seeds: list[int | None]) -> tuple[list, list, slice]:
+    def _gather_tensor_parallel(self, prompts: list[list[int]], seeds: list[int | None], settings: dict[str, Any]) -> tuple[list, list, slice]:
         """Under torchrun, the ranks of one engine must submit the same requests: gather them.
 
+        ``settings`` (the sampling keyword arguments) must agree across the group, which
+        submits every rank's prompts with one rank's settings: a rank in another phase (an
+        evaluation while the others roll out) is an error, not a silently mixed batch.
         Returns the group's prompts and seeds and the slice of the outputs that is this rank's.
         """
         if self.tp_size == 1:
@@ -284,9 +287,15 @@ class VLLMGenerator:
         import torch.distributed as dist
 
         gathered: list[Any] = [None] * self.tp_size
-        dist.all_gather_object(gathered, (prompts, seeds), group=self.tp_group)
-        start = sum(len(p) for p, _ in gathered[: self.tp_rank])
-        return [x for p, _ in gathered for x in p], [s for _, ss in gathered for s in ss], slice(start, start + len(prompts))
+        dist.all_gather_object(gathered, (prompts, seeds, settings), group=self.tp_group)
+        for rank, (_, _, other) in enumerate(gathered):
+            if other != settings:
+                raise BackendUnavailableError(
+                    f"tensor-parallel rank {rank} samples with {other}, this rank ({self.tp_rank}) with {settings}: "
+                    "the ranks of one vLLM engine must generate the same phase together"
+                )
+        start = sum(len(p) for p, _, _ in gathered[: self.tp_rank])
+        return [x for p, _, _ in gathered for x in p], [s for _, ss, _ in gathered for s in ss], slice(start, start + len(prompts))
 
 
 def _import_vllm() -> Any:

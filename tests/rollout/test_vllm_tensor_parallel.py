@@ -1,0 +1,46 @@
+"""The ranks of one tensor-parallel vLLM engine gather their requests, and must agree on how to sample.
+
+No vLLM is needed: only the gather runs, on 2 gloo ranks forming one engine's group.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
+
+
+def _rank(rank: int, port: int, temperatures: tuple[float, float], out: dict) -> None:
+    import torch.distributed as dist
+
+    from slowthink.rollout.generator import SamplingParams
+    from slowthink.rollout.vllm_backend import VLLMGenerator, _tensor_parallel_group, vllm_sampling_kwargs
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        engine = object.__new__(VLLMGenerator)  # the gather needs no engine
+        engine.tp_group, engine.tp_rank, engine.tp_size = _tensor_parallel_group(2)
+        settings = vllm_sampling_kwargs(SamplingParams(temperature=temperatures[rank], n=2))
+        try:
+            prompts, seeds, mine = engine._gather_tensor_parallel([[rank, 7]], [100 + rank], settings)
+            out[rank] = (prompts, seeds, (mine.start, mine.stop))
+        except Exception as exc:
+            out[rank] = f"{type(exc).__name__}: {exc}"
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_group_gathers_its_prompts_and_each_rank_keeps_its_own():
+    out = spawn_with_deadline(_rank, (free_port(), (1.0, 1.0)), 60, "the gather hung")
+    assert out[0] == ([[0, 7], [1, 7]], [100, 101], (0, 1))
+    assert out[1] == ([[0, 7], [1, 7]], [100, 101], (1, 2))
+
+
+def test_ranks_sampling_with_other_settings_is_an_error():
+    out = spawn_with_deadline(_rank, (free_port(), (1.0, 0.0)), 60, "the gather hung")
+    assert "tensor-parallel rank 1 samples with" in out[0] and "same phase" in out[0]
+    assert "tensor-parallel rank 0 samples with" in out[1]
