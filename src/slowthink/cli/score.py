@@ -14,15 +14,23 @@ import typer
 
 def score_command(
     args: list[str] | None = typer.Argument(
-        None, help="FILE.jsonl (rows with a gold answer and a response or a list of responses), then key=value overrides."
+        None,
+        help="FILE (JSONL rows with a gold answer and a response or a list of responses; or lighteval .parquet details, "
+        "lm-eval samples_*.jsonl, an OpenAI batch output), then key=value overrides.",
     ),
     config: Path | None = typer.Option(None, "--config", help="YAML config (keys: slowthink config score)."),
     out: Path = typer.Option(None, "--out", help="(key out) where to write the rows with 'correct' and 'status' added."),
-    answer_field: str = typer.Option(None, help="(key answer_field) field holding the gold answer (default answer)."),
-    response_field: str = typer.Option(None, help="(key response_field) field holding one response (default response)."),
-    responses_field: str = typer.Option(
-        None, help="(key responses_field) field holding a list of responses (default responses; wins over --response-field)."
+    file_format: str = typer.Option(
+        None, "--format", help="(key format) jsonl, lighteval, lm-eval or openai-batch (default: from the file name; docs/evaluation.md)."
     ),
+    answer_field: str = typer.Option(None, help="(key answer_field) path of the gold answer, e.g. doc.choices[doc.gold_index] (default answer)."),
+    response_field: str = typer.Option(None, help="(key response_field) path of one response, e.g. model_response.text[0] (default response)."),
+    responses_field: str = typer.Option(
+        None, help="(key responses_field) path of a list of responses (default responses; wins over --response-field)."
+    ),
+    id_field: str = typer.Option(None, help="(key id_field) path of the problem id: rows sharing one give pass@k and maj@n (default problem_id)."),
+    golds: str = typer.Option(None, help="(key golds) JSONL of {id, answer} rows for files without golds (OpenAI batch output)."),
+    pass_k: list[int] = typer.Option([], "--pass-k", help="(key pass_k) repeatable: report pass@k per problem for this k too."),
     checker: str = typer.Option(None, help="(key checker) 'math' (default: math-verify in worker processes) or 'exact'."),
     fallback: bool | None = typer.Option(
         None,
@@ -36,7 +44,7 @@ def score_command(
     """Check saved responses against golds; write them back with 'correct' and 'status'."""
     from slowthink.cli.command_config import print_config, resolve_config, split_overrides
     from slowthink.config import ConfigError
-    from slowthink.recipes.score import Fields, ScoreConfig, print_summary, same_file, score_file
+    from slowthink.recipes.score import ScoreConfig, print_summary, same_file, score_file
 
     files, overrides = split_overrides(args)
     if len(files) > 1:
@@ -44,9 +52,13 @@ def score_command(
     shorthands = dict(
         file=files[0] if files else None,
         out=out,
+        format=file_format,
         answer_field=answer_field,
         response_field=response_field,
         responses_field=responses_field,
+        id_field=id_field,
+        golds=golds,
+        pass_k=pass_k,
         checker=checker,
         fallback=fallback,
         workers=workers,
@@ -63,12 +75,35 @@ def score_command(
         # Writing the output over the input would destroy it (issue 8: it did, exiting 0).
         typer.echo(f"error: --out {out} is the input file {file} (same file, or a link to it); choose another path", err=True)
         raise typer.Exit(2)
+    if out.is_dir():
+        # The atomic write's temp file used to be named instead of the path given.
+        typer.echo(f"error: --out {out} is a directory; give the path of the file to write, e.g. {out / (file.stem + '.scored.jsonl')}", err=True)
+        raise typer.Exit(2)
+    fields = read_fields(cfg)
     from slowthink.rewards.checkers import make_checker
 
     chosen = make_checker(cfg.checker, workers=cfg.workers, timeout_s=cfg.timeout, fallback=cfg.fallback)
     try:
-        fields = Fields(cfg.answer_field, cfg.response_field, cfg.responses_field)
         summary = score_file(file, out, chosen, fields, progress=sys.stderr.isatty())
+        print_summary(summary, out, chosen, tuple(cfg.pass_k))
     finally:
         chosen.close()
-    print_summary(summary, out)
+    if summary.rows == summary.bad_rows:
+        # Every row an error (or none at all): not a score of 0, a file to look at.
+        why = f"; the first: {summary.first_error}" if summary.first_error else ""
+        typer.echo(f"error: no row of {file} could be scored ({summary.rows} rows read, {summary.bad_rows} unreadable{why})", err=True)
+        raise typer.Exit(1)
+
+
+def read_fields(cfg):
+    """The paths to read, with the golds of ``--golds`` loaded; a bad path or golds file exits 2."""
+    from slowthink.eval.formats import load_golds
+
+    try:
+        golds = load_golds(Path(cfg.golds), cfg.golds_id_field, cfg.golds_answer_field) if cfg.golds else None
+        fields = cfg.fields(golds)
+        fields.check()
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return fields

@@ -162,12 +162,13 @@ def old_logprobs_source(config: RLConfig) -> str:
     return "current" if config.fully_on_policy else "recompute"
 
 
-def loss_settings(config: RLConfig, kl_coef: float, max_length: int, has_reference: bool) -> LossSettings:
+def loss_settings(config: RLConfig, kl_coef: float, has_reference: bool) -> LossSettings:
     return LossSettings(
         clip_low=config.algorithm.clip_low,
         clip_high=config.algorithm.clip_high,
         aggregation=config.algorithm.loss_aggregation,
-        max_length=max_length,
+        # Dr. GRPO's constant: fixed for the run, not this step's curriculum length.
+        max_length=config.loss_constant_length,
         kl_coef=kl_coef if config.kl.placement == "loss" else 0.0,
         kl_estimator=config.kl.estimator,
         entropy_coef=config.algorithm.entropy_coef,
@@ -251,7 +252,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
                 optimizer,
                 scheduler,
                 batch,
-                loss_settings(config, kl_coef, max_length, has_ref),
+                loss_settings(config, kl_coef, has_ref),
                 num_minibatches=config.rollout.prompts_per_step // config.prompts_per_update,
                 epochs=config.update.epochs,
                 micro_batch_size=config.update.micro_batch_size,
@@ -394,13 +395,12 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
     temperature = config.rollout.temperature or 1.0
     micro = config.update.micro_batch_size
     reward_kl_coef = kl_coef if config.kl.placement == "reward" else 0.0
+    # Old log-probs still to take from the trainer (after selection, on the kept rows only).
+    recompute = old_logprobs_source(config) == "recompute"
     kl_B = torch.zeros(len(completions))
     if reference is not None and reward_kl_coef > 0:
-        # The KL-in-reward penalty needs every row's KL before selection. The behaviour
-        # log-probs stand in for the policy's: the penalty is a reward, not a gradient path.
-        ref_BT = batched_logprobs(reference, sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
-        sequences = sequences.with_(ref_logprobs_BT=ref_BT)
-        kl_B = sequence_kl(sequences.old_logprobs_BT, ref_BT, sequences.loss_mask_BT, config.kl.estimator)
+        sequences, kl_B = with_reward_kl(trainer, reference, sequences, config, recompute)
+        recompute = False  # with_reward_kl took them, on every row
     shape = (len(prompts.problems), group)
     local = RowOutcomes(
         rewards_PG=torch.tensor(scored.total, dtype=torch.float32).view(shape),
@@ -410,7 +410,6 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
         kl_PG=kl_B.view(shape),
     )
     # Every rank sees every rank's rows, so selection and advantage statistics are global.
-    recompute = old_logprobs_source(config) == "recompute"
     if recompute and is_sharded(trainer):
         # A sharded forward is collective: every rank recomputes all its rows (equal shares).
         sequences = sequences.with_(
@@ -424,6 +423,18 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
     if recompute and not is_sharded(trainer) and len(batch):
         batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
     return batch, row_ranks, metrics
+
+
+def with_reward_kl(trainer, reference, sequences, config: RLConfig, recompute: bool):
+    """Every row's summed KL for the KL-in-reward penalty (taken before selection), from the
+    trainer's own log-probs: the generator's may come from bf16 decoding or a stale policy.
+    Returns the sequences with their reference (and, when ``recompute``, old) log-probs, and
+    the (B,) KL; with recomputed old log-probs this forward is that recompute, not an extra one."""
+    temperature, micro = config.rollout.temperature or 1.0, config.update.micro_batch_size
+    ref_BT = batched_logprobs(reference, sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
+    policy_BT = batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
+    sequences = sequences.with_(ref_logprobs_BT=ref_BT, **({"old_logprobs_BT": policy_BT} if recompute else {}))
+    return sequences, sequence_kl(policy_BT, ref_BT, sequences.loss_mask_BT, config.kl.estimator)
 
 
 def continue_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, lr: float) -> None:

@@ -108,8 +108,11 @@ class AlgorithmConfig(StrictConfig):
     clip_high: float = 0.2
     # Weight of the entropy bonus in the loss (Figure 9); 0 = off.
     entropy_coef: float = 0.0
-    # Drop groups whose rewards are all equal (no learning signal, only noise in the denominators).
-    drop_uniform_groups: bool = True
+    # Drop groups whose rewards are all equal before the update (DAPO's dynamic-sampling filter).
+    # Off by default, as in the paper's runs: dropping them shrinks the token-mean denominator to
+    # the informative rows (a larger per-token step that changes with the solve rate) and takes
+    # them out of a KL-in-the-loss pull. The demo (tiny_rl.yaml) turns it on.
+    drop_uniform_groups: bool = False
     # Length strategies of section 4.2.1.
     question_selection: bool = False
     # RS (section 4.2.1): per question, learn only from the longest correct and the shortest incorrect response
@@ -180,7 +183,16 @@ class RLConfig(StrictConfig):
             raise ValueError("rollout.sync_weights_every > 1 samples from a stale policy: set algorithm.old_logprobs=rollout")
         if self.algorithm.loss_aggregation == "constant" and self.rollout.max_length_schedule[-1][1] <= 0:
             raise ValueError("algorithm.loss_aggregation=constant needs a positive max length")
+        if self.rollout.generation_dtype == "bfloat16" and self.algorithm.old_logprobs == "rollout":
+            # bf16 sampling log-probs differ from the trainer's fp32 ones by 0.026 nats per token on
+            # average (0.19 at most): a PPO ratio away from 1 before any update.
+            raise ValueError(
+                "rollout.generation_dtype=bfloat16 with algorithm.old_logprobs=rollout would take the PPO ratio's old "
+                "log-probs from bf16 decoding (0.03 nats per token off the trainer's): use algorithm.old_logprobs=recompute "
+                "or rollout.generation_dtype=float32"
+            )
         if self.rollout.backend == "vllm" and self.rollout.top_p < 1 and self.algorithm.old_logprobs == "rollout":
+
             # vLLM's sampling log-probs are of the top-p truncated distribution; the trainer's are not.
             raise ValueError(
                 "rollout.backend=vllm with rollout.top_p < 1 returns truncated log-probs: use algorithm.old_logprobs=recompute or rollout.top_p=1"
@@ -202,6 +214,13 @@ class RLConfig(StrictConfig):
     @property
     def prompts_per_update(self) -> int:
         return self.update.prompts_per_update or self.rollout.prompts_per_step
+
+    @property
+    def loss_constant_length(self) -> int:
+        """The Dr. GRPO normaliser (loss_aggregation=constant): the run's largest generation
+        budget, one constant for the whole run, so the loss scale does not drop when the
+        length curriculum steps up (8k -> 20k would divide it by 2.5)."""
+        return max(length for _, length in self.rollout.max_length_schedule)
 
     @property
     def fully_on_policy(self) -> bool:

@@ -1,19 +1,26 @@
-"""``slowthink score FILE.jsonl --out SCORED.jsonl``: check saved responses against their golds.
+"""``slowthink score FILE --out SCORED.jsonl``: check saved responses against their golds.
 
 Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
 
 Reads rows with a gold answer and one response (or a list of responses), checks them all
 with ``MathChecker`` (or the exact-match checker), and writes every row back in input
-order with ``correct``, ``status`` and ``line`` (its input line number) added (lists when
-the row has a list).
+order with ``correct``, ``status`` and ``line`` (its input row number) added (lists when
+the row has a list). Fields are paths into nested rows (``eval/field_path.py``), and other
+toolkits' outputs are read in their own layout (``eval/formats.py``: lighteval details
+parquet, lm-evaluation-harness ``samples_*.jsonl``, OpenAI batch output).
+
+Rows sharing a problem id (``id_field``), or one row's list of responses, are the samples
+of one problem: the summary then gives pass@k and maj@n per problem as ``slowthink eval``
+does, so scoring another toolkit's n samples per problem gives the same table.
 
 The input is read under the one JSONL policy of ``data.jsonl``: lines split on ``\\n`` only,
 UTF-8 decoded per line. A row that cannot be read or used (invalid UTF-8, bad JSON, nesting
-too deep, not an object, a missing or mistyped field, a last line cut short) does not stop
-the run: it is reported on stderr with its line number and written to the output with
-``status: "error"``, ``correct: false`` and an ``error`` message. Every non-blank input line
-gets exactly one output row, in order. Only a missing input file, or an output path that is
-the input itself (also through a hard or symbolic link), is fatal.
+too deep, not an object, a missing or mistyped field, a last line cut short, a failed
+request) does not stop the run: it is reported on stderr with its line number and written
+to the output with ``status: "error"``, ``correct: false`` and an ``error`` message. Every
+non-blank input line gets exactly one output row, in order. A missing input file, an
+output path that is the input itself (also through a hard or symbolic link) or a
+directory is fatal; so is a file where no row could be scored (exit 1, after the summary).
 
 The output is written to a temp file beside ``--out`` and renamed over it at the end, so a
 run that fails or is killed leaves any earlier output as it was.
@@ -31,8 +38,10 @@ from typing import Any, Literal, TextIO
 from pydantic import Field
 
 from slowthink.config import StrictConfig
-from slowthink.data.jsonl import JsonlRow, dumps_line, read_jsonl
+from slowthink.data.jsonl import JsonlRow, dumps_line
 from slowthink.durable import atomic_writer
+from slowthink.eval.field_path import PathError, parse_path, resolve
+from slowthink.eval.formats import FORMATS, count_rows, read_rows
 from slowthink.progress import count_bar
 from slowthink.rewards.verdict import STATUSES, Checker
 
@@ -42,11 +51,24 @@ CHUNK_ROWS = 64
 
 @dataclass(frozen=True)
 class Fields:
-    """Where a row keeps its gold and its response(s)."""
+    """Where a row keeps its gold, its response(s) and its problem id: paths (eval/field_path.py)."""
 
     answer: str = "answer"
     response: str = "response"
     responses: str = "responses"
+    # Rows sharing this value are samples of one problem; None: every row is its own problem.
+    problem_id: str | None = "problem_id"
+    # Set when the request failed (OpenAI batch output's "error").
+    failure: str | None = None
+    # Gold answers from another file ({id: answer}), joined on the row's value at ``join``.
+    golds: dict[str, str] | None = None
+    join: str | None = None
+
+    def check(self) -> None:
+        """Every path parses; a malformed one is a ``ValueError`` naming it."""
+        for path in (self.answer, self.response, self.responses, self.problem_id, self.failure, self.join):
+            if path is not None:
+                parse_path(path)
 
 
 @dataclass
@@ -57,16 +79,20 @@ class _Row:
     responses: list[str] = field(default_factory=list)
     many: bool = False  # the row had a list of responses
     error: str = ""
+    problem: str | None = None
 
 
 @dataclass
 class ScoreSummary:
-    """Counts over samples (one response = one sample) and rows."""
+    """Counts over samples (one response = one sample) and rows, and each problem's samples."""
 
     statuses: Counter = field(default_factory=Counter)
     rows: int = 0
     bad_rows: int = 0
     row_accuracies: list[float] = field(default_factory=list)
+    # problem id -> (correct, answer it votes with, status) of each of its samples, in input order.
+    problems: dict[str, list[tuple[bool, str | None, str]]] = field(default_factory=dict)
+    first_error: str = ""
 
     @property
     def samples(self) -> int:
@@ -84,33 +110,88 @@ class ScoreSummary:
         return sum(self.row_accuracies) / len(self.row_accuracies) if self.row_accuracies else 0.0
 
 
+def _gold(data: dict[str, Any], fields: Fields) -> str:
+    """The row's gold as text; ``ValueError`` says why there is none."""
+    if fields.golds is not None and fields.join is not None:
+        try:
+            key = str(resolve(data, fields.join))
+        except PathError as exc:
+            raise ValueError(f"no join field {fields.join!r} ({exc})") from None
+        if key not in fields.golds:
+            raise ValueError(f"no gold for {fields.join} {key!r} in --golds")
+        return fields.golds[key]
+    try:
+        gold = resolve(data, fields.answer)
+    except PathError as exc:
+        raise ValueError(f"missing gold field {fields.answer!r} ({exc})") from None
+    if gold is None or isinstance(gold, (dict, list, bool)):
+        raise ValueError(f"missing or non-scalar gold field {fields.answer!r}")
+    return str(gold)
+
+
+def _responses(data: dict[str, Any], fields: Fields) -> tuple[list[str], bool]:
+    """(responses, whether the row holds a list); ``ValueError`` says why there are none."""
+    try:
+        many = resolve(data, fields.responses)
+    except PathError:
+        many = None
+    else:
+        if not isinstance(many, list) or not all(isinstance(r, str) for r in many):
+            raise ValueError(f"field {fields.responses!r} must be a list of strings")
+        return many, True
+    try:
+        one = resolve(data, fields.response)
+    except PathError as exc:
+        raise ValueError(f"missing string field {fields.response!r} (or list field {fields.responses!r}): {exc}") from None
+    if not isinstance(one, str):
+        raise ValueError(f"missing string field {fields.response!r} (or list field {fields.responses!r})")
+    return [one], False
+
+
+def _failure(data: dict[str, Any], fields: Fields) -> str:
+    """The reason a failed request gives (OpenAI batch rows with ``error`` set), else ""."""
+    if fields.failure is None:
+        return ""
+    value = data.get(fields.failure)
+    if value is None:
+        return ""
+    message = value.get("message", value) if isinstance(value, dict) else value
+    return f"the request failed: {message}"
+
+
 def _parse_row(read: JsonlRow, fields: Fields) -> _Row:
-    """One input line -> a row to check, or a row carrying the reason it cannot be checked."""
+    """One input row -> a row to check, or a row carrying the reason it cannot be checked."""
     if read.error is not None:
         return _Row(read.line, None, error=read.error)
     data = read.value
     if not isinstance(data, dict):
         return _Row(read.line, None, error=f"expected a JSON object, got {type(data).__name__}")
     row = _Row(read.line, data)
-    gold = data.get(fields.answer)
-    if gold is None or isinstance(gold, (dict, list, bool)):
-        row.error = f"missing or non-scalar gold field {fields.answer!r}"
-        return row
-    row.gold = str(gold)
-    if fields.responses in data:
-        responses = data[fields.responses]
-        if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
-            row.error = f"field {fields.responses!r} must be a list of strings"
-        row.responses, row.many = (responses if not row.error else []), True
-    elif isinstance(data.get(fields.response), str):
-        row.responses = [data[fields.response]]
-    else:
-        row.error = f"missing string field {fields.response!r} (or list field {fields.responses!r})"
+    if fields.problem_id is not None:
+        try:
+            row.problem = str(resolve(data, fields.problem_id))
+        except PathError:
+            row.problem = None
+    try:
+        row.error = _failure(data, fields)
+        if not row.error:
+            row.gold = _gold(data, fields)
+            row.responses, row.many = _responses(data, fields)
+    except ValueError as exc:
+        row.error = str(exc)
+        row.many = row.many or _has_list(data, fields)
     return row
 
 
+def _has_list(data: dict[str, Any], fields: Fields) -> bool:
+    try:
+        return isinstance(resolve(data, fields.responses), list)
+    except PathError:
+        return False
+
+
 def _read_rows(path: Path, fields: Fields) -> Iterator[_Row]:
-    for read in read_jsonl(path):
+    for read in read_rows(path):
         yield _parse_row(read, fields)
 
 
@@ -142,21 +223,35 @@ def _write_chunk(chunk: list[_Row], checker: Checker, out: TextIO, summary: Scor
             print(f"{source}:{row.line}: {row.error}", file=sys.stderr)
             summary.bad_rows += 1
             summary.statuses["error"] += 1
+            summary.first_error = summary.first_error or f"{source}:{row.line}: {row.error}"
             record = _error_record(row, row.error)
         else:
             mine = [next(verdicts) for _ in row.responses]
             summary.statuses.update(v.status for v in mine)
             if mine:
                 summary.row_accuracies.append(sum(v.correct for v in mine) / len(mine))
+            _add_samples(summary, row, mine)
             correct, status = [v.correct for v in mine], [v.status for v in mine]
             record = dict(row.data or {})
             record.update(line=row.line, correct=correct if row.many else correct[0], status=status if row.many else status[0])
         try:
             line = dumps_line(record)
-        except (RecursionError, ValueError) as error:
-            # Parsed, but too deep (or odd) to write back: the row keeps its place as an error.
+        except (RecursionError, ValueError, TypeError) as error:
+            # Parsed, but too deep (or odd: bytes from a parquet file) to write back: the row keeps its place as an error.
             line = dumps_line(_error_record(_Row(row.line, None, many=row.many), f"cannot write the row back: {error}"))
         out.write(line)
+
+
+def _add_samples(summary: ScoreSummary, row: _Row, verdicts: list) -> None:
+    """Remember each sample under its problem (its id, else its own line) for pass@k and maj@n."""
+    from slowthink.eval.metrics import UNCHECKED
+    from slowthink.rewards.extract import extract_answer
+
+    samples = summary.problems.setdefault(row.problem if row.problem is not None else f"line {row.line}", [])
+    for response, verdict in zip(row.responses, verdicts):
+        # A sample whose check did not finish still votes, with the answer read without the checker.
+        answer = verdict.extracted if verdict.status not in UNCHECKED else extract_answer(response)
+        samples.append((verdict.correct, answer, verdict.status))
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -170,15 +265,15 @@ def same_file(a: Path, b: Path) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-def _count_rows(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(1 for raw in handle if raw.strip())
-
-
 def score_file(path: Path, out_path: Path, checker: Checker, fields: Fields = Fields(), progress: bool = False) -> ScoreSummary:
     """Score ``path`` into ``out_path`` with ``checker``; see the module docstring for the row rules."""
     if same_file(path, out_path):
         raise ValueError(f"--out {out_path} is the input file {path}; choose another output path")
+    if out_path.is_dir():
+        raise IsADirectoryError(
+            f"--out {out_path} is a directory; give the path of the file to write, e.g. {out_path / (path.stem + '.scored.jsonl')}"
+        )
+    fields.check()
     summary = ScoreSummary()
     # A run that fails or is killed leaves any earlier output as it was.
     with atomic_writer(out_path, "w", encoding="utf-8") as out:
@@ -194,14 +289,15 @@ def _score_into(path: Path, out: TextIO, checker: Checker, fields: Fields, summa
         return
     from rich.console import Console
 
-    with count_bar(Console(stderr=True), True, "checking", _count_rows(path)) as advance:
+    with count_bar(Console(stderr=True), True, "checking", count_rows(path)) as advance:
         for chunk in chunks:
             _write_chunk(chunk, checker, out, summary, str(path))
             advance(len(chunk))
 
 
-def print_summary(summary: ScoreSummary, out_path: Path) -> None:
-    """A rich table: samples per status, accuracy and pass@1."""
+def print_summary(summary: ScoreSummary, out_path: Path, checker: Checker | None = None, ks: tuple[int, ...] = ()) -> None:
+    """A rich table: samples per status, accuracy and pass@1; per problem pass@k and maj@n
+    when some problem has several samples (rows sharing a problem id, or a list of responses)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -217,22 +313,66 @@ def print_summary(summary: ScoreSummary, out_path: Path) -> None:
     table.add_row("pass@1 (mean over rows)", "", f"{summary.pass_at_1:.4f}")
     if summary.bad_rows:
         table.add_row("unreadable rows (see stderr)", str(summary.bad_rows), "")
+    per_problem = problem_metrics(summary, checker, ks)
+    if per_problem:
+        table.add_section()
+        for key, value in per_problem.items():
+            table.add_row(key, "", f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
+
+
+def problem_metrics(summary: ScoreSummary, checker: Checker | None, ks: tuple[int, ...] = ()) -> dict[str, Any]:
+    """pass@k and maj@n over problems, as ``slowthink eval`` reports them; {} when every
+    problem has one sample. Problems with unequal sample counts use the smallest n for
+    pass@k and vote over all their samples ("maj@all")."""
+    from slowthink.eval.metrics import UNCHECKED, pass_k_values
+    from slowthink.eval.passk import maj_at_n_correct, mean_pass_at_k
+    from slowthink.eval.voting import answer_classes
+
+    groups = list(summary.problems.values())
+    sizes = [len(g) for g in groups]
+    if not groups or max(sizes) < 2:
+        return {}
+    n = min(sizes)
+    out: dict[str, Any] = {"problems": len(groups), "samples per problem": f"{n}" if n == max(sizes) else f"{n}-{max(sizes)}"}
+    for k in pass_k_values(n, [k for k in ks if k <= n]):
+        out[f"pass@{k} (per problem)"] = mean_pass_at_k([[c for c, _, _ in g] for g in groups], k)
+    answers = [[a for _, a, _ in g] for g in groups]
+    classes = answer_classes(answers, checker)
+    votes = [
+        maj_at_n_correct(a, [c for c, _, _ in g], key=m.__getitem__, checked=[s not in UNCHECKED for _, _, s in g])
+        for a, g, m in zip(answers, groups, classes)
+    ]
+    out[f"maj@{n}" if n == max(sizes) else "maj@all"] = sum(votes) / len(votes)
+    return out
 
 
 class ScoreConfig(StrictConfig):
     """Everything ``slowthink score`` needs: a YAML file, FILE and the flags, or key=value overrides."""
 
     file: str
-    """JSONL rows with a gold answer and a response (or a list of responses)."""
+    """JSONL rows with a gold answer and a response (or a list of responses), or another toolkit's output (format)."""
     out: str
-    """Where to write the rows with 'correct' and 'status' added (never the input file)."""
-    answer_field: str = "answer"
-    """Field holding the gold answer."""
-    response_field: str = "response"
-    """Field holding one response."""
-    responses_field: str = "responses"
-    """Field holding a list of responses (wins over response_field)."""
+    """Where to write the rows with 'correct' and 'status' added (a file; never the input file)."""
+    # The names of eval/formats.py's FORMATS.
+    format: Literal["jsonl", "lighteval", "lm-eval", "openai-batch"] | None = None
+    """Layout of FILE (docs/evaluation.md): its default field paths; null: from the name (.parquet: lighteval, samples_*.jsonl: lm-eval, else jsonl)."""
+    answer_field: str | None = None
+    """Path of the gold answer (null: the format's; jsonl: answer). Dotted, with [i], [other.path] and [*]."""
+    response_field: str | None = None
+    """Path of one response (null: the format's; jsonl: response)."""
+    responses_field: str | None = None
+    """Path of a list of responses, which wins over response_field (null: the format's; jsonl: responses)."""
+    id_field: str | None = None
+    """Path of the problem id: rows sharing one are samples of one problem (pass@k, maj@n). Null: the format's (jsonl: problem_id)."""
+    golds: str | None = None
+    """JSONL of {id, answer} rows giving the golds of a file without them (openai-batch: joined on custom_id)."""
+    golds_id_field: str = "id"
+    """Field of the golds file holding the id."""
+    golds_answer_field: str = "answer"
+    """Field of the golds file holding the answer."""
+    pass_k: tuple[int, ...] = ()
+    """pass@k values to report per problem besides 1, 2, 4, ... and n."""
     checker: Literal["math", "exact"] = "math"
     """math (math-verify in worker processes) or exact (string match)."""
     fallback: bool = False
@@ -241,3 +381,18 @@ class ScoreConfig(StrictConfig):
     """Checker worker processes (each uses one core)."""
     timeout: float = Field(5.0, gt=0)
     """Seconds one check may take before its worker is killed."""
+
+    def fields(self, golds: dict[str, str] | None = None) -> Fields:
+        """The paths to read: each given one, else the format's."""
+        from slowthink.eval.formats import guess_format
+
+        layout = FORMATS[self.format or guess_format(Path(self.file))]
+        return Fields(
+            answer=self.answer_field or layout.answer,
+            response=self.response_field or layout.response,
+            responses=self.responses_field or layout.responses,
+            problem_id=self.id_field or layout.problem_id,
+            failure=layout.failure,
+            golds=golds,
+            join=(self.id_field or layout.join or layout.problem_id) if golds is not None else None,
+        )
