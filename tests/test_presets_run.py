@@ -5,8 +5,8 @@ Only what needs a GPU or data that is not shipped is overridden: the model (the 
 default, float32 on CPU), the rollout backend (hf; the vLLM path has its own tests in
 tests/with_vllm), the problems (the tiny task), and the sizes (a few prompts, 8-token
 responses). Everything else (reward, KL, algorithm, optimizer, update shape, length
-schedule stages, template) runs as the preset says, except that groups with equal rewards
-are kept and digits are stop strings (see ``cpu_overrides``).
+schedule stages, template, group filtering) runs as the preset says, except that digits
+are stop strings (see ``cpu_overrides``).
 """
 
 from __future__ import annotations
@@ -54,9 +54,6 @@ def cpu_overrides(preset: dict, out: Path) -> list[str]:
         "train.steps=1",
         "train.save_every=1",
         "train.eval_max_problems=2",
-        # The random tiny model is never right: every group's rewards are equal and would be
-        # dropped, leaving no update to run. Kept, they make a (zero-advantage) update.
-        "algorithm.drop_uniform_groups=false",
         # Digits end some responses early, as a trained model's answers end: with 8-token
         # responses nothing would finish otherwise, and overlength masking would mask it all.
         "rollout.stop=['0','1','2','3','4','5']",
@@ -75,6 +72,9 @@ def test_paper_preset_runs_one_step_on_cpu(tmp_path, path):
     # The preset's own choices survive the overrides.
     assert config.reward.weights == RLConfig.model_validate(preset).reward.weights
     assert config.kl.mode == RLConfig.model_validate(preset).kl.mode
+    # The presets keep every group, as the paper did: the random tiny model's all-wrong
+    # groups still make a (zero-advantage) update rather than none.
+    assert config.algorithm.drop_uniform_groups is False
     run_dir = run_rl(config)
     (row,) = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["step"] == 1]
     assert row["optimizer_steps"] >= 1 and "heldout/accuracy" in row

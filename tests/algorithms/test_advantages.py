@@ -162,3 +162,28 @@ def test_all_equal_groups_are_exactly_zero_without_rounding_residue(name: str, e
     # -1.4e-17 divided by a std of 1.7e-17 became an advantage of -0.82 with eps = 0.
     rewards = torch.tensor([[0.1, 0.1, 0.1], [0.0, 0.0, 0.0]], dtype=torch.float64)
     assert torch.equal(compute_advantages(name, rewards, eps=eps), torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_reinforce_pp_batch_std_is_over_the_rows_that_train() -> None:
+    """A kept group's advantages must not grow with the solved groups dropped beside it.
+
+    The group [1, 0, 0, 1] alone: centred [.5, -.5, -.5, .5], unbiased std over its 4 rows
+    1/sqrt(3), advantages .5 sqrt(3) = 0.866. Adding 3 or 15 all-correct groups that the
+    selection drops used to count their zeros in the std: 1.5 with 0 -> 3.35 with 3 -> 6.87."""
+    kept = torch.tensor([[1.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    alone = reinforce_pp_advantages(kept, eps=0.0)
+    for solved in (3, 15):
+        rewards = torch.cat([kept, torch.ones(solved, 4, dtype=torch.float64)])
+        trains = torch.zeros_like(rewards, dtype=torch.bool)
+        trains[0] = True
+        advantages = compute_advantages("reinforce_pp", rewards, eps=0.0, train_PG=trains)
+        torch.testing.assert_close(advantages[0], alone[0], rtol=0, atol=1e-12)
+        assert torch.equal(advantages[1:], torch.zeros(solved, 4, dtype=torch.float64))
+    torch.testing.assert_close(alone[0], torch.tensor([1, -1, -1, 1], dtype=torch.float64) * 0.5 * math.sqrt(3), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["grpo", "grpo_no_std", "rloo"])
+def test_group_estimators_do_not_depend_on_which_rows_train(name: str) -> None:
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
+    trains = torch.tensor([[True] * 4, [False] * 4, [True] * 4])
+    assert torch.equal(compute_advantages(name, rewards, train_PG=trains), compute_advantages(name, rewards))

@@ -94,7 +94,7 @@ def test_rl_update_moves_its_micro_batches_to_the_policy():
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     policy = on_meta(policy)
     with pytest.raises(InputsChecked):
-        update_policy(policy, optimizer, scheduler, batch, loss_settings(config, config.kl.coef, 16, True), 2, 1, 2, 1.0)
+        update_policy(policy, optimizer, scheduler, batch, loss_settings(config, config.kl.coef, True), 2, 1, 2, 1.0)
 
 
 @pytest.mark.parametrize("pack_length", [0, 64], ids=["padded", "packed"])

@@ -23,4 +23,4 @@ def test_old_logprobs_source(overrides, source):
     config = load_config(RLConfig, None, overrides)
     assert old_logprobs_source(config) == source
     # The loss detaches the current log-probs exactly when that is the choice.
-    assert loss_settings(config, 0.0, 16, has_reference=False).old_is_current == (source == "current")
+    assert loss_settings(config, 0.0, has_reference=False).old_is_current == (source == "current")

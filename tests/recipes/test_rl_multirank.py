@@ -117,7 +117,7 @@ def _train(name: str, info: DistInfo) -> tuple[torch.Tensor, dict]:
         optimizer,
         scheduler,
         batch,
-        loss_settings(config, config.kl.coef, 12, True),
+        loss_settings(config, config.kl.coef, True),
         num_minibatches=2,
         epochs=config.update.epochs,
         micro_batch_size=config.update.micro_batch_size,

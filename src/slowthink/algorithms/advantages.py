@@ -106,7 +106,7 @@ def rloo_advantages(rewards_PG: Tensor, valid_PG: Tensor | None = None) -> Tenso
     return _group_centered(rewards_PG, valid_PG) * count_P1 / (count_P1 - 1).clamp(min=1)
 
 
-def reinforce_pp_advantages(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
+def reinforce_pp_advantages(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None, train_PG: Tensor | None = None) -> Tensor:
     """REINFORCE++: centre, then divide by one std over the whole *batch*.
 
     Hu, 2025 (REINFORCE++). With G >= 2 this is OpenRLHF's ``reinforce_baseline``:
@@ -115,46 +115,58 @@ def reinforce_pp_advantages(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Ten
     per-group std. With G = 1 there is no group: the rewards are centred and scaled over
     the whole batch (plain REINFORCE++). "The batch" is whatever the caller passes: the
     RL recipe passes every rank's rollouts, so the statistics are global.
+
+    ``train_PG`` (bool, default: every row) says which rows the update trains on: only
+    those enter the batch std. Rows that selection drops (all-equal groups, whose centred
+    values are 0) never train, and counting them shrank the std, so one informative group's
+    advantages went from 1.5 to 3.35 to 6.87 as 0, 3 or 15 solved groups were added.
     """
     rewards_PG = _check_rewards(rewards_PG)
     valid_PG = _valid(rewards_PG, valid_PG)
+    scaled_rows_PG = valid_PG & _valid(rewards_PG, train_PG)
     # One rollout per prompt: the batch is the group (a (1, P) view of the same rows).
     single = rewards_PG.shape[1] == 1
     if single:
-        rewards_PG, valid_PG = rewards_PG.T, valid_PG.T
+        rewards_PG, valid_PG, scaled_rows_PG = rewards_PG.T, valid_PG.T, scaled_rows_PG.T
     centered_PG = _group_centered(rewards_PG, valid_PG)
-    advantages_PG = _safe_divide(centered_PG, _masked_std(centered_PG, valid_PG) + eps)
+    advantages_PG = _safe_divide(centered_PG, _masked_std(centered_PG, scaled_rows_PG) + eps)
     return advantages_PG.T if single else advantages_PG
 
 
-def _dr_grpo_advantages(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
-    """Dr. GRPO, ``r - group mean`` (``eps`` is accepted for a uniform signature, unused)."""
+def _grpo_estimator(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None, train_PG: Tensor | None = None) -> Tensor:
+    """GRPO with the uniform signature; per-group statistics do not depend on ``train_PG``."""
+    return grpo_advantages(rewards_PG, eps=eps, valid_PG=valid_PG)
+
+
+def _dr_grpo_advantages(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None, train_PG: Tensor | None = None) -> Tensor:
+    """Dr. GRPO, ``r - group mean`` (``eps`` and ``train_PG`` are accepted for a uniform signature, unused)."""
     return grpo_advantages(rewards_PG, scale_by_std=False, eps=eps, valid_PG=valid_PG)
 
 
-def _rloo_estimator(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
+def _rloo_estimator(rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None, train_PG: Tensor | None = None) -> Tensor:
     """RLOO with the uniform ``(rewards_PG, eps, valid_PG)`` signature; RLOO divides by nothing."""
     return rloo_advantages(rewards_PG, valid_PG)
 
 
-# Every value can be called as ``estimator(rewards_PG, eps=eps, valid_PG=valid_PG)`` and returns (P, G).
+# Every value can be called as ``estimator(rewards_PG, eps=eps, valid_PG=valid_PG, train_PG=train_PG)`` and returns (P, G).
 # A plain dict, not a decorator registry: the whole menu is readable here.
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
-    "grpo": grpo_advantages,
+    "grpo": _grpo_estimator,
     "grpo_no_std": _dr_grpo_advantages,
     "rloo": _rloo_estimator,
     "reinforce_pp": reinforce_pp_advantages,
 }
 
 
-def compute_advantages(name: str, rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None) -> Tensor:
+def compute_advantages(name: str, rewards_PG: Tensor, eps: float = 1e-6, valid_PG: Tensor | None = None, train_PG: Tensor | None = None) -> Tensor:
     """Advantages (P, G) from the estimator called ``name`` (a key of ADVANTAGE_ESTIMATORS);
-    only the ``valid_PG`` rows (all when None) enter the baselines."""
+    only the ``valid_PG`` rows (all when None) enter the baselines, and only the rows that
+    train (``train_PG``, all when None) enter a batch-wide scale (REINFORCE++)."""
     estimator = ADVANTAGE_ESTIMATORS.get(name)
     if estimator is None:
         allowed = ", ".join(repr(key) for key in ADVANTAGE_ESTIMATORS)
         raise ValueError(f"unknown advantage estimator {name!r}; allowed: {allowed}")
-    return estimator(rewards_PG, eps=eps, valid_PG=valid_PG)
+    return estimator(rewards_PG, eps=eps, valid_PG=valid_PG, train_PG=train_PG)
 
 
 def zero_variance_groups(rewards_PG: Tensor, valid_PG: Tensor | None = None) -> Tensor:

@@ -29,7 +29,11 @@ def correctness_reward(verdict: Verdict) -> float:
 
 
 def still3_reward(verdict: Verdict) -> float:
-    """STILL-3-1.5B's outcome reward: +1 correct, -1 wrong, -2 when nothing is boxed."""
+    """+1 correct, -1 wrong, -2 when nothing is boxed: an outcome reward with penalties.
+
+    Not from the paper: its text defines the outcome reward as 1 correct / 0 otherwise, 0 too
+    with nothing boxed (section 2, "Reward Design"), and cites no source for these values;
+    ``correctness_reward`` is the paper's. Kept as an option; no paper preset uses it."""
     if verdict.correct:
         return 1.0
     return -2.0 if verdict.status == "no_answer" else -1.0

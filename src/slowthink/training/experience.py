@@ -109,9 +109,10 @@ def keep_mask(outcomes: RowOutcomes, settings: SelectionSettings) -> torch.Tenso
     return keep
 
 
-def step_advantages(outcomes: RowOutcomes, settings: SelectionSettings, kl_coef: float) -> torch.Tensor:
-    """(P, G) outcome advantages over the baseline rows, minus the KL-in-reward penalty."""
-    advantages_PG = compute_advantages(settings.advantage, outcomes.rewards_PG, valid_PG=baseline_rows(outcomes, settings))
+def step_advantages(outcomes: RowOutcomes, settings: SelectionSettings, kl_coef: float, train_PG: torch.Tensor | None = None) -> torch.Tensor:
+    """(P, G) outcome advantages over the baseline rows, minus the KL-in-reward penalty;
+    ``train_PG`` (the keep mask) bounds a batch-wide scale to the rows that train (REINFORCE++)."""
+    advantages_PG = compute_advantages(settings.advantage, outcomes.rewards_PG, valid_PG=baseline_rows(outcomes, settings), train_PG=train_PG)
     if kl_coef > 0:
         advantages_PG = advantages_PG - kl_coef * outcomes.kl_PG
     return advantages_PG
@@ -123,8 +124,9 @@ def select_training_rows(
     """This rank's kept rows with their advantages, the owner rank of every kept row of the
     step (global order), and selection statistics. ``outcomes`` covers every rank's rows,
     ``sequences`` this rank's only; ranks hold equal shares."""
-    advantages_PG = step_advantages(outcomes, settings, kl_coef)
-    keep_N = keep_mask(outcomes, settings).flatten()
+    keep_PG = keep_mask(outcomes, settings)
+    advantages_PG = step_advantages(outcomes, settings, kl_coef, train_PG=keep_PG)
+    keep_N = keep_PG.flatten()
     rows_per_rank = len(keep_N) // info.world_size
     mine = slice(info.rank * rows_per_rank, (info.rank + 1) * rows_per_rank)
     local_rows = keep_N[mine].nonzero().squeeze(-1)
