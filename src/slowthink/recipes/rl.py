@@ -13,6 +13,7 @@ Every factor of the paper's Table 1 and sections 3-4 is a field of ``RLConfig``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.training.run_setup import load_policy, run_outputs, seed_everything
 
 PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
+SEED_MODULUS = 2**62  # completion seeds stay within vLLM's int64 (rollout/vllm_backend.py)
 
 
 @dataclass
@@ -118,17 +120,25 @@ def engine_model(generator: Any) -> Any:
 
 
 def roll_out(
-    generator: Any, prompts: ProblemSet, config: RLConfig, max_length: int, seed: int, rewards: RewardStream | None = None
+    generator: Any,
+    prompts: ProblemSet,
+    config: RLConfig,
+    max_length: int,
+    seed: int,
+    rewards: RewardStream | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> list[Completion]:
     """Sample the step's rollouts; with ``rewards``, an engine that streams hands each
-    completion to it as it finishes, so the checker works while the rest decode."""
+    completion to it as it finishes, so the checker works while the rest decode.
+    ``seeds``: one per completion (``completion_seeds``), in place of ``seed``."""
     params = SamplingParams(
         temperature=config.rollout.temperature,
         top_p=config.rollout.top_p,
         max_new_tokens=max_length,
         stop=tuple(config.rollout.stop),
         n=config.rollout.rollouts_per_prompt,
-        seed=seed,
+        seed=seed if seeds is None else None,
+        seeds=seeds,
     )
     if rewards is None or not getattr(generator, "streams_finished", False):
         return generator.generate(prompts.prompt_ids, params)
@@ -183,6 +193,26 @@ def step_seed(config: RLConfig, step: int, rank: int) -> int:
     return (config.run.seed * 1_000_003 + step * 101 + rank) % (2**31)
 
 
+def completion_seeds(config: RLConfig, step: int, first_prompt: int, num_prompts: int) -> tuple[int, ...] | None:
+    """One seed per completion for vLLM, hashed from (run seed, step, global prompt index, child).
+
+    vLLM seeds a request's n children ``seed + i``, so seeds made by adding offsets (``base +
+    step*101 + rank``, then ``+ index*n``) land on each other: with the 1.5B preset's 8 ranks,
+    1,024 rollouts of a step drew from 135 streams, some shared with the next step. Hashed
+    seeds are distinct streams, whatever the world size. The HF engine hashes its row
+    streams itself (rollout/fast_sampling.py) and keeps ``step_seed``: None for it.
+    """
+    if config.rollout.backend != "vllm":
+        return None
+    n = config.rollout.rollouts_per_prompt
+    return tuple(_hash_seed(config.run.seed, step, first_prompt + prompt, child) for prompt in range(num_prompts) for child in range(n))
+
+
+def _hash_seed(*parts: int) -> int:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % SEED_MODULUS  # within vLLM's int64
+
+
 def run_rl(config: RLConfig, resume: bool = False) -> Path:
     """Train; returns the run directory (locked while training, see training/run_dir.py)."""
     info = init_distributed(config.distributed)
@@ -229,7 +259,8 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         #    checker runs in a background thread and its own worker processes meanwhile).
         with timer("generate"):
             rewards = reward_model.stream(max_length)
-            completions = roll_out(generator, prompts, config, max_length, step_seed(config, step, info.rank), rewards)
+            seeds = completion_seeds(config, step, info.rank * per_rank, len(indices))
+            completions = roll_out(generator, prompts, config, max_length, step_seed(config, step, info.rank), rewards, seeds)
 
         # 3. Reward every completion: wait for what is still being checked (engines that do not
         #    stream, such as vLLM and the tool loop, hand every completion over now).
