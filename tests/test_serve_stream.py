@@ -128,3 +128,53 @@ def test_a_client_that_goes_away_mid_stream_cancels_its_generation(server):
         time.sleep(0.1)
     assert stats["cancelled_requests"] == before["cancelled_requests"] + 1
     assert stats["active_sequences"] == 0 and stats["completed_requests"] == before["completed_requests"]
+
+
+class FailsAfterSteps:
+    """The tiny ``HFGenerator``, except that every batch fails on its 13th decoding step."""
+
+    def __init__(self, hf):
+        self.hf = hf
+        self.batch_size = hf.batch_size
+
+    def start_batch(self, jobs, params, rngs):
+        return FailingBatch(self.hf.start_batch(jobs, params, rngs))
+
+
+class FailingBatch:
+    def __init__(self, batch):
+        self.__dict__.update(batch=batch, steps=0)
+
+    def __getattr__(self, name):
+        return getattr(self.batch, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.batch, name, value)
+
+    def step(self):
+        self.__dict__["steps"] += 1
+        if self.steps > 12:
+            raise RuntimeError("decoding failed on purpose")
+        return self.batch.step()
+
+
+def test_a_failure_mid_stream_reaches_the_sdk_as_an_error():
+    """After the first chunk the status (200) is sent: the failure comes as an error event."""
+    from fastapi.testclient import TestClient
+
+    from slowthink.modeling import load_model_and_tokenizer
+    from slowthink.rollout.hf import HFGenerator
+    from slowthink.serve_app import create_app
+
+    model, tokenizer = load_model_and_tokenizer("tiny")
+    model.eval()
+    app = create_app(FailsAfterSteps(HFGenerator(model, tokenizer)), tokenizer, "tiny", context_length=1024, chunk_tokens=4)
+    with TestClient(app) as client, openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client, max_retries=0) as sdk:
+        stream = sdk.completions.create(model="tiny", prompt=PROMPT, stream=True, max_tokens=200, temperature=0)
+        received = []
+        with pytest.raises(openai.APIError, match="decoding failed on purpose"):
+            for chunk in stream:
+                received.append(chunk)
+        assert received and all(c.choices[0].finish_reason is None for c in received)
+        # The scheduler goes on: the next request is served.
+        assert sdk.completions.create(model="tiny", prompt=PROMPT, max_tokens=4, temperature=0).choices[0].text
