@@ -28,6 +28,7 @@ import yaml
 
 from slowthink.length_hacking import HackingSettings, hacking_episodes, hacking_steps
 from slowthink.rewards.keywords import KEYWORD_CATEGORIES
+from slowthink.samples import sample_section
 from slowthink.tracking import read_metrics
 
 
@@ -318,7 +319,9 @@ def overview_table(runs: Sequence[Run]) -> str:
 def run_table(run: Run) -> str:
     """First / last / best of the key metrics of one run."""
     rows = []
-    for key in SUMMARY_KEYS:
+    # Each reward component (built-in or reward.functions) as it was logged: reward/NAME.
+    components = sorted({k for row in run.rows for k in row if k.startswith("reward/")})
+    for key in (*SUMMARY_KEYS, *components):
         s = summarize(run.rows, key)
         if s is not None:
             best = f"{fmt(s['best'])} (step {s['best_step']})" if "best" in s else None
@@ -391,6 +394,8 @@ def write_report(
         parts.append(f"Train metrics are smoothed (EMA, weight {smoothing}); the faint lines are the raw values.")
     parts.append("## Per-run details")
     parts += [f"### {r.label}\n\n`{r.path}`\n\n{run_table(r)}" for r in runs]
+    # What the model wrote, first and last logged step (RL runs with train.log_samples_every).
+    parts += [section for r in runs if (section := sample_section(r.path))]
     report_path = out_dir / "report.md"
     report_path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     return report_path

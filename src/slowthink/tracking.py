@@ -31,6 +31,9 @@ class TrackingConfig(StrictConfig):
 class Tracker(Protocol):
     def log(self, metrics: dict[str, float], step: int) -> None: ...
 
+    # Rollouts of the step (samples.py rows); metrics.jsonl has them in samples/ instead.
+    def log_samples(self, rows: list[dict[str, Any]], step: int) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -54,6 +57,9 @@ class JsonlTracker:
         self._file.write(json.dumps({"step": step, **clean}) + "\n")
         self._file.flush()
 
+    def log_samples(self, rows: list[dict[str, Any]], step: int) -> None:
+        pass  # written to samples/step_NNNNNN.jsonl by the recipe
+
     def close(self) -> None:
         self._file.close()
 
@@ -71,6 +77,15 @@ class TensorBoardTracker:
             if value is not None:  # nothing measured this step (e.g. no update): a gap, not a 0
                 self._writer.add_scalar(key, value, step)
 
+    def log_samples(self, rows: list[dict[str, Any]], step: int) -> None:
+        # TensorBoard's text tab renders markdown: one block per rollout.
+        text = "\n\n---\n\n".join(
+            f"**{r['problem_id']}** ({r['verdict']}, reward {r['reward']:.3g}, {r['length']} tokens, {r['finish_reason']})\n\n"
+            f"    {r['completion']}".replace("\n", "\n    ")
+            for r in rows
+        )
+        self._writer.add_text("samples", text, step)
+
     def close(self) -> None:
         self._writer.close()
 
@@ -85,6 +100,13 @@ class WandbTracker:
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self._run.log(metrics, step=step)
+
+    def log_samples(self, rows: list[dict[str, Any]], step: int) -> None:
+        import wandb
+
+        columns = ["step", "problem_id", "prompt", "completion", "reward", "verdict", "length", "finish_reason"]
+        table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
+        self._run.log({"samples": table}, step=step)
 
     def close(self) -> None:
         self._run.finish()
@@ -162,6 +184,10 @@ class MultiTracker:
     def log(self, metrics: dict[str, float], step: int) -> None:
         for tracker in self.trackers:
             tracker.log(metrics, step)
+
+    def log_samples(self, rows: list[dict[str, Any]], step: int) -> None:
+        for tracker in self.trackers:
+            tracker.log_samples(rows, step)
 
     def close(self) -> None:
         for tracker in self.trackers:

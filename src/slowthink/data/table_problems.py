@@ -58,7 +58,7 @@ def check_problem_table(table: Table, columns: Mapping[str, str]) -> None:
             how = (
                 f"the column mapping reads {name} from it"
                 if name in columns
-                else f"map another with the column mapping, e.g. data.columns={{{name}: NAME}}"
+                else f"name the column with the column mapping, e.g. data.columns={{{name}: NAME}} (eval: columns=...)"
             )
             raise DataError(f"{table.name}: no column '{column}' ({how}); columns: {', '.join(present)}")
     data = table.dataset.with_format("arrow")

@@ -30,8 +30,10 @@ from slowthink.length_hacking import LengthHackingMonitor
 from slowthink.metrics import rollout_metrics
 from slowthink.no_signal import NoSignalWatch
 from slowthink.recipes.rl_config import RLConfig, check_world_size
-from slowthink.rewards.reward import RewardModel, RewardStream
+from slowthink.rewards.functions import RewardRow
+from slowthink.rewards.reward import RewardModel, RewardStream, component_means
 from slowthink.rollout.generator import Completion, SamplingParams
+from slowthink.samples import drop_samples_after, sample_rows, samples_due, write_samples
 from slowthink.training import checkpoint as ckpt
 from slowthink.training.distributed import (
     DistInfo,
@@ -145,7 +147,7 @@ def roll_out(
 
     def reward_now(finished: list[tuple[int, Completion]]) -> None:
         positions, completions = [p for p, _ in finished], [c for _, c in finished]
-        rewards.add(positions, *reward_inputs(prompts, completions))
+        rewards.add(positions, *reward_inputs(prompts, completions), reward_rows(prompts, completions))
 
     return generator.generate(prompts.prompt_ids, params, on_finished=reward_now)
 
@@ -154,6 +156,13 @@ def reward_inputs(prompts: ProblemSet, completions: list[Completion]) -> tuple[l
     """(golds, response texts, model-sampled lengths) of ``completions``, for the reward."""
     golds = [prompts.problems[c.prompt_index].answer for c in completions]
     return golds, [c.text for c in completions], [c.num_model_tokens for c in completions]
+
+
+def reward_rows(prompts: ProblemSet, completions: list[Completion]) -> list[RewardRow]:
+    """What reward functions see of each completion's row: the problem text, the answer, the
+    id and every extra column of the data (rewards/functions.py)."""
+    problems = [prompts.problems[c.prompt_index] for c in completions]
+    return [RewardRow(p.id, p.problem, {"answer": p.answer, "id": p.id, **p.extra}) for p in problems]
 
 
 def old_logprobs_source(config: RLConfig) -> str:
@@ -238,6 +247,8 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     trainer = wrap_model(model, info, config.distributed, optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
 
     tracker, progress = run_outputs(config, "rl", state.step, PROGRESS_KEYS, info)
+    if info.is_main:
+        drop_samples_after(run_dir, state.step)  # a resumed run writes the later steps' samples again
     hacking = LengthHackingMonitor.for_run(run_dir, state.step, echo=info.is_main)  # sections 4.2.2, 5
     no_signal = NoSignalWatch.for_run(state.step, config.model.path, echo=info.is_main)  # nothing correct: warn once
     if info.is_main:
@@ -265,7 +276,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         # 3. Reward every completion: wait for what is still being checked (engines that do not
         #    stream, such as vLLM and the tool loop, hand every completion over now).
         with timer("reward"):
-            scored = rewards.result(*reward_inputs(prompts, completions))
+            scored = rewards.result(*reward_inputs(prompts, completions), reward_rows(prompts, completions))
 
         # 4. Selection and advantages (minus the KL-in-reward penalty) over every rank's gathered
         #    outcomes, so all ranks agree on them; then reference (and old) log-probs of the kept rows.
@@ -321,6 +332,8 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         if info.is_main:
             log_metrics(tracker, step + 1, metrics)
             progress.update(step + 1, metrics)
+            if samples_due(step + 1, config.train.log_samples_every):  # what the model wrote (samples.py)
+                log_samples(run_dir, tracker, step + 1, prompts, completions, scored, config.train.log_samples_prompts)
 
         # 9. Checkpoint (atomically; a kill at any point leaves the previous one usable).
         if (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
@@ -385,7 +398,7 @@ def step_metrics_of(
     texts, lengths = [c.text for c in completions], [c.num_model_tokens for c in completions]
     metrics = {**rollout_metrics(texts, lengths, [c.finished for c in completions], scored.verdicts), **update_metrics}
     metrics.update(reward=float(torch.tensor(scored.total).mean()), **values)
-    metrics.update({f"reward/{k}": float(torch.tensor(v).mean()) for k, v in scored.components.items()})
+    metrics.update(component_means(scored.components))  # reward/NAME over the rows each applies to
     metrics.update(timer.metrics(generated_tokens=sum(len(c.token_ids) for c in completions)))
     if config.rollout.tools != "none":
         metrics.update(rollout_tool_metrics(completions, [v.correct for v in scored.verdicts]))
@@ -519,6 +532,14 @@ def reduce_across_ranks(metrics: dict[str, float | None], info: DistInfo) -> dic
         if all(key in m for m in gathered):
             reduced[key] = None if any(v is None for v in values) else sum(values) / len(values)
     return reduced
+
+
+def log_samples(run_dir: Path, tracker, step: int, prompts: ProblemSet, completions: list[Completion], scored: Any, count: int) -> None:
+    """The first ``count`` prompts of the step with all their rollouts: samples/ and the trackers."""
+    rows = sample_rows(step, prompts.problems, completions, scored, count)
+    write_samples(run_dir, step, rows)
+    if tracker is not None:
+        tracker.log_samples(rows, step)
 
 
 def log_metrics(tracker, step: int, metrics: dict[str, float]) -> None:

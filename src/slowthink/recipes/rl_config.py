@@ -150,6 +150,10 @@ class TrainConfig(StrictConfig):
     eval_max_problems: int = Field(200, ge=1)  # held-out problems per evaluation
     save_every: int = Field(10, ge=1)  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = Field(2, ge=1)  # newest checkpoints kept on disk
+    # Every N steps, write rollouts to <run_dir>/samples/step_NNNNNN.jsonl (and the trackers); 0 = never.
+    log_samples_every: int = Field(10, ge=0)
+    # Prompts per samples file, each with all its rollouts (rank 0's first prompts of the step).
+    log_samples_prompts: int = Field(4, ge=1)
 
 
 class RLConfig(StrictConfig):
@@ -192,7 +196,6 @@ class RLConfig(StrictConfig):
                 "or rollout.generation_dtype=float32"
             )
         if self.rollout.backend == "vllm" and self.rollout.top_p < 1 and self.algorithm.old_logprobs == "rollout":
-
             # vLLM's sampling log-probs are of the top-p truncated distribution; the trainer's are not.
             raise ValueError(
                 "rollout.backend=vllm with rollout.top_p < 1 returns truncated log-probs: use algorithm.old_logprobs=recompute or rollout.top_p=1"
