@@ -313,10 +313,11 @@ class Scheduler:
             return
         temperature = batch.params.temperature or 1.0
         values_BK, ids_BK = torch.log_softmax(batch.logits_B.float() / temperature, dim=-1).topk(cohort.top_k, dim=-1)
+        values, ids = values_BK.tolist(), ids_BK.tolist()
         for r, (job, row) in enumerate(cohort.owners):
             if job.top_logprobs and batch.finish[r] is None:
-                pairs = zip(ids_BK[r, : job.top_logprobs].tolist(), values_BK[r, : job.top_logprobs].tolist())
-                job.top.setdefault(row, []).append(list(pairs))
+                k = job.top_logprobs
+                job.top.setdefault(row, []).append(list(zip(ids[r][:k], values[r][:k])))
 
     @staticmethod
     def _tell(cohort: _Cohort, completions: list[Completion] | None) -> None:
