@@ -110,3 +110,105 @@ def test_sft_impossible_sizes_are_config_errors(tmp_path, override):
     # Each used to crash with a bare ValueError/ZeroDivisionError traceback, or run zero steps.
     result = invoke("sft", f"run.output_dir={tmp_path / 'run'}", "data.tiny_size=8", override)
     assert_user_error(result, override.split("=")[0])
+
+
+# --- Output paths that cannot be written: one message, never a traceback ----------------------
+
+
+def _rows(tmp_path) -> Path:
+    rows = tmp_path / "in.jsonl"
+    rows.write_text('{"problem": "1+1?", "answer": "2", "response": "\\\\boxed{2}"}\n')
+    return rows
+
+
+def _unwritable_commands(rows: Path, out: Path) -> dict[str, list[str]]:
+    """Each command with its output under ``out`` (a file, or a read-only directory)."""
+    tiny = ["run.torch_threads=1", "run.progress=false", "train.steps=1"]
+    return {
+        "rl": ["rl", f"run.output_dir={out}", *tiny],
+        "sft": ["sft", f"run.output_dir={out}", *tiny, "data.tiny_size=8"],
+        "eval": ["eval", "--data", str(rows), "--out", str(out), "--checker", "exact", "--max-tokens", "4"],
+        "score": ["score", str(rows), "--out", str(out / "scored.jsonl"), "--checker", "exact"],
+        "curate": ["curate", str(rows), "--out", str(out / "pool.jsonl")],
+    }
+
+
+@pytest.mark.parametrize("command", ["rl", "sft", "eval", "score", "curate"])
+def test_an_output_directory_that_is_an_existing_file_is_named(tmp_path, command):
+    """run.output_dir / --out naming a file gave a raw FileExistsError traceback."""
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("keep me\n")
+    result = invoke(*_unwritable_commands(_rows(tmp_path), in_the_way)[command])
+    assert_user_error(result, f"cannot write {in_the_way}", "choose another output path")
+    assert in_the_way.read_text() == "keep me\n"
+
+
+_ON_A_READ_ONLY_AND_A_FULL_DISK = """
+import json, subprocess, sys
+from pathlib import Path
+read_only, full, commands = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(read_only)], check=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(full)], check=True)
+from typer.testing import CliRunner
+from slowthink.cli import app
+results = {}
+for name, args in commands.items():
+    result = CliRunner().invoke(app, args)
+    results[name] = [result.exit_code, result.output]
+print("RESULTS " + json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+def test_a_read_only_output_directory_and_a_full_disk_are_named(tmp_path):
+    """A read-only directory: exit 2 naming the path (was a raw OSError traceback in rl, sft,
+    eval and score). A full disk: "no space left on PATH" and exit 1, as cli/errors.py says
+    (the training commands exited 2). Both on real tmpfs mounts in a private mount namespace."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("no mount namespaces here")
+    read_only, full = tmp_path / "ro", tmp_path / "full"
+    read_only.mkdir()
+    full.mkdir()
+    commands = {f"ro-{name}": args for name, args in _unwritable_commands(_rows(tmp_path), read_only / "out").items()}
+    commands["full-sft"] = ["sft", f"run.output_dir={full / 'run'}", "run.torch_threads=1", "run.progress=false", "train.steps=1", "data.tiny_size=8"]
+    done = subprocess.run(
+        ["unshare", "-rm", sys.executable, "-c", _ON_A_READ_ONLY_AND_A_FULL_DISK, str(read_only), str(full), json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if "mount" in done.stderr and done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr[-200:]}")
+    line = next((line for line in done.stdout.splitlines() if line.startswith("RESULTS ")), None)
+    assert line is not None, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads(line.removeprefix("RESULTS "))
+    for name, (code, output) in results.items():
+        assert "Traceback" not in output, (name, output)
+        if name.startswith("ro-"):
+            assert code == 2 and f"error: cannot write {read_only / 'out'}" in output and "read-only" in output, (name, code, output)
+    code, output = results["full-sft"]
+    assert code == 1 and "error: no space left on " + str(full / "run") in output, output
+
+
+def test_full_disk_exits_1_as_documented():
+    import errno
+
+    from slowthink.durable import NoSpaceError
+
+    assert exit_code_for(OSError(errno.ENOSPC, "No space left on device", "x")) == 1
+    assert exit_code_for(NoSpaceError("runs/x/checkpoints")) == 1
+    # torch's zip writer, writing a Python file: the ENOSPC is only the context of its RuntimeError.
+    with pytest.raises(RuntimeError) as wrapped:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")  # noqa: B904
+    assert exit_code_for(wrapped.value) == 1
+    assert exit_code_for(RuntimeError("unexpected pos 576 vs 534")) is None  # no ENOSPC in sight: a bug

@@ -49,8 +49,11 @@ class CheckpointError(RuntimeError):
     """
 
 
-class NoSpaceError(CheckpointError):
-    """A full disk under ``path``; its message is ``no_space_message(path)`` (exit 1, cli/errors.py)."""
+class NoSpaceError(RuntimeError):
+    """A full disk under ``path``; its message is ``no_space_message(path)`` (exit 1, cli/errors.py).
+
+    Raised where the original error does not say ENOSPC by itself, or names a temp file.
+    """
 
     def __init__(self, path: str | Path):
         super().__init__(no_space_message(path))
@@ -122,18 +125,31 @@ def atomic_writer(path: str | Path, mode: str = "wb", encoding: str | None = Non
         path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     permissions = _plain_write_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a read-only or full directory: name the path asked for, not a temp name
+        raise _naming(exc, path) from exc
     try:
         os.fchmod(fd, permissions)
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # e.g. ``path`` is a directory
+            raise _naming(exc, path) from exc
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and is_no_space(exc):
+            raise NoSpaceError(path.parent) from exc
         raise
     fsync_dir(path.parent)
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same error (same errno, so the same subclass) about ``path``."""
+    return OSError(error.errno, error.strerror, str(path))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

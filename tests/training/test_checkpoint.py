@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from slowthink.durable import NoSpaceError
 from slowthink.modeling import load_model
 from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.training.checkpoint import (
@@ -240,7 +241,7 @@ def test_full_disk_during_a_checkpoint_write_names_the_path_and_cleans_up(tmp_pa
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(CheckpointError, match=f"no space left on {tmp_path / 'checkpoints'}"):
+    with pytest.raises(NoSpaceError, match=f"no space left on {tmp_path / 'checkpoints'}"):
         save_checkpoint(tmp_path, 2, model, tokenizer, {"step": 2}, keep_last=2)
     assert steps_on_disk(tmp_path) == ["step_000001"]  # no partial step_000002.tmp left
     assert resume_checkpoint(tmp_path) == first

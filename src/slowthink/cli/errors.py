@@ -7,8 +7,9 @@ Every ``slowthink`` command runs under ``guarded`` (see cli/__init__.py), so no 
 ``try``/``except`` for these:
 
 - a **user error** (a bad config key or value, a malformed data row, a missing file or
-  model, a run directory held by another process, vLLM chosen where it cannot run) prints
-  ``error: <message>`` on stderr and exits **2**;
+  model, a run directory held by another process, vLLM chosen where it cannot run, an output
+  path that is an input, lies in a read-only directory or is an existing file where a
+  directory must go) prints ``error: <message>`` on stderr and exits **2**;
 - an **environment failure** outside the user's input (a server that does not answer, a
   sandbox that cannot start, a full disk) prints ``error: <message>`` and exits **1**;
 - anything else is a bug and keeps its traceback.
@@ -16,6 +17,7 @@ Every ``slowthink`` command runs under ``guarded`` (see cli/__init__.py), so no 
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -26,6 +28,14 @@ import typer
 USER_ERROR = 2
 ENVIRONMENT_ERROR = 1
 
+# A path the user chose that cannot be written, and what to say about it (the path follows).
+UNWRITABLE = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.EEXIST: "a file of that name is in the way of a directory",
+}
+
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Imported when an error happens, so ``import slowthink.cli`` stays light."""
@@ -33,7 +43,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
     from slowthink.config import ConfigError
     from slowthink.data.problems import DataError
-    from slowthink.durable import CheckpointError, LockedError
+    from slowthink.durable import CheckpointError, LockedError, OutputPathError
     from slowthink.modeling import ModelLoadError
     from slowthink.report import ReportError
     from slowthink.rollout.vllm_backend import BackendUnavailableError
@@ -46,6 +56,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
         BackendUnavailableError,
         CheckpointError,
         LockedError,
+        OutputPathError,
         ValidationError,
         FileNotFoundError,
         IsADirectoryError,
@@ -66,9 +77,17 @@ def exit_code_for(error: BaseException) -> int | None:
 
     if isinstance(error, _user_error_types()):
         return USER_ERROR
+    # A full disk before the unwritable paths: ENOSPC's file is writable once there is room.
     if isinstance(error, _environment_error_types()) or is_no_space(error):
         return ENVIRONMENT_ERROR
+    if _unwritable(error):
+        return USER_ERROR
     return None
+
+
+def _unwritable(error: BaseException) -> bool:
+    """A read-only or forbidden output path, or a file where a directory must be created."""
+    return isinstance(error, OSError) and error.errno in UNWRITABLE and error.filename is not None
 
 
 def message_for(error: BaseException) -> str:
@@ -79,8 +98,12 @@ def message_for(error: BaseException) -> str:
 
     if isinstance(error, ValidationError):
         return "invalid options:\n  " + "\n  ".join(f"'{'.'.join(str(p) for p in item['loc'])}': {item['msg']}" for item in error.errors())
-    if is_no_space(error):
-        return no_space_message(getattr(error, "filename", None) or ".")
+    if is_no_space(error) and not isinstance(error, _user_error_types()):
+        if not isinstance(error, OSError):  # NoSpaceError names its path; torch's errors do not
+            return str(error) if "no space left on" in str(error) else no_space_message("the output directory")
+        return no_space_message(error.filename or "the output directory")
+    if _unwritable(error):
+        return f"cannot write {error.filename}: {UNWRITABLE[error.errno]}; choose another output path"
     if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and error.filename:
         return f"{error.strerror}: {error.filename}"
     return str(error)

@@ -3,9 +3,10 @@
 Must not import torch, transformers or a recipe at module level: the recipe and its config
 are imported inside each command, so ``import slowthink.cli`` stays light.
 
-Errors a user can fix (a bad config key, a malformed data row, a missing model path, a run
-directory another run holds, a damaged checkpoint, a full disk) print one clear message and
-exit with status 2, never a traceback. Ctrl-C says which step was last saved and prints the
+Errors are classified once, in cli/errors.py: a user's mistake (a bad config key, a malformed
+data row, a missing model path, a run directory another run holds or that cannot be written,
+a damaged checkpoint) prints one clear message and exits 2; a full disk says "no space left on
+PATH" and exits 1; never a traceback. Ctrl-C says which step was last saved and prints the
 exact command that resumes, then exits 130.
 """
 
@@ -19,12 +20,13 @@ from pathlib import Path
 import typer
 
 from slowthink.cli.command_config import print_config, split_config_argument
-from slowthink.cli.errors import fail  # the one place a user error becomes "error: ..." and exit 2
+from slowthink.cli.errors import exit_code_for, fail, message_for  # the one place an error becomes "error: ..." and its exit code
 from slowthink.config import ConfigError
 from slowthink.data.problems import DataError
-from slowthink.durable import CheckpointError, LockedError, is_no_space, no_space_message
+from slowthink.durable import CheckpointError, LockedError
 from slowthink.modeling import ModelLoadError
 
+# The errors other commands (curate, study) catch themselves; cli/errors.py knows more.
 USER_ERRORS = (ConfigError, DataError, ModelLoadError, LockedError, CheckpointError)
 
 
@@ -48,7 +50,7 @@ def interrupted(run_dir: Path, command: str) -> None:
 
 
 def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool, command: str = "rl", show_config: bool = False) -> None:
-    """Load the config (YAML + overrides) and run the recipe; user errors exit 2 with one message."""
+    """Load the config (YAML + overrides) and run the recipe; errors exit as cli/errors.py says, with one message."""
     from slowthink.config import load_config
     from slowthink.recipes.runnable import check_runnable
 
@@ -61,16 +63,15 @@ def train(config_class, run, config: Path | None, overrides: list[str] | None, r
         check_runnable(loaded)  # every reason it cannot run on this machine, at once (recipes/runnable.py)
         run_dir = Path(loaded.run.output_dir)
         run_dir = run(loaded, resume=resume)
-    except USER_ERRORS as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         if run_dir is None:
             raise typer.Exit(130) from None
         interrupted(run_dir, resume_command(command, config, overrides))
-    except OSError as exc:
-        if not is_no_space(exc):
+    except Exception as exc:  # noqa: BLE001 - classified by cli/errors.py; a bug is re-raised untouched
+        code = exit_code_for(exc)
+        if code is None:
             raise
-        fail(no_space_message(exc.filename or run_dir or "the output directory"))
+        fail(message_for(exc), code)
     if os.environ.get("RANK", "0") == "0":  # once under torchrun, not once per rank
         print(f"run written to {run_dir}")
 
@@ -109,7 +110,4 @@ def demo_cli(
     """The paper's pipeline in miniature on the tiny default: SFT cold start -> RL -> report."""
     from slowthink.recipes.demo import run_demo
 
-    try:
-        run_demo(out / f"seed{seed}", seed=seed, sft_overrides=sft or [], rl_overrides=rl or [])
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    run_demo(out / f"seed{seed}", seed=seed, sft_overrides=sft or [], rl_overrides=rl or [])  # errors: cli/errors.py

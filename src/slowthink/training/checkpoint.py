@@ -98,12 +98,7 @@ def save_checkpoint(
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     fsync_dir(root)
-    try:
-        atomic_write_text(root / "latest", final.name)
-    except OSError as exc:
-        if is_no_space(exc):
-            raise NoSpaceError(root) from exc
-        raise
+    atomic_write_text(root / "latest", final.name)  # NoSpaceError naming root on a full disk
     # Keep this checkpoint and the newest keep_last - 1 before it. Checkpoints of later steps
     # belong to an abandoned run in the same directory (a fresh start over an old run): they
     # go too, or pruning by step would delete the one just written and leave `latest` dangling.
