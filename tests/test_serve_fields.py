@@ -105,6 +105,9 @@ def test_fields_at_their_neutral_value_are_accepted(client):
     fields = {"response_format": {"type": "text"}, "tools": [], "tool_choice": "none", "user": "u1", "presence_penalty": 0, "frequency_penalty": 0.0}
     plain = chat(client)
     assert chat(client, **fields)["choices"][0]["message"] == plain["choices"][0]["message"]
+    # A message sent back as the SDK dumps it, with its null fields.
+    echoed = [{"role": "user", "content": "12+34=", "name": None, "tool_calls": None}]
+    assert chat(client, messages=echoed)["choices"][0]["message"] == plain["choices"][0]["message"]
     # A field sent as null is a field not sent.
     assert complete(client, frobnicate=None, suffix=None)["choices"][0]["text"] == complete(client)["choices"][0]["text"]
 

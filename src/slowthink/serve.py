@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from slowthink.config import StrictConfig
 from slowthink.rollout.generator import SamplingParams
@@ -130,10 +130,22 @@ class CompletionRequest(SamplingRequest):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A field other than these (a participant's "name", "tool_calls") would change the
+    # prompt OpenAI renders: refused unless null, as the request's own fields are.
+    model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "user", "assistant"]
     content: Text
+
+    @model_validator(mode="after")
+    def _no_other_field(self) -> ChatMessage:
+        unknown = [name for name, value in (self.model_extra or {}).items() if value is not None]
+        if unknown:
+            raise ValueError(f"'{unknown[0]}' is not supported by slowthink serve (a message has a role and a text content)")
+        return self
+
+    def rendered(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
 
 
 class ChatRequest(SamplingRequest):
@@ -348,7 +360,7 @@ def prepare_chat(state: ServerState, request: ChatRequest) -> Plan:
     if getattr(state.tokenizer, "chat_template", None) is None:
         raise RequestError("this model's tokenizer has no chat template; use /v1/completions")
     state.check_bytes("messages", ["".join(m.content for m in request.messages)])
-    text = state.tokenizer.apply_chat_template([m.model_dump() for m in request.messages], tokenize=False, add_generation_prompt=True)
+    text = state.tokenizer.apply_chat_template([m.rendered() for m in request.messages], tokenize=False, add_generation_prompt=True)
     prompts = [state.tokenizer.encode(text, add_special_tokens=False)]
     if not prompts[0]:
         raise RequestError("'messages' render to an empty prompt")
