@@ -34,7 +34,8 @@ from slowthink.data.problems import DataError
 # File suffix -> the ``datasets`` builder that reads it (.jsonl has its own reader).
 BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".arrow": "arrow"}
 # Magic bytes: a parquet or Arrow file is recognised by its content, never read as text.
-_MAGIC = {b"PAR1": "parquet", b"ARROW1": "arrow"}
+# (Arrow's IPC file format starts "ARROW1", its stream format, which datasets writes, with 0xFFFFFFFF.)
+_MAGIC = {b"PAR1": "parquet", b"ARROW1": "arrow", b"\xff\xff\xff\xff": "arrow"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+)?(@[\w.\[\]:%+-]+)?$")
 HUB_FIX = (
     "to use it offline, load it once where the Hub is reachable (it is then read from the cache, also with HF_HUB_OFFLINE=1), "
@@ -101,9 +102,13 @@ def is_hub_id(spec: str) -> bool:
     return bool(_HUB_ID.match(spec)) and Path(spec).suffix.lower() not in (*BUILDERS, ".jsonl")
 
 
-def _file_kind(path: Path) -> str:
+def _head(path: Path, size: int = 6) -> bytes:
     with path.open("rb") as handle:
-        head = handle.read(8)
+        return handle.read(size)
+
+
+def _file_kind(path: Path) -> str:
+    head = _head(path, 8)
     for magic, kind in _MAGIC.items():
         if head.startswith(magic):
             return kind
@@ -144,8 +149,8 @@ def _load_errors(datasets: Any) -> tuple[type[BaseException], ...]:
 def _load_file(path: Path, kind: str) -> Any:
     datasets = _datasets()
     try:
-        if kind == "arrow":
-            return datasets.Dataset.from_file(str(path))  # memory-mapped in place, no copy
+        if kind == "arrow" and _head(path) != b"ARROW1":
+            return datasets.Dataset.from_file(str(path))  # an Arrow stream, memory-mapped in place: no copy
         return datasets.load_dataset(kind, data_files=str(path), split="train")
     except _load_errors(datasets) as exc:
         raise DataError(f"{path}: cannot be read as {kind} ({_reason(exc)})") from None
