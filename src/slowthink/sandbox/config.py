@@ -26,7 +26,8 @@ class SandboxConfig(StrictConfig):
     memory_mb: int = Field(1024, ge=128)
     # Largest file a cell may write (RLIMIT_FSIZE), in MiB.
     file_size_mb: int = Field(16, ge=0)
-    # Size of the private /tmp (tmpfs) inside bubblewrap, in MiB.
+    # Size of each private tmpfs inside bubblewrap, /tmp and /dev/shm, in MiB (host memory
+    # a cell can hold at most twice over). Both are emptied between stateless cells.
     tmp_size_mb: int = Field(64, ge=1)
     # Threads a cell may run (RLIMIT_NPROC in the sandbox's own user namespace);
     # processes are refused by seccomp regardless.

@@ -5,7 +5,7 @@ Must not import torch, transformers, modeling, rollout, training, recipes or the
 bubblewrap (DESIGN.md, "The sandbox"): every namespace unshared (no network, own PIDs,
 own user, nothing to kill outside), the system mounted read-only, only the Python
 installation and slowthink bound in (no /etc/shadow, no home directories), a small
-private /tmp, an empty environment, death with the parent. When bubblewrap cannot run
+private /tmp and /dev/shm, an empty environment, death with the parent. When bubblewrap cannot run
 here (no user namespaces in a container, or not installed), the fallback runs the same
 worker as a plain process whose cells add a seccomp rule against every file write and,
 under root, run as nobody; a warning says so once.
@@ -60,6 +60,10 @@ FALLBACK_PRELOAD = (
 )
 
 
+# The cell's writable folders under bubblewrap (private, size-capped tmpfs mounts).
+SCRATCH_FOLDERS = ("/tmp", "/dev/shm")
+
+
 class SandboxUnavailable(RuntimeError):
     """The requested backend cannot run on this machine; the message says why."""
 
@@ -84,6 +88,9 @@ def worker_config(config: SandboxConfig, backend: str) -> dict:
         "max_sessions": config.max_sessions,
         "preload": preload,
         "drop_root": fallback_as_root,
+        # Emptied between stateless cells: the private tmpfs mounts. The fallback has none
+        # (its cells cannot write files), and must never touch the host's /tmp.
+        "scratch": list(SCRATCH_FOLDERS) if backend == "bwrap" else [],
     }
 
 
@@ -122,7 +129,11 @@ def bwrap_argv(config: SandboxConfig) -> list[str]:
     # ld.so.cache: pyseccomp finds libseccomp through ldconfig; alternatives: Debian's library links.
     for path in ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"):
         argv += ["--ro-bind-try", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(config.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+    # /tmp and /dev/shm: private tmpfs mounts, each capped at tmp_size_mb (--dev's own /dev/shm
+    # is a folder of an uncapped tmpfs, so a cell could fill the host's memory through it).
+    # The worker empties both between stateless cells (scratch.py).
+    size = str(config.tmp_size_mb * 1024 * 1024)
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/tmp"]
     # Bound after the private /tmp, so an interpreter or checkout under /tmp (a CI clone, say)
     # is mounted on top of it instead of being hidden by it.
     for path in python_paths():

@@ -73,6 +73,13 @@ _DENIED = (
     "clock_settime",
     "sethostname",
     "setdomainname",
+    # System V IPC and POSIX message queues outlive the cell that made them: a later cell
+    # could attach them, and without an IPC namespace (the fallback) they hold host memory.
+    "shmget",
+    "shmat",
+    "msgget",
+    "semget",
+    "mq_open",
 )
 # Used by the fallback, which has no read-only filesystem: anything that changes a file.
 _FILE_CHANGES = (

@@ -33,6 +33,7 @@ from typing import Any
 from slowthink.sandbox.capture import Capture, collect, truncate
 from slowthink.sandbox.cell import EXIT_ERROR, EXIT_MEMORY, EXIT_OK, exit_now, install_std_streams, new_namespace, run_cell
 from slowthink.sandbox.policy import CellLimits, build_filter, drop_root, restrict_child
+from slowthink.sandbox.scratch import empty_scratch
 
 EXIT_SETUP = 87  # the child could not even set itself up: reported as "crashed" with its traceback
 PR_SET_PDEATHSIG = 1
@@ -82,6 +83,7 @@ class Worker:
         self.spare: Session | None = None
         self.retired: list[Session] = []
         self.dying: list[Session] = []
+        self.scratch_used = False  # a cell ran since /tmp and /dev/shm were last emptied
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         if request["op"] == "close":
@@ -90,6 +92,7 @@ class Worker:
                 self.retired.append(session)
             return {"closed": True}
         session_id = request.get("session") if self.cfg["mode"] == "session" else None
+        self.scratch_used = True
         if session_id is None:
             child = self._fresh_child()
             reply, _ = self.run_cell(child, request["code"])
@@ -109,6 +112,20 @@ class Worker:
         self.dying += self.retired
         self.retired = []
         self.dying = [child for child in self.dying if child.reap(block=False) is None]
+        if self.scratch_used and not self.sessions:
+            self.empty_scratch()
+
+    def empty_scratch(self) -> None:
+        """Empty /tmp and /dev/shm once no cell that wrote there can run: a stateless cell's
+        files are never seen by the next one, and their memory goes back to the host. While
+        sessions live they share the scratch space (a session keeps its files)."""
+        for child in self.dying:
+            child.reap(block=True)  # a killed cell's threads may be in a write until they are gone
+        self.dying = []
+        left = empty_scratch(self.cfg.get("scratch", []))
+        if left:
+            print(f"[sandbox worker] could not remove {len(left)} entries, e.g. {left[0]}", file=sys.stderr, flush=True)
+        self.scratch_used = False
 
     def _fresh_child(self) -> Session:
         child, self.spare = self.spare, None
