@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ class CurationStats:
 
 
 def iter_source(source: str, settings: CurateSettings) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, row) of a JSONL file, or of ``hf:NAME[:SPLIT]`` (needs the ``datasets`` package)."""
+    """(where, row) of a source: ``hf:NAME[:SPLIT]`` (streamed from the Hub), or anything
+    ``data.tables`` reads (a .jsonl/.parquet/.arrow/.csv/.json file, a dataset folder, a Hub id)."""
     if source.startswith("hf:"):
         name, _, split = source[3:].partition(":")
         try:
@@ -73,10 +75,13 @@ def iter_source(source: str, settings: CurateSettings) -> Iterator[tuple[str, di
         for index, row in enumerate(datasets.load_dataset(name, split=split or "train", streaming=True)):
             yield f"{source}:{index}", dict(row)
         return
-    from slowthink.data.problems import iter_jsonl
+    # JSONL through its own reader (file:line), parquet / Arrow / CSV / JSON files, dataset folders
+    # and Hub ids through datasets, memory-mapped (data/tables.py).
+    from slowthink.data.tables import open_table
 
-    for line, row in iter_jsonl(source):
-        yield f"{source}:{line}", row
+    table = open_table(source)
+    for index, row in enumerate(table):
+        yield table.where(index), row
 
 
 def to_problem_row(where: str, row: Any, source: str, settings: CurateSettings) -> dict[str, Any]:
@@ -92,7 +97,8 @@ def to_problem_row(where: str, row: Any, source: str, settings: CurateSettings) 
         raise DataError(f"{where}: '{settings.answer_key}' must be a string or a number")
     out = {k: v for k, v in row.items() if k not in (settings.problem_key, settings.answer_key)}
     out.update(problem=problem, answer=answer)
-    out.setdefault("id", f"{Path(source).stem}-{where.rsplit(':', 1)[1]}")
+    # The line ("file:7") or row ("file row 7") of the source.
+    out.setdefault("id", f"{Path(source).stem}-{re.split('[: ]', where)[-1]}")
     out.setdefault("source", Path(source).stem)
     return out
 
