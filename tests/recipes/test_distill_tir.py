@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from slowthink.cli import app
 from slowthink.config import load_config
 from slowthink.data.problems import DataError, Problem, write_problems
-from slowthink.data.sft import encode_sft_example, load_sft_rows
+from slowthink.data.sft import encode_sft_example, load_sft_records, load_sft_rows
 from slowthink.modeling import load_tokenizer
 from slowthink.recipes.distill_tir import DistillTIRConfig, distill, progress_path
 from slowthink.recipes.sft import SFTConfig, run_sft
@@ -93,7 +93,7 @@ def sandbox():
         yield box
 
 
-def run(tmp_path: Path, problems: list[Problem], tokenizer, sandbox, out: str = "tir.jsonl", **options):
+def run(tmp_path: Path, problems: list[Problem], tokenizer, sandbox, out: str = "tir.jsonl", loop_config: ToolLoopConfig | None = None, **options):
     # The sampling keys (n, temperatures, injections) live in the config's `sampling` section.
     sampling = {k: options.pop(k) for k in list(options) if k in TIRSampling.model_fields}
     cfg = DistillTIRConfig(
@@ -105,7 +105,7 @@ def run(tmp_path: Path, problems: list[Problem], tokenizer, sandbox, out: str = 
         **{"max_tokens": 400, **options},
     )
     teacher = ScriptedTeacher(tokenizer)
-    totals = distill(problems, ToolLoop(teacher, sandbox, tokenizer, ToolLoopConfig()), ExactMatchChecker(), cfg)
+    totals = distill(problems, ToolLoop(teacher, sandbox, tokenizer, loop_config or ToolLoopConfig()), ExactMatchChecker(), cfg)
     rows = [json.loads(line) for line in (tmp_path / out).read_text().splitlines()]
     return rows, totals, teacher
 
@@ -138,6 +138,53 @@ def test_both_paths_keep_executed_code_with_the_right_answer(tmp_path, tokenizer
             "inject/dropped/wrong_answer": 1,
         }
     )
+
+
+def test_rows_record_what_the_interpreter_wrote_and_sft_masks_exactly_that(tmp_path, tokenizer, sandbox):
+    rows, _, _ = run(tmp_path, PROBLEMS, tokenizer, sandbox, min_injections=1, max_injections=1)
+    instruct, inject = rows
+    spoken = {row["source"]: [row["messages"][1]["content"][a:b] for a, b in row["tool_spans"]] for row in rows}
+    # Instruct: the teacher wrote the output fence itself; the interpreter, the rest of the block.
+    assert spoken["instruct"] == ["\n42\n```\n"]
+    # Inject: the teacher stopped at its closing fence; the interpreter wrote the whole block.
+    assert spoken["inject"] == ["\n```output\n42\n```\n"]
+    records = load_sft_records(tmp_path / "tir.jsonl")
+    for row, (prompt, response, _, spans) in zip(rows, records):
+        example = encode_sft_example(tokenizer, prompt, response, "chat", mask_tool_outputs=True, tool_spans=spans)
+        tokens = tokenizer.convert_ids_to_tokens(example.response_ids)
+        assert "".join(t for t, m in zip(tokens, example.loss_mask) if m == 0) == "".join(spoken[row["source"]])
+
+
+def test_still3_runs_a_teacher_that_follows_the_tool_prompt(tmp_path, tokenizer, sandbox):
+    # The `tool` prompt asks for a ```output block; still3 stopped only at ```Output, so
+    # the teacher's code never ran and every instructed response was unexecuted_code.
+    rows, totals, _ = run(tmp_path, PROBLEMS[:1], tokenizer, sandbox, source="instruct", loop_config=ToolLoopConfig(preset="still3"))
+    assert totals == Counter({"instruct/generated": 1, "instruct/kept": 1})
+    assert rows[0]["tool_statuses"] == ["ok"] and rows[0]["messages"][1]["content"] == INSTRUCTED + "\n42\n```\n" + AFTER_OUTPUT
+
+
+def test_a_printed_end_of_text_string_does_not_end_the_teachers_turn(tokenizer):
+    from slowthink.tir.paths import Candidate, encode_draft
+
+    text = "```python\nprint('<|endof' + 'text|>')\n```\n```output\n<|endoftext|>\n```\nSo"
+    start = text.index("```output") + len("```output")
+    draft = Candidate(0, "inject", text, [{"status": "ok", "span": [start, text.index("So")]}])
+    ids = encode_draft(tokenizer, draft)
+    assert tokenizer.eos_token_id not in ids and tokenizer.decode(ids) == text
+
+
+def test_the_openai_teacher_takes_its_tokenizer_from_model(tmp_path):
+    # docs/tools.md: --served-model-name names the model on the server, --model its tokenizer.
+    from contextlib import ExitStack
+
+    from slowthink.recipes.distill_tir import build_teacher
+
+    common = dict(data="d.jsonl", out="o.jsonl", backend="openai", base_url="http://127.0.0.1:9/v1", served_model_name="NAME")
+    with ExitStack() as stack:
+        _, tok, _ = build_teacher(DistillTIRConfig(**common, model="tiny"), stack)
+        assert tok.convert_ids_to_tokens(tok.encode("```python", add_special_tokens=False)) == ["```python"]  # the tiny tokenizer
+    with ExitStack() as stack, pytest.raises(Exception, match="NAME"):
+        build_teacher(DistillTIRConfig(**common), stack)  # no --model: the served name is all there is
 
 
 def test_the_output_is_sft_ready_as_is(tmp_path, tokenizer, sandbox):

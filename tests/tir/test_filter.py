@@ -70,3 +70,16 @@ def test_the_first_failing_reason_wins():
         "wrong_answer",
         "no_answer",
     ]
+
+
+def test_a_python_fence_printed_by_a_cell_is_not_unexecuted_code():
+    # A correct response whose cell prints a ```python fence: the fence sits inside the
+    # interpreter's span, so it is output, not code the model wrote and nobody ran.
+    text = "```python\nprint('`' * 3 + 'python')\n```\n```output\n```python\n```\n\\boxed{1}"
+    start = text.index("```output") + len("```output")
+    ran = [{"status": "ok", "span": [start, text.index("\\boxed")]}]
+    assert drop_reason(ran, True, "correct", text=text) is None
+    # Without the span the printed fence counts as a second, unexecuted block.
+    assert drop_reason(calls("ok"), True, "correct", text=text) == "unexecuted_code"
+    # A fence the model wrote outside every span still counts.
+    assert drop_reason(ran, True, "correct", text=text + "\n```python\nprint(2)\n```\n") == "unexecuted_code"

@@ -26,7 +26,7 @@ one). Two rules, shared by the tool loop, ``distill-tir`` and SFT:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 Span = tuple[int, int]
@@ -56,6 +56,12 @@ def check_spans(spans: Any, length: int) -> list[Span]:
             raise ValueError(f"'tool_spans' entry [{start}, {end}] overlaps or precedes the one before; spans must be sorted")
         checked.append((start, end))
     return checked
+
+
+def call_spans(tool_calls: Sequence[Mapping[str, Any]]) -> list[Span]:
+    """The recorded spans of the tool loop's call records (``{"span": [start, end], ...}``;
+    a call that did not run has none), in order."""
+    return [(int(call["span"][0]), int(call["span"][1])) for call in tool_calls if call.get("span") is not None]
 
 
 def pieces(text: str, spans: Sequence[Span]) -> Iterator[tuple[int, int, bool]]:

@@ -30,6 +30,7 @@ from rich.console import Console
 
 from slowthink.config import StrictConfig
 from slowthink.data.problems import DataError, Problem, load_problems
+from slowthink.data.tool_spans import call_spans
 from slowthink.eval.runner import check_unique_ids
 from slowthink.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.rewards.verdict import Checker
@@ -56,7 +57,7 @@ class DistillTIRConfig(StrictConfig):
     served_model_name: str | None = None
     """Model name on the server (backend openai; default: the first of /v1/models)."""
     tokenizer: str | None = None
-    """Tokenizer that renders prompts for backend openai (default: served_model_name, else model)."""
+    """Tokenizer that renders prompts for backend openai (default: model when given, else served_model_name)."""
     concurrency: int = 8
     """Requests in flight (backend openai)."""
     timeout_s: float = 600.0
@@ -144,10 +145,20 @@ def build_teacher(cfg: DistillTIRConfig, stack: ExitStack) -> tuple[Any, Any, in
         return factory.load_local(cfg.model, batch_size=cfg.batch_size * cfg.sampling.n)
     from slowthink.modeling import load_tokenizer
 
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.served_model_name or cfg.model)
+    tokenizer = load_tokenizer(teacher_tokenizer(cfg))
     generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s, tokenizer=tokenizer)
     stack.callback(generator.close)
     return generator, tokenizer, None
+
+
+def teacher_tokenizer(cfg: DistillTIRConfig) -> str:
+    """What renders an openai teacher's prompts: ``tokenizer``, else ``--model`` when given
+    (docs/tools.md: it names the tokenizer), else the served model's name."""
+    if cfg.tokenizer:
+        return cfg.tokenizer
+    if "model" in cfg.model_fields_set or not cfg.served_model_name:
+        return cfg.model
+    return cfg.served_model_name
 
 
 def build_checker(cfg: DistillTIRConfig, stack: ExitStack) -> Checker:
@@ -229,6 +240,9 @@ def sft_row(problem: Problem, candidate: Candidate) -> dict[str, Any]:
         "source": candidate.source,
         "tool_calls": len(candidate.tool_calls),
         "tool_statuses": [call["status"] for call in candidate.tool_calls],
+        # The characters of the assistant's content the interpreter wrote: what SFT masks
+        # with data.mask_tool_outputs=true and tokenizes as untrusted (data/tool_spans.py).
+        "tool_spans": [list(span) for span in call_spans(candidate.tool_calls)],
     }
     if candidate.source == "inject":
         row["injections"] = candidate.injections

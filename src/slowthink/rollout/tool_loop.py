@@ -8,7 +8,16 @@ and the response's last block is a closed, not yet executed ```` ```python ```` 
 run it in the ``Sandbox``, append the output block, and continue from prompt + every
 token so far. The sampled token ids are kept as they were; the tool output is tokenized
 on its own and carries loss mask 0 and logprob 0.0, so loss denominators count model
-tokens only (re-tokenizing the joined text would drift).
+tokens only (re-tokenizing the joined text would drift). It is untrusted: special-token
+strings a cell prints stay text, never control tokens (data/tool_spans.py). Each executed
+call records the characters the interpreter wrote (``span``), which ``distill-tir`` keeps
+so that SFT masks exactly them.
+
+Either output fence, ```` ```output ```` (what the ``tool`` prompt asks for) or
+```` ```Output ```` (the paper's release), hands a code block over to the interpreter in
+either preset; the preset decides only the fence the loop writes itself. A response whose
+token budget runs out on a stop string finishes as ``length``, its last block recorded as
+``not_executed``: it was cut, not finished.
 
 The ``still3`` preset reproduces the paper's release: an ```` ```Output ```` fence,
 stateless cells with a 5 s timeout (``still3_sandbox_config``), output cut to
@@ -28,6 +37,8 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 
 from slowthink.config import StrictConfig
+from slowthink.data.tool_spans import OUTPUT_FENCES, encode_untrusted
+from slowthink.rollout.fast_sampling import row_keys
 from slowthink.rollout.generator import Completion, FinishReason, Generator, SamplingParams
 from slowthink.sandbox.base import CellResult, Sandbox
 from slowthink.sandbox.config import SandboxConfig
@@ -47,10 +58,11 @@ class ToolFormat:
 
     name: str
     code_fence: str = "```python"
+    # The fence the loop writes when the model did not write one.
     output_fence: str = "```output"
-    # Stop strings, kept in the text: the model opening an output block itself, or a
-    # code block closed by a blank line.
-    stop: tuple[str, ...] = ("```output", "```\n\n")
+    # Stop strings, kept in the text: the model opening an output block itself (with
+    # either fence), or a code block closed by a blank line.
+    stop: tuple[str, ...] = (*OUTPUT_FENCES, "```\n\n")
     # "full": stdout plus the traceback or a status line; "last_line": stdout when the
     # cell succeeded, else only the last traceback line (the paper's release).
     errors: Literal["full", "last_line"] = "full"
@@ -61,7 +73,7 @@ class ToolFormat:
 
 
 DEFAULT_FORMAT = ToolFormat("default")
-STILL3_FORMAT = ToolFormat("still3", output_fence="```Output", stop=("```Output", "```\n\n"), errors="last_line", head_chars=200, tail_chars=200)
+STILL3_FORMAT = ToolFormat("still3", output_fence="```Output", errors="last_line", head_chars=200, tail_chars=200)
 PRESETS = {"default": DEFAULT_FORMAT, "still3": STILL3_FORMAT}
 
 # What the model reads when a cell did not finish normally (one line, like a traceback's last).
@@ -116,7 +128,7 @@ def format_output(result: CellResult, fmt: ToolFormat) -> str:
 
 def pending_code(text: str, fmt: ToolFormat, handled_upto: int) -> tuple[str, bool] | None:
     """The last code block of ``text`` if it is closed, starts at or after ``handled_upto``
-    (not yet executed), and nothing but whitespace or the output fence follows it.
+    (not yet executed), and nothing but whitespace or an output fence follows it.
 
     Returns (code, whether the model already wrote the output fence)."""
     start = text.rfind(fmt.code_fence)
@@ -129,9 +141,9 @@ def pending_code(text: str, fmt: ToolFormat, handled_upto: int) -> tuple[str, bo
     if close < 0:
         return None
     tail = text[close + 3 :].strip()
-    if tail not in ("", fmt.output_fence):
+    if tail and tail not in OUTPUT_FENCES:
         return None
-    return text[line_end + 1 : close], tail == fmt.output_fence
+    return text[line_end + 1 : close], bool(tail)
 
 
 def output_block(body: str, fence_written: bool, text_so_far: str, fmt: ToolFormat) -> str:
@@ -142,12 +154,12 @@ def output_block(body: str, fence_written: bool, text_so_far: str, fmt: ToolForm
     return f"{opening}{body}\n```\n"
 
 
-def encode_plain(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of ``text`` alone, without BOS/EOS (HF tokenizers add them by default)."""
-    try:
-        return list(tokenizer.encode(text, add_special_tokens=False))
-    except TypeError:
-        return list(tokenizer.encode(text))
+def round_seed(seed: int, round_index: int) -> int:
+    """The seed of a continuation round: hash(hash(seed) + round), the counter-based hash
+    that gives the HF generator's rows their streams (``fast_sampling.row_keys``). Not
+    ``seed + round``: RL's rank seeds are consecutive within a step, and rank 0's first
+    continuation would then sample with rank 1's rollout seed."""
+    return int(row_keys(round_index + 1, seed, None)[round_index])
 
 
 @dataclass
@@ -219,9 +231,9 @@ class ToolLoop:
             if not active:
                 break
             # One batched call for every response that goes on; each is clipped to its own budget.
-            seed = None if params.seed is None else params.seed + round_index
+            seed = None if params.seed is None else round_seed(params.seed, round_index)
             # Per-completion seeds (eval) follow each response into its later rounds.
-            seeds = None if params.seeds is None else tuple(params.seeds[position[id(r)]] + round_index for r in active)
+            seeds = None if params.seeds is None else tuple(round_seed(params.seeds[position[id(r)]], round_index) for r in active)
             call = replace(params, n=1, stop=stops, seed=seed, seeds=seeds, max_new_tokens=max(r.remaining for r in active))
             segments = self.generator.generate([r.prompt_ids + r.token_ids for r in active], call)
         for response in responses:
@@ -249,11 +261,18 @@ class ToolLoop:
             text, finish, stop = self.tokenizer.decode(ids), "length", None
         response.add(ids, logprobs, 1, text)
         response.finish_reason, response.stop_string = finish, stop
-        # Ends here: length, EOS, a caller's own stop string, an empty segment, or no room left.
-        if finish == "length" or stop is None or stop in user_stops or not ids or response.remaining <= 0:
+        # Ends here: length, EOS, a caller's own stop string or an empty segment.
+        if finish == "length" or stop is None or stop in user_stops or not ids:
             response.done = True
             return
         pending = pending_code(response.text, self.fmt, response.handled_upto)
+        if response.remaining <= 0:
+            # Stopped for the interpreter with no token left: cut by the budget, not finished,
+            # and a block it closed never ran.
+            response.done, response.finish_reason, response.stop_string = True, "length", None
+            if pending is not None:
+                response.tool_calls.append({"status": "not_executed", "code": pending[0], "output": "", "wall_s": 0.0})
+            return
         if pending is None:
             return  # a fence that is not a runnable block: keep generating
         code, fence_written = pending
@@ -266,19 +285,22 @@ class ToolLoop:
         self._run_tool(response, code, fence_written)
 
     def _run_tool(self, response: _Response, code: str, fence_written: bool) -> None:
-        """Execute ``code`` and splice the output block in as mask-0 tokens."""
+        """Execute ``code`` and splice the output block in as mask-0 tokens, encoded as
+        untrusted text; the call records the characters it added (``span``)."""
         assert self.sandbox is not None
         result = self.sandbox.run(code, session=response.session)
         body = format_output(result, self.fmt)
         block = output_block(body, fence_written, response.text, self.fmt)
-        ids = encode_plain(self.tokenizer, block)
-        response.tool_calls.append({"status": result.status, "code": code, "output": body, "wall_s": result.wall_s})
+        ids = encode_untrusted(self.tokenizer, block)
         if len(ids) >= response.remaining:
             # No room to continue after the output: keep what fits and stop at the budget.
             ids = ids[: response.remaining]
             block = self.tokenizer.decode(ids)
             response.done, response.finish_reason, response.stop_string = True, "length", None
+        start = len(response.text)
         response.add(ids, [0.0] * len(ids), 0, block)
+        span = [start, len(response.text)]
+        response.tool_calls.append({"status": result.status, "code": code, "output": body, "wall_s": result.wall_s, "span": span})
         response.handled_upto = len(response.text)
 
 

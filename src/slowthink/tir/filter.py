@@ -9,7 +9,8 @@ the correct answer". Made precise here, a response is kept when, in this order:
 2. every code block it wrote was executed               else ``unexecuted_code``
    (a block left unrun, e.g. past ``max_tool_calls``, or one the loop never saw close,
    such as a fence followed by a single newline, would teach code with no output; with
-   ``text`` given, its ```` ```python ```` fences are counted against the tool calls)
+   ``text`` given, the ```` ```python ```` fences the model wrote are counted against the
+   tool calls; fences a cell printed, inside the calls' recorded spans, are not code)
 3. at least one cell ran to the end (status ``ok``)     else ``no_successful_code``
 4. with ``strict_cells``: every cell ran to the end     else ``failed_cell``
 5. the response finished (EOS), not cut at the limit    else ``truncated``
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from slowthink.data.tool_spans import call_spans, pieces
 
 NOT_EXECUTED = "not_executed"
 CODE_FENCE = "```python"
@@ -55,7 +58,7 @@ def drop_reason(
     on its own; ``verdict_status``: the checker's status ("correct", "wrong", ...);
     ``text``: the response, whose code fences must all be among the tool calls."""
     statuses = [call["status"] for call in tool_calls]
-    written = max(len(statuses), text.count(CODE_FENCE)) if text is not None else len(statuses)
+    written = max(len(statuses), model_code_fences(text, tool_calls)) if text is not None else len(statuses)
     if not written:
         return "no_code"
     if NOT_EXECUTED in statuses or written > len(statuses):
@@ -73,3 +76,10 @@ def drop_reason(
     if verdict_status == "no_answer":
         return "no_answer"
     return f"check_{verdict_status}"
+
+
+def model_code_fences(text: str, tool_calls: Sequence[Mapping[str, Any]]) -> int:
+    """```` ```python ```` fences in the parts of ``text`` the model wrote (outside the
+    calls' recorded spans): a cell that prints one wrote no code."""
+    spans = call_spans(tool_calls)
+    return sum(text[start:end].count(CODE_FENCE) for start, end, is_tool in pieces(text, spans) if not is_tool)

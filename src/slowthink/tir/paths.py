@@ -30,8 +30,9 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from slowthink.config import StrictConfig
+from slowthink.data.tool_spans import call_spans, encode_pieces
 from slowthink.rollout.generator import SamplingParams
-from slowthink.rollout.tool_loop import ToolLoop, encode_plain, format_output, output_block
+from slowthink.rollout.tool_loop import ToolLoop, format_output, output_block
 from slowthink.tir.inject import CLOSING_FENCE, INJECTION_PREFIXES, THOUGHT_END, close_code, cut_index, splice, split_thought
 
 
@@ -67,7 +68,9 @@ class Candidate:
     prompt_index: int
     source: str  # "instruct" or "inject"
     text: str = ""
-    # The tool loop's records ({"status", "code", "output", "wall_s"}); injected cells add "injected": True.
+    # The tool loop's records ({"status", "code", "output", "wall_s"}, and "span": the
+    # [start, end) characters of ``text`` the interpreter wrote, for a cell that ran);
+    # injected cells add "injected": True.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     # Ended on its own (EOS) rather than at the token limit.
     finished: bool = False
@@ -127,7 +130,7 @@ def _cut(draft: Candidate, rng: random.Random) -> bool:
 def _write_and_run_code(drafts: list[Candidate], prompts: Sequence[list[int]], loop: ToolLoop, sampling: TIRSampling, budget: int, seed: int) -> None:
     """The teacher writes the code up to the closing fence (T = 1.0); the sandbox runs it
     and its output block, in the loop's format, is appended."""
-    triples = [(d, ids, budget - len(ids)) for d in drafts for ids in [encode_plain(loop.tokenizer, d.text)]]
+    triples = [(d, ids, budget - len(ids)) for d in drafts for ids in [encode_draft(loop.tokenizer, d)]]
     for draft, _, left in triples:
         if left < 1:
             draft.failed = "too_long"
@@ -153,8 +156,10 @@ def _write_and_run_code(drafts: list[Candidate], prompts: Sequence[list[int]], l
         assert loop.sandbox is not None, "the inject path runs code: the tool loop needs a sandbox"
         result = loop.sandbox.run(code)
         body = format_output(result, loop.fmt)
+        start = len(draft.text)
         draft.text += output_block(body, False, draft.text, loop.fmt)
-        draft.tool_calls.append({"status": result.status, "code": code, "output": body, "wall_s": result.wall_s, "injected": True})
+        span = [start, len(draft.text)]
+        draft.tool_calls.append({"status": result.status, "code": code, "output": body, "wall_s": result.wall_s, "injected": True, "span": span})
         draft.injections += 1
 
 
@@ -162,7 +167,7 @@ def _continue(drafts: list[Candidate], prompts: Sequence[list[int]], loop: ToolL
     """Let the teacher go on after the output (T = 0.6, top-p 0.95), running any code it
     writes itself; a response over its token budget is dropped as truncated."""
     going = [d for d in drafts if d.failed is None]
-    encoded = [encode_plain(loop.tokenizer, d.text) for d in going]
+    encoded = [encode_draft(loop.tokenizer, d) for d in going]
     room = [budget - len(ids) for ids in encoded]
     for draft, left in zip(going, room):
         if left < 1:
@@ -176,11 +181,26 @@ def _continue(drafts: list[Candidate], prompts: Sequence[list[int]], loop: ToolL
         if len(completion.token_ids) > left:
             draft.failed = "truncated"
             continue
+        # The continuation's spans count from its own start: shift them into the whole text.
+        base = len(draft.text)
         draft.text += completion.text
-        draft.tool_calls += completion.tool_calls
+        draft.tool_calls += [shift_span(call, base) for call in completion.tool_calls]
         draft.finished = completion.finish_reason == "stop"
         # Later cuts go after the last fence: no code or output block is ever cut through.
         draft.protected = protected_end(draft.text)
+
+
+def encode_draft(tokenizer: Any, draft: Candidate) -> list[int]:
+    """The teacher's context so far: its own text as usual, the interpreter's as untrusted
+    text (a printed end-of-text string must not end the teacher's turn)."""
+    return encode_pieces(tokenizer, draft.text, call_spans(draft.tool_calls))
+
+
+def shift_span(call: dict[str, Any], offset: int) -> dict[str, Any]:
+    """A call record whose span is moved ``offset`` characters on."""
+    if call.get("span") is None:
+        return call
+    return {**call, "span": [call["span"][0] + offset, call["span"][1] + offset]}
 
 
 def protected_end(text: str) -> int:
