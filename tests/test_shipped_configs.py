@@ -61,3 +61,26 @@ def test_docs_list_the_presets_deviations():
     text = (Path(__file__).resolve().parents[1] / "docs" / "rl.md").read_text()
     for path in PAPER_PRESETS:
         assert f"`{path.name}`" in text.split("## Paper presets: where they differ from the paper")[1]
+
+
+STUDY_GRIDS = sorted((Path(__file__).resolve().parents[1] / "configs" / "study").glob("*.yaml"))
+
+
+def test_both_study_grids_are_shipped():
+    assert {p.name for p in STUDY_GRIDS} >= {"table1_tiny.yaml", "length_strategies_tiny.yaml"}
+
+
+@pytest.mark.parametrize("path", STUDY_GRIDS, ids=lambda p: p.name)
+def test_shipped_study_grid_loads_and_plans(path):
+    from slowthink.study.config import load_study
+    from slowthink.study.plan import build_plan
+
+    study, root = load_study(path)
+    plan = build_plan(study, root)  # every arm resolves to a valid RL config
+    assert len(study.seeds) >= 5 and all(f.claims for f in study.factors.values())
+    assert plan.runs and len(plan.cold_starts) == len(study.seeds)
+    # Every claim has its thresholds: a min_effect, and a margin where it says "not".
+    for factor in study.factors.values():
+        for claim in factor.claims:
+            rule = study.verdict.rule(claim)
+            assert rule.min_effect > 0 and (rule.margin or not claim.direction.startswith("not_"))

@@ -240,3 +240,42 @@ def test_claims_need_a_margin_and_a_min_effect(tmp_path):
     # The old rule's key is gone: an error that names it, not a silently different rule.
     with pytest.raises(ConfigError, match="spread_multiple"):
         load_study(write_grid(tmp_path, verdict={"spread_multiple": 2.0}))
+
+
+def test_shipped_grid_is_found_from_any_directory_with_paths_read_against_it(tmp_path, monkeypatch):
+    """After a pip install there is no configs/ here: the shipped grid is found in the
+    package, and its ../tiny_rl.yaml is read against the package's copy, not the cwd."""
+    from slowthink.config import shipped_config_dir
+
+    monkeypatch.chdir(tmp_path)
+    study, root = load_study("configs/study/length_strategies_tiny.yaml")
+    assert root == (shipped_config_dir() / "study").resolve()
+    result = CliRunner().invoke(app, ["study", "configs/study/length_strategies_tiny.yaml", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "estimated wall time of the rest" in result.output and "35 runs, 0 done" in result.output
+
+
+def test_dry_run_estimates_from_measured_runs_then_the_grid_s_costs(tmp_path):
+    from slowthink.study.estimate import estimate
+
+    grid = write_grid(tmp_path, seeds=[0, 1], overrides=["train.steps=20", "train.eval_every=10"], parallel=2)
+    study, root = load_study(grid)
+    plan = build_plan(study, root)
+    cost = study.cost
+    # Nothing run: 20 steps and 3 evaluations (steps 0, 10, 20) from the cost section.
+    before = estimate(study, plan)
+    per_run = 20 * cost.rl_step_s + 3 * cost.eval_s
+    assert all(e.seconds == pytest.approx(per_run) and not e.measured for e in before.jobs)
+    assert before.wall_s == pytest.approx(len(plan.runs) * per_run / 2)
+    # Seed 0's base run finished in 60 s: seed 1's base run is estimated from it. Seed 0's
+    # "fixed" run stopped after 5 of 20 steps: three quarters of it are left.
+    base0, base1 = (plan.runs[plan.arms[("kl", "off", s)]] for s in (0, 1))
+    fake_run(base0, heldout=0.5, length=40, steps=20)
+    (base0.run_dir / DONE).write_text(json.dumps({"config_hash": base0.config_hash, "wall_s": 60.0}))
+    fixed0 = plan.runs[plan.arms[("kl", "fixed", 0)]]
+    fixed0.run_dir.mkdir(parents=True)
+    (fixed0.run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 6)))
+    after = {e.job.name: e for e in estimate(study, plan).jobs}
+    assert after[base0.name].seconds == 0
+    assert after[base1.name].seconds == pytest.approx(60.0) and after[base1.name].measured
+    assert after[fixed0.name].seconds == pytest.approx(0.75 * per_run) and not after[fixed0.name].measured

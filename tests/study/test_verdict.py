@@ -168,6 +168,9 @@ def test_value_is_the_mean_of_the_last_logged_values_with_its_error():
     assert value_and_se(rows, "a", window=2) == (4.0, pytest.approx(math.sqrt(2) / math.sqrt(2)))
     assert math.isnan(value_and_se(rows, "a", window=1)[1])
     assert math.isnan(final_value(rows, "b"))
+    # One held-out evaluation: its binomial error, from the problems it was on.
+    single = [{"step": 10, "heldout/accuracy": 0.7, "heldout/num_problems": 1000.0}]
+    assert value_and_se(single, "heldout/accuracy", window=3) == (0.7, pytest.approx(math.sqrt(0.7 * 0.3 / 1000)))
 
 
 def test_one_seed_or_missing_values_are_inconclusive():

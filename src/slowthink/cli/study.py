@@ -16,7 +16,9 @@ import typer
 def study_cli(
     grid: Path = typer.Argument(..., help="Grid file, e.g. configs/study/table1_tiny.yaml"),
     overrides: list[str] | None = typer.Argument(None, help="Dotted overrides of the grid file, e.g. seeds=[0] parallel=2"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the runs the grid needs (and which are done); run nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the runs the grid needs, which are done, and the estimated wall time of the rest; run nothing."
+    ),
     report_only: bool = typer.Option(False, "--report-only", help="Write the report from the runs that exist; run nothing."),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="Where report.md/html go (default: the grid's report_dir)."),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved grid config as YAML and exit."),
@@ -27,7 +29,7 @@ def study_cli(
     from slowthink.study.config import load_study
     from slowthink.study.plan import build_plan
     from slowthink.study.report import write_study_report
-    from slowthink.study.runner import is_done, run_study
+    from slowthink.study.runner import run_study
 
     started = time.perf_counter()
     try:
@@ -39,11 +41,8 @@ def study_cli(
         plan = build_plan(study, root)
     except USER_ERRORS as exc:
         fail(str(exc))
-    jobs = [*plan.cold_starts.values(), *plan.runs.values()]
     if dry_run:
-        for job in jobs:
-            print(f"{'done ' if is_done(job) else 'to do'}  {job.run_dir}")
-        print(f"{len(jobs)} runs, {sum(map(is_done, jobs))} done")
+        print_estimate(study, plan)
         return
     outcome = None
     if not report_only:
@@ -59,3 +58,24 @@ def study_cli(
     print(f"report: {md} and {html}")
     if outcome is not None and outcome.failed:
         raise typer.Exit(1)
+
+
+def print_estimate(study, plan) -> None:
+    """Each run (done, or its estimated minutes) and the estimated wall time of the rest."""
+    from slowthink.study.estimate import estimate
+
+    result = estimate(study, plan)
+    for item in result.jobs:
+        status = "done " if item.done else f"to do  ~{item.seconds / 60:5.1f} min{'' if item.measured else '*'}"
+        print(f"{status}  {item.job.run_dir}")
+    done = sum(item.done for item in result.jobs)
+    print(f"{len(result.jobs)} runs, {done} done")
+    if done < len(result.jobs):
+        source = (
+            "measured on this study's finished runs"
+            if result.measured_share == 1
+            else "* from the grid's cost section (per-step costs measured on the development machine) until runs of that arm finish here"
+        )
+        print(
+            f"estimated wall time of the rest: {result.wall_s / 3600:.1f} h ({result.wall_s / 60:.0f} min) with parallel={study.parallel}; {source}"
+        )

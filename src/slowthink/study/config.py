@@ -143,6 +143,20 @@ class VerdictConfig(StrictConfig):
         return claim.window or self.window
 
 
+class CostConfig(StrictConfig):
+    """What ``--dry-run`` estimates the wall time from until the study has finished runs of its
+    own (then their measured times win): seconds on the run's share of the cores."""
+
+    # One RL step (roll out, reward, update) of the base config.
+    rl_step_s: float = Field(3.0, gt=0)
+    # One held-out evaluation (train.eval_max_problems problems).
+    eval_s: float = Field(15.0, ge=0)
+    # One whole SFT cold start.
+    sft_run_s: float = Field(165.0, ge=0)
+    # Arm name -> seconds per RL step where an arm costs more or less than the base.
+    arm_step_s: dict[str, float] = Field(default_factory=dict)
+
+
 class StudyConfig(StrictConfig):
     base: str  # the base RL YAML, relative to the grid file
     output_dir: str = "runs/study"  # every run directory of the study goes below it
@@ -159,6 +173,8 @@ class StudyConfig(StrictConfig):
     cold_start: ColdStartConfig | None = None
     factors: dict[str, FactorConfig]
     verdict: VerdictConfig = VerdictConfig()
+    # Per-step costs the dry-run's wall-time estimate starts from (measured where the grid says).
+    cost: CostConfig = CostConfig()
 
     @model_validator(mode="after")
     def _check(self) -> StudyConfig:
@@ -178,9 +194,11 @@ class StudyConfig(StrictConfig):
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[StudyConfig, Path]:
     """Read and validate a grid file; returns the config and the folder its paths are relative to."""
-    from slowthink.config import apply_overrides
+    from slowthink.config import apply_overrides, resolve_config_path
 
-    path = Path(path)
+    # ``configs/study/NAME.yaml`` names the shipped grid when no such file is here (a pip
+    # install); its relative paths are then read against the package's copy.
+    path = resolve_config_path(path)
     config = build_config(StudyConfig, apply_overrides(read_yaml(path), overrides or []), source=str(path))
     root = path.resolve().parent
     for name in [config.base] + ([config.cold_start.config] if config.cold_start else []):

@@ -260,10 +260,20 @@ def final_value(rows: Sequence[Mapping[str, Any]], metric: str, window: int = 1)
 
 
 def value_and_se(rows: Sequence[Mapping[str, Any]], metric: str, window: int = 1) -> tuple[float, float]:
-    """(mean of the last ``window`` logged values, its standard error std / sqrt(k)); the error
-    is NaN from a single value (a plateau of one evaluation shows no spread)."""
-    values = [float(r[metric]) for r in rows if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
-    last = values[-window:]
+    """(mean of the last ``window`` logged values, its standard error).
+
+    The error of a plateau of k >= 2 values is their std / sqrt(k). A single held-out
+    accuracy gets its binomial error sqrt(p (1 - p) / N) when the run logged how many
+    problems it was on (``heldout/num_problems``); otherwise a single value has none (NaN)."""
+    logged = [r for r in rows if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
+    last = logged[-window:]
     if not last:
         return float("nan"), float("nan")
-    return mean(last), (stdev(last) / math.sqrt(len(last)) if len(last) > 1 else float("nan"))
+    values = [float(r[metric]) for r in last]
+    if len(values) > 1:
+        return mean(values), stdev(values) / math.sqrt(len(values))
+    count = last[0].get(metric.rsplit("/", 1)[0] + "/num_problems") if "/" in metric and metric.endswith("accuracy") else None
+    p = values[0]
+    if isinstance(count, (int, float)) and count > 0 and 0 <= p <= 1:
+        return p, math.sqrt(p * (1 - p) / count)
+    return p, float("nan")
