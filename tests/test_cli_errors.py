@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -164,8 +166,6 @@ def test_a_read_only_output_directory_and_a_full_disk_are_named(tmp_path):
     """A read-only directory: exit 2 naming the path (was a raw OSError traceback in rl, sft,
     eval and score). A full disk: "no space left on PATH" and exit 1, as cli/errors.py says
     (the training commands exited 2). Both on real tmpfs mounts in a private mount namespace."""
-    import json
-    import os
     import shutil
     import subprocess
     import sys
@@ -212,3 +212,96 @@ def test_full_disk_exits_1_as_documented():
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")  # noqa: B904
     assert exit_code_for(wrapped.value) == 1
     assert exit_code_for(RuntimeError("unexpected pos 576 vs 534")) is None  # no ENOSPC in sight: a bug
+
+
+# --- One guard for every command's output path (durable.check_output) -------------------------
+
+
+def _pool(tmp_path) -> Path:
+    pool = tmp_path / "data" / "pool.jsonl"
+    pool.parent.mkdir()
+    rows = [{"id": f"p{i}", "problem": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(1, 7)]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return pool
+
+
+def _same_file_spellings(tmp_path, pool: Path) -> dict[str, Path]:
+    link, hard = tmp_path / "link.jsonl", tmp_path / "hard.jsonl"
+    link.symlink_to(pool)
+    hard.hardlink_to(pool)
+    return {"same": pool, "relative": tmp_path / "data" / ".." / "data" / "pool.jsonl", "symlink": link, "hardlink": hard}
+
+
+@pytest.mark.parametrize("spelling", ["same", "relative", "symlink", "hardlink"])
+@pytest.mark.parametrize("command", ["curate", "curate-report", "distill-tir", "score"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, command, spelling):
+    """`curate POOL --out POOL` lost 6 of 18 rows with exit 0; every command now refuses it."""
+    pool = _pool(tmp_path)
+    before = pool.read_bytes()
+    out = _same_file_spellings(tmp_path, pool)[spelling]
+    args = {
+        "curate": ["curate", str(pool), "--out", str(out)],
+        "curate-report": ["curate", str(pool), "--out", str(tmp_path / "new.jsonl"), "--report", str(out)],
+        "distill-tir": ["distill-tir", "--data", str(pool), "--out", str(out), "--checker", "exact"],
+        "score": ["score", str(pool), "--out", str(out), "--checker", "exact"],
+    }[command]
+    assert_user_error(invoke(*args), "is the input file", "choose another path")
+    assert pool.read_bytes() == before
+
+
+def test_eval_refuses_data_that_its_summary_would_overwrite(tmp_path):
+    data = tmp_path / "summary.json"
+    data.write_text('[{"id": "p1", "problem": "1+1?", "answer": "2"}]')
+    before = data.read_bytes()
+    assert_user_error(invoke("eval", "--data", str(data), "--out", str(tmp_path), "--checker", "exact"), "is the input file")
+    assert data.read_bytes() == before
+
+
+def test_a_fresh_run_never_deletes_its_own_model(tmp_path):
+    """model.path inside the run directory's checkpoints: run.overwrite=true would delete the
+    model before (or while) it is loaded."""
+    from slowthink.training.checkpoint import write_manifest
+
+    run_dir = tmp_path / "run"
+    model = run_dir / "checkpoints" / "step_000002"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    write_manifest(model)
+    (run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    result = invoke("sft", f"run.output_dir={run_dir}", f"model.path={model}", "run.overwrite=true", "train.steps=1")
+    assert_user_error(result, f"model.path={model} lies in {run_dir / 'checkpoints'}")
+    assert (model / "config.json").is_file() and (run_dir / "metrics.jsonl").is_file()
+
+
+def test_a_symlinked_out_is_written_through(tmp_path):
+    pool = _pool(tmp_path)
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(target)
+    result = invoke("curate", str(pool), "--out", str(link), "--report", str(tmp_path / "r.md"), "--skip", "near_duplicate")
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and link.resolve() == target
+    assert len(target.read_text().splitlines()) >= 1 and target.read_text() != "old\n"
+
+
+def test_out_dev_stdout_is_written_to_stdout(tmp_path):
+    """A special file cannot be renamed over: it is written directly. (As root, the rename
+    replaced /dev/stdout itself with a regular file.) The test uses its own link of the same
+    kind as /dev/stdout, so that a failure cannot damage the machine's."""
+    import subprocess
+    import sys
+
+    pool = _pool(tmp_path)
+    stdout = tmp_path / "stdout"
+    stdout.symlink_to("/proc/self/fd/1")
+    done = subprocess.run(
+        [sys.executable, "-m", "slowthink.cli", "curate", str(pool), "--out", str(stdout), "--report", str(tmp_path / "r.md")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"id": "p1"' in done.stdout
+    assert stdout.is_symlink() and os.readlink(stdout) == "/proc/self/fd/1"

@@ -202,9 +202,14 @@ def no_space_message(path: str | Path) -> str:
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
-    """``a`` and ``b`` name one existing file or directory (any path spelling, symlink or hard link)."""
+    """``a`` and ``b`` name one file or directory: any path spelling, symlink or hard link
+    (same device and inode); where one does not exist yet, the same resolved path."""
     try:
         return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
     except (OSError, ValueError):
         return False
 
@@ -213,12 +218,13 @@ def check_output(out: str | Path, inputs: Iterable[str | Path | None], option: s
     """Refuse an output path that is one of ``inputs``, before anything is written.
 
     Writing it would destroy the input it is computed from (``curate POOL --out POOL`` lost
-    rows and exited 0). ``inputs`` that do not exist, or are not paths (``hf:NAME``), never match.
+    rows and exited 0). An input that is not a path (``hf:NAME``) never matches.
     """
     for source in inputs:
         if source is not None and same_file(out, source):
             raise OutputPathError(
-                f"{option} {out} is the input {source} (the same file, or a link to it): writing it would destroy the input; choose another path"
+                f"{option} {out} is the input file {source} (the same file, or a link to it): writing it would destroy the input; "
+                "choose another path"
             )
 
 

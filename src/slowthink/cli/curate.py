@@ -50,6 +50,7 @@ def curate_cli(
     from slowthink.curate.config import CurateConfig
     from slowthink.curate.pipeline import curate
     from slowthink.curate.report import curation_report
+    from slowthink.durable import check_output
 
     started = time.perf_counter()
     sources, overrides = split_overrides(args)
@@ -74,6 +75,10 @@ def curate_cli(
         cfg = resolve_config(CurateConfig, config, overrides, shorthands)
         if show_config:
             print_config(cfg)
+        report_path = Path(cfg.report) if cfg.report else Path(cfg.out).with_suffix(".md")
+        # Writing the pool or the report over a source would destroy it (durable.py).
+        check_output(cfg.out, [*cfg.sources, *cfg.benchmarks])
+        check_output(report_path, [*cfg.sources, *cfg.benchmarks, cfg.out], "--report")
         level = cfg.difficulty
         difficulty = build_difficulty(level.model, level.samples, level.max_new_tokens, level.template, level.checker) if level.model else None
         stats = curate(list(cfg.sources), Path(cfg.out), cfg.filters, list(cfg.benchmarks), difficulty)
@@ -84,7 +89,6 @@ def curate_cli(
         f"Benchmarks (decontamination targets): {', '.join(Path(b).stem for b in cfg.benchmarks) or 'none'}.",
         f"Difficulty filter: {cfg.difficulty.model or 'off'}. Wall time {time.perf_counter() - started:.0f} s.",
     ]
-    report_path = Path(cfg.report) if cfg.report else Path(cfg.out).with_suffix(".md")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(curation_report(stats, "Curation report", command, notes), encoding="utf-8")
     print(f"kept {stats.kept} of {stats.read} rows -> {cfg.out}; report {report_path}")

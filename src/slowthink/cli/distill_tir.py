@@ -40,7 +40,8 @@ def distill_tir_cli(
     top-p, injections) is the `sampling` section: sampling.n=4, sampling.temperature=0.7, ...
     """
     from slowthink.cli.command_config import print_config, resolve_config
-    from slowthink.recipes.distill_tir import DistillTIRConfig, run_distill_tir
+    from slowthink.durable import check_output
+    from slowthink.recipes.distill_tir import DistillTIRConfig, progress_path, run_distill_tir
 
     shorthands = dict(
         data=data,
@@ -60,5 +61,8 @@ def distill_tir_cli(
     cfg = resolve_config(DistillTIRConfig, config, overrides, shorthands)
     if show_config:
         print_config(cfg)
+    # Appending SFT rows to the problems file would corrupt it (durable.py).
+    check_output(cfg.out, [cfg.data])
+    check_output(progress_path(cfg.out), [cfg.data], "--out's progress file")
     # A user's mistake exits 2, an unreachable server 1, with one message: slowthink/cli/errors.py.
     run_distill_tir(cfg)

@@ -57,6 +57,7 @@ def eval_cli(
     served_model_name, timeout_s, ...) is set in the YAML file or as key=value.
     """
     from slowthink.cli.command_config import print_config, resolve_config
+    from slowthink.durable import check_output
     from slowthink.recipes.evaluate import EvalConfig, evaluate
 
     shorthands = dict(
@@ -91,6 +92,9 @@ def eval_cli(
     cfg = resolve_config(EvalConfig, config, overrides, shorthands)
     if show_config:
         print_config(cfg)
+    # --out is a folder of samples and summaries: never the --data file, nor one it overwrites (durable.py).
+    check_output(cfg.out, [cfg.data])
+    check_output(Path(cfg.out) / "summary.json", [cfg.data])
     # The user's to fix (a bad data row, other settings in --out, --out in use, a missing model,
     # vLLM absent) exits 2; an unreachable server or sandbox 1; one message: slowthink/cli/errors.py.
     evaluate(cfg)

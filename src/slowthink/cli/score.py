@@ -44,7 +44,8 @@ def score_command(
     """Check saved responses against golds; write them back with 'correct' and 'status'."""
     from slowthink.cli.command_config import print_config, resolve_config, split_overrides
     from slowthink.config import ConfigError
-    from slowthink.recipes.score import ScoreConfig, print_summary, same_file, score_file
+    from slowthink.durable import check_output
+    from slowthink.recipes.score import ScoreConfig, print_summary, score_file
 
     files, overrides = split_overrides(args)
     if len(files) > 1:
@@ -71,10 +72,7 @@ def score_command(
     if not file.is_file():
         typer.echo(f"error: input file {file} does not exist", err=True)
         raise typer.Exit(2)
-    if same_file(file, out):
-        # Writing the output over the input would destroy it (issue 8: it did, exiting 0).
-        typer.echo(f"error: --out {out} is the input file {file} (same file, or a link to it); choose another path", err=True)
-        raise typer.Exit(2)
+    check_output(out, [file, cfg.golds])  # the output over an input would destroy it (durable.py)
     if out.is_dir():
         # The atomic write's temp file used to be named instead of the path given.
         typer.echo(f"error: --out {out} is a directory; give the path of the file to write, e.g. {out / (file.stem + '.scored.jsonl')}", err=True)

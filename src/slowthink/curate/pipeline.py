@@ -12,7 +12,6 @@ in memory, so a million-row source curates in a bounded footprint.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from slowthink.curate.dedup import Deduplicator
 from slowthink.curate.difficulty import DifficultySettings, difficulty_verdict, pass_rates
 from slowthink.curate.question_type import QUESTION_TYPE_FILTERS
 from slowthink.data.problems import DataError
+from slowthink.durable import atomic_writer
 
 FILTERS = (*QUESTION_TYPE_FILTERS, "unparseable_answer", "exact_duplicate", "near_duplicate", "contaminated", "too_easy", "too_hard")
 
@@ -143,11 +143,9 @@ def curate(
         for path in benchmarks:
             index.add_jsonl(path)
     stats = CurationStats()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.name + ".partial")
     pending: list[tuple[str, dict[str, Any]]] = []
-    with partial.open("w", encoding="utf-8") as out:
+    # Temp file + rename (durable.py): a failed run leaves no pool, a symlinked pool is written through.
+    with atomic_writer(out_path, "w", encoding="utf-8") as out:
         for source in sources:
             for where, raw in iter_source(source, settings):
                 row = to_problem_row(where, raw, source, settings)
@@ -164,7 +162,6 @@ def curate(
                         flush_difficulty(pending, difficulty, stats, out, settings.examples)
         if pending:
             flush_difficulty(pending, difficulty, stats, out, settings.examples)
-    os.replace(partial, out_path)
     return stats
 
 

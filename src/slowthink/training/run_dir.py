@@ -70,6 +70,8 @@ RUN_HISTORY = ("metrics.jsonl", "checkpoints")
 REMOVAL_ORDER = ("checkpoints", "tensorboard", "samples", "metrics.jsonl", "config.yaml")
 # Where they go before they are deleted; a leftover one (a kill while deleting) is removed by the next run.
 TRASH = ".overwritten"
+# Config keys naming what a run reads: a fresh run must not overwrite or delete them.
+INPUT_KEYS = ("model.path", "data.train_file", "data.eval_file")
 
 
 @dataclass(frozen=True)
@@ -115,20 +117,40 @@ def _prepare(run_dir: Path, config: BaseModel, resume: bool) -> Path | None:
         checkpoint = resume_checkpoint(run_dir)
         if checkpoint is None:
             print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting fresh from step 0", file=sys.stderr, flush=True)
-    elif existing:
-        if not config.run.overwrite:
+    else:
+        if existing and not config.run.overwrite:
             raise ConfigError(
                 f"{run_dir} already holds a run ({', '.join(existing)}): continue it with --resume, "
                 "start over with run.overwrite=true, or choose another run.output_dir"
             )
-        removed = remove_run(run_dir)
-        print(f"run.overwrite=true: removed the previous run's {', '.join(removed)} from {run_dir}", file=sys.stderr, flush=True)
+        check_inputs_survive(run_dir, config)
+        if existing:
+            removed = remove_run(run_dir)
+            print(f"run.overwrite=true: removed the previous run's {', '.join(removed)} from {run_dir}", file=sys.stderr, flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = config_to_yaml(config)
     path = run_dir / "config.yaml"
     if not path.is_file() or path.read_text() != text:
         atomic_write_text(path, text)
     return checkpoint
+
+
+def check_inputs_survive(run_dir: Path, config: BaseModel) -> None:
+    """Refuse a fresh run whose model or data lies in a file it rewrites or, under
+    run.overwrite=true, deletes (e.g. ``model.path`` = one of this directory's checkpoints)."""
+    flat = flatten(config.model_dump(mode="json"))
+    for key in INPUT_KEYS:
+        source = flat.get(key)
+        if not isinstance(source, str) or not source:
+            continue
+        read = os.path.realpath(source)
+        for name in RUN_FILES:
+            written = os.path.realpath(run_dir / name)
+            if read == written or read.startswith(written + os.sep):
+                raise ConfigError(
+                    f"{key}={source} lies in {run_dir / name}, which a fresh run in {run_dir} replaces: "
+                    "copy it elsewhere, continue the run with --resume, or choose another run.output_dir"
+                )
 
 
 def remove_run(run_dir: Path) -> list[str]:
