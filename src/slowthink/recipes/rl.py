@@ -40,12 +40,17 @@ from slowthink.training.distributed import (
     all_gather_objects,
     barrier,
     checkpoint_states,
+    done_with_reference,
     full_weights,
     init_distributed,
     is_sharded,
+    load_device,
+    reset_reference,
     shutdown,
     unwrap,
+    weights_for_checkpoint,
     wrap_model,
+    wrap_reference,
 )
 from slowthink.training.experience import RowOutcomes, SelectionSettings, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
@@ -91,7 +96,7 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
         # FSDP: a full copy beside the shards (a sharded forward is collective, and ranks
         # generate different numbers of tokens), synced by gathering after each update.
         shared = config.rollout.sync_weights_every == 1 and config.distributed.strategy != "fsdp"
-        engine_model = model if shared else copy.deepcopy(model)
+        engine_model = model if shared else copy.deepcopy(model).to(config.model.device)  # FSDP loads on the CPU
         rollout = config.rollout
         engine = factory.hf_engine(
             engine_model, tokenizer, rollout.generation_batch_size or 256, fast=rollout.fast_generation, dtype=rollout.generation_dtype
@@ -237,7 +242,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     run_dir = Path(config.run.output_dir)
     threads = seed_everything(config.run)  # threads, then Python's and torch's seeds (training/run_setup.py)
     # Model, reference, data, generator, reward; optimizer, schedule, sampler; then the checkpoint.
-    parts = build_parts(config)
+    parts = build_parts(config, info)
     model, tokenizer, reference, generator = parts.model, parts.tokenizer, parts.reference, parts.generator
     train_set, heldout_set, reward_model, settings = parts.train_set, parts.heldout_set, parts.reward_model, parts.settings
     optimizer, scheduler, sampler = parts.optimizer, parts.scheduler, parts.sampler
@@ -245,6 +250,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     if start.checkpoint is not None:
         state = restore(start.checkpoint, model, reference, generator, optimizer, scheduler, sampler)
     trainer = wrap_model(model, info, config.distributed, optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
+    reference = wrap_reference(reference, info, config.distributed)  # FSDP: sharded like the policy, in its compute dtype
 
     tracker, progress = run_outputs(config, "rl", state.step, PROGRESS_KEYS, info)
     if info.is_main:
@@ -309,7 +315,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
             generator_sync(generator, model)
         # 7. Periodic reference reset (section 4.3).
         if reference is not None and reference_reset_due(step + 1, config.kl.reference_reset_every):
-            reference.load_state_dict(full_weights(model))  # gathered from the shards under FSDP
+            reset_reference(reference, model)  # shard to shard under FSDP
             state.reference_reset_at = step + 1
 
         # 8. Metrics: rollout monitors, update statistics, schedule values, timings (mean over ranks).
@@ -364,9 +370,10 @@ class RLParts:
     sampler: PromptSampler
 
 
-def build_parts(config: RLConfig) -> RLParts:
+def build_parts(config: RLConfig, info: DistInfo = DistInfo()) -> RLParts:
     """Model, reference, problems, rollout engine, reward, selection, optimizer, schedule, sampler."""
-    model, tokenizer = load_policy(config.model)  # with its memory plan
+    # With its memory plan; on the CPU under FSDP (sharding moves it to the GPU a layer at a time).
+    model, tokenizer = load_policy(config.model.model_copy(update={"device": load_device(config.model.device, info, config.distributed)}))
     needs_reference = config.kl.mode != "off" or config.kl.monitor
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
     train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
@@ -453,6 +460,10 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
         finished_PG=torch.tensor([c.finished for c in completions]).view(shape),
         kl_PG=kl_B.view(shape),
     )
+    if reference is not None and reward_kl_coef == 0 and is_sharded(reference):
+        # A sharded reference's forward is collective: every rank reads all its rows (equal
+        # shares) before selection, which then carries the log-probs of the kept rows along.
+        sequences = sequences.with_(ref_logprobs_BT=reference_logprobs(reference, sequences, temperature, micro))
     # Every rank sees every rank's rows, so selection and advantage statistics are global.
     if recompute and is_sharded(trainer):
         # A sharded forward is collective: every rank recomputes all its rows (equal shares).
@@ -460,13 +471,20 @@ def prepare_batch(trainer, reference, prompts, completions, scored, config: RLCo
             old_logprobs_BT=batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
         )
     batch, row_ranks, metrics = select_training_rows(sequences, gather_outcomes(local, info), settings, reward_kl_coef, info)
-    if reference is not None and reward_kl_coef == 0 and len(batch):
+    if reference is not None and reward_kl_coef == 0 and not is_sharded(reference) and len(batch):
         # A KL term in the loss, or the KL monitor, is taken in the update over the rows that
         # train: rows dropped by selection never need the reference (a local, unsharded copy).
-        batch = batch.with_(ref_logprobs_BT=batched_logprobs(reference, batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
+        batch = batch.with_(ref_logprobs_BT=reference_logprobs(reference, batch, temperature, micro))
     if recompute and not is_sharded(trainer) and len(batch):
         batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
     return batch, row_ranks, metrics
+
+
+def reference_logprobs(reference, rows, temperature: float, micro: int) -> torch.Tensor:
+    """The reference's log-probs of ``rows`` (a sharded reference's gathered root freed after)."""
+    ref_BT = batched_logprobs(unwrap(reference), rows.input_ids_BL, rows.attention_mask_BL, temperature, micro)
+    done_with_reference(reference)
+    return ref_BT
 
 
 def with_reward_kl(trainer, reference, sequences, config: RLConfig, recompute: bool):
@@ -475,7 +493,7 @@ def with_reward_kl(trainer, reference, sequences, config: RLConfig, recompute: b
     Returns the sequences with their reference (and, when ``recompute``, old) log-probs, and
     the (B,) KL; with recomputed old log-probs this forward is that recompute, not an extra one."""
     temperature, micro = config.rollout.temperature or 1.0, config.update.micro_batch_size
-    ref_BT = batched_logprobs(reference, sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
+    ref_BT = reference_logprobs(reference, sequences, temperature, micro)
     policy_BT = batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
     sequences = sequences.with_(ref_logprobs_BT=ref_BT, **({"old_logprobs_BT": policy_BT} if recompute else {}))
     return sequences, sequence_kl(policy_BT, ref_BT, sequences.loss_mask_BT, config.kl.estimator)
@@ -550,6 +568,9 @@ def log_metrics(tracker, step: int, metrics: dict[str, float]) -> None:
 def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimizer, scheduler, config: RLConfig, info: DistInfo) -> None:
     # Full weights and optimizer state on rank 0; under FSDP every rank takes part in the gather.
     weights, optimizer_state = checkpoint_states(model, optimizer, info)
+    reference_state = None
+    if reference is not None and state.reference_reset_at > 0:
+        reference_state = weights_for_checkpoint(reference, info)  # gathered from the shards under FSDP
     if not info.is_main:
         barrier(info)
         return
@@ -561,8 +582,8 @@ def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimi
         "scheduler": scheduler.state_dict(),
         "rng": ckpt.rng_state(),
     }
-    if reference is not None and state.reference_reset_at > 0:
-        trainer_state["reference"] = reference.state_dict()
+    if reference_state is not None:
+        trainer_state["reference"] = reference_state
     engine = engine_model(generator)
     if engine is not None and engine is not model:
         trainer_state["generator"] = engine.state_dict()

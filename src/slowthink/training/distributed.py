@@ -113,6 +113,44 @@ def wrap_model(model: Any, info: DistInfo, config: DistributedConfig = Distribut
     return DistributedDataParallel(model, gradient_as_bucket_view=True)
 
 
+def load_device(device: str, info: DistInfo, config: DistributedConfig = DistributedConfig()) -> str:
+    """Where a recipe loads its model: the CPU under FSDP on several ranks, else ``device``.
+
+    ``fully_shard`` moves each layer to the GPU as it shards it, so the GPU never holds the
+    whole unsharded model (131 GB at 32B in fp32), nor does the reference copy, and a vLLM
+    engine started before the sharding sees the GPU free.
+    """
+    return "cpu" if info.enabled and config.strategy == "fsdp" else device
+
+
+def wrap_reference(reference: Any, info: DistInfo, config: DistributedConfig = DistributedConfig()) -> Any:
+    """The KL reference as the ranks hold it: sharded like the policy (in its compute dtype)
+    under FSDP, else the frozen copy itself. Call it after the policy's ``wrap_model``."""
+    if reference is None or not info.enabled or config.strategy != "fsdp":
+        return reference
+    from slowthink.training.fsdp import shard_reference
+
+    return shard_reference(reference, config.param_dtype, config.reshard_after_forward)
+
+
+def reset_reference(reference: Any, model: Any) -> None:
+    """The reference takes the policy's current weights (section 4.3): shard to shard when
+    both are sharded, from the weights themselves otherwise."""
+    if is_sharded(reference):
+        from slowthink.training.fsdp import copy_shards
+
+        copy_shards(unwrap(reference), unwrap(model))
+        return
+    unwrap(reference).load_state_dict(full_weights(model))
+
+
+def done_with_reference(reference: Any) -> None:
+    """Free the sharded reference's gathered root (embeddings, LM head) after its forwards:
+    the root stays gathered after a forward so the log-probs can apply the LM head."""
+    if is_sharded(reference):
+        unwrap(reference).reshard()
+
+
 def unwrap(model: Any) -> Any:
     """The model itself: DDP's ``.module``; a sharded model is its own (FSDP2 works in place)."""
     return getattr(model, "module", model)
@@ -140,6 +178,16 @@ def checkpoint_states(model: Any, optimizer: Any, info: DistInfo) -> tuple[dict[
     if not info.is_main:
         return None, None
     return None, optimizer.state_dict()
+
+
+def weights_for_checkpoint(model: Any, info: DistInfo) -> dict[str, Any] | None:
+    """Every weight (tied ones under each name) on rank 0, None elsewhere; collective when sharded."""
+    if is_sharded(model):
+        from slowthink.training.fsdp import full_model_state
+
+        weights = full_model_state(unwrap(model), rank0_only=True)
+        return weights if info.is_main else None
+    return unwrap(model).state_dict() if info.is_main else None
 
 
 def full_weights(model: Any) -> dict[str, Any]:
