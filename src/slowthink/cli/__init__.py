@@ -2,7 +2,7 @@
 
 Every piece of command-line glue lives in this package, one module per command family
 (errors, command_config, train, evaluate, score, serve, report, distill_tir, study, curate,
-sandbox); the recipes and library modules they call know nothing of typer.
+sandbox, export); the recipes and library modules they call know nothing of typer.
 
 Must not import torch, transformers, a recipe or a heavy engine at module level: each
 command imports what it runs inside its body, so ``import slowthink.cli`` stays light
@@ -61,6 +61,7 @@ from slowthink.cli.command_config import ConfigCommand, config_cli  # noqa: E402
 from slowthink.cli.curate import curate_cli  # noqa: E402
 from slowthink.cli.distill_tir import distill_tir_cli  # noqa: E402
 from slowthink.cli.evaluate import eval_cli  # noqa: E402
+from slowthink.cli.export import export_cli  # noqa: E402
 from slowthink.cli.report import report_cli  # noqa: E402
 from slowthink.cli.sandbox import sandbox_app  # noqa: E402
 from slowthink.cli.score import score_command  # noqa: E402
@@ -86,6 +87,7 @@ app.command("report")(guarded(report_cli))
 app.command("distill-tir", cls=ConfigCommand)(guarded(distill_tir_cli))
 app.command("study", cls=ConfigCommand)(guarded(study_cli))
 app.command("curate", cls=ConfigCommand)(guarded(curate_cli))
+app.command("export")(guarded(export_cli))
 
 
 def main() -> None:

@@ -30,6 +30,23 @@ class RunConfig(StrictConfig):
     overwrite: bool = False
 
 
+class LoraConfig(StrictConfig):
+    """Low-rank adapters through peft (training/lora.py): only the adapters train."""
+
+    # Rank of each adapter; 0 = off (every weight trains).
+    r: int = Field(default=0, ge=0)
+    # Scale of the adapter's update: alpha / r times B @ A.
+    alpha: float = Field(default=16.0, gt=0)
+    # Dropout on the adapters' input while training (0 = off).
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    # Names of the linear modules that get an adapter (the attention and MLP projections of Qwen2/Llama).
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+    @property
+    def enabled(self) -> bool:
+        return self.r > 0
+
+
 class ModelConfig(StrictConfig):
     # "tiny" (the embedded default), a local Hugging Face directory, or a hub name.
     path: str = "tiny"
@@ -44,6 +61,8 @@ class ModelConfig(StrictConfig):
     gradient_checkpointing: bool = False
     # Forward under torch.autocast in this dtype, weights kept in model.dtype ("none" = off).
     autocast: Literal["none", "bfloat16", "float16"] = "none"
+    # LoRA: train low-rank adapters instead of every weight (off by default; docs/rl.md).
+    lora: LoraConfig = LoraConfig()
 
     @property
     def memory_plan(self) -> MemoryPlan:

@@ -54,6 +54,7 @@ from slowthink.training.distributed import (
 )
 from slowthink.training.experience import RowOutcomes, SelectionSettings, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
+from slowthink.training.lora import AdapterOff, is_lora, merged_weights
 from slowthink.training.optim import build_optimizer, build_scheduler
 from slowthink.training.policy_update import LossSettings, update_policy
 from slowthink.training.run_dir import RunStart, claim_run_dir
@@ -375,7 +376,7 @@ def build_parts(config: RLConfig, info: DistInfo = DistInfo()) -> RLParts:
     # With its memory plan; on the CPU under FSDP (sharding moves it to the GPU a layer at a time).
     model, tokenizer = load_policy(config.model.model_copy(update={"device": load_device(config.model.device, info, config.distributed)}))
     needs_reference = config.kl.mode != "off" or config.kl.monitor
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
+    reference = build_reference(model) if needs_reference else None
     train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
     generator = build_generator(config, model, tokenizer)
     reward_model = RewardModel(config.reward)
@@ -394,6 +395,14 @@ def build_parts(config: RLConfig, info: DistInfo = DistInfo()) -> RLParts:
     scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps * updates_per_step)
     sampler = PromptSampler(len(train_set.problems), seed=config.run.seed)
     return RLParts(model, tokenizer, reference, train_set, heldout_set, generator, reward_model, settings, optimizer, scheduler, sampler)
+
+
+def build_reference(model: Any) -> Any:
+    """The KL reference: a frozen copy of the initial policy, or with LoRA the policy itself
+    with its adapter off (the untouched base weights: no second copy, training/lora.py)."""
+    if is_lora(model):
+        return AdapterOff(model)
+    return copy.deepcopy(model).eval().requires_grad_(False)
 
 
 def step_metrics_of(
@@ -525,6 +534,10 @@ def rollout_tool_metrics(completions: list[Completion], correct: list[bool]) -> 
 
 def generator_sync(generator: Any, model: Any) -> None:
     engine = engine_model(generator)
+    if engine is None and is_lora(model):
+        # vLLM samples from the base names: each adapter merged into its weight as it streams.
+        getattr(generator, "generator", generator).load_weights(merged_weights(model))
+        return
     if engine is not None and is_sharded(model):
         # Every rank gathers the shards (a collective) into its own full engine copy.
         engine.load_state_dict(full_weights(model))

@@ -210,6 +210,8 @@ class RLConfig(StrictConfig):
             )
         if self.kl.placement == "reward" and self.kl.mode == "off":
             raise ValueError("kl.placement=reward has no effect with kl.mode=off")
+        if self.model.lora.enabled:
+            check_lora(self)
         if self.rollout.rollouts_per_prompt < 2 and self.algorithm.advantage != "reinforce_pp":
             raise ValueError(f"algorithm.advantage={self.algorithm.advantage} needs rollout.rollouts_per_prompt >= 2")
         return self
@@ -228,6 +230,19 @@ class RLConfig(StrictConfig):
     @property
     def fully_on_policy(self) -> bool:
         return self.prompts_per_update == self.rollout.prompts_per_step and self.update.epochs == 1 and self.rollout.sync_weights_every == 1
+
+
+def check_lora(config: RLConfig) -> None:
+    """What model.lora cannot be combined with (training/lora.py), each naming the key."""
+    if config.distributed.strategy == "fsdp":
+        raise ValueError("model.lora trains with distributed.strategy=ddp only (FSDP shards are not adapted)")
+    if config.kl.reference_reset_every:
+        # The reference is the base with the adapter off: it cannot take the policy's weights.
+        raise ValueError("kl.reference_reset_every cannot be used with model.lora: the reference is the frozen base model")
+    if config.model.optimizer_state:
+        raise ValueError("model.optimizer_state cannot be used with model.lora: a fresh adapter has no moments to continue")
+    if config.rollout.backend == "vllm" and config.rollout.sync_weights_every > 1:
+        raise ValueError("model.lora with rollout.backend=vllm syncs every step: set rollout.sync_weights_every=1")
 
 
 def check_world_size(config: RLConfig, world_size: int) -> None:

@@ -138,6 +138,12 @@ class SFTConfig(StrictConfig):
     # Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases).
     tracking: TrackingConfig = TrackingConfig()
 
+    @model_validator(mode="after")
+    def _check(self) -> SFTConfig:
+        if self.model.lora.enabled and self.distributed.strategy == "fsdp":
+            raise ValueError("model.lora trains with distributed.strategy=ddp only (FSDP shards are not adapted)")
+        return self
+
 
 def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFTExample], DataStats]:
     """Encoded examples after the long-CoT filter and the max-length policy, with their counts."""

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from slowthink.rollout.fast_sampling import sample_from_uniforms, uniforms
 from slowthink.rollout.generator import Completion, OnFinished, SamplingParams
 from slowthink.rollout.stop_ids import StopMasks
+from slowthink.training.lora import causal_lm, merged_weight
 
 FAST_MODEL_TYPES = ("qwen2", "llama")
 # Compact the batch once this fraction of its rows has finished.
@@ -43,7 +44,9 @@ COMPACT_FRACTION = 0.25
 
 def unsupported_reason(model: Any, dtype: torch.dtype | None = None) -> str | None:
     """Why ``model`` must take the generic path, or None when the fast path can decode it
-    (exactly, in float32; in ``dtype`` bfloat16 when asked for)."""
+    (exactly, in float32; in ``dtype`` bfloat16 when asked for). A LoRA policy is read through
+    its base module, each adapter merged into its weight per batch (training/lora.py)."""
+    model = causal_lm(model)
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type not in FAST_MODEL_TYPES:
@@ -118,7 +121,7 @@ def layer_weights(layer: Any, scaling: float, dtype: torch.dtype) -> LayerWeight
     attention, mlp = layer.self_attn, layer.mlp
     projections = (attention.q_proj, attention.k_proj, attention.v_proj)
     q_rows = attention.q_proj.out_features
-    qkv = torch.cat([p.weight for p in projections]).detach().to(dtype=torch.float32, copy=True)
+    qkv = torch.cat([merged_weight(p) for p in projections]).detach().to(dtype=torch.float32, copy=True)
     qkv[:q_rows] *= scaling
     qkv_bias = None
     if any(p.bias is not None for p in projections):
@@ -135,11 +138,11 @@ def layer_weights(layer: Any, scaling: float, dtype: torch.dtype) -> LayerWeight
         input_norm=cast(layer.input_layernorm.weight),
         qkv=qkv.to(dtype),
         qkv_bias=qkv_bias,
-        o=cast(attention.o_proj.weight),
+        o=cast(merged_weight(attention.o_proj)),
         o_bias=cast(attention.o_proj.bias),
         post_norm=cast(layer.post_attention_layernorm.weight),
-        gate_up=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach().to(dtype) if fused else None,
-        down=cast(mlp.down_proj.weight) if fused else None,
+        gate_up=torch.cat([merged_weight(mlp.gate_proj), merged_weight(mlp.up_proj)]).detach().to(dtype) if fused else None,
+        down=cast(merged_weight(mlp.down_proj)) if fused else None,
     )
 
 
@@ -154,6 +157,7 @@ class StaticDecoder:
     """
 
     def __init__(self, model: Any, batch: int, max_len: int, dtype: torch.dtype | None = None):
+        model = causal_lm(model)  # a LoRA policy's base module (adapters merged per weight below)
         self.model, self.body = model, model.model
         config = model.config
         attention = self.body.layers[0].self_attn

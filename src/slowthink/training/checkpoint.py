@@ -237,8 +237,17 @@ def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
 
 
 def load_weights(model: Any, checkpoint: Path) -> None:
-    """Load safetensors weights saved by ``save_checkpoint`` into ``model`` (same architecture)."""
+    """Load safetensors weights saved by ``save_checkpoint`` into ``model`` (same architecture);
+    a LoRA policy loads the checkpoint's adapter (training/lora.py)."""
     from safetensors.torch import load_file
+
+    from slowthink.training.lora import holds_adapter, is_lora, load_adapter
+
+    if is_lora(model):
+        load_adapter(model, checkpoint)
+        return
+    if holds_adapter(checkpoint):
+        raise CheckpointError(f"{checkpoint} holds a LoRA adapter, not full weights: resume it with model.lora as its run had it")
 
     files = sorted(Path(checkpoint).glob("*.safetensors"))
     state: dict[str, torch.Tensor] = {}

@@ -4,7 +4,7 @@ Must not import recipes or the CLI (tests/test_layers.py).
 
 - ``seed_everything``: torch threads for this machine, then Python's and torch's seeds;
 - ``load_policy``: the model and tokenizer from a ``ModelConfig``, with its memory plan
-  (chunked log-probs, gradient checkpointing, autocast);
+  (chunked log-probs, gradient checkpointing, autocast) and its LoRA adapters when asked for;
 - ``run_outputs``: the metric tracker (rank 0 only; resumed runs drop rows after the
   checkpoint) and the live progress display.
 
@@ -39,6 +39,10 @@ def load_policy(model_config: Any) -> tuple[Any, Any]:
 
     model, tokenizer = load_model_and_tokenizer(model_config.path, model_config.dtype, model_config.device)
     set_memory_plan(model, model_config.memory_plan)  # chunked log-probs, checkpointing, autocast
+    if model_config.lora.enabled:
+        from slowthink.training.lora import apply_lora
+
+        model = apply_lora(model, model_config.lora)  # only the adapters train (training/lora.py)
     return model, tokenizer
 
 
