@@ -328,3 +328,19 @@ def test_an_output_file_that_is_not_ours_is_refused(tmp_path, tokenizer, sandbox
     (tmp_path / "tir.jsonl").write_text('{"prompt": "x", "response": "y"}\n')
     with pytest.raises(DataError, match=r"tir.jsonl:1: not a distill-tir row"):
         run(tmp_path, PROBLEMS[:1], tokenizer, sandbox)
+
+
+def test_a_cut_drops_the_cells_of_the_text_it_drops():
+    # A cell run after </think> sits past every cut point; a later injection cuts it away,
+    # and its record must go too (its span would point past the new text).
+    import random
+
+    from slowthink.tir.paths import Candidate, _cut
+
+    thought = "<think>6 times 7. Wait, 42. But check.</think>"
+    after = "\n```python\nprint(42)\n```\n```output\n42\n```\n\\boxed{42}"
+    text = thought + after
+    start = text.index("```output") + len("```output")
+    draft = Candidate(0, "inject", text, [{"status": "ok", "span": [start, start + len("\n42\n```\n")]}], injections_left=1)
+    assert _cut(draft, random.Random(0))
+    assert draft.tool_calls == [] and "\\boxed" not in draft.text

@@ -122,7 +122,11 @@ def _cut(draft: Candidate, rng: random.Random) -> bool:
         draft.failed = "no_split_point" if draft.injections == 0 else None
         draft.injections_left = 0
         return False
+    kept = sum(len(piece) for piece in pieces[:cut])
     draft.text = splice(pieces, cut, rng.choice(INJECTION_PREFIXES))
+    # A cell the teacher ran after </think> goes with the text it sat in (its span would
+    # point past the new text).
+    draft.tool_calls = [call for call in draft.tool_calls if call.get("span") is None or call["span"][1] <= kept]
     draft.injections_left -= 1
     return True
 
