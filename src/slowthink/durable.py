@@ -6,7 +6,7 @@ Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
   renamed over it, and the directory fsynced, so a reader (or a resume after SIGKILL or a
   power cut) sees the old content or the new one, never a truncated mix.
 - ``fsync_tree``: fsync every file of a directory and the directory itself before it is
-  renamed into place (checkpoints).
+  renamed into place (checkpoints); ``follow_umask`` gives its files a plain write's mode.
 - ``exclusive_lock``: an ``fcntl.flock`` on a lock file, taken without waiting; a second
   process on the same run directory or eval output fails at once with a message naming the
   holder's PID. The kernel drops the lock when its holder dies, so a killed run never
@@ -97,6 +97,15 @@ def _plain_write_mode(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)
     except OSError:
         return 0o666 & ~_umask()
+
+
+def follow_umask(directory: str | Path) -> None:
+    """Give every file under ``directory`` the mode a plain write would (a library that writes
+    through its own temp file, as safetensors does, leaves 0600)."""
+    mode = 0o666 & ~_umask()
+    for root, _subdirs, files in os.walk(directory):
+        for name in files:
+            os.chmod(os.path.join(root, name), mode)
 
 
 def _is_special(path: Path) -> bool:
@@ -223,8 +232,7 @@ def check_output(out: str | Path, inputs: Iterable[str | Path | None], option: s
     for source in inputs:
         if source is not None and same_file(out, source):
             raise OutputPathError(
-                f"{option} {out} is the input file {source} (the same file, or a link to it): writing it would destroy the input; "
-                "choose another path"
+                f"{option} {out} is the input file {source} (the same file, or a link to it): writing it would destroy the input; choose another path"
             )
 
 

@@ -232,3 +232,18 @@ def test_resume_refuses_checkpoints_without_a_config(tmp_path):
     (run_dir / "config.yaml").unlink()
     with pytest.raises(ConfigError, match="has checkpoints but no config.yaml"):
         run_sft(_config(run_dir), resume=True)
+
+
+def test_run_files_get_the_permissions_of_a_plain_write(tmp_path):
+    """config.yaml and checkpoints/latest were 0600 (mkstemp's mode), unlike every other file."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        run_dir = run_sft(_config(tmp_path / "run", "train.steps=1"))
+    finally:
+        os.umask(old)
+    files = [p for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"]
+    modes = {str(p.relative_to(run_dir)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert "config.yaml" in modes and "checkpoints/latest" in modes
+    assert set(modes.values()) == {"0o644"}, modes

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slowthink.durable import CheckpointError, NoSpaceError, atomic_write_text, fsync_dir, fsync_tree, is_no_space  # noqa: F401  (CheckpointError re-exported)
+from slowthink.durable import CheckpointError, NoSpaceError, atomic_write_text, follow_umask, fsync_dir, fsync_tree, is_no_space  # noqa: F401  (CheckpointError re-exported)
 
 MANIFEST = "manifest.json"
 
@@ -74,6 +74,7 @@ def _write_checkpoint_dir(tmp: Path, model: Any, tokenizer: Any, trainer_state: 
     with open(tmp / "trainer_state.pt", "wb") as handle:
         torch.save(trainer_state, handle)
     write_manifest(tmp)
+    follow_umask(tmp)  # safetensors leaves model.safetensors 0600, unlike every other file
     # Data and directory entries on disk before the rename makes the checkpoint visible.
     fsync_tree(tmp)
 
