@@ -21,7 +21,8 @@ ROWS = [
     {"uid": "b", "question": "2+3?", "final_answer": "5", "tests": []},
 ]
 MAP = {"problem": "question", "answer": "final_answer", "id": "uid"}
-EXPECTED = [Problem("a", "1+1?", "2", extra={"tests": ["assert f() == 2"]}), Problem("b", "2+3?", "5", extra={"tests": []})]
+# Mapped columns stay under their own names too (a reward function written for the data reads them).
+EXPECTED = [Problem("a", "1+1?", "2", extra={**ROWS[0]}), Problem("b", "2+3?", "5", extra={**ROWS[1]})]
 
 
 def write(tmp_path, kind: str):

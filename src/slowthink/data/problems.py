@@ -59,14 +59,15 @@ def check_column_mapping(columns: Mapping[str, str], allowed: Sequence[str] = PR
 
 
 def rename_columns(row: Any, columns: Mapping[str, str], where: str) -> Any:
-    """``row`` with each mapped column under its field's name; a missing column names itself."""
+    """``row`` with each mapped column also under its field's name; a missing column names itself."""
     if not columns or not isinstance(row, dict):
         return row
     absent = [f"'{source}' (for {name})" for name, source in columns.items() if source not in row]
     if absent:
         raise DataError(f"{where}: no column {', '.join(absent)} as the column mapping says; the row's columns: {', '.join(map(str, row))}")
-    sources = set(columns.values())
-    renamed = {k: v for k, v in row.items() if k not in sources and k not in columns}
+    # The source columns stay under their own names too: a reward function written for the
+    # dataset (TRL's, say) reads them as it would there.
+    renamed = {k: v for k, v in row.items() if k not in columns}
     renamed.update({name: row[source] for name, source in columns.items()})
     return renamed
 
