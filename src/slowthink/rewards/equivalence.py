@@ -15,6 +15,11 @@ Strict rules on top of math-verify (each documented in docs/checker.md and teste
 - other numbers compare exactly, or within a relative 1e-9 when one is a non-integer
   decimal, so 0.33 != 1/3 and 1e-7 != 2e-7 (math-verify rounds to 6 decimals: 0.333333 == 1/3
   and 0.0000001 == 0.0000002), while 0.5 == 1/2 and 0.0833333333333333 == 1/12.
+
+Readings added for right answers math-verify alone judged wrong (each with near misses
+tested): upright constants (\\mathrm{e}, \\mathrm{i}, {\\rm e}) are the constants; one
+solution set of tuple equations is the same whatever separates its parts; equal words
+("odd", \\text{no solution}) are the same answer.
 """
 
 from __future__ import annotations
@@ -44,6 +49,15 @@ _DISJUNCTION_RE = re.compile(r"\bor\b|\\lor\b|\\vee\b|\beither\b", re.IGNORECASE
 # 1e-7 / 2.5E+3 written as plain text: latex2sympy reads "1e-7" as 1*e - 7 (Euler's e).
 _SCI_RE = re.compile(r"(?<![\w\\.])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?![\w.])")
 _DELIMITERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+# Upright constants, \mathrm{e} and \mathrm{i} (ISO style), and {\rm e}: latex2sympy reads
+# \mathrm{e} as a symbol named e, not Euler's number, and drops it after a factor
+# (2\mathrm{e} became 2). Rewritten as the plain letters, which it reads as the constants.
+_UPRIGHT_RE = re.compile(r"\\(?:mathrm|textrm|mathup|operatorname|text)\s*\{\s*([ei])\s*\}|\{\s*\\rm\s+([ei])\s*\}")
+# A whole span wrapped in \text{...} (or \textbf, \mathrm, \textrm), and a word of 2+ letters.
+_TEXT_WRAPPER_RE = re.compile(r"^\s*\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}\s*$")
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+# "and" between the parts of one answer: \quad \text{and} \quad, \text{ and }, \; \text{and} \;.
+_AND_RE = re.compile(r"(?:\s|~|\\[,;:!]|\\q?quad)*\\text\s*\{\s*and\s*\}(?:\s|~|\\[,;:!]|\\q?quad)*")
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,57 @@ def _strip_delimiters(span: str) -> str:
 def normalize_span(span: str) -> str:
     """What we hand to math-verify for one answer span (ours or the gold's)."""
     span = _strip_delimiters(span).rstrip(" .")
+    span = _UPRIGHT_RE.sub(lambda m: _plain_constant(m, span), span)
+    span = drop_repeated_lhs(span)
     return _SCI_RE.sub(lambda m: f"{m.group(1)}\\times 10^{{{m.group(2)}}}", span)
+
+
+def _plain_constant(match: re.Match, span: str) -> str:
+    """The letter of an upright constant, spaced from a letter on either side (``\\pi e``, not
+    ``\\pie``); no space otherwise, since latex2sympy cannot read ``\\frac{1}{ e }``."""
+    before = span[match.start() - 1] if match.start() > 0 else ""
+    after = span[match.end()] if match.end() < len(span) else ""
+    letter = match.group(1) or match.group(2)
+    return (" " if before.isalpha() else "") + letter + (" " if after.isalpha() else "")
+
+
+def drop_repeated_lhs(span: str) -> str:
+    """``(x, y) = (1, 2); (x, y) = (3, 4)`` -> ``(1, 2), (3, 4)``: one solution set, whatever
+    separates its parts (``;``, ``,``, ``\\quad \\text{and} \\quad``).
+
+    math-verify cannot parse several tuple equations joined by ``;`` or ``,``, and reads them
+    joined by ``\\text{and}`` as the last number alone (4), which would pass for a gold of 4.
+    Only when every part is an equation with the same tuple on the left; anything else is
+    left as it is.
+    """
+    parts = _top_level_split(_AND_RE.sub(";", span), ";,")
+    if parts is None or len(parts) < 2:
+        return span
+    sides = [_top_level_split(part, "=") for part in parts]
+    if any(side is None or len(side) != 2 for side in sides):
+        return span
+    left = {re.sub(r"\s+", "", side[0]) for side in sides}  # type: ignore[index]
+    (lhs,) = left if len(left) == 1 else ("",)
+    if not (lhs.startswith("(") and lhs.endswith(")") and "," in lhs):
+        return span
+    return ", ".join(side[1].strip() for side in sides)  # type: ignore[index]
+
+
+def _top_level_split(text: str, separators: str) -> list[str] | None:
+    """``text`` split at the separators outside any bracket; None when brackets do not pair."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char in separators and depth == 0:
+            parts.append(text[start:index].strip())
+            start = index + 1
+    parts.append(text[start:].strip())
+    return parts if depth == 0 and all(parts) else None
 
 
 def gold_span(gold: str) -> str:
@@ -80,6 +144,16 @@ def gold_span(gold: str) -> str:
         return normalize_span(boxes[0])
     tagged = extract_answer(gold)
     return normalize_span(tagged if tagged is not None else gold)
+
+
+def plain_words(span: str) -> str | None:
+    """A text answer's words (``\\text{Odd}.`` -> "odd"); None unless the span is only words of
+    two or more letters. Equal words are the same answer; anything else goes to math-verify
+    as before (which reads "odd" as o*d*d, and "dod" as another product). Only a capital
+    first letter is lowered (a sentence's "Odd."); other letters' case is math-verify's call."""
+    text = _TEXT_WRAPPER_RE.sub(lambda m: m.group(1), _strip_delimiters(span)).strip().rstrip(".").strip()
+    words = (text[:1].lower() + text[1:]).split()
+    return " ".join(words) if words and all(_WORD_RE.fullmatch(word) for word in words) else None
 
 
 def is_hedged(gold_text: str, answer_text: str, gold: Any, answer: Any) -> bool:
@@ -242,15 +316,17 @@ def judge(gold: str, response: str, golds: GoldCache, fallback: bool = False) ->
     from math_verify import verify
 
     gold_text, gold_parsed = golds.get(gold)
-    # math-verify returns the raw string when sympy cannot read it; a gold must be math.
-    if all(isinstance(item, str) for item in gold_parsed):
-        return Judgement("unparseable_gold", detail=f"math-verify cannot parse the gold {gold_text[:80]!r}")
     answer = extract_answer(response)
     if answer is None and (size := oversized_answer(response)) is not None:
         # Boxed, but too long to parse (a two-million-digit number): an answer, and wrong.
         return Judgement("wrong", None, f"boxed answer of {size} characters, over the {MAX_ANSWER_CHARS}-character limit")
     if answer is None and fallback:
         answer = fallback_answer(response)
+    if answer is not None and (words := plain_words(gold_text)) is not None and words == plain_words(answer):
+        return Judgement("correct", answer)  # the same words ("odd", \text{no solution}): sympy reads words as products
+    # math-verify returns the raw string when sympy cannot read it; a gold must be math.
+    if all(isinstance(item, str) for item in gold_parsed):
+        return Judgement("unparseable_gold", detail=f"math-verify cannot parse the gold {gold_text[:80]!r}")
     if answer is None:
         return Judgement("no_answer")
     if len(answer) > MAX_ANSWER_CHARS or brace_depth(answer) > MAX_NESTING:

@@ -127,8 +127,29 @@ def brace_depth(text: str) -> int:
 
 # --- evaluation-only fallback -------------------------------------------------------------
 
-# "The final answer is X", "the answer is: X", "Answer: X" (the last such phrase counts).
-_ANCHOR_RE = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?|\banswer\s*:", re.IGNORECASE)
+# "The final answer is X", "the answer is: X", "Answer: X" (the last such phrase counts), and
+# the same marker in the languages models answer in: "Réponse : X", "La réponse est X",
+# "Antwort: X", "Respuesta: X", "Risposta: X", "Resposta: X", "Ответ: X", "答案是 X",
+# "答案：X", "答え：X", "정답: X". A colon may be full-width (：) or follow a space (French).
+_COLON = r"\s*[:：]"
+_ANCHOR_RE = re.compile(
+    r"(?:final answer|the answer)\s*(?:is|:)\s*:?|\banswer"
+    + _COLON
+    + r"|\bla\s+réponse(?:\s+finale)?\s+est\b|\bréponse(?:\s+finale)?"
+    + _COLON
+    + r"|\bdie\s+antwort\s+ist\b|\bantwort"
+    + _COLON
+    + r"|\bla\s+respuesta(?:\s+final)?\s+es\b|\brespuesta(?:\s+final)?"
+    + _COLON
+    + r"|\bla\s+risposta\s+è\b|\brisposta"
+    + _COLON
+    + r"|\ba\s+resposta\s+é\b|\bresposta"
+    + _COLON
+    + r"|\bответ"
+    + _COLON
+    + r"|(?:最终)?答案\s*(?:是|为|[:：])|答え\s*(?:は|[:：])|정답\s*(?:은|는|[:：])",
+    re.IGNORECASE,
+)
 # Math spans, each bounded in length so a hostile text cannot make the search quadratic;
 # an escaped dollar (\$) inside inline math does not close it.
 _MATH_RE = re.compile(
@@ -136,12 +157,26 @@ _MATH_RE = re.compile(
     r"|(?<!\\)\$(?P<d>(?:\\.|[^$\\\n]){1,500}?)\$",
     re.DOTALL,
 )
-# A number not glued to a preceding word ("AZYUK2A" has none); 7,425,000, 2/3 and 28% stay whole.
-_NUMBER_RE = re.compile(r"(?<![\w.,])-?(?:\d+(?:[.,]\d+)*|\.\d+)(?:/\d+)?%?")
-# A sentence ends at a period followed by a space or the end (a decimal point is followed by a digit).
-_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)|\n")
-# An English word: two or more letters not part of a LaTeX command.
-_WORD_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
+# Letters of the alphabets that put spaces between words (Latin, Cyrillic; not Greek, whose
+# letters are math symbols): a digit glued to them is part of a code ("AZYUK2A" holds no
+# number). CJK text has no spaces between words, so "答案是12" holds 12.
+_ALPHABET = "A-Za-z\u00c0-\u024f\u0400-\u04ff"
+# A number not glued to a preceding word; 7,425,000, 2/3 and 28% stay whole.
+_NUMBER_RE = re.compile(rf"(?<![{_ALPHABET}0-9_.,])-?(?:\d+(?:[.,]\d+)*|\.\d+)(?:/\d+)?%?")
+# A sentence ends at a period followed by a space or the end (a decimal point is followed by
+# a digit), a full-width period, or a line break.
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)|[。\n]")
+# A clause after the answer: a comma, then a word ("12, in 3 steps"; not "1, 2, 3").
+_CLAUSE_END_RE = re.compile(r"[,，;；]\s*(?=[^\W\d_]{2,})")
+# A number at the start of the answer's sentence is the answer unless an operator follows it
+# ("12 (in 3 steps)" is 12; "2 + 3 = 5" is not 2).
+_LEADING_NUMBER_RE = re.compile(_NUMBER_RE.pattern + r"(?!\s*[-+*/=^<>≤≥×÷·\\,.0-9])")
+# A word (two or more letters not part of a LaTeX command), or one CJK character: a text
+# with one is prose, not a bare expression. Environment names (\begin{bmatrix}) are not words.
+_WORD_RE = re.compile(rf"(?<![\\{_ALPHABET}])[{_ALPHABET}]{{2,}}|[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_ENVIRONMENT_RE = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]*\}")
+# A bare word answer: the whole response is at most four words ("odd", "Neither.", "no solution").
+_BARE_WORDS_RE = re.compile(r"[A-Za-z]+(?:[ -][A-Za-z]+){0,3}")
 _BARE_MAX_CHARS = 300
 
 
@@ -157,7 +192,8 @@ def _last_candidate(text: str) -> str | None:
 
 
 def _anchored(text: str) -> str | None:
-    """The sentence after the last "the answer is": its leading math span, else its last candidate."""
+    """The sentence after the last "the answer is": its leading math span or number, else
+    the last candidate of its first clause."""
     anchors = list(_ANCHOR_RE.finditer(text))
     if not anchors:
         return None
@@ -165,16 +201,30 @@ def _anchored(text: str) -> str | None:
     math = _MATH_RE.match(rest)
     if math is not None:
         return _capped(next(group for group in math.groups() if group is not None))
+    number = _LEADING_NUMBER_RE.match(rest)
+    if number is not None:
+        return number.group()
     end = _SENTENCE_END_RE.search(rest)
     sentence = rest[: end.start()] if end else rest
-    return _last_candidate(sentence) or _capped(sentence)
+    clause = sentence[: m.start()] if (m := _CLAUSE_END_RE.search(sentence)) else sentence
+    return _last_candidate(clause) or _capped(clause)
+
+
+def _bare(text: str) -> str | None:
+    """The whole response, when it is a bare expression (no word in it) or a few bare words."""
+    if not text or len(text) > _BARE_MAX_CHARS:
+        return None
+    if not _WORD_RE.search(_ENVIRONMENT_RE.sub(" ", text)):
+        return text
+    words = text.rstrip(".")
+    return words if _BARE_WORDS_RE.fullmatch(words) else None
 
 
 def fallback_answer(text: str) -> str | None:
-    """Evaluation only, when nothing is boxed: a bare expression as the whole response,
-    else the sentence after "the answer is", else the last math span or number."""
-    stripped = text.strip()
-    if stripped and len(stripped) <= _BARE_MAX_CHARS and not _WORD_RE.search(stripped):
-        return stripped
+    """Evaluation only, when nothing is boxed: a bare expression or a few words as the whole
+    response, else the sentence after "the answer is", else the last math span or number."""
+    bare = _bare(text.strip())
+    if bare is not None:
+        return bare
     tail = text[-FALLBACK_SCAN_CHARS:]
     return _anchored(tail) or _last_candidate(tail)
