@@ -27,9 +27,10 @@ def export_cli(
     folder = export_checkpoint(checkpoint, out, merge=merge)
     typer.echo(str(folder))
     if push_to_hub:
+        import httpx
         from huggingface_hub.errors import HfHubHTTPError
 
         try:
             typer.echo(upload(folder, push_to_hub, private=private))
-        except (HfHubHTTPError, OSError) as exc:  # no network, no token, no permission: the folder stays
+        except (HfHubHTTPError, httpx.HTTPError, OSError) as exc:  # no network, no token, no permission: the folder stays
             fail(f"upload of {folder} to {push_to_hub} failed ({type(exc).__name__}: {exc}); the exported folder is kept", ENVIRONMENT_ERROR)
