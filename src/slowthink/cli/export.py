@@ -27,10 +27,11 @@ def export_cli(
     folder = export_checkpoint(checkpoint, out, merge=merge)
     typer.echo(str(folder))
     if push_to_hub:
-        import httpx
-        from huggingface_hub.errors import HfHubHTTPError
+        from slowthink.recipes.export import upload_failed
 
         try:
             typer.echo(upload(folder, push_to_hub, private=private))
-        except (HfHubHTTPError, httpx.HTTPError, OSError) as exc:  # no network, no token, no permission: the folder stays
+        except Exception as exc:  # no network, no token, no permission: the folder stays; anything else is a bug
+            if not upload_failed(exc):
+                raise
             fail(f"upload of {folder} to {push_to_hub} failed ({type(exc).__name__}: {exc}); the exported folder is kept", ENVIRONMENT_ERROR)

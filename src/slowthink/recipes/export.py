@@ -176,3 +176,11 @@ def push_to_hub(folder: Path, repo_id: str, private: bool = False) -> str:
     api.create_repo(repo_id, private=private, exist_ok=True)
     commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload model exported by slowthink")
     return str(getattr(commit, "commit_url", commit))
+
+
+def upload_failed(error: BaseException) -> bool:
+    """An upload that failed outside the program: the Hub's HTTP errors (a refused token, no such
+    repo), an OSError, or the transport errors (httpx's) that huggingface_hub lets through offline."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return isinstance(error, (HfHubHTTPError, OSError)) or any(cls.__module__.split(".")[0] == "httpx" for cls in type(error).__mro__)
