@@ -65,23 +65,24 @@ def test_normalisation_erases_whitespace_delimiters_and_number_format():
 def test_decontamination_catches_whitespace_and_number_formatting_changes():
     benchmark = "Let $N$ be the number of ordered pairs $(a,b)$ of integers with $1 \\le a, b \\le 1000$ such that $a^2 + b^2$ is divisible by $7$. Find $N$ modulo $1000$."
     index = BenchmarkIndex(n=8, threshold=0.5)
-    index.add("aime24", [benchmark])
+    index.add("aime24", [("I-3", benchmark)])
     changed = "Let  $N$ be the number of ordered pairs $(a, b)$ of integers with $1\\leq a,b\\leq 1{,}000$ such that\n$a^2+b^2$ is divisible by $7$.  Find $N$ modulo $1,000.0$."
     changed = changed.replace("\\leq", "\\le")
     hit = index.match(changed)
-    assert hit is not None and hit[0] == "aime24" and hit[1] >= 0.5
+    assert hit is not None and (hit.benchmark, hit.problem_id) == ("aime24", "I-3") and hit.overlap >= 0.5
     # A different problem sharing common phrases stays.
     assert index.match("Let $N$ be the number of positive divisors of $2024$. Find $N$.") is None
-    assert index.match(benchmark)[1] == 1.0
+    assert index.match(benchmark).overlap == 1.0
 
 
 def test_decontamination_threshold_is_configurable():
     index = BenchmarkIndex(n=3, threshold=0.9)
-    index.add("b", ["one two three four five six"])
-    assert index.match("one two three four five six seven eight nine ten") is None  # 4 of 8 trigrams
+    index.add("b", [("p", "one two three four five six seven")])
+    assert index.match("one two three four nine ten eleven") is None  # 2 of the benchmark problem's 5 trigrams
     index = BenchmarkIndex(n=3, threshold=0.4)
-    index.add("b", ["one two three four five six"])
-    assert index.match("one two three four five six seven eight nine ten") == ("b", 0.5)
+    index.add("b", [("p", "one two three four five six seven")])
+    hit = index.match("one two three four nine ten eleven")
+    assert (hit.benchmark, hit.problem_id, hit.overlap) == ("b", "p", 0.4)
     with pytest.raises(ValueError, match="threshold"):
         BenchmarkIndex(threshold=0.0)
 
@@ -92,7 +93,8 @@ def test_exact_and_near_duplicates_are_dropped_and_variants_kept():
     assert dedup.check("r1", base, "60") is None
     assert dedup.check("r2", base.replace(" ", "  "), "60") == ("exact_duplicate", "r1")
     reworded = base.replace("What is its average speed", "Find its average speed")
-    assert dedup.check("r3", reworded, "60") == ("near_duplicate", "r1")
+    kind, detail = dedup.check("r3", reworded, "60")
+    assert kind == "near_duplicate" and detail.startswith("r1 (Jaccard 0.")
     # Same template, other numbers and another answer: a different problem.
     variant = base.replace("120", "100").replace("180", "200").replace("2 hours", "4 hours")
     assert dedup.check("r4", variant, "50") is None

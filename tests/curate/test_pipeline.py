@@ -55,7 +55,7 @@ def test_pipeline_keeps_the_good_rows_and_counts_every_drop(tmp_path):
     }
     assert stats.read == 9 and stats.kept == 2
     report = curation_report(stats, "test")
-    assert "| contaminated | 1 |" in report and "aime24: 100% of its 8-grams" in report and "(repeats keep1)" in report
+    assert "| contaminated | 1 |" in report and "copies aime24 problem b1: 100% of its 8-grams in the row" in report and "(repeats keep1)" in report
     assert not (tmp_path / "pool.jsonl.partial").exists()
 
 

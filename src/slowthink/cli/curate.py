@@ -26,7 +26,7 @@ def curate_cli(
     benchmark: list[Path] | None = typer.Option(None, "--benchmark", help="(key benchmarks) benchmark JSONL to decontaminate against (repeatable)."),
     skip: list[str] | None = typer.Option(None, "--skip", help="(key filters.skip) leave a filter out (repeatable), e.g. --skip near_duplicate."),
     contamination_threshold: float | None = typer.Option(
-        None, help="(key filters.contamination_threshold) share of a row's n-grams found in a benchmark that marks it contaminated (0.5)."
+        None, help="(key filters.contamination_threshold) share of one benchmark problem's n-grams found in the row that marks it a copy (0.5)."
     ),
     ngram: int | None = typer.Option(None, help="(key filters.ngram) n of the decontamination n-grams (8)."),
     near_duplicate_threshold: float | None = typer.Option(

@@ -36,10 +36,11 @@ class CurateSettings(StrictConfig):
 
     # Filters to leave out, by name (see FILTERS), e.g. ["near_duplicate"].
     skip: list[str] = []
-    # Near duplicates: estimated Jaccard of word 3-gram sets at or above this.
+    # Near duplicates: Jaccard of token 3-gram sets at or above this (candidates from MinHash LSH, each verified).
     near_duplicate_threshold: float = 0.8
-    num_perm: int = 64  # MinHash permutations (accuracy vs memory)
-    # Decontamination: share of a row's n-grams found in a benchmark, and n.
+    # MinHash permutations: at 128 the LSH proposes a pair at the threshold with probability ~0.99 (curate/dedup.py).
+    num_perm: int = 128
+    # Decontamination: share of one benchmark problem's n-grams found in the row (docs/curation.md).
     contamination_threshold: float = 0.5
     # n of the decontamination n-grams (normalised tokens).
     ngram: int = 8
@@ -61,6 +62,8 @@ class CurationStats:
     examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     sources: Counter = field(default_factory=Counter)  # rows read per source (file or dataset)
     kept_sources: Counter = field(default_factory=Counter)
+    # Every contamination drop (not only the examples): the row and the benchmark problem it copies.
+    contaminations: list[dict[str, str]] = field(default_factory=list)
 
 
 def iter_source(source: str, settings: CurateSettings) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -117,7 +120,7 @@ def first_rejection(
         if dup[0] not in settings.skip:
             return dup[0], f"repeats {dup[1]}"
     if index is not None and (hit := index.match(problem)) is not None:
-        return "contaminated", f"{hit[0]}: {100 * hit[1]:.0f}% of its {index.n}-grams"
+        return "contaminated", f"copies {hit.benchmark} problem {hit.problem_id}: {100 * hit.overlap:.0f}% of its {index.n}-grams in the row"
     return None
 
 
@@ -173,6 +176,8 @@ def keep(stats: CurationStats, row: dict[str, Any], out, source: str) -> None:
 
 def drop(stats: CurationStats, row: dict[str, Any], name: str, detail: str, max_examples: int) -> None:
     stats.dropped[name] += 1
+    if name == "contaminated":
+        stats.contaminations.append({"id": str(row["id"]), "problem": row["problem"], "detail": detail})
     examples = stats.examples.setdefault(name, [])
     if len(examples) < max_examples:
         examples.append({"id": str(row["id"]), "problem": row["problem"], "answer": row["answer"], "detail": detail})

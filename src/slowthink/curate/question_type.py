@@ -17,8 +17,9 @@ import re
 # Asymptote figure code ("dot(A); label("B", B)") reads like option labels: ignored.
 _FIGURE = re.compile(r"\[asy\].*?\[/asy\]", re.DOTALL)
 
-# "(A) 3 (B) 4 ..." / "$\text{(A)}\ 0.5$" / "A. 3" at a line start / "which of the following".
-_CHOICE_LABEL = re.compile(r"\(([A-E])\)|(?:^|\n)\s*([A-E])[.)]\s")
+# "(A) 3 (B) 4 ..." / "$\text{(A)}\ 0.5$" / "A. 3" at a line start / "A: 3  B: 4" (NuminaMath's
+# options, also with a full-width colon; not a ratio "A:B") / "which of the following".
+_CHOICE_LABEL = re.compile(r"\(([A-E])\)|(?:^|\n)\s*([A-E])[.)]\s|(?:^|(?<=\s))([A-E])\s*[:：](?:\s+|(?=[$\d(\-\\]))(?=\S)")
 _WHICH_OF = re.compile(r"\bwhich (?:one )?of the following\b|\banswer choices\b", re.IGNORECASE)
 _LETTER_ANSWER = re.compile(r"^\s*(?:\\text\{|\\textbf\{|\\mathrm\{)?\s*\(?\s*([A-E])\s*\)?\s*\}?\s*$")
 
@@ -28,8 +29,14 @@ _LETTER_ANSWER = re.compile(r"^\s*(?:\\text\{|\\textbf\{|\\mathrm\{)?\s*\(?\s*([
 _PROVE = re.compile(r"\bprove\b|(?:^|[.?!:]\s+)(?:show|demonstrate|verify)\s+that\b|\bjustify your answer\b", re.IGNORECASE | re.MULTILINE)
 _PROOF_WORD = re.compile(r"\bproof\b")
 
-# Sub-problem labels: "(a)", "(b)" ... or "(i)", "(ii)" ... or "Part 1", "Part 2".
-_PART_LABEL = re.compile(r"\((?:[a-e]|i{1,3}|iv|v)\)|\bpart\s+(?:[1-5]|[a-e])\b", re.IGNORECASE)
+# Sub-problem labels: "(a)", "(b)" ...; "(i)", "(ii)" ...; "(1)", "(2)" ...; "(Ⅰ)", "(Ⅱ)" ...
+# (NuminaMath's Roman numerals, full-width brackets too); "1.", "2." at a line start;
+# "Part 1", "Part 2". A bracket right after a letter, digit, backslash or ")" is a function's
+# argument or a product, not a label: f(a), f(b), g(1), x(2) are not parts.
+_PART_LABEL = re.compile(
+    r"(?<![\w\\)^_'])[(（](?:[a-e]|i{1,3}|iv|v|[1-5]|[ⅠⅡⅢⅣⅤ])[)）]|(?:^|\n)\s*[1-5]\.\s|\bpart\s+(?:[1-5]|[a-e])\b",
+    re.IGNORECASE,
+)
 # What makes a part a question (not a condition): a question mark or an imperative.
 _ASKS = re.compile(r"\?|\b(?:find|compute|determine|calculate|evaluate|what|how many|show|prove)\b", re.IGNORECASE)
 
@@ -51,7 +58,7 @@ def is_multiple_choice(problem: str, answer: str) -> bool:
     Drops "What is 2+2? (A) 3 (B) 4 (C) 5" (gold "B") and "Which of the following is
     prime: 4, 6, 7?"; keeps "Point (A) is at the origin. Find AB." (one label only).
     """
-    labels = {a or b for a, b in _CHOICE_LABEL.findall(strip_figures(problem))}
+    labels = {a or b or c for a, b, c in _CHOICE_LABEL.findall(strip_figures(problem))}
     return {"A", "B"} <= labels or bool(_WHICH_OF.search(problem)) or bool(_LETTER_ANSWER.match(answer))
 
 
@@ -66,16 +73,20 @@ def is_proof(problem: str, answer: str) -> bool:
 
 
 def is_multi_part(problem: str, answer: str) -> bool:
-    """Two or more labelled parts that each ask something: "(a) Find x. (b) What is y?".
+    """Two or more labelled parts that each ask something: "(a) Find x. (b) What is y?",
+    "(1) Find the intervals where f increases; (2) find the range of a.", "(Ⅰ) ... (Ⅱ) ...",
+    or "1. Find x.\n2. Find y." with the labels at line starts.
 
     Keeps labelled conditions: "f satisfies (i) f(1) = 2 and (ii) f(x+1) = f(x) + 3.
-    Find f(10)." asks one question (only the last part's first sentence is read as asking).
+    Find f(10)." asks one question (only the last part's first sentence is read as asking);
+    keeps function arguments: "Given f(a) = 3 and f(b) = 5, find f(a+b)."
     """
     text = strip_figures(problem)
-    starts = [m.start() for m in _PART_LABEL.finditer(text)]
-    if len(starts) < 2:
+    labels = list(_PART_LABEL.finditer(text))
+    if len(labels) < 2:
         return False
-    parts = [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+    # Each part's text after its label (a "2. " label would read as a sentence end).
+    parts = [text[m.end() : nxt] for m, nxt in zip(labels, [m.start() for m in labels[1:]] + [len(text)])]
     # The last part runs to the end of the text, where the single question usually sits.
     asking = sum(bool(_ASKS.search(part)) for part in parts[:-1]) + bool(_ASKS.search(re.split(r"[.;]\s", parts[-1])[0]))
     return asking >= 2

@@ -11,14 +11,14 @@ from slowthink.curate.pipeline import FILTERS, CurationStats
 from slowthink.report import markdown_table
 
 WHY = {
-    "multiple_choice": "options (A)-(E), 'which of the following', or a letter as the gold (section 2)",
+    "multiple_choice": "options (A)-(E), 'A: ...', 'which of the following', or a letter as the gold (section 2)",
     "proof": "asks for a proof (section 2)",
-    "multi_part": "two or more labelled sub-questions (section 2)",
+    "multi_part": "two or more labelled sub-questions: (a), (i), (1), (Ⅰ), '1.' at a line start (section 2)",
     "open_ended": "explain/describe, yes/no, or a prose gold (section 2)",
     "unparseable_answer": "the checker reads no value from the gold (section 2)",
     "exact_duplicate": "same problem after normalisation as an earlier row",
-    "near_duplicate": "MinHash-estimated Jaccard of token 3-grams above the threshold with an earlier row of the same gold answer",
-    "contaminated": "n-gram overlap with an evaluation benchmark",
+    "near_duplicate": "Jaccard of token 3-grams at or above the threshold with an earlier row of the same gold answer (MinHash LSH candidates, each verified)",
+    "contaminated": "copies one benchmark problem: most of its n-grams, all its numbers and its question are in the row (the problem is named)",
     "too_easy": "every sample of the model solved it (section 2)",
     "too_hard": "no sample of the model solved it (section 2)",
 }
@@ -47,6 +47,12 @@ def curation_report(stats: CurationStats, title: str, command: str = "", notes: 
         "## Dropped per filter\n\nEach row counts under the first filter that drops it (filters run in this order).\n\n"
         + markdown_table(("filter", "dropped", "what it catches"), rows)
     )
+    if stats.contaminations:
+        rows = [(f"`{c['id']}`", c["detail"], _clip(c["problem"], 120).replace("|", "\\|")) for c in stats.contaminations]
+        parts.append(
+            "## Every contamination drop\n\nEach dropped row and the benchmark problem it copies.\n\n"
+            + markdown_table(("row", "copies", "problem (start)"), rows)
+        )
     parts.append("## Examples")
     for name in FILTERS:
         examples = stats.examples.get(name)
