@@ -73,6 +73,7 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
 ENGINES = {
     "vllm": ("slowthink.rollout.vllm_backend",),
     "wandb": ("slowthink.tracking",),
+    "mlflow": ("slowthink.tracking",),
     "fastapi": ("slowthink.serve_app",),
     "uvicorn": ("slowthink.serve",),
     "httpx": ("slowthink.rollout.openai_backend",),

@@ -116,7 +116,7 @@ def test_disabled_progress_prints_nothing(capsys):
 def test_wandb_sink_says_what_to_install(tmp_path):
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed: this checks the message shown without it")
-    with pytest.raises(ConfigError, match="tracking.wandb=true needs the 'wandb' package: pip install wandb"):
+    with pytest.raises(ConfigError, match=r"tracking.wandb=true needs the 'wandb' package: pip install 'slowthink\[tracking\]'"):
         build_tracker(TrackingConfig(wandb=True), tmp_path, {}, resume=False)
 
 
@@ -162,3 +162,80 @@ def test_resumed_tracker_drops_rows_after_the_checkpoint_before_appending(tmp_pa
     tracker.log({"a": 3}, step=3)
     tracker.close()
     assert read_metrics(path) == [{"step": 1, "a": 1}, {"step": 3, "a": 3}]
+
+
+# ------------------------------------------------------------------ W&B and MLflow: --resume continues the same run
+
+
+def test_a_resumed_run_keeps_its_tracker_ids_and_a_fresh_one_gets_new_ones(tmp_path):
+    from slowthink.tracking import TRACKER_IDS_FILE, tracker_run_id
+
+    ids = iter(["first", "second", "third"])
+    assert tracker_run_id(tmp_path, "wandb", resume=False, new_id=lambda: next(ids)) == "first"
+    assert tracker_run_id(tmp_path, "wandb", resume=True, new_id=lambda: next(ids)) == "first"
+    assert tracker_run_id(tmp_path, "mlflow", resume=True, new_id=lambda: "ml") == "ml"  # no saved mlflow id yet
+    assert json.loads((tmp_path / TRACKER_IDS_FILE).read_text()) == {"wandb": "first", "mlflow": "ml"}
+    # A fresh run (run.overwrite=true, or a resume that found no checkpoint) is a new W&B run.
+    assert tracker_run_id(tmp_path, "wandb", resume=False, new_id=lambda: next(ids)) == "second"
+    assert tracker_run_id(tmp_path, "wandb", resume=True, new_id=lambda: next(ids)) == "second"
+
+
+def test_an_unreadable_ids_file_is_a_new_run_with_a_warning(tmp_path, capsys):
+    from slowthink.tracking import TRACKER_IDS_FILE, tracker_run_id
+
+    (tmp_path / TRACKER_IDS_FILE).write_bytes(b"\xff{not json")
+    assert tracker_run_id(tmp_path, "wandb", resume=True, new_id=lambda: "fresh") == "fresh"
+    assert TRACKER_IDS_FILE in capsys.readouterr().err
+    assert json.loads((tmp_path / TRACKER_IDS_FILE).read_text()) == {"wandb": "fresh"}
+
+
+def test_wandb_name_entity_group_and_tags_are_config_keys():
+    from slowthink.config import load_config
+
+    config = load_config(TrackingConfig, None, ["wandb=true", "name=seed0", "wandb_entity=lab", "wandb_group=sweep1", "wandb_tags=[rl, tiny]"])
+    assert (config.name, config.wandb_entity, config.wandb_group, config.wandb_tags) == ("seed0", "lab", "sweep1", ("rl", "tiny"))
+
+
+def test_wandb_resume_continues_the_same_run_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = TrackingConfig(wandb=True, name="seed0", wandb_group="g", wandb_tags=("t",))
+    first = build_tracker(config, tmp_path, {"lr": 0.1}, resume=False)
+    first.log({"loss": 1.0}, step=1)
+    run = first.trackers[1]._run
+    run_id, name, group, tags = run.id, run.name, run.group, tuple(run.tags)
+    first.close()
+    second = build_tracker(config, tmp_path, {"lr": 0.1}, resume=True, last_step=1)
+    assert second.trackers[1]._run.id == run_id
+    second.log({"loss": 0.5}, step=2)
+    second.close()
+    assert (name, group, tags) == ("seed0", "g", ("t",))
+    runs = sorted(p.name for p in (tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(p.endswith(run_id) for p in runs), runs
+    fresh = build_tracker(config, tmp_path, {"lr": 0.1}, resume=False)
+    assert fresh.trackers[1]._run.id != run_id
+    fresh.close()
+
+
+def test_mlflow_resume_continues_the_same_run_in_a_local_store(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    store = (tmp_path / "store").as_uri()
+    config = TrackingConfig(mlflow=True, mlflow_tracking_uri=store, mlflow_experiment="tiny", name="seed0")
+    first = build_tracker(config, tmp_path / "run", {"kl": {"mode": "off"}, "train": {"steps": 3}}, resume=False)
+    first.log({"loss": 1.0, "note": "text", "gap": None, "reward/format": 0.5}, step=1)
+    first.log({"loss": 0.9}, step=2)
+    first.close()
+    second = build_tracker(config, tmp_path / "run", {"kl": {"mode": "off"}, "train": {"steps": 6}}, resume=True, last_step=2)
+    second.log({"loss": 0.5}, step=3)
+    run_id = second.trackers[1].run_id
+    second.close()
+    client = MlflowClient(tracking_uri=store)
+    run = client.get_run(run_id)
+    assert run.info.run_name == "seed0" and run.info.status == "FINISHED"
+    assert run.data.params == {"kl.mode": "off", "train.steps": "3"}  # logged once, at creation
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(1, 1.0), (2, 0.9), (3, 0.5)]
+    assert set(run.data.metrics) == {"loss", "reward/format"}
+    assert len(client.search_runs([client.get_experiment_by_name("tiny").experiment_id])) == 1

@@ -1,6 +1,6 @@
-"""Where metrics go: ``metrics.jsonl`` always; TensorBoard and Weights & Biases when asked.
+"""Where metrics go: ``metrics.jsonl`` always; TensorBoard, Weights & Biases and MLflow when asked.
 
-Must not import the CLI; the one module that imports wandb (tests/test_layers.py).
+Must not import the CLI; the one module that imports wandb and mlflow (tests/test_layers.py).
 
 The live display (``StepProgress``) is in progress.py, re-exported here.
 """
@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,10 +25,25 @@ from slowthink.progress import StepProgress  # noqa: F401  (re-exported: the rec
 class TrackingConfig(StrictConfig):
     # Also log to TensorBoard in the run directory (needs the tensorboard package).
     tensorboard: bool = False
-    # Also log to Weights & Biases (needs the wandb package).
+    # Also log to Weights & Biases (needs the wandb package: pip install 'slowthink[tracking]').
+    # --resume continues the same W&B run: its id is kept in the run directory (trackers.json).
     wandb: bool = False
     # Weights & Biases project name.
     wandb_project: str = "slowthink"
+    # W&B entity (team or user); null: your default entity.
+    wandb_entity: str | None = None
+    # W&B group, e.g. one per sweep or seed set; null: none.
+    wandb_group: str | None = None
+    # W&B tags of the run.
+    wandb_tags: tuple[str, ...] = ()
+    # Also log to MLflow (needs mlflow or mlflow-skinny). --resume continues the same MLflow run.
+    mlflow: bool = False
+    # MLflow tracking URI; null: $MLFLOW_TRACKING_URI, else a local store, file:<run dir>/mlruns.
+    mlflow_tracking_uri: str | None = None
+    # MLflow experiment name (created when missing).
+    mlflow_experiment: str = "slowthink"
+    # The run's display name in W&B and MLflow; null: the run directory's name.
+    name: str | None = None
 
 
 class Tracker(Protocol):
@@ -90,13 +108,54 @@ class TensorBoardTracker:
         self._writer.close()
 
 
+# The ids of a run's W&B and MLflow runs, kept in its directory so --resume logs to the same ones.
+TRACKER_IDS_FILE = "trackers.json"
+
+
+def tracker_run_id(run_dir: Path, sink: str, resume: bool, new_id: Callable[[], str]) -> str:
+    """The id ``sink`` ("wandb", "mlflow") logs this run under: the saved one when resuming,
+    else ``new_id()``, saved (atomically) before the sink starts, so that a kill at any point
+    after leaves an id for the resume to continue."""
+    path = Path(run_dir) / TRACKER_IDS_FILE
+    ids: dict[str, str] = {}
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            ids = {k: v for k, v in loaded.items() if isinstance(v, str)} if isinstance(loaded, dict) else {}
+        except (ValueError, UnicodeDecodeError):
+            print(f"warning: {path} cannot be read; {sink} logs to a new run", file=sys.stderr, flush=True)
+    if resume and sink in ids:
+        return ids[sink]
+    ids[sink] = new_id()
+    atomic_write_text(path, json.dumps(ids, indent=1) + "\n")
+    return ids[sink]
+
+
+def run_name(config: TrackingConfig, run_dir: Path) -> str:
+    return config.name or Path(run_dir).resolve().name
+
+
 class WandbTracker:
-    def __init__(self, project: str, run_dir: Path, config: dict[str, Any]):
+    def __init__(self, config: TrackingConfig, run_dir: Path, run_config: dict[str, Any], resume: bool = False):
         try:
             import wandb
         except ImportError as exc:
-            raise ConfigError("tracking.wandb=true needs the 'wandb' package: pip install wandb") from exc
-        self._run = wandb.init(project=project, dir=str(run_dir), config=config)
+            raise ConfigError("tracking.wandb=true needs the 'wandb' package: pip install 'slowthink[tracking]'") from exc
+        run_id = tracker_run_id(run_dir, "wandb", resume, lambda: secrets.token_hex(4))  # W&B ids: [a-z0-9]
+        # resume="allow": the run with this id continues, or starts under it (e.g. a resume of
+        # a run that logged nothing yet). Steps logged again after the checkpoint are dropped
+        # by W&B, which keeps the first value of a step: metrics.jsonl is the record.
+        self._run = wandb.init(
+            project=config.wandb_project,
+            entity=config.wandb_entity,
+            group=config.wandb_group,
+            tags=list(config.wandb_tags) or None,
+            name=run_name(config, run_dir),
+            id=run_id,
+            resume="allow",
+            dir=str(run_dir),
+            config=run_config,
+        )
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self._run.log(metrics, step=step)
@@ -110,6 +169,61 @@ class WandbTracker:
 
     def close(self) -> None:
         self._run.finish()
+
+
+class MlflowTracker:
+    """Metrics to an MLflow run (through ``MlflowClient``, no global active run); the config's
+    keys as the run's parameters, once, when the run is created."""
+
+    def __init__(self, config: TrackingConfig, run_dir: Path, run_config: dict[str, Any], resume: bool = False):
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError as exc:
+            raise ConfigError("tracking.mlflow=true needs the 'mlflow' (or 'mlflow-skinny') package: pip install mlflow-skinny") from exc
+        uri = config.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (Path(run_dir).resolve() / "mlruns").as_uri()
+        if uri.startswith("file:"):
+            # MLflow 3 keeps its file store for existing users behind this switch; a local
+            # store is what a run without a tracking server has.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        self._client, self._created = MlflowClient(tracking_uri=uri), False
+        self.run_id = tracker_run_id(run_dir, "mlflow", resume, lambda: self._create_run(config, run_dir))
+        if not self._created:  # resumed: the run exists
+            self._client.update_run(self.run_id, status="RUNNING")
+            return
+        from mlflow.entities import Param
+
+        # Parameters are logged once: MLflow refuses to change one, and a resume may change
+        # an allowed key (train.steps).
+        params = _flatten(run_config)
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
+            self._client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params[start : start + 100]])
+
+    def _create_run(self, config: TrackingConfig, run_dir: Path) -> str:
+        experiment = self._client.get_experiment_by_name(config.mlflow_experiment)
+        experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(config.mlflow_experiment)
+        self._created = True
+        return self._client.create_run(experiment_id, run_name=run_name(config, run_dir)).info.run_id
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        numbers = [(k, float(v)) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        for start in range(0, len(numbers), 1000):  # MLflow's batch limit
+            self._client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in numbers[start : start + 1000]])
+
+    def log_samples(self, rows: list[dict[str, Any]], step: int) -> None:
+        self._client.log_text(self.run_id, "".join(json.dumps(row) + "\n" for row in rows), f"samples/step_{step:06d}.jsonl")
+
+    def close(self) -> None:
+        self._client.set_terminated(self.run_id)
+
+
+def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"kl": {"mode": "off"}}`` -> ``[("kl.mode", "off")]`` (the dotted keys of the config)."""
+    if not isinstance(tree, dict):
+        return [(prefix, tree)]
+    return [pair for key, value in tree.items() for pair in _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")]
 
 
 def _as_row(raw: bytes) -> dict[str, Any] | None:
@@ -200,5 +314,7 @@ def build_tracker(config: TrackingConfig, run_dir: Path, run_config: dict[str, A
     if config.tensorboard:
         trackers.append(TensorBoardTracker(Path(run_dir) / "tensorboard"))
     if config.wandb:
-        trackers.append(WandbTracker(config.wandb_project, Path(run_dir), run_config))
+        trackers.append(WandbTracker(config, Path(run_dir), run_config, resume=resume))
+    if config.mlflow:
+        trackers.append(MlflowTracker(config, Path(run_dir), run_config, resume=resume))
     return MultiTracker(trackers)
