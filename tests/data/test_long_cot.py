@@ -61,3 +61,15 @@ def test_stats_are_metrics():
     stats.drop("incorrect")
     stats.drop("incorrect")
     assert stats.metrics() == {"data/rows": 4.0, "data/kept": 2.0, "data/truncated_masked": 1.0, "data/dropped_incorrect": 2.0}
+
+
+@pytest.mark.parametrize("spans", ["recorded", None])
+def test_the_answer_token_indexes_the_ids_sft_trains_on_after_a_printed_special_token(tok, spans):
+    # The interpreter's text is encoded as untrusted text, so a printed <|endoftext|> is 13
+    # character tokens, not 1: the answer's token index must count them the same way.
+    response = "<think>```python\nprint(1)\n```\n```output\n<|endoftext|>\n```\n</think>\\boxed{1}"
+    start = response.index("```output") + len("```output")
+    tool_spans = [(start, response.index("</think>"))] if spans else None
+    example = encode_sft_example(tok, "q", response, "chat", tool_spans=tool_spans)
+    answer_at = answer_token_index(tok, response, tool_spans)
+    assert tok.convert_ids_to_tokens(example.response_ids[answer_at : answer_at + 1]) == ["</think>"]

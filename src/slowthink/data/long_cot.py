@@ -65,7 +65,7 @@ def answer_token_index(tokenizer: Any, response: str, tool_spans: list[Span] | N
     start = answer_char_index(response)
     if start is None:
         return None
-    _, _, ends = encode_response(tokenizer, response, tool_spans)
+    _, _, ends = encode_response(tokenizer, response, tool_spans, with_ends=True)
     return next((i for i, end in enumerate(ends) if end > start), len(ends))
 
 

@@ -77,8 +77,11 @@ def load_sft_records(path: str | Path) -> list[tuple[str | list[dict[str, str]],
     return records
 
 
-def encode_response(tokenizer: Any, response: str, tool_spans: list[Span] | None = None) -> tuple[list[int], list[bool], list[int]]:
-    """(token ids, whether each token is the interpreter's, the character each token ends at).
+def encode_response(
+    tokenizer: Any, response: str, tool_spans: list[Span] | None = None, with_ends: bool = False
+) -> tuple[list[int], list[bool], list[int]]:
+    """(token ids, whether each token is the interpreter's, the character each token ends
+    at: only ``with_ends``, which needs a fast tokenizer's offsets; else empty).
 
     Model text and tool text are encoded piece by piece, as the tool loop builds a
     response; tool text without special-token parsing (data/tool_spans.py)."""
@@ -87,10 +90,15 @@ def encode_response(tokenizer: Any, response: str, tool_spans: list[Span] | None
     is_tool: list[bool] = []
     ends: list[int] = []
     for start, end, tool in pieces(response, spans):
-        encoded = tokenizer(response[start:end], add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=tool)
-        ids += encoded["input_ids"]
-        is_tool += [tool] * len(encoded["input_ids"])
-        ends += [start + e for _, e in encoded["offset_mapping"]]
+        options = dict(add_special_tokens=False, split_special_tokens=tool)
+        if with_ends:
+            encoded = tokenizer(response[start:end], return_offsets_mapping=True, **options)
+            piece = list(encoded["input_ids"])
+            ends += [start + e for _, e in encoded["offset_mapping"]]
+        else:
+            piece = list(tokenizer.encode(response[start:end], **options))
+        ids += piece
+        is_tool += [tool] * len(piece)
     return ids, is_tool, ends
 
 
