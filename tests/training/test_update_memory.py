@@ -42,3 +42,31 @@ def test_ddp_keeps_its_gradients_in_its_buckets_only():
         assert grads and all(g._base is not None for g in grads)
     finally:
         dist.destroy_process_group()
+
+
+def test_ddp_all_reduces_once_per_optimizer_step_not_per_micro_batch():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        trainer = wrap_model(_model(), DistInfo(0, 2), DistributedConfig())
+        reductions = []
+
+        def counting(state, bucket):
+            reductions.append(bucket.index())
+            future = torch.futures.Future()
+            future.set_result(bucket.buffer())
+            return future
+
+        trainer.register_comm_hook(None, counting)
+        batch = _batch()
+        # 8 rows, two mini-batches of 4 in micro-batches of 3: two backward passes per optimizer step.
+        metrics = _update(
+            trainer, batch, "token_mean", micro=3, minibatches=2, info=DistInfo(0, 1), row_ranks=torch.zeros(len(batch), dtype=torch.long)
+        )
+        assert metrics["optimizer_steps"] == 2
+        buckets = len(set(reductions))
+        assert len(reductions) == 2 * buckets  # each bucket once per optimizer step
+    finally:
+        dist.destroy_process_group()

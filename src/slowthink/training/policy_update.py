@@ -15,6 +15,7 @@ its share is smaller), so the ranks' collectives always pair up (issue 9).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -60,19 +61,22 @@ def micro_batch_loss(
         return aggregate_loss(values_BT, mask_BT, settings.aggregation, num_sequences, num_tokens, settings.max_length)
 
     loss = aggregate(terms.loss_BT)
-    stats = {"pg_loss": float(loss.detach())}
+    sums = {"pg_loss": loss.detach()}
     if settings.has_reference:
         kl_BT = kl_estimate(logprobs_BT, micro.ref_logprobs_BT, settings.kl_estimator)
         if settings.kl_coef > 0:
             loss = loss + settings.kl_coef * aggregate(kl_BT)
-        stats["kl_sum"] = float((kl_BT.detach() * mask_BT).sum())
+        sums["kl_sum"] = (kl_BT.detach() * mask_BT).sum()
     if settings.entropy_coef > 0:
         loss = loss - settings.entropy_coef * aggregate(entropy_BT)
     # Token sums, turned into means by the caller (micro-batches differ in size).
-    stats["entropy_sum"] = float((entropy_BT.detach() * mask_BT).sum())
-    stats["clipped_sum"] = float((terms.clipped_BT.float() * mask_BT).sum())
-    stats["ratio_sum"] = float((terms.ratio_BT.detach() * mask_BT).sum())
-    stats["tokens"] = float(mask_BT.sum())
+    sums["entropy_sum"] = (entropy_BT.detach() * mask_BT).sum()
+    sums["clipped_sum"] = (terms.clipped_BT.float() * mask_BT).sum()
+    sums["ratio_sum"] = (terms.ratio_BT.detach() * mask_BT).sum()
+    sums["tokens"] = mask_BT.sum()
+    # One device-to-host copy for all of them (a GPU waits for each one separately).
+    values = torch.stack([value.float() for value in sums.values()]).tolist()
+    stats = dict(zip(sums, values))
     return loss, stats
 
 
@@ -145,10 +149,13 @@ def update_policy(
             continue
         optimizer.zero_grad(set_to_none=True)
         rows_per_rank = torch.bincount(row_ranks_N[rows], minlength=info.world_size)
-        for micro in rank_micro_batches(batch, local_rows, rows_per_rank, micro_batch_size):
-            loss, stats = micro_batch_loss(model, micro.trimmed(), settings, len(rows), num_tokens)
-            # DDP averages gradients over ranks; our denominators are already global.
-            (loss * info.world_size).backward()
+        micros = rank_micro_batches(batch, local_rows, rows_per_rank, micro_batch_size)
+        for index, micro in enumerate(micros):
+            # DDP decides at the forward whether the backward all-reduces: both sit inside.
+            with gradient_sync(model, index == len(micros) - 1):
+                loss, stats = micro_batch_loss(model, micro.trimmed(), settings, len(rows), num_tokens)
+                # DDP averages gradients over ranks; our denominators are already global.
+                (loss * info.world_size).backward()
             for key, value in stats.items():
                 totals[key] += value
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
@@ -163,6 +170,15 @@ def update_policy(
     # and KV cache until the next update (docs/scale.md, memory while generating).
     optimizer.zero_grad(set_to_none=True)
     return update_metrics(totals, grad_norms, settings.has_reference, info)
+
+
+def gradient_sync(model: Any, last: bool) -> contextlib.AbstractContextManager:
+    """DDP all-reduces the gradients at the last micro-batch's backward only (``no_sync``
+    before it, around forward and backward): the sum over ranks of each rank's accumulated gradient is the same, and every
+    rank runs the same number of micro-batches (``rank_micro_batches``), so they pair up."""
+    if last or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
 
 
 def _advance_schedule(scheduler: Any) -> None:
