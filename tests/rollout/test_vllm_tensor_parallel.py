@@ -44,3 +44,36 @@ def test_ranks_sampling_with_other_settings_is_an_error():
     out = spawn_with_deadline(_rank, (free_port(), (1.0, 0.0)), 60, "the gather hung")
     assert "tensor-parallel rank 1 samples with" in out[0] and "same phase" in out[0]
     assert "tensor-parallel rank 0 samples with" in out[1]
+
+
+def _sync_rank(rank: int, port: int, out: dict) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from slowthink.rollout.vllm_backend import full_weights
+    from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+    from slowthink.training.distributed import DistInfo, DistributedConfig, wrap_model
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        model = build_model(build_tokenizer(), TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), seed=0)
+        wrap_model(model, DistInfo(rank, 2), DistributedConfig(strategy="fsdp"))
+        out[rank] = {name: tensor.clone() for name, tensor in full_weights(model, torch.bfloat16)}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_fsdp_sync_gathers_shards_cast_to_the_engine_dtype():
+    import torch
+
+    from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+
+    out = spawn_with_deadline(_sync_rank, (free_port(),), 120, "the gather hung")
+    expected = build_model(build_tokenizer(), TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), seed=0).state_dict()
+    for rank in (0, 1):
+        assert out[rank].keys() == expected.keys()
+        for name, value in expected.items():
+            assert out[rank][name].dtype == torch.bfloat16, name  # half the bytes on the wire
+            assert torch.equal(out[rank][name], value.to(torch.bfloat16)), name

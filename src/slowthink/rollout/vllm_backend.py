@@ -46,6 +46,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+import torch
 from pydantic import Field
 
 from slowthink.config import StrictConfig
@@ -134,14 +135,17 @@ def completion_from_vllm(output: Any, prompt_index: int, tokenizer: Any = None) 
     )
 
 
-def full_weights(model: Any) -> Iterator[tuple[str, Any]]:
+def full_weights(model: Any, dtype: torch.dtype | None = None) -> Iterator[tuple[str, Any]]:
     """(name, tensor) of the trainer's weights, Hugging Face names, one full tensor at a time.
 
     DDP's ``module.`` prefix is dropped; an FSDP2 shard (a DTensor) is gathered here, which
-    is a collective: every rank must sync, as the RL loop does.
+    is a collective: every rank must sync, as the RL loop does. ``dtype`` (the engine's):
+    a floating shard is cast before its gather, so fp32 masters travel as bf16 (half the bytes).
     """
     for name, tensor in model.state_dict().items():
         if hasattr(tensor, "full_tensor"):
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
             tensor = tensor.full_tensor()
         yield name.removeprefix("module."), tensor.detach()
 
@@ -209,7 +213,8 @@ class VLLMGenerator:
         # Without torchrun, tensor parallelism runs vLLM's own worker processes: weights must
         # then travel as a list (a generator does not pickle); otherwise they stay in this process.
         self.workers_elsewhere = engine.tensor_parallel_size > 1 and _distributed_world() == 1
-        self.weights = WeightsCopy(self, _cpu_copy(keep_weights_of)) if keep_weights_of is not None else None
+        self.sync_dtype = None if dtype == "auto" else getattr(torch, dtype)  # what the engine holds
+        self.weights = WeightsCopy(self, _cpu_copy(keep_weights_of, self.sync_dtype)) if keep_weights_of is not None else None
 
     @property
     def context_length(self) -> int:
@@ -248,9 +253,9 @@ class VLLMGenerator:
     def update_weights(self, model: Any) -> None:
         """Copy the trainer's weights (a ``torch.nn.Module``, DDP/FSDP2 wrapped or not) into the engine."""
         if self.weights is None:
-            self.load_weights(full_weights(model))
+            self.load_weights(full_weights(model, self.sync_dtype))
         else:
-            self.weights.load_state_dict(dict(full_weights(model)))
+            self.weights.load_state_dict(dict(full_weights(model, self.sync_dtype)))
 
     def load_weights(self, weights: Any) -> None:
         """Load (name, tensor) pairs (Hugging Face names) into every worker of the engine."""
@@ -341,5 +346,5 @@ def _tensor_parallel_group(size: int) -> tuple[Any, int, int]:
     return group, dist.get_rank() % size, size
 
 
-def _cpu_copy(model: Any) -> dict[str, Any]:
-    return {name: tensor.cpu().clone() for name, tensor in full_weights(model)}
+def _cpu_copy(model: Any, dtype: torch.dtype | None = None) -> dict[str, Any]:
+    return {name: tensor.cpu().clone() for name, tensor in full_weights(model, dtype)}
