@@ -177,3 +177,21 @@ def test_one_seed_or_missing_values_are_inconclusive():
     assert judge("higher", {0: 0.5}, 0.01).verdict == "inconclusive"
     assert judge("not_higher", {0: 0.5}, 0.01, margin=0.03).verdict == "inconclusive"
     assert judge("higher", {0: float("nan"), 1: float("nan")}, 0.01).reason == "no seed has both runs' values"
+
+
+def test_measurement_noise_floors_the_spread():
+    # Every seed differs by exactly 2 points: zero spread, an interval of no width ...
+    diffs = {0: 0.02, 1: 0.02, 2: 0.02}
+    assert judge("higher", diffs, min_effect=0.01).verdict == "held"
+    # ... unless each difference is known to carry a 3-point error (two values of 2.1 points).
+    noisy = judge_claims([(Rule("higher", 0.01), diffs, {0: 0.03, 1: 0.03, 2: 0.03})], adjust=False)[0]
+    assert noisy.verdict == "inconclusive" and noisy.std == pytest.approx(0.03)
+    assert noisy.high - noisy.low == pytest.approx(2 * stats.t.ppf(0.975, 2) * 0.03 / math.sqrt(3))
+    # Unknown errors (NaN) leave the observed spread alone.
+    assert judge_claims([(Rule("higher", 0.01), diffs, {0: math.nan, 1: math.nan, 2: math.nan})], adjust=False)[0].verdict == "held"
+
+
+def test_a_not_claim_is_never_held_on_an_interval_of_no_width():
+    """Runs that all score 0 (nothing learned) agree exactly: that is no evidence of equality."""
+    result = judge("not_lower", {0: 0.0, 1: 0.0}, min_effect=0.01, margin=0.03)
+    assert result.verdict == "inconclusive" and "no spread measured" in result.reason

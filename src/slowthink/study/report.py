@@ -90,8 +90,10 @@ def judge_study(study: StudyConfig, rows: Mapping[str, Mapping[str, Mapping[int,
                 arm: {seed: value_and_se(rows[name][arm][seed], claim.metric, window) for seed in study.seeds} for arm in (claim.arm, claim.than)
             }
             diffs = {seed: values[claim.arm][seed][0] - values[claim.than][seed][0] for seed in study.seeds}
+            # A difference is measured no better than its two values: their errors add in quadrature.
+            errors = {seed: math.hypot(values[claim.arm][seed][1], values[claim.than][seed][1]) for seed in study.seeds}
             found.append((name, claim, window, values))
-            inputs.append((study.verdict.rule(claim), diffs))
+            inputs.append((study.verdict.rule(claim), diffs, errors))
     results = judge_claims(inputs, adjust=study.verdict.adjust == "holm")
     # The reasons are worded in the metric's units (points for accuracies).
     return [JudgedClaim(name, claim, window, values, _worded(result, claim.metric)) for (name, claim, window, values), result in zip(found, results)]

@@ -102,14 +102,18 @@ def _t_p_two_sided(stat: np.ndarray, df: int) -> np.ndarray:
     return np.where(np.isnan(stat), 1.0, p)
 
 
-def evidence(diffs_SN: np.ndarray, rule: Rule) -> Evidence:
-    """The interval, p-value and candidate verdict of every study (row) of paired differences."""
+def evidence(diffs_SN: np.ndarray, rule: Rule, noise_S: np.ndarray | float = 0.0) -> Evidence:
+    """The interval, p-value and candidate verdict of every study (row) of paired differences.
+
+    ``noise_S``: the spread one difference has from measurement alone (from each value's
+    standard error), a floor under the observed spread: quantized values that agree on every
+    seed do not make a zero-width interval when each was measured with an error."""
     diffs_SN = np.atleast_2d(np.asarray(diffs_SN, dtype=float))
     n = diffs_SN.shape[1]
     if n < 2:
         raise ValueError("the rule needs at least two seeds with both runs")
     m = diffs_SN.mean(axis=1)
-    sd = diffs_SN.std(axis=1, ddof=1)
+    sd = np.maximum(diffs_SN.std(axis=1, ddof=1), noise_S)
     se = sd / math.sqrt(n)
     half = stats.t.ppf(1.0 - rule.alpha / 2.0, n - 1) * se
     x = rule.sign * m  # the difference measured in the claim's direction
@@ -122,7 +126,9 @@ def evidence(diffs_SN: np.ndarray, rule: Rule) -> Evidence:
             p_reversed = np.where(x > 0, p_zero, 1.0)
             candidate = np.where(p_held <= p_reversed, 0, 1)
             p = np.minimum(p_held, p_reversed)
-            large = (candidate == 0) | (x >= rule.min_effect)
+            # Held needs an interval with width: a spread of exactly 0 (nothing measured to vary,
+            # e.g. every run at accuracy 0) says nothing about how far the arms could differ.
+            large = ((candidate == 0) & (sd > 0)) | ((candidate == 1) & (x >= rule.min_effect))
         else:
             p = p_zero
             candidate = np.where(x > 0, 0, 1)
@@ -171,7 +177,7 @@ class ClaimResult:
     verdict: str  # one of VERDICTS
     diffs: dict[int, float]  # seed -> value(arm) - value(than)
     mean: float
-    std: float  # sample std over seeds (NaN with one seed)
+    std: float  # the spread the interval used: the seeds' sample std, floored by the measurement noise (NaN with one seed)
     low: float  # the interval at the rule's level
     high: float
     p: float  # raw p-value
@@ -185,25 +191,31 @@ class ClaimResult:
 @dataclass(frozen=True)
 class _Prepared:
     values: np.ndarray  # the non-NaN differences
+    noise: float  # the spread of one difference from its values' standard errors (0: unknown)
     ev: Evidence | None  # None with fewer than two seeds
 
 
-def _prepare(diffs: Mapping[int, float], rule: Rule) -> _Prepared:
+def _prepare(diffs: Mapping[int, float], rule: Rule, errors: Mapping[int, float] | None) -> _Prepared:
+    """``errors``: seed -> standard error of that seed's difference (NaN or absent: unknown)."""
     values = np.array([d for d in diffs.values() if not math.isnan(d)], dtype=float)
-    return _Prepared(values, evidence(values[None, :], rule) if len(values) >= 2 else None)
+    known = [e for seed, e in (errors or {}).items() if not math.isnan(e) and not math.isnan(diffs.get(seed, math.nan))]
+    noise = math.sqrt(sum(e * e for e in known) / len(known)) if known else 0.0
+    return _Prepared(values, noise, evidence(values[None, :], rule, noise) if len(values) >= 2 else None)
 
 
-def judge_claims(claims: Sequence[tuple[Rule, Mapping[int, float]]], adjust: bool = True, units=None) -> list[ClaimResult]:
+def judge_claims(claims: Sequence[tuple], adjust: bool = True, units=None) -> list[ClaimResult]:
     """Verdicts of a grid's claims, Holm-adjusted together (``adjust=False``: each on its own).
 
+    Each claim is ``(rule, diffs)`` or ``(rule, diffs, errors)``: seed -> difference, and
+    seed -> that difference's standard error (from its two values'), when known.
     ``units(rule, value) -> str`` formats an effect in the reason (default: the bare number)."""
     units = units or (lambda rule, value: f"{value:.3g}")
-    prepared = [_prepare(diffs, rule) for rule, diffs in claims]
+    prepared = [_prepare(claim[1], claim[0], claim[2] if len(claim) > 2 else None) for claim in claims]
     raw = np.array([float(p.ev.p[0]) if p.ev is not None else 1.0 for p in prepared])
     adjusted = holm_adjust(raw[None, :])[0] if adjust and len(raw) else raw
     results = []
-    for (rule, diffs), prep, p_raw, p_adj in zip(claims, prepared, raw, adjusted):
-        results.append(_result(rule, dict(diffs), prep, float(p_raw), float(p_adj), units))
+    for claim, prep, p_raw, p_adj in zip(claims, prepared, raw, adjusted):
+        results.append(_result(claim[0], dict(claim[1]), prep, float(p_raw), float(p_adj), units))
     return results
 
 
@@ -221,7 +233,7 @@ def _result(rule: Rule, diffs: dict[int, float], prep: _Prepared, p_raw: float, 
         )
     ev = prep.ev
     verdict = VERDICTS[int(verdict_codes(ev, np.array([p_adj]), rule)[0])]
-    sd, n = float(ev.sd[0]), ev.n
+    sd, n = float(ev.sd[0]), ev.n  # the spread the interval used (observed, floored by measurement noise)
     mde = minimum_detectable_effect(sd, n, rule.level, rule.power)
     needed = seeds_needed(sd, rule.target_effect, rule.level, rule.power)
     result = ClaimResult(verdict, diffs, float(ev.mean[0]), sd, float(ev.low[0]), float(ev.high[0]), p_raw, p_adj, mde, needed, rule, "")
@@ -237,6 +249,8 @@ def explain(result: ClaimResult, units) -> str:
     if result.verdict != "inconclusive":
         return f"{where} excludes 0, effect {units(rule, abs(result.mean))} >= {units(rule, rule.min_effect)}; adjusted p {result.p_adjusted:.3g}"
     n = len([d for d in result.diffs.values() if not math.isnan(d)])
+    if result.std == 0 and rule.direction.startswith("not_"):
+        return "no spread measured (the same difference on every seed, no value with an error): an interval of no width decides nothing"
     if result.p_adjusted < rule.alpha:
         why = f"the effect {units(rule, abs(result.mean))} is below min_effect {units(rule, rule.min_effect)}"
     elif result.p < rule.alpha:
