@@ -8,6 +8,8 @@ the seed's luck). Over the n seeds, m = mean(d), sd = sample std(d), se = sd / s
 the interval is m -+ t(1 - alpha/2, n - 1) * se at the stated level (1 - alpha, 95% by
 default). Every claim has a ``min_effect`` > 0 in the metric's units: with quantized
 metrics the seed spread can be 0, and then any difference at all would otherwise count.
+The spread is floored by measurement (each difference is known no better than its two
+values' standard errors), and a not_* claim is never held on an interval of no width.
 
 - ``higher`` / ``lower``: held when the interval lies wholly on the claimed side of 0 and
   |m| >= min_effect; reversed when it lies wholly on the other side (and |m| >= min_effect);
