@@ -131,3 +131,22 @@ def test_options_written_with_colons_are_multiple_choice(problem):
 )
 def test_function_arguments_and_ratios_are_not_labels(problem):
     assert not is_multi_part(problem, "1") and not is_multiple_choice(problem, "1")
+
+
+def test_the_report_names_the_benchmark_problem_of_every_contamination_drop(tmp_path):
+    import json
+
+    from slowthink.curate.pipeline import CurateSettings, curate
+    from slowthink.curate.report import curation_report
+
+    bench = tmp_path / "aime24.jsonl"
+    bench.write_text("".join(json.dumps({"id": i, "problem": p, "answer": "1"}) + "\n" for i, p in [("I-1", A), ("I-2", B), ("I-3", C)]))
+    train = tmp_path / "train.jsonl"
+    rows = [{"id": f"t{i}", "problem": controlled_set.wrap(p), "answer": "1"} for i, p in enumerate([A, B, C])]
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats = curate([str(train)], tmp_path / "pool.jsonl", CurateSettings(examples=1, skip=["unparseable_answer"]), [str(bench)])
+    assert stats.dropped["contaminated"] == 3
+    report = curation_report(stats, "test")
+    # Every drop, not only the examples, names the problem it copies.
+    for row, problem in [("t0", "I-1"), ("t1", "I-2"), ("t2", "I-3")]:
+        assert f"| `{row}` | copies aime24 problem {problem}: 100% of its 8-grams in the row |" in report

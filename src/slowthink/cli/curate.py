@@ -85,8 +85,15 @@ def curate_cli(
     except USER_ERRORS as exc:
         fail(str(exc))
     command = "slowthink curate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    from slowthink.curate.dedup import lsh_params
+
+    bands, rows = lsh_params(cfg.filters.near_duplicate_threshold, cfg.filters.num_perm)
     notes = [
-        f"Benchmarks (decontamination targets): {', '.join(Path(b).stem for b in cfg.benchmarks) or 'none'}.",
+        f"Benchmarks (decontamination targets): {', '.join(Path(b).stem for b in cfg.benchmarks) or 'none'}; a row is a copy "
+        f"when at least {cfg.filters.contamination_threshold:.0%} of one benchmark problem's {cfg.filters.ngram}-grams, all its numbers "
+        "and its question are in it.",
+        f"Near duplicates: MinHash LSH with {cfg.filters.num_perm} permutations in {bands} bands x {rows} rows proposes candidates; "
+        f"each is kept only at an exact token 3-gram Jaccard >= {cfg.filters.near_duplicate_threshold} (and the same gold).",
         f"Difficulty filter: {cfg.difficulty.model or 'off'}. Wall time {time.perf_counter() - started:.0f} s.",
     ]
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -140,7 +140,9 @@ class BenchmarkIndex:
         """The benchmark problem ``problem`` copies (the largest overlap that passes), or None."""
         tokens = normalized_tokens(problem)
         grams = self._row_grams(tokens)
-        joined = f" {' '.join(tokens)} "
+        # The question is looked for outside figures, on both sides.
+        words = normalized_tokens(strip_figures(problem))
+        joined, word_grams = f" {' '.join(words)} ", self._row_grams(words)
         hits: Counter = Counter()
         for gram in grams:
             for index in self.by_gram.get(gram, ()):
@@ -155,7 +157,7 @@ class BenchmarkIndex:
                 continue  # a number of the benchmark problem is missing: another instance
             if entry.question_text is not None and entry.question_text not in joined:
                 continue  # the set-up is there, the (short) question is another
-            if entry.question_text is None and len(entry.question & grams) / len(entry.question) < self.threshold:
+            if entry.question_text is None and len(entry.question & word_grams) / len(entry.question) < self.threshold:
                 continue  # the set-up is there, the question is another
             return Contamination(entry.benchmark, entry.problem_id, overlap)
         return None

@@ -38,6 +38,14 @@ from slowthink.curate.normalize import ngrams, normalized_tokens
 LSH_WEIGHTS = (0.01, 0.99)
 
 
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) datasketch picks for ``threshold`` at ``num_perm`` with ``LSH_WEIGHTS``."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+    return lsh.b, lsh.r
+
+
 def shingle_hashes(tokens: list[str], shingle: int) -> np.ndarray:
     """Sorted unique 64-bit hashes of the token ``shingle``-grams."""
     grams = {g.encode() for g in ngrams(tokens, shingle)}

@@ -48,7 +48,8 @@ def curation_report(stats: CurationStats, title: str, command: str = "", notes: 
         + markdown_table(("filter", "dropped", "what it catches"), rows)
     )
     if stats.contaminations:
-        rows = [(f"`{c['id']}`", c["detail"], _clip(c["problem"], 120).replace("|", "\\|")) for c in stats.contaminations]
+        # markdown_table escapes the pipes of a problem's text.
+        rows = [(f"`{c['id']}`", c["detail"], _clip(c["problem"], 120)) for c in stats.contaminations]
         parts.append(
             "## Every contamination drop\n\nEach dropped row and the benchmark problem it copies.\n\n"
             + markdown_table(("row", "copies", "problem (start)"), rows)
