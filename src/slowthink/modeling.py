@@ -103,6 +103,11 @@ def resolve_model_path(name_or_path: str) -> str:
         return str(tiny_path())
     path = Path(name_or_path).expanduser()
     if path.exists():
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"model path {path} is a LoRA adapter checkpoint, not a model: merge it into its base first, "
+                f"`slowthink export {path} --out DIR --merge`, and use DIR"
+            )
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"model path {path} has no config.json: not a Hugging Face model directory")
         return str(path)

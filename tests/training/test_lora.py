@@ -141,3 +141,11 @@ def test_a_checkpoint_that_does_not_fit_names_its_file(tokenizer, tmp_path):
     fresh = apply_lora(varied_model(tokenizer, seed=0), LoraConfig(r=4, alpha=8))
     load_weights(fresh, tmp_path / "r4")  # through the checkpoint module: the adapter comes back
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_lora_checkpoint_as_a_model_path_says_how_to_merge_it(tokenizer, tmp_path):
+    from slowthink.modeling import ModelLoadError, resolve_model_path
+
+    lora_model(tokenizer).save_pretrained(tmp_path / "step_000004")
+    with pytest.raises(ModelLoadError, match=r"step_000004 is a LoRA adapter checkpoint.*slowthink export .*step_000004 --out DIR --merge"):
+        resolve_model_path(str(tmp_path / "step_000004"))
