@@ -149,3 +149,18 @@ def test_a_lora_checkpoint_as_a_model_path_says_how_to_merge_it(tokenizer, tmp_p
     lora_model(tokenizer).save_pretrained(tmp_path / "step_000004")
     with pytest.raises(ModelLoadError, match=r"step_000004 is a LoRA adapter checkpoint.*slowthink export .*step_000004 --out DIR --merge"):
         resolve_model_path(str(tmp_path / "step_000004"))
+
+
+def test_a_checkpoint_of_a_hub_base_never_asks_the_hub(tokenizer, tmp_path, monkeypatch):
+    import peft.utils.save_and_load as peft_saving
+
+    from slowthink.training.checkpoint import save_checkpoint
+
+    def asked(*args, **kwargs):
+        raise AssertionError("a checkpoint asked the Hub about its base model")
+
+    monkeypatch.setattr(peft_saving, "check_file_exists_on_hf_hub", asked)
+    model = lora_model(tokenizer)
+    model.peft_config["default"].base_model_name_or_path = "Qwen/Qwen2.5-1.5B"  # a hub base, as on a cluster
+    checkpoint = save_checkpoint(tmp_path, 1, model, None, {"step": 1})
+    assert (checkpoint / "adapter_model.safetensors").is_file()

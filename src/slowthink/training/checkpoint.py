@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from slowthink.durable import CheckpointError, NoSpaceError, atomic_write_text, follow_umask, fsync_dir, fsync_tree, is_no_space  # noqa: F401  (CheckpointError re-exported)
+from slowthink.training.lora import holds_adapter, is_lora, load_adapter
 
 MANIFEST = "manifest.json"
 
@@ -66,7 +67,10 @@ def write_manifest(directory: Path) -> None:
 
 def _write_checkpoint_dir(tmp: Path, model: Any, tokenizer: Any, trainer_state: dict[str, Any], state_dict: dict[str, Any] | None = None) -> None:
     # state_dict: the full weights when the model itself holds only shards (FSDP, training/fsdp.py).
-    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
+    # A LoRA policy saves its adapter; no embedding is ever adapted (training/lora.py), and
+    # peft's "auto" would ask the Hub at every checkpoint whether a hub base's vocab changed.
+    extra = {"save_embedding_layers": False} if is_lora(model) else {}
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict, **extra)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     # Through a Python file: a full disk then surfaces as an OSError (ENOSPC) in the chain of
@@ -241,8 +245,6 @@ def load_weights(model: Any, checkpoint: Path) -> None:
     """Load safetensors weights saved by ``save_checkpoint`` into ``model`` (same architecture);
     a LoRA policy loads the checkpoint's adapter (training/lora.py)."""
     from safetensors.torch import load_file
-
-    from slowthink.training.lora import holds_adapter, is_lora, load_adapter
 
     if is_lora(model):
         load_adapter(model, checkpoint)
