@@ -241,3 +241,71 @@ def test_length_hacking_section_names_the_run_and_steps(tmp_path):
     section = text.split("## Length hacking")[1].split("##")[0]
     assert "**rrl**: WARNING, possible length hacking at steps 20-30" in section
     assert "**plain**: no warning" in section
+
+
+# ------------------------------------------------------------------ a report that explains itself
+
+
+def test_train_and_heldout_accuracy_say_how_they_were_sampled(report):
+    _, text = report
+    # The fixture's runs sample at T = 1 and evaluate greedily (train.eval_temperature's default).
+    assert "![Accuracy and reward: train accuracy (sampled, T=1), held-out accuracy (greedy), mean reward](accuracy.png)" in text
+    assert "held-out completion ratio (greedy)" in text and "train completion ratio (sampled, T=1)" in text
+    assert "not the same measurement" in text
+
+
+def test_sampling_labels_follow_the_configs():
+    from slowthink.report import sampling_labels
+
+    labels = sampling_labels([{"rollout.temperature": 0.6, "train.eval_temperature": 0.7}])
+    assert labels["accuracy"] == "train accuracy (sampled, T=0.6)"
+    assert labels["heldout/accuracy"] == "held-out accuracy (sampled, T=0.7)"
+    mixed = sampling_labels([{"rollout.temperature": 1.0}, {"rollout.temperature": 0.8}, None])
+    assert mixed["accuracy"] == "train accuracy (sampled rollouts)"
+    assert mixed["heldout/accuracy"] == "held-out accuracy (greedy)"
+
+
+def test_panels_that_carry_nothing_collapse_into_one_line(tmp_path):
+    # No keyword ever seen, a KL coefficient that stays 0: said in words, not drawn flat.
+    rows = [train_row(s, 0.5, 30.0, 0.0, **{"keywords/reflection": 0.0, "keywords/reflection_ratio": 0.0}) for s in (1, 2, 3)]
+    run = make_run(tmp_path, "quiet", rows, None)
+    out = tmp_path / "out"
+    text = write_report([run], out, "quiet", smoothing=0.0).read_text(encoding="utf-8")
+    assert "Not drawn, nothing to show: no reflection keyword seen." in text
+    assert not (out / "keywords.png").exists() and "](keywords.png)" not in text
+    assert "KL coefficient: 0 or empty at every step" in text
+    dynamics = text.split("### Training dynamics")[1].split("###")[0]
+    assert "](dynamics.png)" in dynamics and "KL coefficient," not in dynamics and "entropy (nats/token)" in dynamics
+
+
+@pytest.mark.slow  # ~2 s: matplotlib
+def test_shares_are_drawn_on_a_fixed_zero_to_one_axis(tmp_path, monkeypatch):
+    # 255 of 256 rollouts finished at one step: an autoscaled axis would draw 0.996 as a cliff.
+    import matplotlib.figure
+
+    limits = {}
+    saved = matplotlib.figure.Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        limits.update({ax.get_title(): ax.get_ylim() for ax in fig.axes if ax.get_visible()})
+        return saved(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    rows = [{"step": s, "completion_ratio": 1.0 if s != 3 else 255 / 256, "entropy": 1.0 + 0.001 * s} for s in range(1, 6)]
+    plot_run_metrics({"r": rows}, ["completion_ratio", "entropy"], tmp_path / "c.png")
+    low, high = limits["train completion ratio"]
+    assert low <= 0 and 1 <= high < 1.1
+    low, high = limits["entropy (nats/token)"]
+    assert high - low < 0.1  # other metrics keep their own scale
+
+
+@pytest.mark.slow  # ~2 s: matplotlib
+def test_the_sft_stage_loss_appears(tmp_path):
+    sft = make_run(tmp_path, "sft", [{"step": s, "loss": 4.0 / s, "grad_norm": 2.0, "lr": 1e-3} for s in range(1, 6)], None)
+    rl = make_run(tmp_path, "rl", [train_row(s, 0.2 * s, 30.0, 0.0) for s in (1, 2, 3)], None)
+    out = tmp_path / "out"
+    text = write_report([rl], out, "demo", smoothing=0.0, cold_start=sft).read_text(encoding="utf-8")
+    section = text.split("### SFT cold start")[1].split("### ")[0]
+    assert "](sft.png)" in section and "5 steps" in section
+    assert table_rows(section, "loss") == [["loss", "4 (step 1)", "0.8 (step 5)"]]
+    assert (out / "sft.png").read_bytes()[:8] == PNG_MAGIC

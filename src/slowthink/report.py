@@ -11,8 +11,9 @@ dynamics behind them (entropy, KL to the reference and its coefficient, section 
 ``report.md`` with a summary per run and the config keys in which the runs differ, which
 is how an ablation (e.g. KL off vs cosine-annealed KL) is read.
 
-matplotlib (its Agg canvas) is imported inside the plotting function only, so importing this module (and
-the ``slowthink`` command) stays cheap.
+The figures themselves (titles, axes, what is left out) are drawn by ``report_figures``;
+matplotlib is imported there, inside the drawing function only, so importing this module
+(and the ``slowthink`` command) stays cheap.
 """
 
 from __future__ import annotations
@@ -27,59 +28,20 @@ from typing import Any
 import yaml
 
 from slowthink.length_hacking import HackingSettings, hacking_episodes, hacking_steps
-from slowthink.rewards.keywords import KEYWORD_CATEGORIES
+from slowthink.report_figures import (  # noqa: F401  (ema, plot_run_metrics, series: re-exported)
+    FIGURES,
+    ReportError,
+    ema,
+    empty_metrics,
+    nothing_drawn_line,
+    plot_run_metrics,
+    sampling_labels,
+    series,
+    title_of,
+)
 from slowthink.samples import sample_section
 from slowthink.tracking import read_metrics
 
-
-class ReportError(ValueError):
-    """A run directory that cannot be reported on (names the path and what is wrong)."""
-
-
-# The standard figure set: file name -> (figure title, metric keys, subplot columns).
-FIGURES: dict[str, tuple[str, tuple[str, ...], int]] = {
-    "accuracy.png": ("Accuracy and reward", ("accuracy", "heldout/accuracy", "reward"), 3),
-    "length.png": (
-        "Response length",
-        ("response_length", "response_length_correct", "response_length_incorrect", "max_length", "heldout/response_length"),
-        3,
-    ),
-    "completion.png": ("Completion ratio", ("completion_ratio", "heldout/completion_ratio"), 2),
-    "keywords.png": (
-        "Reasoning keywords",
-        tuple(f"keywords/{c}" for c in KEYWORD_CATEGORIES) + tuple(f"keywords/{c}_ratio" for c in KEYWORD_CATEGORIES),
-        len(KEYWORD_CATEGORIES),
-    ),
-    "dynamics.png": ("Training dynamics", ("entropy", "kl", "kl_coef", "clip_fraction", "grad_norm", "lr", "loss"), 3),
-}
-
-# Subplot titles; a key not listed is shown as it is.
-LABELS: dict[str, str] = {
-    "accuracy": "train accuracy",
-    "heldout/accuracy": "held-out accuracy",
-    "reward": "mean reward",
-    "response_length": "response length (tokens)",
-    "response_length_correct": "length of correct responses",
-    "response_length_incorrect": "length of incorrect responses",
-    "max_length": "max response length (schedule)",
-    "heldout/response_length": "held-out response length",
-    "completion_ratio": "train completion ratio",
-    "heldout/completion_ratio": "held-out completion ratio",
-    "entropy": "entropy (nats/token)",
-    "kl": "KL to reference",
-    "kl_coef": "KL coefficient",
-    "clip_fraction": "clip fraction",
-    "grad_norm": "grad norm (before clipping)",
-    "lr": "learning rate",
-    "loss": "SFT loss",
-    **{f"keywords/{c}": f"{c}: keywords / response" for c in KEYWORD_CATEGORIES},
-    **{f"keywords/{c}_ratio": f"{c}: share with any" for c in KEYWORD_CATEGORIES},
-}
-
-# Runs differ by colour and dash, so identical curves (a shared schedule) stay visible.
-LINESTYLES = ("-", "--", "-.", ":")
-# Schedules are exact values, not noisy estimates: never smoothed.
-NOT_SMOOTHED = frozenset({"kl_coef", "lr", "max_length"})
 # The per-run table: these metrics, with a "best" where higher is better.
 SUMMARY_KEYS = (
     "heldout/accuracy",
@@ -91,6 +53,8 @@ SUMMARY_KEYS = (
     "entropy",
     "kl",
 )
+# The SFT stage's figure (its metrics.jsonl rows: loss, grad_norm, lr per step).
+SFT_KEYS = ("loss", "grad_norm", "lr")
 HIGHER_IS_BETTER = frozenset({"heldout/accuracy", "accuracy", "reward", "completion_ratio", "heldout/completion_ratio"})
 
 
@@ -131,111 +95,6 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
     labels = [("/".join(p.parts[-2:]) if label in clash else label) for p, label in zip(resolved, labels)]
     # Still equal (the same directory twice): number them.
     return [f"{label} ({i + 1})" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
-
-
-def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    """Steps and values of one metric; a null is NaN (a gap), a row without the key is skipped.
-
-    Held-out metrics are logged only every ``eval_every`` steps, so their rows are sparse
-    by design and the line joins the evaluations that exist.
-    """
-    steps, values = [], []
-    for row in rows:
-        if key not in row:
-            continue
-        value = row[key]
-        if value is not None and not isinstance(value, (int, float)):
-            raise ReportError(f"metric {key!r} at step {row.get('step')} is not a number: {value!r}")
-        steps.append(int(row["step"]))
-        values.append(float("nan") if value is None else float(value))
-    return steps, values
-
-
-def ema(values: Sequence[float], weight: float) -> list[float]:
-    """Debiased exponential moving average (as TensorBoard's smoothing); NaNs stay gaps.
-
-    ``weight`` is the share of the previous average kept at each step (0 = no smoothing).
-    """
-    out, average, norm = [], 0.0, 0.0
-    for value in values:
-        if math.isnan(value):
-            out.append(float("nan"))
-            continue
-        average = weight * average + (1.0 - weight) * value
-        norm = weight * norm + (1.0 - weight)
-        out.append(average / norm)
-    return out
-
-
-def plot_run_metrics(
-    runs: Mapping[str, Sequence[Mapping[str, Any]]],
-    keys: Sequence[str],
-    out_path: Path,
-    title: str | None = None,
-    smoothing: float = 0.0,
-    ncols: int = 3,
-) -> list[str]:
-    """One PNG, a subplot per metric over steps, a line per run; returns the keys drawn.
-
-    Metrics absent from every run are skipped; when none is left no file is written.
-    With ``smoothing`` > 0 noisy train metrics are drawn as an EMA over a faint raw line;
-    held-out metrics (already averages over a whole set) and schedules are drawn as is.
-    """
-    present = [k for k in keys if any(series(rows, k)[0] for rows in runs.values())]
-    if not present:
-        return []
-    # The Agg canvas directly, not pyplot: no global backend switch (which would close a
-    # notebook's open figures) and no figure registry to leak from.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    cols = max(1, min(ncols, len(present)))
-    nrows = math.ceil(len(present) / cols)
-    fig = Figure(figsize=(4.4 * cols, 2.9 * nrows + 1.1))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, cols, squeeze=False)
-    drawn_runs: dict[str, tuple[str, str]] = {}
-    for ax, key in zip(axes.flat, present):
-        for i, (label, rows) in enumerate(runs.items()):
-            steps, values = series(rows, key)
-            if steps:
-                style = (f"C{i % 10}", LINESTYLES[i % len(LINESTYLES)])
-                _draw(ax, steps, values, style, smooth=_smoothing_for(key, smoothing))
-                drawn_runs[label] = style
-        ax.set_title(LABELS.get(key, key), fontsize=10)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(present) :]:
-        ax.set_visible(False)
-    # One legend for the whole figure, below the plots: every subplot has the same runs.
-    handles = [Line2D([], [], color=color, linestyle=dash, linewidth=1.8) for color, dash in drawn_runs.values()]
-    legend_rows = math.ceil(len(handles) / 4)
-    fig.legend(handles, list(drawn_runs), loc="lower center", ncol=min(len(handles), 4), frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=12, y=1 - 0.12 / fig.get_size_inches()[1], va="top")
-    # Fixed margins in inches: tight_layout gives the same look here at ~3x the cost.
-    width, height = fig.get_size_inches()
-    top, bottom = (0.75 if title else 0.35), 0.55 + 0.28 * legend_rows
-    fig.subplots_adjust(left=0.8 / width, right=1 - 0.25 / width, top=1 - top / height, bottom=bottom / height, wspace=0.3, hspace=0.5)
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
-    return present
-
-
-def _smoothing_for(key: str, smoothing: float) -> float:
-    return 0.0 if key.startswith("heldout/") or key in NOT_SMOOTHED else smoothing
-
-
-def _draw(ax: Any, steps: list[int], values: list[float], style: tuple[str, str], smooth: float) -> None:
-    """Draw one run's line: an EMA over a faint raw line when smoothing, else the raw values."""
-    color, linestyle = style
-    # Sparse series (held-out evaluations, short runs) get markers so a lone point shows.
-    marker = "o" if len(steps) <= 30 else None
-    if smooth > 0:
-        ax.plot(steps, values, color=color, alpha=0.25, linewidth=1.0)
-        values = ema(values, smooth)
-    ax.plot(steps, values, color=color, linestyle=linestyle, linewidth=1.7, marker=marker, markersize=3)
 
 
 def flatten_config(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -362,16 +221,54 @@ def hacking_section(runs: Sequence[Run]) -> str:
     )
 
 
+def figure_section(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    keys: Sequence[str],
+    path: Path,
+    title: str,
+    smoothing: float,
+    ncols: int,
+    labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """One figure's part of report.md: the PNG (its panels named in the alt text), and one
+    line for the panels left out because they would show nothing."""
+    empty = empty_metrics(runs, keys)
+    drawn = plot_run_metrics(runs, [k for k in keys if k not in empty], path, title=title, smoothing=smoothing, ncols=ncols, labels=labels)
+    parts = [f"### {title}"] if drawn or empty else []
+    if drawn:
+        parts.append(f"![{title}: {', '.join(title_of(k, labels) for k in drawn)}]({path.name})")
+    if empty:
+        parts.append(nothing_drawn_line(empty))
+    return parts
+
+
+def cold_start_section(sft_dir: Path, out_dir: Path, smoothing: float) -> list[str]:
+    """The SFT stage the RL run started from: its loss curve and first / last values."""
+    run = load_run(sft_dir, sft_dir.name)
+    parts = ["### SFT cold start", f"`{sft_dir}`: {len(run.rows)} steps."]
+    parts += figure_section({run.label: run.rows}, SFT_KEYS, out_dir / "sft.png", "SFT cold start", smoothing, len(SFT_KEYS))[1:]
+    rows = [
+        (key, f"{fmt(s['first'])} (step {s['first_step']})", f"{fmt(s['last'])} (step {s['last_step']})")
+        for key in SFT_KEYS
+        if (s := summarize(run.rows, key))
+    ]
+    if rows:
+        parts.append(markdown_table(("metric", "first", "last"), rows))
+    return parts
+
+
 def write_report(
     run_dirs: Sequence[Path],
     out_dir: Path,
     title: str = "slowthink report",
     table: Sequence[tuple[str, ...]] | None = None,
     smoothing: float = 0.6,
+    cold_start: Path | None = None,
 ) -> Path:
     """Write the standard figures and ``report.md`` for one or more runs; returns report.md's path.
 
     ``table`` (header row first) is placed at the top, e.g. the demo's before/after numbers.
+    ``cold_start``: the SFT run the RL runs started from; its loss gets a figure and a table.
     """
     if not run_dirs:
         raise ReportError("no run directories given")
@@ -387,9 +284,17 @@ def write_report(
     parts += ["## Summary", overview_table(runs), "## Length hacking", hacking_section(runs)]
     parts += ["## Config differences", config_section(runs), "## Figures"]
     by_label = {r.label: r.rows for r in runs}
+    labels = sampling_labels([r.config for r in runs])
+    if any(k in row for r in runs for row in r.rows for k in ("accuracy", "heldout/accuracy")):
+        parts.append(
+            f"Train metrics come from the step's rollouts, sampled ({labels['accuracy'].split('(')[-1].rstrip(')')}); "
+            f"held-out metrics from the held-out evaluation ({labels['heldout/accuracy'].split('(')[-1].rstrip(')')}), "
+            "so the two accuracies are not the same measurement. Shares are drawn on a fixed 0-1 axis."
+        )
+    if cold_start is not None:
+        parts += cold_start_section(Path(cold_start), out_dir, smoothing)
     for name, (fig_title, keys, ncols) in FIGURES.items():
-        if plot_run_metrics(by_label, keys, out_dir / name, title=fig_title, smoothing=smoothing, ncols=ncols):
-            parts.append(f"### {fig_title}\n\n![{fig_title}]({name})")
+        parts += figure_section(by_label, keys, out_dir / name, fig_title, smoothing, ncols, labels)
     if smoothing > 0:
         parts.append(f"Train metrics are smoothed (EMA, weight {smoothing}); the faint lines are the raw values.")
     parts.append("## Per-run details")

@@ -115,7 +115,7 @@ def run_demo(
     ]
     from slowthink.report import write_report
 
-    report = write_report([rl_dir], output_dir, title=f"slowthink demo (seed {seed})", table=table)
+    report = write_report([rl_dir], output_dir, title=f"slowthink demo (seed {seed})", table=table, cold_start=output_dir / "sft")
     stage(f"report: {report} ({time.perf_counter() - started:.0f} s in all)")
     print(f"held-out accuracy: SFT {sft_acc:.1f}% -> RL {rl_acc:.1f}%", flush=True)
     return sft_acc, rl_acc
