@@ -60,14 +60,15 @@ RESUMABLE_KEYS = (
     "tracking.*",
 )
 
-# What a run writes into its directory (and run.overwrite removes).
-RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "tensorboard", "samples")
+# What a run writes into its directory (and run.overwrite removes); metrics.jsonl.unreadable
+# holds lines a resume could not read (tracking.truncate_metrics).
+RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.jsonl.unreadable", "checkpoints", "tensorboard", "samples")
 # "Holds a run": something was trained or logged. A config.yaml alone is a run that stopped
 # before its first step (a wrong model path, say): retrying it must not need run.overwrite.
 RUN_HISTORY = ("metrics.jsonl", "checkpoints")
 # The order run.overwrite=true moves them out: checkpoints first (after that nothing of the old
 # run can be resumed), config.yaml last (until then a resume is checked against the old config).
-REMOVAL_ORDER = ("checkpoints", "tensorboard", "samples", "metrics.jsonl", "config.yaml")
+REMOVAL_ORDER = ("checkpoints", "tensorboard", "samples", "metrics.jsonl", "metrics.jsonl.unreadable", "config.yaml")
 # Where they go before they are deleted; a leftover one (a kill while deleting) is removed by the next run.
 TRASH = ".overwritten"
 # Config keys naming what a run reads: a fresh run must not overwrite or delete them.
