@@ -35,6 +35,7 @@ from slowthink.report_figures import (  # noqa: F401  (ema, plot_run_metrics, se
     empty_metrics,
     nothing_drawn_line,
     plot_run_metrics,
+    sampling,
     sampling_labels,
     series,
     title_of,
@@ -238,7 +239,7 @@ def figure_section(
     if drawn:
         parts.append(f"![{title}: {', '.join(title_of(k, labels) for k in drawn)}]({path.name})")
     if empty:
-        parts.append(nothing_drawn_line(empty))
+        parts.append(nothing_drawn_line(empty, labels))
     return parts
 
 
@@ -286,10 +287,11 @@ def write_report(
     by_label = {r.label: r.rows for r in runs}
     labels = sampling_labels([r.config for r in runs])
     if any(k in row for r in runs for row in r.rows for k in ("accuracy", "heldout/accuracy")):
+        train_how, heldout_how = sampling([r.config for r in runs])
         parts.append(
-            f"Train metrics come from the step's rollouts, sampled ({labels['accuracy'].split('(')[-1].rstrip(')')}); "
-            f"held-out metrics from the held-out evaluation ({labels['heldout/accuracy'].split('(')[-1].rstrip(')')}), "
-            "so the two accuracies are not the same measurement. Shares are drawn on a fixed 0-1 axis."
+            f"Train metrics come from the step's rollouts ({train_how}); held-out metrics from the held-out "
+            f"evaluation ({heldout_how}), so the two accuracies are not the same measurement. "
+            "Shares (accuracy, completion ratio) are drawn on a fixed 0-1 axis."
         )
     if cold_start is not None:
         parts += cold_start_section(Path(cold_start), out_dir, smoothing)

@@ -82,46 +82,51 @@ HELDOUT = ("heldout/accuracy", "heldout/completion_ratio", "heldout/response_len
 
 def sampling_labels(configs: Sequence[Mapping[str, Any] | None]) -> dict[str, str]:
     """Titles that say how train and held-out metrics were sampled, from the runs' flattened
-    configs: "train accuracy (sampled, T=1)", "held-out accuracy (greedy)"."""
+    configs: "train accuracy, sampled at T=1", "held-out accuracy, greedy"."""
+    train_how, heldout_how = sampling(configs)
+    labels = {key: f"{LABELS.get(key, key)}, {train_how}" for key in TRAIN_SAMPLED}
+    labels.update({key: f"{LABELS.get(key, key)}, {heldout_how}" for key in HELDOUT})
+    return labels
+
+
+def sampling(configs: Sequence[Mapping[str, Any] | None]) -> tuple[str, str]:
+    """How the runs' train and held-out metrics were sampled: ("sampled at T=1", "greedy")."""
     train = {c.get("rollout.temperature") for c in configs if c is not None}
     heldout = {c.get("train.eval_temperature", 0.0) for c in configs if c is not None}
-    train_how = f"sampled, T={_number(next(iter(train)))}" if len(train) == 1 and None not in train else "sampled rollouts"
+    train_how = f"sampled at T={_number(next(iter(train)))}" if len(train) == 1 and None not in train else "sampled rollouts"
     if len(heldout) == 1 and None not in heldout:
         (t,) = heldout
-        heldout_how = "greedy" if t == 0 else f"sampled, T={_number(t)}"
-    else:
-        heldout_how = "greedy unless train.eval_temperature > 0"
-    labels = {key: f"{LABELS.get(key, key)} ({train_how})" for key in TRAIN_SAMPLED}
-    labels.update({key: f"{LABELS.get(key, key)} ({heldout_how})" for key in HELDOUT})
-    return labels
+        return train_how, "greedy" if t == 0 else f"sampled at T={_number(t)}"
+    return train_how, "greedy unless train.eval_temperature > 0"
 
 
 def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
-def empty_metrics(runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str]) -> list[str]:
-    """The keys logged by some run whose every value in every run is 0 or null: a flat line
-    at 0 (or nothing) that is better said in words than drawn."""
-    empty = []
+def empty_metrics(runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str]) -> dict[str, str]:
+    """The keys logged by some run whose every value in every run is 0 or null (a flat line
+    at 0, or nothing, better said in words than drawn): key -> "0" (some value, all 0) or
+    "null" (no value at all, e.g. no update ran)."""
+    empty = {}
     for key in keys:
         values = [v for rows in runs.values() for v in series(rows, key)[1]]
         if values and all(math.isnan(v) or v == 0 for v in values):
-            empty.append(key)
+            empty[key] = "null" if all(math.isnan(v) for v in values) else "0"
     return empty
 
 
-def nothing_drawn_line(keys: Sequence[str]) -> str:
+def nothing_drawn_line(empty: Mapping[str, str], labels: Mapping[str, str] | None = None) -> str:
     """One line for the panels left out: "no reflection keyword seen; KL coefficient: 0 at every step"."""
     said, parts = set(), []
-    for key in keys:
+    for key, kind in empty.items():
         category = key.removeprefix("keywords/").removesuffix("_ratio") if key.startswith("keywords/") else None
         if category is not None:
             if category not in said:
                 said.add(category)
                 parts.append(f"no {category} keyword seen")
         else:
-            parts.append(f"{LABELS.get(key, key)}: 0 or empty at every step")
+            parts.append(f"{title_of(key, labels)}: " + ("0 at every step" if kind == "0" else "no value logged"))
     return "Not drawn, nothing to show: " + "; ".join(parts) + "."
 
 
