@@ -11,7 +11,7 @@ Phases (median and p90 of the round trip seen by the caller, in ms):
                              cleared first: the cell's own compute, without any sandbox
   python -c trivial / sympy  a fresh interpreter per cell (no isolation at all)
 Each phase also records how many cores other processes used meanwhile; a phase where
-they used more than ``--max-other-cores`` is marked CONTAMINATED (DESIGN.md, "Two cores").
+they used more than ``--max-other-cores`` is marked CONTAMINATED (docs/design.md, "Two cores").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ synthetic, verifiable arithmetic task, all built in-process (no downloads).
 
 Must not import modeling (modeling.py builds the tiny model through this module: no cycle) or the CLI (tests/test_layers.py).
 
-The task (see ../shared/DESIGN.md, "The tiny demo"): the sum of K numbers of D digits.
+The task (docs/design.md, "The tiny demo"): the sum of K numbers of D digits.
 Its reference chain of thought adds one column at a time, least significant first::
 
     <think>4+4+6=14
@@ -11,9 +11,9 @@ Its reference chain of thought adds one column at a time, least significant firs
     9+4+8+2=23</think>\\boxed{2334}
 
 The SFT cold-start mixes full chains of thought with bare answers, the mix tied to a
-feature of the problem (answer-only 80% of the time when the first operand is below half
-its range, 20% otherwise). The SFT model then thinks on some problems and guesses on
-others; RL elicits the thinking mode it already has (paper sections 3.2 and 5), raising
+feature of the problem (a thought 80% of the time when the first operand is in the top 30%
+of its range, 20% otherwise: ``ArithmeticTask.think_probability``). The SFT model then
+thinks on some problems and guesses on others; RL elicits the thinking mode it already has (paper sections 3.2 and 5), raising
 accuracy as response length grows.
 """
 

@@ -71,5 +71,5 @@ class ModelConfig(StrictConfig):
 
 class RLModelConfig(ModelConfig):
     # A checkpoint directory (e.g. the SFT cold start's) whose AdamW moments the RL optimizer
-    # continues from; a fresh Adam at a high rate can collapse on its first step (DESIGN.md).
+    # continues from; a fresh Adam at a high rate can collapse on its first step (docs/design.md, "The tiny demo").
     optimizer_state: str | None = None

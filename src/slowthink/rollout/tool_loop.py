@@ -2,7 +2,7 @@
 
 Must not import recipes or the CLI (tests/test_layers.py).
 
-Paper section 4.4 (STILL-3-TOOL) and DESIGN.md, "Tool-integrated reasoning". Over any
+Paper section 4.4 (STILL-3-TOOL) and docs/design.md, "Tool-integrated reasoning". Over any
 ``Generator``: sample with the format's stop strings; when a segment ends on one of them
 and the response's last block is a closed, not yet executed ```` ```python ```` block,
 run it in the ``Sandbox``, append the output block, and continue from prompt + every

@@ -1,4 +1,4 @@
-"""Running model-written Python safely (DESIGN.md, "The sandbox"; paper section 4.4).
+"""Running model-written Python safely (docs/design.md, "The sandbox"; paper section 4.4).
 
 Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 

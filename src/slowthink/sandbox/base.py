@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-# One status per call (DESIGN.md, "The sandbox"):
+# One status per call (docs/design.md, "The sandbox"):
 #   ok            the cell ran to the end (``sys.exit(0)`` included)
 #   error         it raised (``error`` holds the last traceback line), or exited non-zero
 #   timeout       it passed the wall deadline or its CPU-time limit

@@ -4,7 +4,7 @@ Must not import torch, transformers, modeling, rollout, training, recipes or the
 
 Standard library only: this module runs inside the sandbox worker. A cell that prints
 nothing shows the repr of its last expression, found from the syntax tree so that the
-code runs exactly once (DESIGN.md, "Tool-integrated reasoning": models end code with
+code runs exactly once (docs/design.md, "Tool-integrated reasoning": models end code with
 ``sp.solve(...)`` rather than ``print(...)``).
 """
 

@@ -13,7 +13,7 @@ from slowthink.config import StrictConfig
 
 
 class SandboxConfig(StrictConfig):
-    """Limits and isolation for running model-written code (DESIGN.md, "The sandbox")."""
+    """Limits and isolation for running model-written code (docs/design.md, "The sandbox")."""
 
     # Wall-clock deadline per cell, enforced by the worker (the host adds a grace period
     # on top and kills the whole worker if even that passes). The paper's release used 5 s.

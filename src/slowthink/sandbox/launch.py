@@ -2,7 +2,7 @@
 
 Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 
-bubblewrap (DESIGN.md, "The sandbox"): every namespace unshared (no network, own PIDs,
+bubblewrap (docs/design.md, "The sandbox"): every namespace unshared (no network, own PIDs,
 own user, nothing to kill outside), the system mounted read-only, only the Python
 installation and slowthink bound in (no /etc/shadow, no home directories), a small
 private /tmp and /dev/shm, an empty environment, death with the parent. When bubblewrap cannot run
@@ -35,7 +35,7 @@ WORKER_ENV = {
     "PATH": "/usr/bin:/bin",
     "HOME": "/tmp",
     "LANG": "C.UTF-8",
-    # One thread per math library: the machine's cores belong to training (DESIGN.md, "Two cores").
+    # One thread per math library: the machine's cores belong to training (docs/design.md, "Two cores").
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",

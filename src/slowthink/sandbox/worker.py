@@ -3,8 +3,8 @@
 Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
 
 Started as ``python -I -B -m slowthink.sandbox.worker CONFIG_JSON``. It imports the
-preload modules once, so a forked cell gets ``sympy`` for free (DESIGN.md measured a
-fresh ``python -c`` at 32 ms, 320 ms with sympy). The next cell's child is forked,
+preload modules once, so a forked cell gets ``sympy`` for free (docs/design.md, "The sandbox",
+measured a fresh ``python -c`` at 32 ms, 320 ms with sympy). The next cell's child is forked,
 limited and filtered while the caller is busy elsewhere (the "spare"), so a cell's
 round trip is a pipe write, the code, and a pipe read. Requests and
 replies are JSON lines on the worker's original stdin/stdout, which no cell can reach:
