@@ -65,8 +65,8 @@ def set_torch_threads(threads: int | None = None) -> int:
     users set it per process), else the cores that other processes leave free, shared out
     among the ranks on this machine ($LOCAL_WORLD_SIZE, set by torchrun), at most 8 and at
     least 1. Without the division two torchrun ranks each took every core and spun against
-    each other (issue 7 item 16); a thread on a core another process keeps busy makes every
-    parallel op wait for it (2 threads beside one busy process: 4x slower than 1, issue 12).
+    each other; a thread on a core another process keeps busy makes every
+    parallel op wait for it (2 threads beside one busy process: 4x slower than 1: bench/RESULTS.md, "A busy machine").
     """
     import torch
 
@@ -172,7 +172,7 @@ def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", device: 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """How a training forward spends memory: what long chains of thought need (issue 9).
+    """How a training forward spends memory: what long chains of thought need.
 
     ``logprob_chunk_size``: tokens whose logits exist at once when log-probs and entropy are
     taken (0 = the whole B x T x V tensor, as a plain forward makes it).

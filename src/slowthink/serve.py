@@ -253,7 +253,7 @@ class ServerState:
             raise LookupError(f"The model '{requested}' does not exist; this server serves '{self.model_name}'")
 
     def check_size(self, prompts: list[list[int]], n: int) -> None:
-        """Prompts x n per request is capped, so one request cannot hold the server (issue 8)."""
+        """Prompts x n per request is capped, so one request cannot hold the server."""
         if len(prompts) * n > self.max_sequences:
             raise RequestError(
                 f"{len(prompts)} prompts x n={n} = {len(prompts) * n} sequences exceeds this server's limit of "

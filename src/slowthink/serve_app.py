@@ -43,7 +43,8 @@ def _submit(state: ServerState, plan: Plan, listener: Any = None) -> Any:
 
 async def generate(state: ServerState, plan: Plan, connection: Any) -> tuple[list[Completion], dict[int, TopLogprobs]]:
     """Wait for the scheduler, checking that the client is still there; if it is not (or
-    this handler is cancelled), cancel the request so it stops taking turns (issue 8)."""
+    this handler is cancelled), cancel the request so it stops taking turns (abandoned requests
+    used to hold every other one for minutes)."""
     job = _submit(state, plan)
     waiting = asyncio.wrap_future(job.future)
     try:

@@ -4,7 +4,7 @@ Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_
 
 One thread owns the model (it must never run in two threads at once). It used to run each
 batch of requests to the end, so one client asking for 512 prompts x n=128, or clients
-that had already hung up, held every other request for minutes (issue 8 item 7). Now:
+that had already hung up, held every other request for minutes. Now:
 
 - **units**: a request's rows (prompts x n) are cut into units, the rows of one prompt, at
   most ``batch_size`` of them; a request has at most ``batch_size`` rows decoding at once,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 # OpenMP threads sleep rather than spin while they wait; read when torch loads, so set here.
-# Spinning threads beside one busy process made an RL step 4x slower (issue 12).
+# Spinning threads beside one busy process made an RL step 4x slower (bench/RESULTS.md, "A busy machine").
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402

@@ -7,7 +7,7 @@ loses only the requests in flight; a rerun reads the file (a truncated last line
 trace of a kill mid-write, is dropped), skips every sample it holds and generates only
 the rest.
 
-What a sample is, on resume (issue 8: keying on file name + problem id reused samples of
+What a sample is, on resume (keying on file name + problem id reused samples of
 another file with the same name, and verdicts against a since-corrected answer):
 
 - A sample is keyed by a **fingerprint of the prompt the model saw** (the rendered problem

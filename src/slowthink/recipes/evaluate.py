@@ -355,7 +355,7 @@ def evaluate(cfg: EvalConfig, console: Console | None = None) -> dict[str, dict[
     out = Path(cfg.out)
     summaries: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
-        # One eval per --out: two at once would append every row twice (issue 8). The lock
+        # One eval per --out: two at once would append every row twice. The lock
         # fails at once naming the holder's PID, and dies with its holder.
         stack.enter_context(exclusive_lock(out / ".lock", f"eval output {out}"))
         check_resume(out, cfg, decoding, current_identity(cfg))

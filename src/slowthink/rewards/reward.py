@@ -7,7 +7,7 @@ pure function of that response's verdict, text and length. Reward functions of t
 own (``reward.functions``, ``rewards/functions.py``) get the batch's prompts, completions
 and data columns; a ``None`` from one adds nothing to that row's total. ``RewardModel.stream`` scores rows
 in a background thread as they arrive, so a rollout engine that hands over completions as
-they finish gets them checked while it decodes the rest (issue 12).
+they finish gets them checked while it decodes the rest.
 """
 
 from __future__ import annotations

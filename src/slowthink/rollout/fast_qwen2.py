@@ -5,7 +5,7 @@ Must not import recipes or the CLI (tests/test_layers.py).
 A decode step of the generic path (``rollout/hf.py``) spends almost all its time outside the
 model's arithmetic: the transformers forward rebuilds masks and grows its cache by
 concatenation, and a Python loop over rows records tokens and decodes text to look for
-stop strings (issue 12). Here:
+stop strings. Here:
 
 - the KV cache is preallocated once per batch, ``(B, H_kv, prompt width + max new, D)`` per
   layer, and a step writes one column;

@@ -75,7 +75,7 @@ def run_cell(code: str, namespace: dict[str, Any], stdout: TrackedStdout) -> int
     except (SyntaxError, ValueError, UnicodeError, RecursionError, MemoryError) as exc:
         # Code that does not compile: Python's own one-part report, no internal frames. A cell
         # too big or too deep for the parser (a 12 MB expression: MemoryError; 200,000 nested
-        # subscripts: RecursionError) is the cell's failure, not the worker's (issue 8).
+        # subscripts: RecursionError) is the cell's failure, not the worker's (it used to report the worker's traceback).
         linecache.cache.pop(CELL_FILENAME, None)
         sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
         _flush_quietly()

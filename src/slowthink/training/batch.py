@@ -98,7 +98,7 @@ def padding_batch() -> SequenceBatch:
 
     A rank whose share of a mini-batch has fewer micro-batches than another rank's runs
     these, so every rank makes the same forward/backward passes and DDP's all-reduces
-    pair up (issue 9: ranks whose filters dropped rows must not hang the others).
+    pair up (ranks whose filters dropped rows must not hang the others).
     """
     return SequenceBatch(
         input_ids_BL=torch.zeros((1, 2), dtype=torch.long),

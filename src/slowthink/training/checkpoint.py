@@ -10,7 +10,7 @@ Layout of a run directory::
 A checkpoint is written to ``step_N.tmp``: weights, tokenizer, trainer state, and last a
 ``manifest.json`` with every file's size and SHA-256. The files and the directory are fsynced,
 the directory is renamed to ``step_N``, and ``latest`` is replaced atomically, so a SIGKILL
-or a power cut at any point leaves the previous checkpoint usable (issue 8).
+or a power cut at any point leaves the previous checkpoint usable.
 
 Resuming verifies the checkpoint against its manifest first: a truncated or corrupted
 ``model.safetensors`` or ``trainer_state.pt`` falls back to the previous good checkpoint with

@@ -10,7 +10,8 @@ never change the update.
 Mini-batches are planned over the step's kept rows on *all* ranks (``minibatch_plan``):
 their number is the config's, never the number of rows that survived selection, and
 every rank runs the same number of micro-batches in each (zero-weight padding rows where
-its share is smaller), so the ranks' collectives always pair up (issue 9).
+its share is smaller), so the ranks' collectives always pair up: a rank with fewer rows must
+not hang the others.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Must not import recipes or the CLI (tests/test_layers.py).
 
 ``claim_run_dir`` is the first thing the ``rl`` and ``sft`` recipes do, before anything is
-written (issue 8 items 4 and 10):
+written, so two runs never mix their files and a fresh run never overwrites an old one:
 
 1. Lock ``<output_dir>/.lock`` (``fcntl.flock``; only rank 0 under torchrun). A second run on
    the same directory fails at once with a message naming the holder's PID, instead of
