@@ -158,3 +158,18 @@ def test_timed_out_checks_are_checked_again_on_resume(tmp_path):
 
     assert [r.status for r in run()] == ["timeout", "timeout"]
     assert [(r.status, r.correct) for r in run()] == [("correct", True)] * 2
+
+
+def test_the_table_shows_unchecked_samples():
+    import io
+
+    from rich.console import Console
+
+    from slowthink.eval.table import print_table
+
+    rows = records("q", "5", ["4", "5", "5"], [False, False, True], ["wrong", "timeout", "correct"])
+    summary = {"benchmark": "b", **summarize(rows, n=3, mode="sampled", checker=ExactMatchChecker())}
+    out = io.StringIO()
+    print_table(Console(file=out, width=120), {"b": summary})
+    header, row = [line for line in out.getvalue().splitlines() if "unchk" in line or line.strip().startswith("b ")]
+    assert header.split()[-1] == "unchk" and row.split()[-1] == "1"
