@@ -72,9 +72,15 @@ def export_checkpoint(checkpoint: Path, out: Path, merge: bool = False) -> Path:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputPathError(f"--out {out} exists and is not an empty folder: choose a new path")
+    adapter = holds_adapter(checkpoint)
+    if not adapter and not any(checkpoint.glob("*.safetensors")):
+        # A sharded checkpoint (torch.distributed.checkpoint shards, one per rank) has no HF weights.
+        raise CheckpointError(
+            f"{checkpoint} holds no Hugging Face weights (*.safetensors) to export"
+            + (", only sharded ones (sharded/): save with distributed.checkpoint_format=full" if (checkpoint / "sharded").is_dir() else "")
+        )
     run_dir = run_dir_of(checkpoint)
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if run_dir else {}
-    adapter = holds_adapter(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     if adapter and merge:
         write_merged(checkpoint, out, config)
