@@ -305,3 +305,18 @@ def test_out_dev_stdout_is_written_to_stdout(tmp_path):
     assert done.returncode == 0, done.stderr
     assert '"id": "p1"' in done.stdout
     assert stdout.is_symlink() and os.readlink(stdout) == "/proc/self/fd/1"
+
+
+def test_a_sandbox_that_cannot_start_exits_1_like_every_environment_failure(tmp_path, monkeypatch):
+    """``sandbox run`` printed "sandbox unavailable: ..." and exited 3, its own code beside
+    cli/errors.py's: a sandbox that cannot start is an environment failure, exit 1."""
+    from slowthink.sandbox import launch
+
+    # bubblewrap's own probe is machine-dependent; say it cannot run here, and ask for it by name.
+    monkeypatch.setattr(launch, "bwrap_problem", lambda *args, **kwargs: "bwrap is not installed (apt-get install bubblewrap)")
+    cell = tmp_path / "cell.py"
+    cell.write_text("print(1)\n")
+    result = invoke("sandbox", "run", str(cell), "--set", "backend=bwrap")
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert "error: sandbox backend 'bwrap' requested but unusable: bwrap is not installed" in result.output, result.output

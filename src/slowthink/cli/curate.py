@@ -45,8 +45,6 @@ def curate_cli(
 ) -> None:
     """Build an RL training pool: question-type, answer, duplicate, contamination and difficulty filters (paper section 2)."""
     from slowthink.cli.command_config import print_config, resolve_config, split_overrides
-    from slowthink.cli.errors import fail
-    from slowthink.cli.train import USER_ERRORS
     from slowthink.curate.config import CurateConfig
     from slowthink.curate.pipeline import curate
     from slowthink.curate.report import curation_report
@@ -71,19 +69,16 @@ def curate_cli(
         "difficulty.template": template,
         "difficulty.checker": checker,
     }
-    try:
-        cfg = resolve_config(CurateConfig, config, overrides, shorthands)
-        if show_config:
-            print_config(cfg)
-        report_path = Path(cfg.report) if cfg.report else Path(cfg.out).with_suffix(".md")
-        # Writing the pool or the report over a source would destroy it (durable.py).
-        check_output(cfg.out, [*cfg.sources, *cfg.benchmarks])
-        check_output(report_path, [*cfg.sources, *cfg.benchmarks, cfg.out], "--report")
-        level = cfg.difficulty
-        difficulty = build_difficulty(level.model, level.samples, level.max_new_tokens, level.template, level.checker) if level.model else None
-        stats = curate(list(cfg.sources), Path(cfg.out), cfg.filters, list(cfg.benchmarks), difficulty)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    cfg = resolve_config(CurateConfig, config, overrides, shorthands)
+    if show_config:
+        print_config(cfg)
+    report_path = Path(cfg.report) if cfg.report else Path(cfg.out).with_suffix(".md")
+    # Writing the pool or the report over a source would destroy it (durable.py).
+    check_output(cfg.out, [*cfg.sources, *cfg.benchmarks])
+    check_output(report_path, [*cfg.sources, *cfg.benchmarks, cfg.out], "--report")
+    level = cfg.difficulty
+    difficulty = build_difficulty(level.model, level.samples, level.max_new_tokens, level.template, level.checker) if level.model else None
+    stats = curate(list(cfg.sources), Path(cfg.out), cfg.filters, list(cfg.benchmarks), difficulty)
     command = "slowthink curate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     from slowthink.curate.dedup import lsh_params
 

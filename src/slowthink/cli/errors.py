@@ -3,8 +3,8 @@
 Must not import torch, transformers or recipes (tests/test_layers.py); the error types it
 classifies are imported when an error happens, so ``import slowthink.cli`` stays light.
 
-Every ``slowthink`` command runs under ``guarded`` (see cli/__init__.py), so no command needs its own
-``try``/``except`` for these:
+Every ``slowthink`` command runs under ``guarded`` (see cli/__init__.py), so no command catches
+these itself:
 
 - a **user error** (a bad config key or value, a malformed data row, a missing file or
   model, a run directory held by another process, vLLM chosen where it cannot run, an output
@@ -13,6 +13,14 @@ Every ``slowthink`` command runs under ``guarded`` (see cli/__init__.py), so no 
 - an **environment failure** outside the user's input (a server that does not answer, a
   sandbox that cannot start, a full disk) prints ``error: <message>`` and exits **1**;
 - anything else is a bug and keeps its traceback.
+
+Three commands handle something first, because only they know what to say:
+``rl``/``sft`` catch Ctrl-C (cli/train.py: the last checkpoint and the
+command that resumes, exit 130); ``score`` turns the plain ``ValueError`` of its field and
+``--golds`` checks into exit 2 (cli/score.py; a ``ValueError`` anywhere else is a bug); and
+``export`` reports a failed upload as an environment failure that keeps the exported folder
+(cli/export.py). A command that finishes but fails as a whole exits 1 after its output
+(``score`` when no row could be scored, ``study`` when a run failed).
 """
 
 from __future__ import annotations

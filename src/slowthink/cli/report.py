@@ -18,11 +18,8 @@ def report_cli(
     smoothing: float = typer.Option(0.6, "--smoothing", min=0.0, max=0.99, help="EMA weight for noisy train metrics (0 = raw)."),
 ) -> None:
     """Plot training curves of one or more runs and compare them (figures + report.md)."""
-    from slowthink.report import ReportError, write_report
+    from slowthink.report import write_report
 
-    try:
-        path = write_report(run_dirs, out, title=title, smoothing=smoothing)
-    except ReportError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    # A directory that is not a run raises ReportError: exit 2 with its message (cli/errors.py).
+    path = write_report(run_dirs, out, title=title, smoothing=smoothing)
     typer.echo(str(path))

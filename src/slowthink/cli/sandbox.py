@@ -4,7 +4,8 @@ Must not import torch, transformers, modeling, rollout, training or recipes (tes
 the sandbox itself (slowthink/sandbox/) is imported when the command runs.
 
 For debugging and scripting: the exit code is 0 whatever the cell did (the status is
-in the JSON); only a sandbox that cannot start, or a bad option, exits non-zero.
+in the JSON); only a bad option (exit 2) or a sandbox that cannot start (exit 1) exits
+non-zero, as cli/errors.py says for every command.
 """
 
 from __future__ import annotations
@@ -25,21 +26,12 @@ def run_file(
     overrides: list[str] = typer.Option([], "--set", help="Override a field, e.g. --set timeout_s=2 (repeatable)."),
 ) -> None:
     """Run FILE in a fresh sandbox and print {status, stdout, stderr, wall_s, ...} as one JSON object."""
-    from slowthink.config import ConfigError, load_config
+    from slowthink.config import load_config
     from slowthink.sandbox.config import SandboxConfig
     from slowthink.sandbox.host import ProcessSandbox
-    from slowthink.sandbox.launch import SandboxUnavailable
 
-    try:
-        settings = load_config(SandboxConfig, config, list(overrides))
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings = load_config(SandboxConfig, config, list(overrides))
     code = file.read_text(encoding="utf-8", errors="replace")
-    try:
-        with ProcessSandbox(settings) as sandbox:
-            result = sandbox.run(code)
-    except SandboxUnavailable as exc:
-        typer.echo(f"sandbox unavailable: {exc}", err=True)
-        raise typer.Exit(3) from None
+    with ProcessSandbox(settings) as sandbox:
+        result = sandbox.run(code)
     sys.stdout.write(json.dumps(result.to_dict()) + "\n")

@@ -94,7 +94,10 @@ def score_command(
 
 
 def read_fields(cfg):
-    """The paths to read, with the golds of ``--golds`` loaded; a bad path or golds file exits 2."""
+    """The paths to read, with the golds of ``--golds`` loaded; a bad path or golds file exits 2.
+
+    Caught here, not in cli/errors.py: these checks raise plain ValueError, which elsewhere is a bug."""
+    from slowthink.cli.errors import fail
     from slowthink.eval.formats import load_golds
 
     try:
@@ -102,6 +105,5 @@ def read_fields(cfg):
         fields = cfg.fields(golds)
         fields.check()
     except (ValueError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     return fields

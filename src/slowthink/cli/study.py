@@ -24,34 +24,24 @@ def study_cli(
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved grid config as YAML and exit."),
 ) -> None:
     """Run every arm x seed of a study grid (resumable) and report each claim's verdict."""
-    from slowthink.cli.errors import fail
-    from slowthink.cli.train import USER_ERRORS
     from slowthink.study.config import load_study
     from slowthink.study.plan import build_plan
     from slowthink.study.report import write_study_report
     from slowthink.study.runner import run_study
 
     started = time.perf_counter()
-    try:
-        study, root = load_study(grid, overrides)
-        if show_config:
-            from slowthink.cli.command_config import print_config
+    study, root = load_study(grid, overrides)
+    if show_config:
+        from slowthink.cli.command_config import print_config
 
-            print_config(study)
-        plan = build_plan(study, root)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+        print_config(study)
+    plan = build_plan(study, root)
     if dry_run:
         print_estimate(study, plan)
         return
     outcome = None
     if not report_only:
-        from slowthink.durable import LockedError
-
-        try:
-            outcome = run_study(study, plan)
-        except LockedError as exc:
-            fail(str(exc))
+        outcome = run_study(study, plan)  # a study directory another process holds: exit 2 (cli/errors.py)
     command = " ".join(shlex.quote(str(a)) for a in ["slowthink", "study", grid, *(overrides or [])])
     target = report_dir or Path(study.report_dir or Path(study.output_dir) / "report")
     md, html = write_study_report(study, plan, outcome, target, command=command, wall_s=None if report_only else time.perf_counter() - started)

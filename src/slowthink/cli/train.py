@@ -20,14 +20,6 @@ from pathlib import Path
 import typer
 
 from slowthink.cli.command_config import print_config, split_config_argument
-from slowthink.cli.errors import exit_code_for, fail, message_for  # the one place an error becomes "error: ..." and its exit code
-from slowthink.config import ConfigError
-from slowthink.data.problems import DataError
-from slowthink.durable import CheckpointError, LockedError
-from slowthink.modeling import ModelLoadError
-
-# The errors other commands (curate, study) catch themselves; cli/errors.py knows more.
-USER_ERRORS = (ConfigError, DataError, ModelLoadError, LockedError, CheckpointError)
 
 
 def resume_command(command: str, config: Path | None, overrides: list[str]) -> str:
@@ -50,7 +42,8 @@ def interrupted(run_dir: Path, command: str) -> None:
 
 
 def train(config_class, run, config: Path | None, overrides: list[str] | None, resume: bool, command: str = "rl", show_config: bool = False) -> None:
-    """Load the config (YAML + overrides) and run the recipe; errors exit as cli/errors.py says, with one message."""
+    """Load the config (YAML + overrides) and run the recipe. Ctrl-C is handled here, as it
+    needs the run directory; every other error reaches ``guarded`` (cli/errors.py)."""
     from slowthink.config import load_config
     from slowthink.recipes.runnable import check_runnable
 
@@ -67,11 +60,6 @@ def train(config_class, run, config: Path | None, overrides: list[str] | None, r
         if run_dir is None:
             raise typer.Exit(130) from None
         interrupted(run_dir, resume_command(command, config, overrides))
-    except Exception as exc:  # noqa: BLE001 - classified by cli/errors.py; a bug is re-raised untouched
-        code = exit_code_for(exc)
-        if code is None:
-            raise
-        fail(message_for(exc), code)
     if os.environ.get("RANK", "0") == "0":  # once under torchrun, not once per rank
         print(f"run written to {run_dir}")
 
