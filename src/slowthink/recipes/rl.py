@@ -4,7 +4,9 @@ Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_
 
     for step:
         sample prompts -> roll out n per prompt (rewarded as each finishes)
-        -> select / mask -> advantages (- KL penalty) -> reference and old log-probs of the kept rows
+        -> (KL in the reward only) reference log-probs and KL of every row
+        -> select / mask -> advantages (- KL penalty) -> the log-probs still missing, of the kept
+           rows (reference for a KL in the loss or the monitor; old ones when recomputed)
         -> policy update -> sync weights -> reference reset -> evaluate -> log -> checkpoint
 
 Every factor of the paper's Table 1 and sections 3-4 is a field of ``RLConfig``.
@@ -286,7 +288,8 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
             scored = rewards.result(*reward_inputs(prompts, completions), reward_rows(prompts, completions))
 
         # 4. Selection and advantages (minus the KL-in-reward penalty) over every rank's gathered
-        #    outcomes, so all ranks agree on them; then reference (and old) log-probs of the kept rows.
+        #    outcomes, so all ranks agree on them; then the reference (and old) log-probs still
+        #    missing, of the kept rows (a KL in the reward read the reference over every row before).
         with timer("prepare"):
             batch, row_ranks, step_metrics = prepare_batch(
                 trainer, reference, prompts, completions, scored, config, settings, kl_coef, tokenizer.pad_token_id, info
