@@ -274,6 +274,11 @@ def test_panels_that_carry_nothing_collapse_into_one_line(tmp_path):
     assert "Not drawn, nothing to show: no reflection keyword seen." in text
     assert not (out / "keywords.png").exists() and "](keywords.png)" not in text
     assert "KL coefficient: 0 at every step" in text
+    # Accuracy at 0 throughout is a result, not an empty panel: still drawn.
+    zero = make_run(tmp_path, "zero", [train_row(s, 0.0, 30.0, 0.0) for s in (1, 2)], None)
+    zero_text = write_report([zero], tmp_path / "zero_out", "zero", smoothing=0.0).read_text(encoding="utf-8")
+    assert "](accuracy.png)" in zero_text
+    assert not any("accuracy" in line for line in zero_text.splitlines() if line.startswith("Not drawn"))
     dynamics = text.split("### Training dynamics")[1].split("###")[0]
     assert "](dynamics.png)" in dynamics and "KL coefficient," not in dynamics and "entropy (nats/token)" in dynamics
 

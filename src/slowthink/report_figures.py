@@ -75,6 +75,10 @@ NOT_SMOOTHED = frozenset({"kl_coef", "lr", "max_length"})
 SHARES = frozenset(
     {"accuracy", "heldout/accuracy", "completion_ratio", "heldout/completion_ratio", *(f"keywords/{c}_ratio" for c in KEYWORD_CATEGORIES)}
 )
+# Never left out as "nothing to show", even when 0 throughout (see empty_metrics).
+ALWAYS_DRAWN = frozenset(
+    {"accuracy", "heldout/accuracy", "reward", "response_length", "heldout/response_length", "completion_ratio", "heldout/completion_ratio", "loss"}
+)
 # The metrics that come from sampled rollouts (train) or from the held-out evaluation.
 TRAIN_SAMPLED = ("accuracy", "completion_ratio", "response_length")
 HELDOUT = ("heldout/accuracy", "heldout/completion_ratio", "heldout/response_length")
@@ -107,9 +111,12 @@ def _number(value: Any) -> str:
 def empty_metrics(runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str]) -> dict[str, str]:
     """The keys logged by some run whose every value in every run is 0 or null (a flat line
     at 0, or nothing, better said in words than drawn): key -> "0" (some value, all 0) or
-    "null" (no value at all, e.g. no update ran)."""
+    "null" (no value at all, e.g. no update ran). The curves a run is judged by (accuracy,
+    reward, length, completion) are always drawn: 0% throughout is a result to see."""
     empty = {}
     for key in keys:
+        if key in ALWAYS_DRAWN:
+            continue
         values = [v for rows in runs.values() for v in series(rows, key)[1]]
         if values and all(math.isnan(v) or v == 0 for v in values):
             empty[key] = "null" if all(math.isnan(v) for v in values) else "0"
