@@ -1,4 +1,4 @@
-"""Does ``torch.compile`` pay for the fast path's decode step on CPU? (issue 12, item 2)
+"""Does ``torch.compile`` pay for the fast path's decode step on CPU?
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py [--size h128-l4] [--dtype float32]
 

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_generate.py [--size h128-l4] [--threads 2] [--repeats 3]
 
-The model is issue 12's (bench/bench_model.py): 8 prompts x 8 samples = 64 rows, 64 new
+The model is the benchmark model (bench/bench_model.py): 8 prompts x 8 samples = 64 rows, 64 new
 tokens, T = 1.0, top-p 1. Every engine runs the same prompts on the same weights in this
 process; each timed run records the cores other processes kept busy and is repeated when
 contaminated (bench/load_meter.py). Model-FLOPs utilisation is the forward FLOPs of the

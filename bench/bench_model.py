@@ -1,4 +1,4 @@
-"""The benchmark model of issue 12, built locally: a Qwen2 with a 2,048-token byte-level BPE.
+"""The benchmark model, built locally: a Qwen2 with a 2,048-token byte-level BPE.
 
     h128-l4: hidden 128, 4 layers, 4 heads, intermediate 512, tied embeddings (1.31M parameters)
     h256-l6: hidden 256, 6 layers, 4 heads, intermediate 1024, tied embeddings

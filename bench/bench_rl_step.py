@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 .venv-bench/bin/python bench/bench_rl_step.py [--sizes h128-l4,h256-l6] \\
         [--kl 0,0.001] [--steps 5] [--threads 2] [--busy 0] [--frameworks trl,slowthink,trl-bf16,slowthink-bf16]
 
-Issue 12's configuration: a Qwen2 of bench/bench_model.py (2,048-token BPE, tied
+The benchmark configuration: a Qwen2 of bench/bench_model.py (2,048-token BPE, tied
 embeddings), 8 prompts x 8 rollouts x 64 new tokens at T = 1.0 (top-p 1, top-k off), one
 optimizer step per RL step over all 64 sequences in one micro-batch, fp32, no gradient
 checkpointing, KL off and at 0.001 (k3 in the loss for both); ``trl-bf16`` and
@@ -18,7 +18,7 @@ plus ``--steps``; the parent samples /proc every 0.1 s and charges each step the
 *other* processes kept busy during it. A contaminated step (> 0.2 other cores, see
 load_meter.py) is not used when at least 2 clean steps exist, and the run is repeated once
 when fewer do; otherwise the medians are flagged CONTAMINATED. ``--busy N`` starts N
-competing busy-loop processes for the whole run (the busy-machine figure of issue 12 item 4).
+competing busy-loop processes for the whole run (bench/RESULTS.md, "A busy machine").
 
 Per step: seconds, generation seconds and tokens/s (sampled tokens), train-part seconds
 (step minus generation: reward, log-probs, reference, update) and update tokens/s (prompt +
@@ -212,7 +212,7 @@ class Sampler(threading.Thread):
 
 
 BUSY = 0  # --busy: our own competing processes, not counted as contamination
-SPIN = False  # --spin: slowthink's OpenMP threads spin as before issue 12 (no OMP_WAIT_POLICY=PASSIVE)
+SPIN = False  # --spin: slowthink's OpenMP threads spin, as before the CLI set OMP_WAIT_POLICY=PASSIVE
 
 
 def run_child(framework: str, model_dir: Path, kl: float, steps: int, threads: int) -> dict:
@@ -300,7 +300,7 @@ def main() -> None:
     parser.add_argument("--kl", default="0,0.001")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per framework (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads; 0 = each framework's default")
-    parser.add_argument("--spin", action="store_true", help="slowthink without OMP_WAIT_POLICY=PASSIVE (before issue 12)")
+    parser.add_argument("--spin", action="store_true", help="slowthink without OMP_WAIT_POLICY=PASSIVE (its OpenMP threads spin while waiting)")
     parser.add_argument("--busy", type=int, default=0, help="competing busy processes during the whole run")
     parser.add_argument("--frameworks", default="trl,slowthink", help="of trl, slowthink, trl-bf16, slowthink-bf16")
     parser.add_argument("--models", default=tempfile.gettempdir())

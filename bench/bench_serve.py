@@ -1,5 +1,5 @@
 """Load test of ``slowthink serve`` on 127.0.0.1: is a small request still served while big,
-abandoned and oversized requests arrive (issue 8 item 7)?
+abandoned and oversized requests arrive?
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_serve.py [--seconds 20] [--src OTHER/src]
 

@@ -1,4 +1,4 @@
-"""One config path for every command (issue 10): file + flags + overrides, --print-config, field docs.
+"""One config path for every command: file + flags + overrides, --print-config, field docs.
 
 The docs tests are the CI check: a config field without a doc, or a docs/config.md that no
 longer matches the field docs, fails here (regenerate with

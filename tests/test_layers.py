@@ -1,4 +1,4 @@
-"""What each module must not import (issue 10 item 4), checked over every import in src/.
+"""What each module must not import, checked over every import in src/.
 
 Each module's docstring states its own line of this table ("Must not import ..."); this test
 keeps those statements true. Imports inside functions count too: a lazy import is still a
@@ -116,7 +116,7 @@ def test_module_imports_respect_its_layer(path):
         if name not in allowed:
             problems += [f"{imp} (only {', '.join(allowed)} imports {engine})" for imp in found if _under(imp, engine)]
     if not _under(name, "slowthink.cli"):
-        # CLI glue lives in slowthink/cli/ (issue 10): no other module (library packages, recipes,
+        # CLI glue lives in slowthink/cli/: no other module (library packages, recipes,
         # report, serve) imports it or typer; library code raises its own error types instead.
         glue = [imp for imp in found if _under(imp, "slowthink.cli") or _under(imp, "typer")]
         problems += [f"{imp} (command-line glue lives in slowthink/cli/ and nothing outside imports it)" for imp in glue]

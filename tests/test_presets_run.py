@@ -1,5 +1,5 @@
 """Every paper preset starts and completes one RL step on CPU, so a preset that no longer
-parses or builds fails CI (issue 9 item 6).
+parses or builds fails CI.
 
 Only what needs a GPU or data that is not shipped is overridden: the model (the tiny
 default, float32 on CPU), the rollout backend (hf; the vLLM path has its own tests in

@@ -120,7 +120,7 @@ def test_eval_over_openai_backend_matches_hf_backend(server, tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_sampled_eval_over_the_server_is_the_same_twice(server, tmp_path, monkeypatch):
-    """Issue 8 item 8: two identical sampled evals over ``slowthink serve`` differed in 8 of 16
+    """Two identical sampled evals over ``slowthink serve`` differed in 8 of 16
     samples, because concurrent requests shared one random stream."""
     monkeypatch.setenv("SLOWTHINK_TORCH_THREADS", "1")
     data = tmp_path / "sums.jsonl"
@@ -169,7 +169,7 @@ SMALL = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens":
 
 
 def test_seeded_request_gives_the_same_output_alone_and_among_ten(server):
-    """Issue 8 item 8: each request samples from its own generator state, so batching with
+    """Each request samples from its own generator state, so batching with
     others (the same request ten times, and unseeded requests of other lengths) changes nothing."""
     body = {"model": "tiny", "prompt": "<|user|>12+34=<|assistant|>", "max_tokens": 12, "temperature": 1.0, "n": 2, "seed": 5}
     others = [{**body, "prompt": "<|user|>9+999+1=<|assistant|>", "seed": None}, {**body, "prompt": "<|user|>7=<|assistant|>", "seed": 6}]
@@ -205,7 +205,7 @@ RAW_BAD_REQUESTS = {
 
 @pytest.mark.parametrize("case", list(RAW_BAD_REQUESTS))
 def test_bad_requests_are_400_with_a_message_naming_the_field(server, case):
-    """Issue 8 item 9: each of these gave 500 (or a traceback) before."""
+    """Each of these gave 500 (or a traceback) before."""
     endpoint, raw, field = RAW_BAD_REQUESTS[case]
     reply = httpx.post(f"{server}/{endpoint}", content=raw, headers={"content-type": "application/json"})
     assert reply.status_code == 400, reply.text
@@ -213,7 +213,7 @@ def test_bad_requests_are_400_with_a_message_naming_the_field(server, case):
 
 
 def test_chat_without_max_tokens_gets_the_context_that_remains_in_process(local):
-    """Issue 8 item 11 (fast): with a 40-token context the completion gets what the prompt leaves."""
+    """With a 40-token context the completion gets what the prompt leaves."""
     from fastapi.testclient import TestClient
 
     hf, tokenizer = local
@@ -228,7 +228,7 @@ def test_chat_without_max_tokens_gets_the_context_that_remains_in_process(local)
 
 @pytest.mark.slow
 def test_chat_without_max_tokens_gets_the_context_that_remains(server):
-    """Issue 8 item 11: the default was a fixed 1024 tokens, past the tiny model's context."""
+    """The default was a fixed 1024 tokens, past the tiny model's context."""
     reply = httpx.post(
         f"{server}/chat/completions", timeout=120, json={"model": "tiny", "messages": [{"role": "user", "content": "12+34="}], "temperature": 0}
     )
@@ -248,7 +248,7 @@ def capped_client(local):
 
 
 def test_requests_over_the_caps_are_400_naming_the_limit(capped_client):
-    """Issue 8 item 7: prompts x n and max_tokens are capped per request (one request with
+    """Prompts x n and max_tokens are capped per request (one request with
     512 prompts x n=128 held the server for 23 s)."""
     many = capped_client.post("/v1/completions", json={"prompt": ["1+1=", "2+2=", "3+3="], "n": 3, "max_tokens": 2})
     assert many.status_code == 400 and "limit of 8 sequences" in many.json()["error"]["message"]
@@ -299,7 +299,7 @@ def test_scheduler_matches_the_generator_for_a_greedy_request(local):
 
 @pytest.mark.slow
 def test_abandoned_requests_are_cancelled_and_a_small_request_stays_fast(server):
-    """Issue 8 item 7 under load: 3 clients ask for n=64 long samples and hang up; a 4-token
+    """Under load: 3 clients ask for n=64 long samples and hang up; a 4-token
     request must not wait for their generations (it waited 55 s before), and the server must
     report the abandoned requests as cancelled. Bounds are generous: the machine is shared."""
     before = httpx.get(f"{server.rsplit('/v1', 1)[0]}/stats").json()

@@ -1,4 +1,4 @@
-"""``set_torch_threads``: explicit > $SLOWTHINK_TORCH_THREADS > $OMP_NUM_THREADS > cores / local ranks (issue 7 item 16)."""
+"""``set_torch_threads``: explicit > $SLOWTHINK_TORCH_THREADS > $OMP_NUM_THREADS > cores / local ranks."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_bad_thread_variable_is_a_clear_error(clean_env):
 
 
 def test_cores_other_processes_keep_busy_are_left_to_them(clean_env):
-    # Issue 12: two threads beside one busy process ran 4x slower than one thread.
+    # Two threads beside one busy process ran 4x slower than one thread.
     clean_env.setattr(modeling, "available_cores", lambda: 2)
     clean_env.setattr(modeling, "other_busy_cores", lambda: 1.1)
     assert set_torch_threads() == 1

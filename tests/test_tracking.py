@@ -135,7 +135,7 @@ except OSError as exc:
 
 
 def test_a_failed_metrics_rewrite_leaves_the_history_intact(tmp_path):
-    """Issue 8.2: an in-place rewrite emptied a 22 MB metrics.jsonl when killed mid-way."""
+    """An in-place rewrite emptied a 22 MB metrics.jsonl when killed mid-way."""
     import subprocess
     import sys
 

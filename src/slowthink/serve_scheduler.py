@@ -18,7 +18,7 @@ that had already hung up, held every other request for minutes. Now:
 - **per-row generators**: row j of prompt i of a request with seed s samples from its own
   ``torch.Generator`` seeded by a hash of (s, i, j). Seeded rows are batched only with rows
   of the same prompt length, because left padding changes float rounding (~1e-7 in the
-  logits), so a seeded request gives the same output alone or beside others (item 8);
+  logits), so a seeded request gives the same output alone or beside others;
 - **logits**: before each token, a cohort's ``logit_bias`` (OpenAI's, the same for all its
   rows: it is part of the cohort key) is added to the ``DecodeBatch``'s next-token logits,
   and the ``top_logprobs`` most likely tokens are recorded for the rows that asked;

@@ -95,7 +95,7 @@ def test_reinforce_pp_with_one_rollout_per_prompt_normalises_over_the_batch() ->
 
 
 def test_overlength_rows_are_left_out_of_the_group_baseline() -> None:
-    # Issue 7's example: still3 rewards, 4 finished wrong answers (-1) and 4 truncated
+    # still3 rewards, 4 finished wrong answers (-1) and 4 truncated
     # ones (-2, nothing boxed). Over all 8 the wrong answers got (-1 + 1.5) / 0.5345 =
     # +0.935; over the finished rows only the group is uniform: no signal, no update.
     rewards = torch.tensor([[-1.0] * 4 + [-2.0] * 4])

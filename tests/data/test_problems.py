@@ -89,7 +89,7 @@ def test_shared_aime24_loads():
     assert all(p.answer.isdigit() for p in problems)  # AIME answers are integers 0-999
 
 
-# --- one JSONL policy (data/jsonl.py), issue 8 item 6 ----------------------------------------
+# --- one JSONL policy (data/jsonl.py) ---------------------------------------------------------
 
 
 def write_bytes(tmp_path, data: bytes, name: str = "p.jsonl") -> Path:

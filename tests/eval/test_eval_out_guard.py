@@ -1,5 +1,5 @@
-"""``slowthink eval``: one process per ``--out`` (issue 8 item 4) and no silent tokenizer for
-``--backend openai`` (issue 7 item 15)."""
+"""``slowthink eval``: one process per ``--out`` and no silent tokenizer for
+``--backend openai``."""
 
 from __future__ import annotations
 

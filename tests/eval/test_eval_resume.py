@@ -1,4 +1,4 @@
-"""Eval resume keys samples by what was asked, not by file name and id (issue 8 item 1):
+"""Eval resume keys samples by what was asked, not by file name and id:
 a different file with the same name draws its own samples, a corrected answer re-checks the
 old responses, and a resumed run draws exactly the samples an uninterrupted one draws."""
 
@@ -155,7 +155,7 @@ def test_resumed_tiny_eval_draws_what_an_uninterrupted_one_draws(tmp_path, one_t
 
 @pytest.mark.slow
 def test_eval_cli_another_file_of_the_same_name_and_a_corrected_answer(tmp_path, one_thread):
-    """The issue's two cases end to end: same --out, a different sums.jsonl, then a fix."""
+    """Both cases end to end: same --out, a different sums.jsonl, then a fix."""
     task = ArithmeticTask(num_operands=2, digits=1)
     first, second = tmp_path / "a" / "sums.jsonl", tmp_path / "b" / "sums.jsonl"
     write_problems(first, task.problems(2, seed=1, heldout=True))

@@ -1,4 +1,4 @@
-"""Under torchrun only rank 0 prints "run written to" (issue 7 item 16)."""
+"""Under torchrun only rank 0 prints "run written to" (every rank printed it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fault injection (issue 8): a tiny RL run SIGKILLed at random points, resumed until done,
+"""Fault injection: a tiny RL run SIGKILLed at random points, resumed until done,
 ends with exactly the metrics history and weights of a run never interrupted.
 
 The kills land during start-up (also of ``--resume``, where metrics are cut back to the

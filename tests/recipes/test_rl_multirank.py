@@ -1,5 +1,5 @@
 """Two gloo ranks end with the same parameters as one process on the same global batch,
-whatever each rank's filters drop (issue 9 item 3).
+whatever each rank's filters drop.
 
 Before, each rank selected and split its own rows: a rank whose groups were all dropped
 made no backward pass while the other waited in DDP's all-reduce (a hang), and ranks with

@@ -1,4 +1,4 @@
-"""The RL step rewards rollouts while the rest are still decoding (issue 12: reward scoring
+"""The RL step rewards rollouts while the rest are still decoding (reward scoring
 overlapped with generation), and the rewards are those of scoring after generation."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rules of the RL update that change training silently when broken (issue 7 items 4-8)."""
+"""Rules of the RL update that change training silently when broken."""
 
 from __future__ import annotations
 

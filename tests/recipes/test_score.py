@@ -102,7 +102,7 @@ def test_agreement_with_mathverify_regression_set(tmp_path):
     assert agree >= MIN_AGREEMENT, f"{agree}/255 agree with math-verify's labels"
 
 
-# --- the output never destroys the input (issue 8 item 5) ------------------------------------
+# --- the output never destroys the input ------------------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["same", "hardlink", "symlink", "dotted"])
@@ -133,7 +133,7 @@ def test_a_failed_run_leaves_an_existing_output_untouched(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
 
 
-# --- one bad row never stops the run (issue 8 item 6) ----------------------------------------
+# --- one bad row never stops the run ----------------------------------------------------------
 
 
 def test_every_row_gets_a_status_and_its_line_number(tmp_path):

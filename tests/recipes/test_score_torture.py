@@ -1,5 +1,4 @@
-"""``slowthink score`` over a file of hostile rows mixed with normal ones (issue 8, "What it
-must show"): the run completes in bounded time, every row gets a status in input order with
+"""``slowthink score`` over a file of hostile rows mixed with normal ones: the run completes in bounded time, every row gets a status in input order with
 its line number, and the normal rows are scored as they would be alone."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SFT whose train.steps do not get past optim.warmup_steps says so (issue 7, item 17)."""
+"""SFT whose train.steps do not get past optim.warmup_steps says so."""
 
 from __future__ import annotations
 

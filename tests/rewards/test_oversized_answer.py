@@ -1,4 +1,4 @@
-"""A boxed answer too long to check is still an answer, and wrong (issue 8 item 6)."""
+"""A boxed answer too long to check is still an answer, and wrong."""
 
 from slowthink.rewards.extract import MAX_ANSWER_CHARS, MAX_SCAN_CHARS, last_boxed, oversized_answer
 from slowthink.rewards.verdict import ExactMatchChecker

@@ -251,7 +251,7 @@ def test_16_bit_models_take_the_generic_path(tokenizer, prompts):
     assert_same(generator.generate(prompts, params), HFGenerator(model, tokenizer, fast=False).generate(prompts, params))
 
 
-# ------------------------------------------------------------------ bfloat16 decoding (issue 12)
+# ------------------------------------------------------------------ bfloat16 decoding
 
 
 def test_bfloat16_sampling_logprobs_are_as_close_to_float32_as_transformers_own_bfloat16(model, tokenizer, prompts):

@@ -63,7 +63,7 @@ def test_a_syntax_error_is_an_error_status(sandbox):
     assert result.stderr.startswith('  File "<cell>", line 1') and "slowthink" not in result.stderr
 
 
-# Issue 8 item 9: a cell the parser cannot hold reported `error` with the worker's own traceback.
+# A cell the parser cannot hold used to report `error` with the worker's own traceback.
 TOO_BIG_TO_COMPILE = {
     "12 MB expression": "print(" + '"a"+' * (3 * 1024 * 1024) + '"b")\n',
     "deep unary chain": "-" * 100_000 + "1\n",

@@ -151,7 +151,7 @@ def test_loading_into_a_different_architecture_names_the_checkpoint(tmp_path, mo
         load_weights(other, path)
 
 
-# --- Verification, fallback and full disks (issue 8 items 2, 3, 9) ---------------------------
+# --- Verification, fallback and full disks ---------------------------------------------------
 
 
 def _truncate(path, keep=0.5):

@@ -1,4 +1,4 @@
-"""Collectives run on the device their backend needs (issue 9: nccl rejects CPU tensors)."""
+"""Collectives run on the device their backend needs (nccl rejects CPU tensors)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Selection, advantages and the KL-in-reward penalty over a step's rollouts (issue 7, items 1-3)."""
+"""Selection, advantages and the KL-in-reward penalty over a step's rollouts."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_kl_penalty_comes_after_the_outcome_advantage_and_scales_with_its_coeffi
 
 
 def test_overlength_masking_keeps_truncated_rows_out_of_the_baseline():
-    # Issue 7 item 2: still3 reward, 4 finished wrong answers (-1), 4 truncated ones (-2).
+    # still3 reward, 4 finished wrong answers (-1), 4 truncated ones (-2).
     # With the truncated rows in the baseline each wrong answer got +0.935.
     outcomes = _outcomes([[-1.0] * 4 + [-2.0] * 4], finished=[[True] * 4 + [False] * 4])
     masked = SelectionSettings("grpo", True, False, False, overlength_masking=True)

@@ -1,4 +1,4 @@
-"""Micro-batches group sequences of similar length, so trimming removes the padding compute (issue 12)."""
+"""Micro-batches group sequences of similar length, so trimming removes the padding compute."""
 
 from __future__ import annotations
 

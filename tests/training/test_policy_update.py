@@ -116,7 +116,7 @@ def test_minibatch_plan_splits_the_kept_rows_evenly_into_the_configured_count():
 
 
 def test_optimizer_steps_per_rl_step_are_what_the_config_says_whatever_survives():
-    # Issue 7 item 4: 3 surviving rows with 2 mini-batches x 2 epochs planned. Before, the
+    # 3 surviving rows with 2 mini-batches x 2 epochs planned. Before, the
     # count was epochs x ceil(kept / sequences_per_update): 2 steps, and the schedule
     # (planned for 4) never finished.
     batch = _batch(rows=3)
@@ -143,7 +143,7 @@ def test_even_split_equals_two_separate_updates_on_its_halves():
 
 
 def test_a_step_with_no_rows_logs_null_statistics_and_still_advances_the_schedule():
-    # Issue 7 item 17: no update means no entropy, KL or gradient norm (not 0.0, which drew
+    # No update means no entropy, KL or gradient norm (not 0.0, which drew
     # false dips in the report); the LR schedule still follows its planned horizon.
     empty = _batch().select(torch.tensor([], dtype=torch.long))
     model = _model()

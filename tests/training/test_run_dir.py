@@ -1,4 +1,4 @@
-"""Run directories (issue 8 items 3, 4, 10; issue 7 item 17): one owner, no silent mixing of
+"""Run directories: one owner, no silent mixing of
 runs, resume only under the config the run was started with, and clear words on the way."""
 
 from __future__ import annotations

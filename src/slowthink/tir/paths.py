@@ -10,8 +10,8 @@ Must not import recipes or the CLI (tests/test_layers.py).
   inject a prefix and an opened python fence, let it write the code (T = 1.0), run the
   code, append the output block, and let it continue through the tool loop (T = 0.6,
   top-p 0.95); repeat on the continuation, ``min_injections`` to ``max_injections`` times
-  (default 1-3; the issue's "zero to three", with zero left out by default because a
-  response without code is always dropped).
+  (default 1-3; docs/design.md, "Tool-integrated reasoning", says 0 to 3, with zero left
+  out by default because a response without code is always dropped).
 
 Both return ``Candidate`` responses for ``tir.filter.drop_reason`` to judge. Both take a
 ``ToolLoop``: its ``generator`` is the raw teacher, its ``sandbox`` runs the code, and its
