@@ -25,6 +25,7 @@ import re
 import secrets
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slowthink.sandbox import SandboxConfig
@@ -51,7 +52,11 @@ print({marker!r}, __passed)
 # Per-program limits: a test set is small, a model-written loop may not be.
 SANDBOX = SandboxConfig(timeout_s=5.0, cpu_s=5, memory_mb=1024, preload=())
 
+# What the sandbox's host answers when its worker died under a cell (not the cell's own doing).
+WORKER_DIED = "[sandbox: the worker died"
+
 _sandbox: Any = None
+_owner: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
@@ -73,9 +78,17 @@ def tests_of(tests: Any) -> list[str] | None:
 
 
 def run_tests(program: str, tests: Sequence[str], sandbox: Any) -> float:
-    """Share of ``tests`` that pass after ``program`` ran, in one sandbox cell."""
+    """Share of ``tests`` that pass after ``program`` ran, in one sandbox cell.
+
+    A worker that died under the cell (the machine, not the program) is retried once, then
+    raised: a sandbox failure must never score as a wrong program."""
     marker = f"slowthink-tests-{secrets.token_hex(8)}"
-    result = sandbox.run(_HARNESS.format(program=program, tests=list(tests), marker=marker))
+    cell = _HARNESS.format(program=program, tests=list(tests), marker=marker)
+    result = sandbox.run(cell)
+    if result.status == "crashed" and result.stderr.startswith(WORKER_DIED):
+        result = sandbox.run(cell)
+        if result.status == "crashed" and result.stderr.startswith(WORKER_DIED):
+            raise RuntimeError(f"the sandbox worker died twice running one program: {result.stderr.strip()[:300]}")
     for line in reversed(result.stdout.splitlines()):
         if line.startswith(marker + " "):
             return int(line.split()[-1]) / len(tests)
@@ -83,7 +96,11 @@ def run_tests(program: str, tests: Sequence[str], sandbox: Any) -> float:
 
 
 def shared_sandbox() -> Any:
-    """One sandbox worker per process, started on first use and stopped at exit."""
+    """One sandbox worker per process, started on first use and stopped at exit.
+
+    Call it on the owner thread only (``on_owner_thread``): the worker asks the kernel to kill
+    it when the thread that started it ends (PR_SET_PDEATHSIG is per thread), and a reward
+    function is called on a fresh thread per call (rewards/functions.py)."""
     global _sandbox
     with _lock:
         if _sandbox is None:
@@ -94,11 +111,24 @@ def shared_sandbox() -> Any:
         return _sandbox
 
 
+def on_owner_thread(fn: Any, *args: Any) -> Any:
+    """Run ``fn(*args)`` on the one long-lived thread that starts and restarts the worker."""
+    global _owner
+    with _lock:
+        if _owner is None:
+            _owner = ThreadPoolExecutor(1, thread_name_prefix="slowthink-code-sandbox")
+    return _owner.submit(fn, *args).result()
+
+
+def _score(program: str, cases: list[str]) -> float:
+    return run_tests(program, cases, shared_sandbox())
+
+
 def unit_test_reward(prompts: Sequence[Any], completions: Sequence[str], tests: Sequence[Any] | None = None, **columns: Any) -> list[float | None]:
     """Share of each row's unit tests its completion's program passes (None: the row has none)."""
     tests = tests if tests is not None else [None] * len(completions)
     scores: list[float | None] = []
     for completion, row_tests in zip(completions, tests):
         cases = tests_of(row_tests)
-        scores.append(None if cases is None else run_tests(program_of(completion), cases, shared_sandbox()))
+        scores.append(None if cases is None else on_owner_thread(_score, program_of(completion), cases))
     return scores
