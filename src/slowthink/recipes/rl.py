@@ -99,7 +99,9 @@ def build_generator(config: RLConfig, model: Any, tokenizer: Any) -> Any:
         # FSDP: a full copy beside the shards (a sharded forward is collective, and ranks
         # generate different numbers of tokens), synced by gathering after each update.
         shared = config.rollout.sync_weights_every == 1 and config.distributed.strategy != "fsdp"
-        engine_model = model if shared else copy.deepcopy(model).to(config.model.device)  # FSDP loads on the CPU
+        engine_model = model if shared else copy.deepcopy(model)
+        if not any(p.is_meta for p in engine_model.parameters()):  # an empty copy is filled after the sharding
+            engine_model.to(config.model.device)  # FSDP loads on the CPU
         rollout = config.rollout
         engine = factory.hf_engine(
             engine_model, tokenizer, rollout.generation_batch_size or 256, fast=rollout.fast_generation, dtype=rollout.generation_dtype
@@ -254,6 +256,7 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
         state = restore(start.checkpoint, model, reference, generator, optimizer, scheduler, sampler)
     trainer = wrap_model(model, info, config.distributed, optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
     reference = wrap_reference(reference, info, config.distributed)  # FSDP: sharded like the policy, in its compute dtype
+    fill_engine(generator, trainer, config, info, resumed=start.checkpoint is not None)  # ranks > 0 loaded an empty model
 
     tracker, progress = run_outputs(config, "rl", state.step, PROGRESS_KEYS, info)
     if info.is_main:
@@ -374,10 +377,46 @@ class RLParts:
     sampler: PromptSampler
 
 
+def load_trainer_model(config: RLConfig, info: DistInfo) -> tuple[Any, Any]:
+    """(model, tokenizer) with the memory plan; under FSDP on several ranks, on the CPU on
+    rank 0 and empty (``meta``) on the others: sharding moves each layer to the GPU and fills
+    every rank's shards from rank 0, so neither a GPU nor a rank's host memory holds the whole
+    model beside rank 0's one copy."""
+    if not ranks_load_empty(config, info) or info.rank == 0:
+        return load_policy(config.model.model_copy(update={"device": load_device(config.model.device, info, config.distributed)}))
+    from slowthink.modeling import load_tokenizer, set_memory_plan
+    from slowthink.training.fsdp import empty_model
+
+    return set_memory_plan(empty_model(config.model.path, config.model.dtype), config.model.memory_plan), load_tokenizer(config.model.path)
+
+
+def ranks_load_empty(config: RLConfig, info: DistInfo) -> bool:
+    """Whether ranks other than 0 load an empty model (FSDP on several ranks). Stale rollouts
+    keep every rank's full copy: the engine's own weights are loaded from it."""
+    return info.enabled and config.distributed.strategy == "fsdp" and config.rollout.sync_weights_every == 1
+
+
+def fill_engine(generator: Any, trainer: Any, config: RLConfig, info: DistInfo, resumed: bool) -> None:
+    """Once the trainer is sharded, give the rollout engine the weights that ranks > 0 did not
+    load: an HF engine's empty copy gets storage and buffers, then (as a resumed vLLM engine)
+    the weights gathered from the shards. Collective: every rank calls it."""
+    if not ranks_load_empty(config, info):
+        return
+    engine = engine_model(generator)
+    if isinstance(engine, torch.nn.Module):
+        if any(p.is_meta for p in engine.parameters()):
+            from slowthink.training.fsdp import materialize_like
+
+            materialize_like(engine, unwrap(trainer), config.model.device)
+        generator_sync(generator, trainer)
+    elif engine is None and resumed:
+        generator_sync(generator, trainer)  # restore() could not: the model was empty here
+
+
 def build_parts(config: RLConfig, info: DistInfo = DistInfo()) -> RLParts:
     """Model, reference, problems, rollout engine, reward, selection, optimizer, schedule, sampler."""
     # With its memory plan; on the CPU under FSDP (sharding moves it to the GPU a layer at a time).
-    model, tokenizer = load_policy(config.model.model_copy(update={"device": load_device(config.model.device, info, config.distributed)}))
+    model, tokenizer = load_trainer_model(config, info)
     needs_reference = config.kl.mode != "off" or config.kl.monitor
     reference = build_reference(model) if needs_reference else None
     train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
@@ -615,7 +654,8 @@ def restore(checkpoint: Path, model, reference, generator, optimizer, scheduler,
     engine = engine_model(generator)
     if engine is not None and "generator" in saved:
         engine.load_state_dict(saved["generator"])
-    elif engine is None:
-        # A separate engine (vLLM) still holds the initial weights: give it the checkpoint's.
+    elif engine is None and not any(p.is_meta for p in model.parameters()):
+        # A separate engine (vLLM) still holds the initial weights: give it the checkpoint's
+        # (an empty model's rank gives them after the sharding, fill_engine).
         generator_sync(generator, model)
     return RLState(step=saved["step"], sampler=saved["sampler"], reference_reset_at=saved["reference_reset_at"])

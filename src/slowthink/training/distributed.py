@@ -126,8 +126,8 @@ def load_device(device: str, info: DistInfo, config: DistributedConfig = Distrib
 def wrap_reference(reference: Any, info: DistInfo, config: DistributedConfig = DistributedConfig()) -> Any:
     """The KL reference as the ranks hold it: sharded like the policy (in its compute dtype)
     under FSDP, else the frozen copy itself. Call it after the policy's ``wrap_model``."""
-    if reference is None or not info.enabled or config.strategy != "fsdp":
-        return reference
+    if not isinstance(reference, torch.nn.Module) or not info.enabled or config.strategy != "fsdp":
+        return reference  # None, or a view of the policy (LoRA's adapter-off base): nothing to shard
     from slowthink.training.fsdp import shard_reference
 
     return shard_reference(reference, config.param_dtype, config.reshard_after_forward)

@@ -25,10 +25,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
+    set_model_state_dict,
     set_optimizer_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
@@ -51,8 +53,14 @@ def shard_model(
     gathered in full. ``optimizer`` (built on the unsharded parameters) is re-pointed at the
     shards and keeps its state.
     """
+    # Ranks other than 0 may hold an empty (meta) model: rank 0's weights and optimizer state
+    # are then broadcast into everyone's shards after the sharding (``from_rank0``).
+    from_rank0 = _any_rank(any(p.is_meta for p in model.parameters()))
+    rank0 = dist.get_rank() == 0
+    full = model.state_dict() if from_rank0 and rank0 else {}
     # Every rank holds the same full state (the resumed one, or none): each keeps its own copy.
-    before = _full_optimizer_state_fqn(model, optimizer, rank0_only=False) if optimizer is not None and optimizer.state else None
+    has_state = optimizer is not None and optimizer.state and (rank0 or not from_rank0)
+    before = _full_optimizer_state_fqn(model, optimizer, rank0_only=False) if has_state else None
     names = [name for name, _ in model.named_parameters()]
     index_of = {id(p): i for i, (_, p) in enumerate(model.named_parameters())}
     groups = [[index_of[id(p)] for p in group["params"]] for group in optimizer.param_groups] if optimizer is not None else []
@@ -63,6 +71,9 @@ def shard_model(
     # backward: the log-probs apply the LM head to the hidden states after the model's
     # forward returns (training/logprobs.py), and the backward needs it again at once.
     fully_shard(model, mp_policy=policy, reshard_after_forward=False)
+    if from_rank0:
+        _fill_from_rank0(model, full)
+        del full
     if optimizer is None:
         return model
     # fully_shard swaps every parameter for a sharded one (same names, same order).
@@ -70,9 +81,66 @@ def shard_model(
     for group, indices in zip(optimizer.param_groups, groups):
         group["params"] = [params[names[i]] for i in indices]
     optimizer.state.clear()
-    if before is not None:
+    if from_rank0 and _any_rank(before is not None):
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_optimizer_state_dict(model, optimizer, before if rank0 else {}, options=options)
+    elif before is not None:
         set_optimizer_state_dict(model, optimizer, before, options=StateDictOptions(full_state_dict=True))
     return model
+
+
+def empty_model(path: str, dtype: str) -> torch.nn.Module:
+    """The architecture of ``path`` with no storage (``meta``): what ranks other than 0 load
+    under FSDP, so a node holds one full copy of the weights in host memory, not one per rank.
+    ``shard_model`` fills its shards from rank 0."""
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    from slowthink.modeling import resolve_model_path
+
+    resolved = resolve_model_path(path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolved), dtype=getattr(torch, dtype))
+    try:  # the stop tokens of generation_config.json, as from_pretrained reads them
+        model.generation_config = GenerationConfig.from_pretrained(resolved)
+    except OSError:
+        pass
+    return model
+
+
+def materialize_like(copy: torch.nn.Module, model: torch.nn.Module, device: torch.device | str) -> None:
+    """Give an empty (meta) unsharded copy storage on ``device`` and ``model``'s buffers; its
+    weights come from the next sync (``load_state_dict`` of the gathered weights)."""
+    copy.to_empty(device=device)
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for name, buffer in copy.named_buffers():
+            buffer.copy_(buffers[name])
+
+
+def _fill_from_rank0(model: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
+    """Rank 0's full weights (``full``; ``{}`` elsewhere) into every rank's shards, and its buffers
+    (the rotary frequencies are not in the state dict) into every rank's."""
+    # Every rank, rank 0 too: FSDP2 then re-creates every shard the same way (``full`` keeps
+    # rank 0's weights, on the CPU; its buffers are kept here).
+    kept = [buffer.detach().clone() for buffer in model.buffers()] if dist.get_rank() == 0 else []
+    model.to_empty(device=_mesh_device())
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    with torch.no_grad():
+        for index, buffer in enumerate(model.buffers()):
+            if kept:
+                buffer.copy_(kept[index])
+            dist.broadcast(buffer, src=0)
+
+
+def _mesh_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on any rank (collective; a one-element all-reduce)."""
+    value = torch.tensor([int(flag)], device=_mesh_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def shard_reference(reference: torch.nn.Module, param_dtype: str | None, reshard_after_forward: bool) -> torch.nn.Module:
