@@ -15,6 +15,7 @@ The dry mode runs every case on the CPU with small shapes so the script does not
 - ``trainer_state_map_location``: a trainer state saved from the device loads on the CPU;
 - ``process_group``: a 1-rank nccl (gloo) group, DDP and FSDP2 with bf16 ``param_dtype``,
   one update each, against the same update on the CPU;
+- ``fsdp_shards_onto_the_device``: a model loaded on the CPU ends on the GPU once sharded;
 - ``sharded_reference``: the FSDP2 reference in bf16, equal to the policy at step 0;
 - ``gradients_freed``: device memory after ``update_policy`` is back to weights + optimizer;
 - ``chunked_logprobs``: chunked log-probs at V = 151,936 (16k tokens), peak device memory.
@@ -137,6 +138,23 @@ def process_group(device: str, dry: bool) -> dict:
 
 
 @case
+def fsdp_shards_onto_the_device(device: str, dry: bool) -> dict:
+    import torch.distributed as dist
+
+    from slowthink.training.distributed import DistInfo, DistributedConfig, wrap_model
+
+    _one_rank_group(device)
+    try:
+        model = tiny_model("cpu")  # what the RL recipe loads under FSDP: the CPU, never the whole model on the GPU
+        wrap_model(model, DistInfo(0, 2), DistributedConfig(strategy="fsdp", param_dtype="bfloat16"))
+        places = {p.to_local().device.type for p in model.parameters()} | {b.device.type for b in model.buffers()}
+    finally:
+        dist.destroy_process_group()
+    assert places == {torch.device(device).type}, places
+    return {}
+
+
+@case
 def sharded_reference(device: str, dry: bool) -> dict:
     import torch.distributed as dist
 
@@ -147,7 +165,7 @@ def sharded_reference(device: str, dry: bool) -> dict:
     try:
         config, info = DistributedConfig(strategy="fsdp", param_dtype="bfloat16"), DistInfo(0, 2)
         policy = tiny_model("cpu")
-        reference = copy.deepcopy(policy).requires_grad_(False)
+        reference = copy.deepcopy(policy).requires_grad_(False)  # both on the CPU: sharding moves them
         wrap_model(policy, info, config)
         wrap_reference(reference, info, config)
         ids = torch.randint(10, 60, (4, 12))
