@@ -18,7 +18,9 @@ The dry mode runs every case on the CPU with small shapes so the script does not
 - ``fsdp_shards_onto_the_device``: a model loaded on the CPU ends on the GPU once sharded;
 - ``sharded_reference``: the FSDP2 reference in bf16, equal to the policy at step 0;
 - ``gradients_freed``: device memory after ``update_policy`` is back to weights + optimizer;
-- ``chunked_logprobs``: chunked log-probs at V = 151,936 (16k tokens), peak device memory.
+- ``chunked_logprobs``: chunked log-probs at V = 151,936 (16k tokens), peak device memory;
+- ``rl_steps``: 2 RL steps of a Qwen2-0.5B-shaped random model with a checkpoint each, then
+  ``--resume`` for a third: tokens/s, seconds a step, peak device memory.
 """
 
 from __future__ import annotations
@@ -213,6 +215,52 @@ def chunked_logprobs(device: str, dry: bool) -> dict:
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     # Unchunked, the float32 logits alone would take tokens x vocab x 4 bytes.
     return {"vocab": vocab, "tokens": tokens, "peak_gib": peak, "unchunked_logits_gib": tokens * vocab * 4 / 2**30}
+
+
+@case
+def rl_steps(device: str, dry: bool) -> dict:
+    """A few RL steps of a Qwen2-0.5B-shaped random model (hidden 896, 24 layers, MLP 4864; the
+    tiny task's vocabulary), a checkpoint each step, then ``--resume`` for one more."""
+    from slowthink.config import load_config
+    from slowthink.recipes.rl import run_rl
+    from slowthink.recipes.rl_config import RLConfig
+    from slowthink.tiny import save_tiny
+    from slowthink.tracking import read_metrics
+
+    spec = TinyModelSpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
+    if not dry:
+        spec = TinyModelSpec(hidden_size=896, num_layers=24, num_heads=14, intermediate_size=4864, max_positions=4096)
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_tiny(Path(folder) / "model", spec)
+        overrides = [
+            f"run.output_dir={folder}/run",
+            f"model.path={path}",
+            f"model.device={device}",
+            "run.progress=false",
+            "reward.checker=exact",
+            "data.tiny_train_size=64",
+            "data.tiny_eval_size=8",
+            "rollout.prompts_per_step=8",
+            "rollout.rollouts_per_prompt=4",
+            f"rollout.max_length_schedule=[[0,{16 if dry else 1024}]]",
+            "train.eval_every=0",
+            "train.save_every=1",
+            "kl.mode=fixed",
+            "model.gradient_checkpointing=true",
+            "model.logprob_chunk_size=256",
+            "update.micro_batch_size=8",
+            "algorithm.drop_uniform_groups=false",
+            "reward.weights={correctness: 1.0, length: 1.0}",
+            *([] if dry else ["model.autocast=bfloat16"]),
+        ]
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        run_rl(load_config(RLConfig, None, [*overrides, "train.steps=2"]))
+        run_rl(load_config(RLConfig, None, [*overrides, "train.steps=3"]), resume=True)
+        rows = read_metrics(Path(folder) / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3], [r["step"] for r in rows]
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    return {"tokens_per_s": [round(r["tokens_per_s"], 1) for r in rows], "step_s": [round(r["time/step_s"], 2) for r in rows], "peak_gib": peak}
 
 
 def run(device: str, dry: bool) -> list[dict]:

@@ -20,6 +20,6 @@ def test_the_dry_run_passes_every_case_and_writes_both_summaries(tmp_path):
     summary = json.loads((tmp_path / "gpu_check.json").read_text())
     failed = {c["case"]: c.get("error") for c in summary["cases"] if c["status"] != "pass"}
     assert result.returncode == 0 and not failed, (failed, result.stderr[-2000:])
-    assert summary["dry"] and len(summary["cases"]) >= 7
+    assert summary["dry"] and len(summary["cases"]) >= 9
     table = (tmp_path / "gpu_check.md").read_text()
     assert all(f"| {c['case']} | pass |" in table for c in summary["cases"])
