@@ -7,6 +7,8 @@ optimizer's moments, RNG states, a manifest. The exported folder holds what a us
 
 - a full-weights checkpoint: ``config.json``, the safetensors weights, generation config and
   tokenizer, as ``AutoModelForCausalLM.from_pretrained`` reads them;
+- a sharded checkpoint (``distributed.checkpoint_format=sharded``): its shards read into one
+  CPU model and saved as the full-weights folder above;
 - a LoRA checkpoint (``model.lora``): the adapter and tokenizer, as peft loads them onto the
   base model; with ``merge`` the adapter is merged into the base weights (peft's
   ``merge_and_unload``) and the folder is a plain transformers model;
@@ -27,7 +29,7 @@ from typing import Any
 import yaml
 
 from slowthink.durable import CheckpointError, OutputPathError
-from slowthink.training.checkpoint import latest_checkpoint, verify_checkpoint
+from slowthink.training.checkpoint import is_sharded_checkpoint, latest_checkpoint, verify_checkpoint
 from slowthink.training.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, holds_adapter
 
 # Training-only files of a checkpoint, never exported; peft's own README is replaced by the card.
@@ -73,17 +75,15 @@ def export_checkpoint(checkpoint: Path, out: Path, merge: bool = False) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputPathError(f"--out {out} exists and is not an empty folder: choose a new path")
     adapter = holds_adapter(checkpoint)
-    if not adapter and not any(checkpoint.glob("*.safetensors")):
-        # A sharded checkpoint (torch.distributed.checkpoint shards, one per rank) has no HF weights.
-        raise CheckpointError(
-            f"{checkpoint} holds no Hugging Face weights (*.safetensors) to export"
-            + (", only sharded ones (sharded/): save with distributed.checkpoint_format=full" if (checkpoint / "sharded").is_dir() else "")
-        )
+    if not adapter and not any(checkpoint.glob("*.safetensors")) and not is_sharded_checkpoint(checkpoint):
+        raise CheckpointError(f"{checkpoint} holds no weights to export (no *.safetensors, no sharded/ shards)")
     run_dir = run_dir_of(checkpoint)
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if run_dir else {}
     out.mkdir(parents=True, exist_ok=True)
     if adapter and merge:
         write_merged(checkpoint, out, config)
+    elif is_sharded_checkpoint(checkpoint):
+        write_from_shards(checkpoint, out)
     else:
         for file in sorted(checkpoint.iterdir()):
             if file.is_file() and file.name not in TRAINING_FILES:
@@ -92,6 +92,20 @@ def export_checkpoint(checkpoint: Path, out: Path, merge: bool = False) -> Path:
     kind = "adapter" if adapter and not merge else "merged" if adapter else "full"
     (out / "README.md").write_text(model_card(checkpoint, config, metrics, kind))
     return out
+
+
+def write_from_shards(checkpoint: Path, out: Path) -> None:
+    """A sharded checkpoint's weights as safetensors, with its config and tokenizer files.
+
+    The shards are read into one CPU model (the full weights once, in the dtype the run
+    trained in; no optimizer state), then saved as ``save_pretrained`` writes them.
+    """
+    from slowthink.training.sharded_checkpoint import sharded_to_full
+
+    sharded_to_full(checkpoint).save_pretrained(out, safe_serialization=True)
+    for file in sorted(checkpoint.iterdir()):
+        if file.is_file() and file.name not in TRAINING_FILES and not (out / file.name).exists():
+            shutil.copy2(file, out / file.name)
 
 
 def base_model_path(checkpoint: Path, config: dict[str, Any]) -> str:

@@ -61,6 +61,7 @@ from slowthink.training.optim import build_optimizer, build_scheduler
 from slowthink.training.policy_update import LossSettings, update_policy
 from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.training.run_setup import load_policy, run_outputs, seed_everything
+from slowthink.training.sharded_checkpoint import load_sharded, sharded_writer
 
 PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
 SEED_MODULUS = 2**62  # completion seeds stay within vLLM's int64 (rollout/vllm_backend.py)
@@ -257,6 +258,9 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
     trainer = wrap_model(model, info, config.distributed, optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
     reference = wrap_reference(reference, info, config.distributed)  # FSDP: sharded like the policy, in its compute dtype
     fill_engine(generator, trainer, config, info, resumed=start.checkpoint is not None)  # ranks > 0 loaded an empty model
+    if start.checkpoint is not None and ckpt.is_sharded_checkpoint(start.checkpoint):
+        restore_shards(start.checkpoint, model, reference, generator, optimizer)  # into the shards, after the sharding
+    writer = sharded_writer(run_dir, info, config.distributed, config.train.keep_checkpoints, model)  # None: full checkpoints
 
     tracker, progress = run_outputs(config, "rl", state.step, PROGRESS_KEYS, info)
     if info.is_main:
@@ -350,8 +354,10 @@ def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:
 
         # 9. Checkpoint (atomically; a kill at any point leaves the previous one usable).
         if (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
-            save(run_dir, state, model, reference, generator, tokenizer, optimizer, scheduler, config, info)
+            save(run_dir, state, model, reference, generator, tokenizer, optimizer, scheduler, config, info, writer)
 
+    if writer is not None:
+        writer.finish()  # an asynchronous write's checkpoint is published before the run ends
     progress.close()
     reward_model.close()
     generator.close()  # the tool loop's sandbox worker, vLLM's engine
@@ -620,7 +626,23 @@ def log_metrics(tracker, step: int, metrics: dict[str, float]) -> None:
         tracker.log(metrics, step)
 
 
-def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimizer, scheduler, config: RLConfig, info: DistInfo) -> None:
+def save(
+    run_dir, state: RLState, model, reference, generator, tokenizer, optimizer, scheduler, config: RLConfig, info: DistInfo, writer=None
+) -> None:
+    if writer is not None:
+        # Every rank writes its own shards of the policy, its optimizer and a reset reference.
+        trainer_state = {
+            "step": state.step,
+            "sampler": state.sampler,
+            "reference_reset_at": state.reference_reset_at,
+            "scheduler": scheduler.state_dict(),
+            "rng": ckpt.rng_state(),
+        }
+        engine = engine_model(generator)
+        if engine is not None and engine is not model and info.is_main:
+            trainer_state["generator"] = engine.state_dict()
+        writer.save(state.step, model, optimizer, tokenizer, trainer_state, reference if state.reference_reset_at > 0 else None)
+        return
     # Full weights and optimizer state on rank 0; under FSDP every rank takes part in the gather.
     weights, optimizer_state = checkpoint_states(model, optimizer, info)
     reference_state = None
@@ -646,6 +668,13 @@ def save(run_dir, state: RLState, model, reference, generator, tokenizer, optimi
     barrier(info)
 
 
+def restore_shards(checkpoint: Path, model, reference, generator, optimizer) -> None:
+    """A sharded checkpoint's policy, optimizer and reference, read into the shards (collective)."""
+    load_sharded(checkpoint, model, optimizer, reference)
+    if engine_model(generator) is None:
+        generator_sync(generator, model)  # a separate engine (vLLM) still holds the initial weights
+
+
 def restore(checkpoint: Path, model, reference, generator, optimizer, scheduler, sampler: PromptSampler) -> RLState:
     """Load weights and trainer state; the run continues exactly where the checkpoint was."""
     saved = ckpt.restore_training(checkpoint, model, optimizer, scheduler, sampler)
@@ -654,7 +683,7 @@ def restore(checkpoint: Path, model, reference, generator, optimizer, scheduler,
     engine = engine_model(generator)
     if engine is not None and "generator" in saved:
         engine.load_state_dict(saved["generator"])
-    elif engine is None and not any(p.is_meta for p in model.parameters()):
+    elif engine is None and not ckpt.is_sharded_checkpoint(checkpoint) and not any(p.is_meta for p in model.parameters()):
         # A separate engine (vLLM) still holds the initial weights: give it the checkpoint's
         # (an empty model's rank gives them after the sharding, fill_engine).
         generator_sync(generator, model)

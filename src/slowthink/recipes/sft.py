@@ -45,6 +45,7 @@ from slowthink.training.optim import OptimConfig, build_optimizer, build_schedul
 from slowthink.training.packing import pack_examples, rank_share
 from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.training.run_setup import load_policy, run_outputs, seed_everything
+from slowthink.training.sharded_checkpoint import load_sharded, sharded_writer
 
 
 class SFTDataConfig(StrictConfig):
@@ -272,6 +273,9 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     if start_at.checkpoint is not None:
         start = ckpt.restore_training(start_at.checkpoint, model, optimizer, scheduler, sampler)["step"]
     trainer = wrap_model(model, info, config.distributed, optimizer)
+    if start_at.checkpoint is not None:
+        load_sharded(start_at.checkpoint, trainer, optimizer)  # a sharded checkpoint's weights, into the shards
+    writer = sharded_writer(run_dir, info, config.distributed, config.train.keep_checkpoints, trainer)
     model.train()
     tracker, progress = run_outputs(config, "sft", start, ("loss", "lr"), info)
     for step in range(start, config.train.steps):
@@ -294,13 +298,19 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
         if info.is_main:
             tracker.log(metrics, step + 1)
             progress.update(step + 1, metrics)
-        if (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
+        if writer is not None and ((step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps):
+            # Every rank writes its own shards (distributed.checkpoint_format, docs/scale.md).
+            state = {k: v for k, v in ckpt.trainer_state(step + 1, optimizer, scheduler, sampler).items() if k != "optimizer"}
+            writer.save(step + 1, trainer, optimizer, tokenizer, state)
+        elif (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
             # Full weights and optimizer state on rank 0 (gathered from the shards under FSDP).
             weights, optimizer_state = checkpoint_states(trainer, optimizer, info)
             if info.is_main:
                 state = {**ckpt.trainer_state(step + 1, optimizer, scheduler, sampler), "optimizer": optimizer_state}
                 ckpt.save_checkpoint(run_dir, step + 1, model, tokenizer, state, keep_last=config.train.keep_checkpoints, state_dict=weights)
             barrier(info)
+    if writer is not None:
+        writer.finish()  # an asynchronous write's checkpoint is published before the run ends
     progress.close()
     if tracker is not None:
         tracker.close()

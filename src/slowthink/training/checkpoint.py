@@ -38,6 +38,7 @@ from slowthink.durable import CheckpointError, NoSpaceError, atomic_write_text, 
 from slowthink.training.lora import holds_adapter, is_lora, load_adapter
 
 MANIFEST = "manifest.json"
+SHARDED_DIR = "sharded"  # the DCP shards of a sharded checkpoint
 
 
 def rng_state() -> dict[str, Any]:
@@ -100,6 +101,18 @@ def save_checkpoint(
         if isinstance(exc, Exception) and is_no_space(exc):
             raise NoSpaceError(root) from exc
         raise
+    publish_checkpoint(tmp, step, keep_last)
+    return final
+
+
+def publish_checkpoint(tmp: Path, step: int, keep_last: int) -> Path:
+    """Make a complete ``step_N.tmp`` the checkpoint ``step_N``: rename, point ``latest`` at it, prune.
+
+    Until the rename the previous checkpoint is the one a resume finds; the rename and the
+    pointer are each atomic, so a kill between any two lines leaves a usable checkpoint.
+    """
+    root = tmp.parent
+    final = root / f"step_{step:06d}"
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     fsync_dir(root)
@@ -278,11 +291,23 @@ def trainer_state(step: int, optimizer: Any, scheduler: Any, sampler: Any, **ext
     }
 
 
+def is_sharded_checkpoint(checkpoint: Path) -> bool:
+    """A checkpoint whose weights and optimizer state are DCP shards (training/sharded_checkpoint.py)."""
+    return (Path(checkpoint) / SHARDED_DIR / ".metadata").is_file()  # DCP's index of every shard
+
+
 def restore_training(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any, sampler: Any) -> dict[str, Any]:
-    """Load weights, optimizer, schedule, RNG and data position; returns the saved state."""
-    load_weights(model, checkpoint)
+    """Load weights, optimizer, schedule, RNG and data position; returns the saved state.
+
+    A sharded checkpoint's weights and optimizer state wait for the sharded model: the recipe
+    loads them after ``wrap_model`` (``sharded_checkpoint.load_sharded``).
+    """
+    sharded = is_sharded_checkpoint(checkpoint)
+    if not sharded:
+        load_weights(model, checkpoint)
     saved = load_trainer_state(checkpoint)
-    optimizer.load_state_dict(saved["optimizer"])
+    if not sharded:
+        optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     set_rng_state(saved["rng"])
     sampler.load_state(saved["sampler"])

@@ -42,11 +42,22 @@ class DistributedConfig(StrictConfig):
     # default (10) is shorter than this design's waits: ranks whose long chains of thought
     # finish later, and rank 0 writing and hashing a large checkpoint while the others wait.
     timeout_minutes: float = Field(120.0, gt=0)
+    # full: rank 0 gathers the weights and optimizer state into a Hugging Face checkpoint (12
+    # bytes a parameter of host memory on one node at every save); sharded: every rank writes
+    # its own shards with torch.distributed.checkpoint, nothing gathered, resumable at any
+    # world size (docs/scale.md); auto: sharded under FSDP on several ranks from 1B
+    # parameters, full otherwise.
+    checkpoint_format: Literal["auto", "full", "sharded"] = "auto"
+    # sharded checkpoints: write in a background thread while training goes on; the
+    # previous checkpoint stays the one a resume finds until the new one is complete.
+    async_save: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> DistributedConfig:
         if self.strategy == "ddp" and (self.param_dtype or self.reduce_dtype or not self.reshard_after_forward):
             raise ValueError("distributed.param_dtype, reduce_dtype and reshard_after_forward apply to distributed.strategy=fsdp only")
+        if self.async_save and self.checkpoint_format == "full":
+            raise ValueError("distributed.async_save applies to sharded checkpoints: set distributed.checkpoint_format=sharded or auto")
         return self
 
 
