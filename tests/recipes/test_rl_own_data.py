@@ -17,7 +17,9 @@ import yaml
 from typer.testing import CliRunner
 
 from slowthink.cli import app
+from slowthink.config import load_config
 from slowthink.recipes.rl import run_rl
+from slowthink.recipes.rl_config import RLConfig
 from slowthink.samples import read_samples, sample_steps
 from slowthink.tiny import ArithmeticTask
 from slowthink.tracking import read_metrics
@@ -166,3 +168,21 @@ def test_reward_function_from_a_file_in_a_parallel_study(tmp_path, own_data):
     assert len(metrics) == 2
     # Each cell (a subprocess of its own) loaded the function from its path and logged it.
     assert all(isinstance(read_metrics(m)[-1]["reward/mine"], float) for m in metrics)
+
+
+@pytest.mark.slow
+def test_shipped_code_task_config_trains_with_the_sandbox_reward(tmp_path, monkeypatch):
+    """configs/tiny_code_rl.yaml as shipped (its data path is relative to the repository root),
+    cut to 2 small steps: the code reward scores every rollout in the sandbox and is logged."""
+    monkeypatch.chdir(CONFIGS.parents[2])
+    small = ["rollout.prompts_per_step=2", "rollout.rollouts_per_prompt=2", "rollout.max_length_schedule=[[0,16]]", "train.steps=2"]
+    config = load_config(
+        RLConfig,
+        CONFIGS / "tiny_code_rl.yaml",
+        [f"run.output_dir={tmp_path / 'run'}", "run.torch_threads=1", "run.progress=false", *small, "train.log_samples_every=2"],
+    )
+    run_dir = run_rl(config)
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2] and all(isinstance(r["reward/tests"], float) for r in rows)
+    samples = read_samples(run_dir, 2)
+    assert len(samples) == 4 and all(s["problem_id"].startswith("code-") and "tests" in s["rewards"] for s in samples)
