@@ -186,3 +186,12 @@ def test_shipped_code_task_config_trains_with_the_sandbox_reward(tmp_path, monke
     assert [r["step"] for r in rows] == [1, 2] and all(isinstance(r["reward/tests"], float) for r in rows)
     samples = read_samples(run_dir, 2)
     assert len(samples) == 4 and all(s["problem_id"].startswith("code-") and "tests" in s["rewards"] for s in samples)
+
+
+def test_a_raising_reward_function_stops_the_run_with_exit_2_naming_it(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def score(prompts, completions, **kwargs):\n    raise KeyError('tests')\n")
+    own = [f"reward.functions={{mine: '{broken}:score'}}", "reward.weights={correctness: 1.0, mine: 1.0}"]
+    result = CliRunner().invoke(app, ["rl", *TINY_RL, f"run.output_dir={tmp_path / 'run'}", *own, "train.steps=1"])
+    assert result.exit_code == 2, result.output
+    assert f"reward function 'mine' ({broken}:score) raised KeyError: 'tests' (on row 0 of the batch, problem 'train-" in result.output
