@@ -125,3 +125,25 @@ def test_mount_points_decode_escaped_names(tmp_path):
     info = tmp_path / "mountinfo"
     info.write_text("36 35 98:0 / /tmp/my\\040checkout ro - ext3 /dev/root ro\n37 35 0:5 / /tmp rw - tmpfs tmpfs rw\n")
     assert mount_points(str(info)) == {"/tmp/my checkout", "/tmp"}
+
+
+@needs_bwrap
+def test_the_scratch_folders_are_the_only_writable_places():
+    # /dev is bubblewrap's own tmpfs, uncapped: it was writable (a file in /dev/x held host memory).
+    probe = """
+import os, sys
+written = []
+for folder in ['/dev', '/dev/pts', '/', '/etc', '/usr', '/proc', os.path.dirname(sys.executable), '/tmp', '/dev/shm']:
+    try:
+        with open(os.path.join(folder, 'probe'), 'w') as handle:
+            handle.write('x')
+        written.append(folder)
+    except OSError:
+        pass
+print(written)
+"""
+    with ProcessSandbox(SandboxConfig(backend="bwrap", preload=())) as box:
+        result = box.run(probe)
+        assert result.stdout == "['/tmp', '/dev/shm']\n", result
+        # Device nodes still work on the read-only /dev.
+        assert box.run("open('/dev/null', 'w').write('x')\nprint(len(open('/dev/urandom', 'rb').read(4)))").stdout == "4\n"

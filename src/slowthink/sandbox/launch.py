@@ -129,16 +129,21 @@ def bwrap_argv(config: SandboxConfig) -> list[str]:
     # ld.so.cache: pyseccomp finds libseccomp through ldconfig; alternatives: Debian's library links.
     for path in ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"):
         argv += ["--ro-bind-try", path, path]
-    # /tmp and /dev/shm: private tmpfs mounts, each capped at tmp_size_mb (--dev's own /dev/shm
-    # is a folder of an uncapped tmpfs, so a cell could fill the host's memory through it).
-    # The worker empties both between stateless cells (scratch.py).
+    # /tmp and /dev/shm: private tmpfs mounts, each capped at tmp_size_mb. --dev's own /dev is an
+    # uncapped tmpfs (its shm a folder of it), so a cell could fill the host's memory through
+    # it: /dev is made read-only once /dev/shm is mounted (device nodes still work), and so is
+    # the root below. The worker empties both scratch folders between stateless cells (scratch.py).
     size = str(config.tmp_size_mb * 1024 * 1024)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
+    argv += ["--size", size, "--tmpfs", "/tmp"]
     # Bound after the private /tmp, so an interpreter or checkout under /tmp (a CI clone, say)
     # is mounted on top of it instead of being hidden by it.
     for path in python_paths():
         argv += ["--ro-bind", path, path]
-    argv += ["--chdir", "/tmp"]
+    # bubblewrap's root is a tmpfs of its own (uncapped, shared by every cell, like --dev's
+    # /dev): read-only once everything is mounted on it, so /tmp and /dev/shm are the only
+    # places a cell can write.
+    argv += ["--remount-ro", "/", "--chdir", "/tmp"]
     return argv
 
 
