@@ -239,3 +239,24 @@ def test_mlflow_resume_continues_the_same_run_in_a_local_store(tmp_path):
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(1, 1.0), (2, 0.9), (3, 0.5)]
     assert set(run.data.metrics) == {"loss", "reward/format"}
     assert len(client.search_runs([client.get_experiment_by_name("tiny").experiment_id])) == 1
+
+
+@pytest.mark.slow
+def test_an_rl_resume_logs_to_the_same_wandb_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    import sys
+    from pathlib import Path
+
+    from slowthink.recipes.rl import run_rl
+
+    sys.path.insert(0, str(Path(__file__).parent / "recipes"))
+    from rl_helpers import tiny_rl_config
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_rl(tiny_rl_config(tmp_path, "train.steps=1", "tracking.wandb=true", "tracking.name=tiny"))
+    first = json.loads((tmp_path / "trackers.json").read_text())["wandb"]
+    run_rl(tiny_rl_config(tmp_path, "train.steps=2", "tracking.wandb=true", "tracking.name=tiny"), resume=True)
+    assert json.loads((tmp_path / "trackers.json").read_text())["wandb"] == first
+    runs = sorted(p.name for p in (tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(name.endswith(first) for name in runs), runs
