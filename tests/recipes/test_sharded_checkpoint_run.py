@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+sys.path[:0] = [str(Path(__file__).parents[1] / "training"), str(Path(__file__).parent)]
 from test_fsdp import SFT, _assert_same_weights, _interrupt_after_step_2, _torchrun, _weights  # noqa: E402
 
 from slowthink.config import load_config  # noqa: E402
@@ -45,3 +46,23 @@ def test_sharded_async_sft_on_two_ranks_resumes_on_one_process_and_exports(tmp_p
     run_sft(load_config(SFTConfig, None, [f"run.output_dir={resumed}", *SFT, *SHARDED]), resume=True)
     assert latest_checkpoint(resumed).name == "step_000004"
     _assert_same_weights(_exported(resumed, tmp_path / "export_resumed"), _weights(one))
+
+
+@pytest.mark.slow
+def test_sharded_rl_on_two_ranks_keeps_the_reset_reference_and_resumes_on_one_process(tmp_path):
+    """RL under FSDP: the reset reference is saved in the shards beside the policy; 1 process resumes it."""
+    from rl_helpers import TINY_RL, tiny_rl_config
+
+    from slowthink.recipes.rl import run_rl
+    from slowthink.tracking import read_metrics
+
+    run = tmp_path / "run"
+    options = ["distributed.strategy=fsdp", "kl.mode=fixed", "kl.reference_reset_every=1", "model.logprob_chunk_size=8", *SHARDED]
+    _torchrun(2, "rl", f"run.output_dir={run}", *TINY_RL, "train.steps=2", *options)
+    checkpoint = latest_checkpoint(run)
+    assert is_sharded_checkpoint(checkpoint) and load_trainer_state(checkpoint)["reference_reset_at"] == 2
+    keys = dcp.FileSystemReader(str(checkpoint / "sharded")).read_metadata().state_dict_metadata
+    assert any(key.startswith("reference.") for key in keys) and any(key.startswith("optimizer.") for key in keys)
+    run_rl(tiny_rl_config(run, "train.steps=3", *options), resume=True)
+    assert latest_checkpoint(run).name == "step_000003"
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3]

@@ -28,7 +28,10 @@ run (``finish``). Until then ``latest`` still names the previous checkpoint.
 from __future__ import annotations
 
 import shutil
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +113,8 @@ class ShardedWriter:
             future = dcp.async_save(state, checkpoint_id=tmp / SHARDED_DIR, process_group=self.group, no_dist=not self.info.enabled)
             self.pending = (future, tmp, step)
             return
-        _guard_disk(tmp, lambda: dcp.save(state, checkpoint_id=tmp / SHARDED_DIR, no_dist=not self.info.enabled))
+        with _one_process_quiet():
+            _guard_disk(tmp, lambda: dcp.save(state, checkpoint_id=tmp / SHARDED_DIR, no_dist=not self.info.enabled))
         self._publish(tmp, step)
 
     def finish(self) -> None:
@@ -144,6 +148,14 @@ def _write_rank0_files(tmp: Path, model: Any, tokenizer: Any, trainer_state: dic
         torch.save(trainer_state, handle)
 
 
+@contextmanager
+def _one_process_quiet() -> Iterator[None]:
+    """DCP warns that it assumes one process whenever no process group runs: a single-process run is one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 def _guard_disk(tmp: Path, write: Any) -> Any:
     """Run ``write``; a full disk removes the partial directory and names the checkpoint folder."""
     try:
@@ -166,7 +178,8 @@ def load_sharded(checkpoint: Path, model: Any, optimizer: Any, reference: Any = 
     state = _app_state(model, optimizer, reference)
     if reference is not None and not _has_key(checkpoint, "reference"):
         del state["reference"]  # saved before the first reference reset: the initial weights stand
-    dcp.load(state, checkpoint_id=Path(checkpoint) / SHARDED_DIR, no_dist=not dist.is_initialized())
+    with _one_process_quiet():
+        dcp.load(state, checkpoint_id=Path(checkpoint) / SHARDED_DIR, no_dist=not dist.is_initialized())
     set_model_state_dict(unwrap(model), state["model"])
     set_optimizer_state_dict(unwrap(model), optimizer, state["optimizer"])
     if "reference" in state:
@@ -190,5 +203,6 @@ def sharded_to_full(checkpoint: Path, dtype: str | None = None) -> torch.nn.Modu
     # are computed at construction.
     model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
     state = {"model": model.state_dict()}  # views of the model's storage: DCP loads in place
-    dcp.load(state, checkpoint_id=Path(checkpoint) / SHARDED_DIR, no_dist=True)
+    with _one_process_quiet():
+        dcp.load(state, checkpoint_id=Path(checkpoint) / SHARDED_DIR, no_dist=True)
     return model
