@@ -6,6 +6,7 @@ Loading the full fp32 model on each of 8 ranks took 131 GB of host memory per ra
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from pathlib import Path
@@ -32,8 +33,8 @@ def _optimizer_with_state(model):
 def _rank(rank: int, port: int, out: dict) -> None:
     import torch.distributed as dist
 
-    from slowthink.training.distributed import DistInfo, DistributedConfig, full_weights, wrap_model
-    from slowthink.training.fsdp import full_optimizer_state
+    from slowthink.training.distributed import DistInfo, DistributedConfig, copy_full_weights, full_weights, wrap_model
+    from slowthink.training.fsdp import full_optimizer_state, materialize_like
     from slowthink.training.logprobs import batched_logprobs
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -45,12 +46,18 @@ def _rank(rank: int, port: int, out: dict) -> None:
             model = model.to("meta")  # what empty_model builds: the architecture, no storage
             model.tie_weights()  # .to("meta") makes new parameters: the LM head is tied to the embeddings again
         optimizer = _optimizer_with_state(model)
+        engine = copy.deepcopy(model)  # an HF engine's copy, built before the sharding (empty on rank 1)
         wrap_model(model, DistInfo(rank, 2), DistributedConfig(strategy="fsdp"), optimizer)
+        if rank == 1:
+            materialize_like(engine, model, "cpu")
+        copy_full_weights(engine, model)  # the sync: gathered one tensor at a time
         batch = _rl_batch()
         logprobs = batched_logprobs(model, batch.input_ids_BL, batch.attention_mask_BL, 1.0, 4)
         weights = {k: v.clone() for k, v in full_weights(model).items()}
         moments = full_optimizer_state(model, optimizer)
-        out[rank] = {"logprobs": logprobs, "weights": weights, "buffers": {k: v.clone() for k, v in model.named_buffers()}, "moments": moments}
+        buffers = {k: v.clone() for k, v in model.named_buffers()}
+        out[rank] = {"logprobs": logprobs, "weights": weights, "buffers": buffers, "moments": moments, "engine": engine.state_dict()}
+        out[rank] = {**out[rank], "engine_buffers": {k: v.clone() for k, v in engine.named_buffers()}}
     finally:
         dist.destroy_process_group()
 
@@ -66,8 +73,10 @@ def test_an_empty_rank_gets_rank_0s_weights_buffers_and_optimizer_state():
     for rank in (0, 1):
         for name, value in expected.state_dict().items():
             assert torch.equal(out[rank]["weights"][name], value), (rank, name)
+            assert torch.equal(out[rank]["engine"][name], value), (rank, name)  # the engine copy, synced
         for name, value in expected.named_buffers():
             assert torch.equal(out[rank]["buffers"][name], value), (rank, name)  # the rotary frequencies
+            assert torch.equal(out[rank]["engine_buffers"][name], value), (rank, name)
         torch.testing.assert_close(out[rank]["logprobs"], logprobs, rtol=0, atol=1e-6)
     state = out[0]["moments"]["state"]  # gathered to rank 0: rank 0's values, though rank 1 started with none
     reference = _optimizer_with_state(expected)

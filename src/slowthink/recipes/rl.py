@@ -42,6 +42,7 @@ from slowthink.training.distributed import (
     all_gather_objects,
     barrier,
     checkpoint_states,
+    copy_full_weights,
     done_with_reference,
     full_weights,
     init_distributed,
@@ -586,8 +587,12 @@ def generator_sync(generator: Any, model: Any) -> None:
         # vLLM samples from the base names: each adapter merged into its weight as it streams.
         getattr(generator, "generator", generator).load_weights(merged_weights(model))
         return
+    if isinstance(engine, torch.nn.Module) and is_sharded(model):
+        # Every rank gathers the shards (a collective), one tensor at a time, into its own engine copy.
+        copy_full_weights(engine, model)
+        return
     if engine is not None and is_sharded(model):
-        # Every rank gathers the shards (a collective) into its own full engine copy.
+        # vLLM's CPU copy for stale rollouts: the gathered weights.
         engine.load_state_dict(full_weights(model))
         return
     generator.update_weights(model)

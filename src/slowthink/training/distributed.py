@@ -201,6 +201,17 @@ def weights_for_checkpoint(model: Any, info: DistInfo) -> dict[str, Any] | None:
     return unwrap(model).state_dict() if info.is_main else None
 
 
+@torch.no_grad()
+def copy_full_weights(target: torch.nn.Module, model: Any) -> None:
+    """``model``'s weights into ``target`` (an unsharded copy, e.g. an HF engine's), gathered
+    one tensor at a time when sharded: no rank ever holds a second whole model on its GPU."""
+    into = target.state_dict()  # tensors sharing the parameters' storage
+    for name, value in unwrap(model).state_dict().items():
+        if hasattr(value, "full_tensor"):
+            value = value.full_tensor()  # collective: every rank gathers the same tensor in turn
+        into[name].copy_(value)
+
+
 def full_weights(model: Any) -> dict[str, Any]:
     """The full weights on every rank (collective when sharded): for a reference model or an engine copy."""
     if is_sharded(model):
