@@ -68,14 +68,32 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
         "light modules the CLI imports at start-up",
     ),
     (("slowthink.tiny", "slowthink.quiet"), ("slowthink.modeling",), "modeling.py builds the tiny model through tiny.py: no cycle"),
+    (("slowthink.serve",), ("slowthink.recipes",), "the server serves a model; it runs no recipe"),
+    (("slowthink.serve.api", "slowthink.serve.replies"), ("torch", "transformers"), "requests and replies are plain data"),
+    (
+        (
+            "slowthink.algorithms",
+            "slowthink.rewards",
+            "slowthink.sandbox",
+            "slowthink.data",
+            "slowthink.eval",
+            "slowthink.rollout",
+            "slowthink.tir",
+            "slowthink.training",
+            "slowthink.curate",
+            "slowthink.recipes",
+        ),
+        ("slowthink.serve",),
+        "the server sits on top of the library: nothing below reaches up into it",
+    ),
 ]
 # The heavy engines, imported only by the module that wraps them.
 ENGINES = {
     "vllm": ("slowthink.rollout.vllm_backend",),
     "wandb": ("slowthink.tracking",),
     "mlflow": ("slowthink.tracking",),
-    "fastapi": ("slowthink.serve_app",),
-    "uvicorn": ("slowthink.serve",),
+    "fastapi": ("slowthink.serve.app",),
+    "uvicorn": ("slowthink.serve.server",),
     "httpx": ("slowthink.rollout.openai_backend",),
     "datasketch": ("slowthink.curate.dedup",),
     "math_verify": ("slowthink.rewards.equivalence",),
@@ -130,3 +148,73 @@ def test_module_docstring_says_what_it_must_not_import(path):
     assert "must not import" in doc.lower() or "imports nothing" in doc.lower(), (
         f"{module_name(path)}: its docstring should say what it must not import"
     )
+
+
+# Import circles that remain, each to be opened by a move; a circle not listed here fails the
+# test, and so does a listed one that is gone (delete it from the list).
+KNOWN_CIRCLES = {
+    frozenset({"slowthink.data.problems", "slowthink.data.table_problems", "slowthink.data.tables"}),
+    frozenset({"slowthink.rewards.functions", "slowthink.rewards.remote"}),
+}
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the slowthink modules it imports (lazy imports too), each name cut back to
+    the longest prefix that is a module (``from pkg import name`` names ``pkg.name`` when
+    that is a module, else ``pkg``)."""
+    names = {module_name(path): path for path in MODULES}
+    graph = {}
+    for name, path in names.items():
+        targets = set()
+        for imp in imports(path):
+            while imp and imp not in names:
+                imp = imp.rpartition(".")[0]
+            if imp and imp != name:
+                targets.add(imp)
+        graph[name] = targets
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: set[frozenset[str]] = set()
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.add(frozenset(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_circle_finder_sees_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset({"a", "b", "c"})}
+    assert _circles({"a": {"b"}, "b": set()}) == set()
+
+
+def test_no_new_import_circle():
+    circles = _circles(_module_graph())
+    new = [sorted(c) for c in circles - KNOWN_CIRCLES]
+    assert not new, f"import circles: {new}"
+    gone = [sorted(c) for c in KNOWN_CIRCLES - circles]
+    assert not gone, f"these circles are open now; remove them from KNOWN_CIRCLES: {gone}"

@@ -18,8 +18,8 @@ from slowthink.modeling import load_model_and_tokenizer
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
 from slowthink.rollout.openai_backend import OpenAIBackendError, OpenAIGenerator
-from slowthink.serve_app import create_app
-from slowthink.serve_scheduler import Scheduler
+from slowthink.serve.app import create_app
+from slowthink.serve.scheduler import Scheduler
 from slowthink.tiny import ArithmeticTask
 
 # Starting the server process costs ~10-17 s: the whole module is out of `make test-fast`.

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from slowthink.modeling import load_model_and_tokenizer
 from slowthink.rollout.hf import HFGenerator
-from slowthink.serve_app import create_app
+from slowthink.serve.app import create_app
 
 PROMPT = "<|user|>12+34=<|assistant|>"
 

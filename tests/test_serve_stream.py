@@ -164,7 +164,7 @@ def test_a_failure_mid_stream_reaches_the_sdk_as_an_error():
 
     from slowthink.modeling import load_model_and_tokenizer
     from slowthink.rollout.hf import HFGenerator
-    from slowthink.serve_app import create_app
+    from slowthink.serve.app import create_app
 
     model, tokenizer = load_model_and_tokenizer("tiny")
     model.eval()

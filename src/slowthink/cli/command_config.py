@@ -49,7 +49,7 @@ COMMAND_CONFIGS: dict[str, str] = {
     "sft": "slowthink.recipes.sft:SFTConfig",
     "eval": "slowthink.recipes.evaluate:EvalConfig",
     "score": "slowthink.recipes.score:ScoreConfig",
-    "serve": "slowthink.serve:ServeConfig",
+    "serve": "slowthink.serve.server:ServeConfig",
     "distill-tir": "slowthink.recipes.distill_tir:DistillTIRConfig",
     "curate": "slowthink.curate.config:CurateConfig",
     "study": "slowthink.study.config:StudyConfig",

@@ -1,4 +1,4 @@
-"""The ``slowthink serve`` command: options -> ``ServeConfig`` -> ``slowthink.serve.serve``.
+"""The ``slowthink serve`` command: options -> ``ServeConfig`` -> ``slowthink.serve.server.serve``.
 
 Must not import torch, transformers, uvicorn or fastapi at module level: the server is
 imported when the command runs, so ``import slowthink.cli`` stays light.
@@ -29,7 +29,7 @@ def serve_cli(
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions) on CPU."""
     from slowthink.cli.command_config import print_config, resolve_config
-    from slowthink.serve import ServeConfig, serve
+    from slowthink.serve.server import ServeConfig, serve
 
     shorthands = dict(
         model=model,

@@ -1,20 +1,20 @@
-"""``slowthink serve``: an OpenAI-compatible HTTP server over the CPU ``HFGenerator``.
+"""What a ``slowthink serve`` request may hold, and how a valid one becomes a ``Plan``.
 
-Must not import the CLI; the one module that imports uvicorn (tests/test_layers.py).
+Must not import the CLI, fastapi or uvicorn (tests/test_layers.py); the scheduler, which
+needs torch, is imported only when a ``ServerState`` is built.
 
 Endpoints: ``GET /v1/models``, ``POST /v1/completions`` (prompt as a string, a list of
 token ids, or a list of either) and ``POST /v1/chat/completions`` (the tokenizer's chat
-template). It exists so that the OpenAI backend is tested against a real server, and so a
-small checkpoint can be served without vLLM. This module validates requests and turns them
-into a ``Plan``; ``serve_replies`` writes the JSON bodies and the streamed chunks;
-``serve_app`` is the FastAPI application.
+template). The request models here are what the endpoints of ``slowthink.serve.app``
+accept; ``ServerState`` checks each request against the model and the server's caps and
+``prepare_completion`` / ``prepare_chat`` turn it into a ``Plan`` for the scheduler.
 
 Semantics follow vLLM where OpenAI leaves room: ``temperature=0`` is greedy; the stop
 string is cut from the text unless ``include_stop_str_in_output``; log-probs are under the
 sampling temperature, before top-p; ``return_tokens_as_token_ids`` spells tokens as
 ``"token_id:N"``. A request that would run past the model's context is refused with 400, as
 vLLM does; without ``max_tokens`` a chat request gets the context that remains (capped by
-``--max-tokens-limit``). ``stream=true`` sends server-sent events (``serve_app``).
+``--max-tokens-limit``). ``stream=true`` sends server-sent events (``slowthink.serve.app``).
 
 Nothing is silently ignored: every field the server reads is declared on the request
 models; a field OpenAI defines but this server does not implement is accepted only at the
@@ -22,7 +22,7 @@ value that means "off" (``_OFF``), and any other field that is not null is a 400
 Every malformed request is a 400 that names the field (NaN, out-of-range seeds, empty
 messages, lone surrogates, a temperature too small to divide by), never a 500.
 
-One scheduler thread runs the model (``serve_scheduler``): requests take turns a few
+One scheduler thread runs the model (``slowthink.serve.scheduler``): requests take turns a few
 tokens at a time, so a small request is never stuck behind a big one; a request whose
 client hangs up is cancelled; each request samples from its own generator state, so a
 seeded request gives the same output alone or among others. Per request, prompts x n and
@@ -37,7 +37,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from slowthink.config import StrictConfig
 from slowthink.rollout.generator import SamplingParams
 
 # Below this a temperature overflows the logits (logits / T in float32); 0 is greedy.
@@ -235,7 +234,7 @@ class ServerState:
         chunk_tokens: int = 8,
     ):
         # Imported here: the scheduler needs torch, and ``slowthink --help`` must not.
-        from slowthink.serve_scheduler import Scheduler
+        from slowthink.serve.scheduler import Scheduler
 
         self.scheduler = Scheduler(generator, batch_size=getattr(generator, "batch_size", 64), chunk_tokens=chunk_tokens)
         self.tokenizer = tokenizer
@@ -368,64 +367,3 @@ def prepare_chat(state: ServerState, request: ChatRequest) -> Plan:
     wanted = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
     params = _sampling(request, state.max_tokens(wanted, prompts), request.n)
     return Plan(prompts, params, request.n, state.logit_bias(request), request.top_logprobs or 0)
-
-
-def serve(
-    model: str = "tiny",
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    served_model_name: str | None = None,
-    default_max_tokens: int | None = None,
-    batch_size: int = 64,
-    max_sequences: int = 256,
-    max_tokens_limit: int = 4096,
-    chunk_tokens: int = 8,
-) -> None:
-    """Load ``model`` (``tiny``, a directory or a hub name) on CPU and serve it until interrupted."""
-    import uvicorn
-
-    from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
-    from slowthink.rollout.factory import hf_engine
-
-    threads = set_torch_threads()
-    loaded, tokenizer = load_model_and_tokenizer(model)
-    loaded.eval()
-    context = getattr(loaded.config, "max_position_embeddings", None)
-    name = served_model_name or model
-    from slowthink.serve_app import create_app
-
-    app = create_app(
-        hf_engine(loaded, tokenizer, batch_size=batch_size),
-        tokenizer,
-        name,
-        context,
-        default_max_tokens,
-        max_sequences,
-        max_tokens_limit,
-        chunk_tokens,
-    )
-    print(f"slowthink serve: model '{name}' (context {context}, {threads} torch threads) at http://{host}:{port}/v1", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-class ServeConfig(StrictConfig):
-    """Everything ``slowthink serve`` needs: a YAML file, the flags, or key=value overrides."""
-
-    model: str = "tiny"
-    """'tiny' (embedded), a local Hugging Face model directory, or a hub name."""
-    host: str = "127.0.0.1"
-    """Interface to bind (127.0.0.1: this machine only)."""
-    port: int = Field(8000, ge=0, le=65535)
-    """TCP port."""
-    served_model_name: str | None = None
-    """Name clients send as 'model' (null: the model key's value)."""
-    default_max_tokens: int | None = Field(None, ge=1)
-    """Chat max_tokens when a request gives none (null: the context that remains)."""
-    batch_size: int = Field(64, ge=1)
-    """Sequences decoded together."""
-    max_sequences: int = Field(256, ge=1)
-    """Per request: prompts x n above this is refused (400)."""
-    max_tokens_limit: int = Field(4096, ge=1)
-    """Per request: max_tokens above this is refused (400)."""
-    chunk_tokens: int = Field(8, ge=1)
-    """Tokens a batch decodes per turn before the next request's (fairness between requests)."""

@@ -1,7 +1,7 @@
 """The FastAPI application of ``slowthink serve``: endpoints, error mapping, the wait that
 cancels a request when its client hangs up, and streaming. Request models and validation
-live in ``slowthink.serve``, the JSON bodies in ``slowthink.serve_replies``, the fair
-scheduler in ``slowthink.serve_scheduler``.
+live in ``slowthink.serve.api``, the JSON bodies in ``slowthink.serve.replies``, the fair
+scheduler in ``slowthink.serve.scheduler``; ``slowthink.serve.server`` runs this application.
 
 Streaming (``stream: true``): the scheduler hands the request's rows to a listener after
 every turn (``--chunk-tokens`` tokens); the handler turns them into server-sent events. When
@@ -26,8 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from slowthink.rollout.generator import Completion
-from slowthink.serve import ChatRequest, CompletionRequest, Plan, RequestError, SamplingRequest, ServerState, prepare_chat, prepare_completion
-from slowthink.serve_replies import StreamWriter, TopLogprobs, chat_reply, completions_reply
+from slowthink.serve.api import ChatRequest, CompletionRequest, Plan, RequestError, SamplingRequest, ServerState, prepare_chat, prepare_completion
+from slowthink.serve.replies import StreamWriter, TopLogprobs, chat_reply, completions_reply
 
 # How often a waiting request checks whether its client is still connected.
 DISCONNECT_POLL_S = 0.1

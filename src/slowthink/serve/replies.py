@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slowthink.rollout.generator import Completion
-from slowthink.serve import ChatRequest, CompletionRequest, Plan, SamplingRequest, ServerState
+from slowthink.serve.api import ChatRequest, CompletionRequest, Plan, SamplingRequest, ServerState
 
 # (token id, log-prob) alternatives of each generated token, most likely first.
 TopLogprobs = list[list[tuple[int, float]]]
@@ -146,7 +146,7 @@ class TextStream:
 
 
 class StreamWriter:
-    """The server-sent events of one streamed request (``serve_app.stream`` feeds it)."""
+    """The server-sent events of one streamed request (``slowthink.serve.app.stream`` feeds it)."""
 
     def __init__(self, state: ServerState, request: SamplingRequest, plan: Plan, chat: bool):
         self.state, self.plan, self.chat = state, plan, chat
@@ -180,7 +180,7 @@ class StreamWriter:
         return [self._chunk(row, None, None) for row in range(len(self.texts))] if self.chat else []
 
     def update(self, rows: list[tuple[int, list[int], Completion | None]]) -> list[str]:
-        """The events for the scheduler's latest news of these rows (see ``serve_scheduler``)."""
+        """The events for the scheduler's latest news of these rows (see ``slowthink.serve.scheduler``)."""
         events = []
         for row, token_ids, completion in rows:
             if row in self.completions:
