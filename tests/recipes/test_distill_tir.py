@@ -28,7 +28,7 @@ from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig
 from slowthink.sandbox import ProcessSandbox, SandboxConfig
 from slowthink.tiny import ArithmeticTask
 from slowthink.tir.inject import INJECTION_PREFIXES
-from slowthink.tir.paths import TIRSampling
+from slowthink.tir.teacher import TIRSampling
 
 PLAIN = "<think>6 times 7 is 42. Wait, let me recheck: 6*7 = 42. Hmm, yes. But is that right? Yes.</think>\\boxed{42}"
 PLAIN_PIECES = ["<think>6 times 7 is 42. ", "Wait, let me recheck: 6*7 = 42. ", "Hmm, yes. ", "But is that right? Yes.</think>\\boxed{42}"]
@@ -164,7 +164,7 @@ def test_still3_runs_a_teacher_that_follows_the_tool_prompt(tmp_path, tokenizer,
 
 
 def test_a_printed_end_of_text_string_does_not_end_the_teachers_turn(tokenizer):
-    from slowthink.tir.paths import Candidate, encode_draft
+    from slowthink.tir.teacher import Candidate, encode_draft
 
     text = "```python\nprint('<|endof' + 'text|>')\n```\n```output\n<|endoftext|>\n```\nSo"
     start = text.index("```output") + len("```output")
@@ -335,7 +335,7 @@ def test_a_cut_drops_the_cells_of_the_text_it_drops():
     # and its record must go too (its span would point past the new text).
     import random
 
-    from slowthink.tir.paths import Candidate, _cut
+    from slowthink.tir.teacher import Candidate, _cut
 
     thought = "<think>6 times 7. Wait, 42. But check.</think>"
     after = "\n```python\nprint(42)\n```\n```output\n42\n```\n\\boxed{42}"

@@ -36,7 +36,7 @@ from slowthink.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.tool_loop import ToolLoop
 from slowthink.tir.filter import drop_reason
-from slowthink.tir.paths import Candidate, TIRSampling, inject_responses, instruct_responses
+from slowthink.tir.teacher import Candidate, TIRSampling, inject_responses, instruct_responses
 
 
 class DistillTIRConfig(StrictConfig):

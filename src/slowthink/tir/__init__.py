@@ -4,7 +4,7 @@ Must not import recipes or the CLI (tests/test_layers.py).
 
 - ``inject``: where to cut a long thought and how to splice a code prefix in (pure).
 - ``filter``: which responses become training data, and why the others are dropped (pure).
-- ``paths``: the two ways of getting tool-using responses from a teacher ``Generator``:
+- ``teacher``: the two ways of getting tool-using responses from a teacher ``Generator``:
   ask it to use code, or inject code into its own plain thought.
 
 ``slowthink distill-tir`` (``slowthink.recipes.distill_tir``) runs them over a problem file.
