@@ -45,7 +45,7 @@ def train(config_class, run, config: Path | None, overrides: list[str] | None, r
     """Load the config (YAML + overrides) and run the recipe. Ctrl-C is handled here, as it
     needs the run directory; every other error reaches ``guarded`` (cli/errors.py)."""
     from slowthink.config import load_config
-    from slowthink.recipes.runnable import check_runnable
+    from slowthink.recipes.preflight import check_runnable
 
     config, overrides = split_config_argument(config, overrides)
     run_dir = None
@@ -53,7 +53,7 @@ def train(config_class, run, config: Path | None, overrides: list[str] | None, r
         loaded = load_config(config_class, config, overrides)
         if show_config:
             print_config(loaded)
-        check_runnable(loaded)  # every reason it cannot run on this machine, at once (recipes/runnable.py)
+        check_runnable(loaded)  # every reason it cannot run on this machine, at once (recipes/preflight.py)
         run_dir = Path(loaded.run.output_dir)
         run_dir = run(loaded, resume=resume)
     except KeyboardInterrupt:
