@@ -49,7 +49,7 @@ PROMPTS, ROLLOUTS, NEW_TOKENS = 8, 8, 64
 
 
 def _questions(count: int = 64) -> list[str]:
-    from slowthink.tiny import ArithmeticTask
+    from slowthink.data.tiny_task import ArithmeticTask
 
     return [p.problem for p in ArithmeticTask().problems(count, seed=0, heldout=False)]
 

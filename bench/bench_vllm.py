@@ -54,11 +54,11 @@ def main() -> None:
 
     import torch
 
+    from slowthink.data.tiny_task import ArithmeticTask
     from slowthink.modeling import load_model_and_tokenizer
     from slowthink.rollout.generator import SamplingParams
     from slowthink.rollout.hf import HFGenerator
     from slowthink.rollout.vllm_backend import VLLMEngineConfig, VLLMGenerator
-    from slowthink.tiny import ArithmeticTask
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model_and_tokenizer("tiny")

@@ -43,8 +43,8 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
     ),
     (
         ("slowthink.data",),
-        ("torch", "transformers", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
-        "data readers work without a model",
+        ("torch", "transformers", "slowthink.rollout", "slowthink.training", "slowthink.recipes", "slowthink.tiny", "slowthink.modeling"),
+        "data readers work without a model (the tiny task is data; the tiny model is not)",
     ),
     (
         ("slowthink.eval", "slowthink.rollout", "slowthink.tir", "slowthink.training"),
@@ -58,7 +58,7 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
             "slowthink.durable",
             "slowthink.cli.command_config",
             "slowthink.cli.errors",
-            "slowthink.prompts",
+            "slowthink.data.prompts",
             "slowthink.metrics",
             "slowthink.no_signal",
             "slowthink.length_hacking",

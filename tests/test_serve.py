@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from slowthink.cli import app
 from slowthink.data.problems import write_problems
+from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.modeling import load_model_and_tokenizer
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
 from slowthink.rollout.openai_backend import OpenAIBackendError, OpenAIGenerator
 from slowthink.serve.app import create_app
 from slowthink.serve.scheduler import Scheduler
-from slowthink.tiny import ArithmeticTask
 
 # Starting the server process costs ~10-17 s: the whole module is out of `make test-fast`.
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ import re
 import pytest
 import torch
 
+from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.modeling import load_model, load_tokenizer
 from slowthink.tiny import (
     FORMAT_TOKENS,
     SPECIAL_TOKENS,
-    ArithmeticTask,
     TinyModelSpec,
     build_model,
     build_tokenizer,

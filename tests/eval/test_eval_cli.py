@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from slowthink.cli import app
 from slowthink.data.problems import write_problems
-from slowthink.tiny import ArithmeticTask
+from slowthink.data.tiny_task import ArithmeticTask
 
 MATH500 = Path(__file__).resolve().parents[3] / "shared" / "data" / "benchmarks" / "math500.jsonl"
 

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from slowthink.cli import app
 from slowthink.config import ConfigError
 from slowthink.data.problems import write_problems
+from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.durable import exclusive_lock
 from slowthink.recipes.evaluate import EvalConfig
-from slowthink.tiny import ArithmeticTask
 
 
 @pytest.fixture(autouse=True)

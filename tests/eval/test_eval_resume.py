@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from slowthink.cli import app
 from slowthink.data.problems import Problem, write_problems
+from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.eval.runner import Decoding, SampleStore, run_samples
 from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.rollout.generator import Completion, SamplingParams
-from slowthink.tiny import ArithmeticTask
 
 
 class CharTokenizer:

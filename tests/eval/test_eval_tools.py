@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from slowthink.cli import app
 from slowthink.data.problems import DataError, Problem, write_problems
+from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.eval.runner import Decoding, SampleStore, run_samples, tool_summary
 from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig
 from slowthink.sandbox import ProcessSandbox, SandboxConfig
-from slowthink.tiny import ArithmeticTask
 
 
 @pytest.fixture(autouse=True)

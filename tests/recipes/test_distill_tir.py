@@ -19,6 +19,7 @@ from slowthink.cli import app
 from slowthink.config import load_config
 from slowthink.data.problems import DataError, Problem, write_problems
 from slowthink.data.sft import encode_sft_example, load_sft_records, load_sft_rows
+from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.modeling import load_tokenizer
 from slowthink.recipes.distill_tir import DistillTIRConfig, distill, progress_path
 from slowthink.recipes.sft import SFTConfig, run_sft
@@ -26,7 +27,6 @@ from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig
 from slowthink.sandbox import ProcessSandbox, SandboxConfig
-from slowthink.tiny import ArithmeticTask
 from slowthink.tir.inject import INJECTION_PREFIXES
 from slowthink.tir.teacher import TIRSampling
 

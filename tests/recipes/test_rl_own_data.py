@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from slowthink.cli import app
 from slowthink.config import load_config
+from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.recipes.rl import run_rl
 from slowthink.recipes.rl_config import RLConfig
 from slowthink.samples import read_samples, sample_steps
-from slowthink.tiny import ArithmeticTask
 from slowthink.tracking import read_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))

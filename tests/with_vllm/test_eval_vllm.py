@@ -16,7 +16,7 @@ require_vllm()
 
 from slowthink.cli import app  # noqa: E402
 from slowthink.data.problems import write_problems  # noqa: E402
-from slowthink.tiny import ArithmeticTask  # noqa: E402
+from slowthink.data.tiny_task import ArithmeticTask  # noqa: E402
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
+from slowthink.data.prompts import TEMPLATE_NAMES
 from slowthink.eval.benchmarks import BENCHMARK_NAMES
-from slowthink.prompts import TEMPLATE_NAMES
 
 
 def eval_cli(

@@ -28,7 +28,7 @@ class DifficultyConfig(StrictConfig):
     max_new_tokens: int = Field(1024, ge=1)
     """Tokens per sample."""
     template: str = "chat"
-    """Prompt template (slowthink.prompts)."""
+    """Prompt template (slowthink.data.prompts)."""
     checker: Literal["math", "exact"] = "math"
     """math (math-verify) or exact (string match)."""
 

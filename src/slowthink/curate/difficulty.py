@@ -23,7 +23,7 @@ class DifficultySettings:
     samples: int = 8  # k completions per problem
     temperature: float = 1.0
     max_new_tokens: int = 1024
-    template: str = "chat"  # prompt template (slowthink.prompts)
+    template: str = "chat"  # prompt template (slowthink.data.prompts)
     min_pass_rate: float = 0.0  # drop pass rate <= this (never solved)
     max_pass_rate: float = 1.0  # drop pass rate >= this (always solved)
     seed: int = 0
@@ -33,7 +33,7 @@ def pass_rates(
     generator: Generator, tokenizer: Any, checker: Any, problems: Sequence[str], answers: Sequence[str], settings: DifficultySettings
 ) -> list[float]:
     """Share of the k samples whose answer the checker accepts, per problem."""
-    from slowthink.prompts import render_prompt
+    from slowthink.data.prompts import render_prompt
 
     prompt_ids = [tokenizer.encode(render_prompt(settings.template, p, tokenizer), add_special_tokens=False) for p in problems]
     params = SamplingParams(temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, n=settings.samples, seed=settings.seed)

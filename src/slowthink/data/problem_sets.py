@@ -16,12 +16,12 @@ from pydantic import Field, field_validator, model_validator
 
 from slowthink.config import StrictConfig
 from slowthink.data.problems import Problem, check_column_mapping, load_problems
-from slowthink.prompts import TEMPLATE_NAMES, encode_prompt
-from slowthink.tiny import ArithmeticTask
+from slowthink.data.prompts import TEMPLATE_NAMES, encode_prompt
+from slowthink.data.tiny_task import ArithmeticTask
 
 
 class TinyTaskConfig(StrictConfig):
-    """The synthetic arithmetic task (slowthink.tiny.ArithmeticTask)."""
+    """The synthetic arithmetic task (slowthink.data.tiny_task.ArithmeticTask)."""
 
     # Operands per arithmetic problem.
     num_operands: int = 3

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from slowthink.data.problems import DataError, iter_jsonl
+from slowthink.data.prompts import render_prompt
 from slowthink.data.tool_spans import Span, check_spans, output_block_spans, pieces
-from slowthink.prompts import render_prompt
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from slowthink.data.jsonl import dumps_line, parse_line
 from slowthink.data.problems import DataError, Problem
+from slowthink.data.prompts import render_prompt
 from slowthink.durable import atomic_write_text
 from slowthink.eval.metrics import UNCHECKED, SampleRecord
-from slowthink.prompts import render_prompt
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.generator import Completion, Generator, SamplingParams
 

@@ -30,9 +30,9 @@ from rich.console import Console
 
 from slowthink.config import StrictConfig
 from slowthink.data.problems import DataError, Problem, load_problems
+from slowthink.data.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.data.tool_spans import call_spans
 from slowthink.eval.runner import check_unique_ids
-from slowthink.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.tool_loop import ToolLoop
 from slowthink.tir.filter import drop_reason

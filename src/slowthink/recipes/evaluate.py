@@ -26,6 +26,7 @@ from rich.console import Console
 
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.problems import Problem, check_column_mapping, load_problems
+from slowthink.data.prompts import TEMPLATE_NAMES
 from slowthink.durable import exclusive_lock
 from slowthink.eval.benchmarks import BENCHMARK_NAMES, load_benchmark
 from slowthink.eval.identity import model_identity, pick_card, served_identity
@@ -41,7 +42,6 @@ from slowthink.eval.runner import (
 )
 from slowthink.eval.table import print_table, tool_line
 from slowthink.progress import count_bar
-from slowthink.prompts import TEMPLATE_NAMES
 
 # Paper, section 4.4: sampled evaluation at T = 0.6, top-p 0.95, n = 8.
 SAMPLED_DEFAULTS = {"n": 8, "temperature": 0.6, "top_p": 0.95}
@@ -97,7 +97,7 @@ class EvalConfig(StrictConfig):
     top_p: float | None = None
     # Generated tokens per response (paper: 32768); cut to fit the model's context.
     max_tokens: int = 32768
-    # Prompt template (slowthink.prompts).
+    # Prompt template (slowthink.data.prompts).
     template: str = "chat"
     # hf (transformers in this process), openai (any OpenAI-compatible server), vllm (an in-process engine).
     backend: Literal["hf", "openai", "vllm"] = "hf"

@@ -20,13 +20,13 @@ from pydantic import Field, model_validator
 from slowthink.config import ConfigError, StrictConfig
 from slowthink.data.long_cot import DataStats, answer_token_index, fit_to_length, incorrect_traces, trace_rejection
 from slowthink.data.problems import DataError
+from slowthink.data.prompts import TEMPLATE_NAMES
 from slowthink.data.sampler import PromptSampler
 from slowthink.data.sft import SFTExample, encode_sft_example
 from slowthink.data.sft_tables import check_sft_columns, load_sft_table
-from slowthink.prompts import TEMPLATE_NAMES
+from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.recipes.common_config import ModelConfig, RunConfig, TinyTaskConfig
 from slowthink.rewards.checkers import make_checker
-from slowthink.tiny import ArithmeticTask
 from slowthink.tracking import TrackingConfig
 from slowthink.training import checkpoint as ckpt
 from slowthink.training.batch import build_sequence_batch, split_batch
@@ -58,7 +58,7 @@ class SFTDataConfig(StrictConfig):
     # Which columns hold the row's fields, e.g. {prompt: instruction, response: output} or {messages:
     # conversations}; unmapped fields use their own names.
     columns: dict[str, str] = Field(default_factory=dict)
-    # Prompt template the prompts are rendered with (slowthink.prompts).
+    # Prompt template the prompts are rendered with (slowthink.data.prompts).
     template: str = "chat"
     tiny: TinyTaskConfig = TinyTaskConfig()
     # Demonstrations drawn from the tiny task.
