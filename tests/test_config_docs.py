@@ -14,8 +14,9 @@ import yaml
 from typer.testing import CliRunner
 
 from slowthink.cli import app
-from slowthink.cli.command_config import COMMAND_CONFIGS, config_class, describe, markdown, resolve_config, undocumented
 from slowthink.config import ConfigError, StrictConfig, config_to_yaml
+from slowthink.config.docs import COMMAND_CONFIGS, config_class, describe, markdown, undocumented
+from slowthink.config.load import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -44,7 +44,8 @@ def curate_cli(
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Build an RL training pool: question-type, answer, duplicate, contamination and difficulty filters (paper section 2)."""
-    from slowthink.cli.command_config import print_config, resolve_config, split_overrides
+    from slowthink.cli.command_config import print_config
+    from slowthink.config.load import resolve_config, split_overrides
     from slowthink.curate.config import CurateConfig
     from slowthink.curate.pipeline import curate
     from slowthink.curate.report import curation_report

@@ -39,7 +39,8 @@ def distill_tir_cli(
     Only responses with executed code and the right answer are kept. Sampling (n, temperatures,
     top-p, injections) is the `sampling` section: sampling.n=4, sampling.temperature=0.7, ...
     """
-    from slowthink.cli.command_config import print_config, resolve_config
+    from slowthink.cli.command_config import print_config
+    from slowthink.config.load import resolve_config
     from slowthink.durable import check_output
     from slowthink.recipes.distill_tir import DistillTIRConfig, progress_path, run_distill_tir
 

@@ -56,7 +56,8 @@ def eval_cli(
     Each flag sets the key named in its help (key ...); every other key (tensor_parallel_size, answer_fallback,
     served_model_name, timeout_s, ...) is set in the YAML file or as key=value.
     """
-    from slowthink.cli.command_config import print_config, resolve_config
+    from slowthink.cli.command_config import print_config
+    from slowthink.config.load import resolve_config
     from slowthink.durable import check_output
     from slowthink.recipes.evaluate import EvalConfig, evaluate
 

@@ -42,8 +42,9 @@ def score_command(
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Check saved responses against golds; write them back with 'correct' and 'status'."""
-    from slowthink.cli.command_config import print_config, resolve_config, split_overrides
+    from slowthink.cli.command_config import print_config
     from slowthink.config import ConfigError
+    from slowthink.config.load import resolve_config, split_overrides
     from slowthink.durable import check_output
     from slowthink.recipes.score import ScoreConfig, print_summary, score_file
 

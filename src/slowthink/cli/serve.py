@@ -28,7 +28,8 @@ def serve_cli(
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions) on CPU."""
-    from slowthink.cli.command_config import print_config, resolve_config
+    from slowthink.cli.command_config import print_config
+    from slowthink.config.load import resolve_config
     from slowthink.serve.server import ServeConfig, serve
 
     shorthands = dict(

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import typer
 
-from slowthink.cli.command_config import print_config, split_config_argument
+from slowthink.cli.command_config import print_config
+from slowthink.config.load import split_config_argument
 
 
 def resume_command(command: str, config: Path | None, overrides: list[str]) -> str:

@@ -1,7 +1,7 @@
 """``CurateConfig``: everything ``slowthink curate`` needs, as one typed config.
 
 Read from an optional YAML file (``--config``), the command's flags and ``key=value``
-overrides (slowthink/cli/command_config.py). The filter thresholds are ``CurateSettings``
+overrides (slowthink/config/load.py). The filter thresholds are ``CurateSettings``
 (curate/pipeline.py), the optional pass-rate filter is ``DifficultyConfig``.
 
 Must not import torch, transformers or the curation filters' heavy dependencies

@@ -1,11 +1,10 @@
-"""Typed configs: YAML files plus dotted command-line overrides, unknown keys rejected.
+"""Loading a config: a YAML file, then a command's flags, then dotted overrides, validated.
 
 Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
 
-Every component owns one frozen pydantic model (``StrictConfig`` subclass) documented
-field by field. ``load_config`` merges a YAML file with ``a.b.c=value`` overrides (each
-value read by its field's type, see overrides.py) and validates the result; any unknown key or bad value raises ``ConfigError`` whose message
-names the dotted key and, for unknown keys, the allowed ones.
+A later source wins. Any unknown key or bad value raises one ``ConfigError`` whose message
+names the dotted key and, for unknown keys, the allowed ones, and blames each bad key on the
+override or the file it came from.
 """
 
 from __future__ import annotations
@@ -14,29 +13,16 @@ import difflib
 import re
 from collections.abc import Sequence
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from slowthink.overrides import OverrideText, load_yaml12, resolve_overrides
+from slowthink.config.base import ConfigError, StrictConfig
+from slowthink.config.overrides import OverrideText, load_yaml12, resolve_overrides
 
 T = TypeVar("T", bound="StrictConfig")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be run: the message names the key and what is allowed."""
-
-
-class StrictConfig(BaseModel):
-    """Base of every config: frozen, and an unknown key is an error, never ignored."""
-
-    # Override values are parsed as YAML, so `run.output_dir=2024` arrives as an int: a number
-    # given for a text field is taken as its text, not rejected. A docstring under a field is
-    # its doc (`slowthink config CMD`, docs/config.md); a `#` comment above it works too
-    # (cli/command_config.field_doc).
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True, use_attribute_docstrings=True)
 
 
 def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
@@ -196,3 +182,55 @@ def load_config(model: type[T], path: str | Path | None = None, overrides: list[
 def config_to_yaml(config: BaseModel) -> str:
     """The resolved config as YAML, written into each run directory."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def split_config_argument(config: str | Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
+    """``slowthink rl kl.coef=0`` has no YAML file: its first argument is an override."""
+    overrides = list(overrides or [])
+    if config is not None and "=" in str(config) and not Path(config).exists():
+        return None, [str(config), *overrides]
+    return (Path(config) if config is not None else None), overrides
+
+
+def split_overrides(args: list[str] | None) -> tuple[list[str], list[str]]:
+    """Positional arguments -> (inputs, overrides): ``key=value`` is an override unless it names an existing file."""
+    inputs, overrides = [], []
+    for arg in args or []:
+        is_override = "=" in arg and not arg.startswith("=") and not Path(arg).exists()
+        (overrides if is_override else inputs).append(arg)
+    return inputs, overrides
+
+
+def _plain(value: Any) -> Any:
+    """Typer's values as YAML would give them (paths as text, tuples as lists)."""
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts (created as needed) to an already-typed value."""
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[last] = _plain(value)
+
+
+def resolve_config(
+    model: type[T], config: str | Path | None = None, overrides: list[str] | None = None, shorthands: dict[str, Any] | None = None
+) -> T:
+    """YAML file (optional) < shorthand flags (those given, i.e. not None) < dotted overrides."""
+    path, overrides = split_config_argument(config, overrides)
+    data = read_yaml(path) if path is not None else {}
+    for key, value in (shorthands or {}).items():
+        if value is not None and value != [] and value != ():
+            set_key(data, key, value)
+    data = apply_overrides(data, overrides)
+    return build_config(model, data, source=str(path) if path is not None else "", overrides=overrides)

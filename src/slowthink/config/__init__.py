@@ -1,0 +1,37 @@
+"""Typed configs: a YAML file, then a command's flags, then dotted overrides; unknown keys rejected.
+
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py): the CLI imports
+this package at start-up.
+
+Every component owns one frozen pydantic model (``StrictConfig`` subclass, base.py) documented
+field by field. ``load_config`` (load.py) is the one loader: it reads the YAML file, sets the
+flags given, applies ``a.b.c=value`` overrides (each value read by its field's type,
+overrides.py) and validates the result; any unknown key or bad value raises ``ConfigError``,
+whose message names the dotted key and, for unknown keys, the allowed ones. docs.py lists
+every key of a command's config (``slowthink config CMD``, docs/config.md).
+"""
+
+from slowthink.config.base import ConfigError, StrictConfig
+from slowthink.config.load import (
+    apply_overrides,
+    build_config,
+    config_to_yaml,
+    load_config,
+    parse_override,
+    read_yaml,
+    resolve_config_path,
+    shipped_config_dir,
+)
+
+__all__ = [
+    "ConfigError",
+    "StrictConfig",
+    "apply_overrides",
+    "build_config",
+    "config_to_yaml",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+    "resolve_config_path",
+    "shipped_config_dir",
+]

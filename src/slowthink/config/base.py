@@ -1,0 +1,22 @@
+"""The base of every config, and the error a config that cannot run raises.
+
+Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run: the message names the key and what is allowed."""
+
+
+class StrictConfig(BaseModel):
+    """Base of every config: frozen, and an unknown key is an error, never ignored."""
+
+    # Override values are parsed as YAML, so `run.output_dir=2024` arrives as an int: a number
+    # given for a text field is taken as its text, not rejected. A docstring under a field is
+    # its doc (`slowthink config CMD`, docs/config.md); a `#` comment above it works too
+    # (config/docs.field_doc).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True, use_attribute_docstrings=True)

@@ -1,0 +1,266 @@
+"""Every key of a command's config, listed: ``slowthink config CMD``, docs/config.md and ``--help``.
+
+Must not import torch, transformers or any recipe (tests/test_layers.py): the config classes
+are imported by name from ``COMMAND_CONFIGS`` only when a command asks for them.
+
+A field's doc is written once, where the field is defined: a pydantic attribute docstring
+or ``Field(description=...)``, else the ``#`` comment block directly above the field (or a
+trailing comment on its line). ``tests/test_config_docs.py`` fails for a field without one.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import importlib
+import inspect
+import io
+import textwrap
+import tokenize
+import types
+from dataclasses import dataclass
+from functools import cache
+from pathlib import PurePath
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from slowthink.config.base import ConfigError
+
+# command -> "module:Class" of its config; imported only when asked for.
+COMMAND_CONFIGS: dict[str, str] = {
+    "rl": "slowthink.recipes.rl_config:RLConfig",
+    "sft": "slowthink.recipes.sft:SFTConfig",
+    "eval": "slowthink.recipes.evaluate:EvalConfig",
+    "score": "slowthink.recipes.score:ScoreConfig",
+    "serve": "slowthink.serve.server:ServeConfig",
+    "distill-tir": "slowthink.recipes.distill_tir:DistillTIRConfig",
+    "curate": "slowthink.curate.config:CurateConfig",
+    "study": "slowthink.study.config:StudyConfig",
+}
+
+
+def config_class(command: str) -> type[BaseModel]:
+    """The config class of ``command`` (a ``ConfigError`` listing the commands for another name)."""
+    if command not in COMMAND_CONFIGS:
+        raise ConfigError(f"no command '{command}' takes a config; commands: {', '.join(COMMAND_CONFIGS)}")
+    module, name = COMMAND_CONFIGS[command].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """One documented key of a command's config."""
+
+    key: str
+    type: str
+    default: str
+    allowed: str
+    doc: str
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(args) < len(get_args(annotation)):
+            return args[0], True
+    return annotation, False
+
+
+def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, str]:
+    """(the sub-model, how it nests: '' direct, '[]' list items, '.<name>' mapping values) or (None, '')."""
+    annotation, _ = _unwrap_optional(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, ""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (list, tuple) and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0], "[]"
+    if origin is dict and len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+        return args[1], ".<name>"
+    return None, ""
+
+
+def type_name(annotation: Any) -> str:
+    """A short, readable type: ``int``, ``float | null``, ``list[str]``, ``choice``."""
+    inner, optional = _unwrap_optional(annotation)
+    suffix = " | null" if optional else ""
+    origin = get_origin(inner)
+    if origin is Literal:
+        return "choice" + suffix
+    if isinstance(inner, type) and issubclass(inner, enum.Enum):
+        return "choice" + suffix
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(a) for a in get_args(inner)) + suffix
+    if origin is not None:
+        args = [a for a in get_args(inner) if a is not Ellipsis]
+        # A tuple field is given as a YAML list.
+        base = "list" if origin is tuple else getattr(origin, "__name__", str(origin))
+        return f"{base}[{', '.join(type_name(a) for a in args)}]" + suffix
+    if isinstance(inner, type):
+        return ("path" if issubclass(inner, PurePath) else inner.__name__) + suffix
+    return str(inner).replace("typing.", "") + suffix
+
+
+def allowed_values(annotation: Any) -> str:
+    """The choices of a ``Literal`` (or enum) field, else ''."""
+    inner, optional = _unwrap_optional(annotation)
+    if get_origin(inner) is Literal:
+        values = [str(v) for v in get_args(inner)]
+    elif isinstance(inner, type) and issubclass(inner, enum.Enum):
+        values = [str(m.value) for m in inner]
+    else:
+        return ""
+    return ", ".join(values + (["null"] if optional else []))
+
+
+def _default_text(field: Any) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "required"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if isinstance(value, BaseModel):
+        return "(section)"
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        value = list(value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+@cache
+def _comment_docs(cls: type) -> dict[str, str]:
+    """Field name -> the ``#`` comments directly above its definition in ``cls`` (or trailing it)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    lines = source.splitlines()
+    trailing: dict[int, str] = {}
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.COMMENT and lines[token.start[0] - 1].strip() != token.string.strip():
+                trailing[token.start[0]] = token.string.lstrip("#").strip()
+    except (tokenize.TokenError, IndentationError):
+        pass
+    docs: dict[str, str] = {}
+    body = ast.parse(source).body[0]
+    for node in getattr(body, "body", []):
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        above = []
+        index = node.lineno - 2
+        while index >= 0 and lines[index].strip().startswith("#"):
+            above.insert(0, lines[index].strip().lstrip("#").strip())
+            index -= 1
+        text = " ".join(above)
+        if node.lineno in trailing:
+            text = f"{text} {trailing[node.lineno]}".strip()
+        if text:
+            docs[node.target.id] = text
+    return docs
+
+
+def field_doc(model: type[BaseModel], name: str) -> str:
+    """The doc of ``model.name``: its description (attribute docstring / Field), else its comment."""
+    field = model.model_fields[name]
+    if field.description:
+        return " ".join(field.description.split())
+    for cls in model.__mro__:
+        if name in cls.__dict__.get("__annotations__", {}):
+            return _comment_docs(cls).get(name, "")
+    return ""
+
+
+def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:
+    """Every key of ``model`` (sections flattened to dotted keys), with type, default, choices, doc."""
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        sub, nesting = _model_in(field.annotation)
+        doc = field_doc(model, name)
+        if sub is not None:
+            # A section's doc is its field's, else the first line of its class docstring.
+            doc = doc or (inspect.getdoc(sub) or "").split("\n")[0] if sub.__doc__ else doc
+            rows.append(KeyDoc(key, "section" if not nesting else f"{type_name(field.annotation)}", "", "", doc))
+            rows.extend(describe(sub, f"{key}{nesting}."))
+            continue
+        rows.append(KeyDoc(key, type_name(field.annotation), _default_text(field), allowed_values(field.annotation), doc))
+    return rows
+
+
+def undocumented(model: type[BaseModel]) -> list[str]:
+    """Dotted keys of ``model`` without a doc (a section counts its class docstring)."""
+    return [row.key for row in describe(model) if not row.doc]
+
+
+def sections(model: type[BaseModel]) -> list[str]:
+    """The top-level sections (sub-configs) of ``model``."""
+    return [name for name, field in model.model_fields.items() if _model_in(field.annotation)[0] is not None]
+
+
+def keys_text(command: str) -> str:
+    """``slowthink config CMD``: one block per key, for a terminal."""
+    model = config_class(command)
+    out = [f"keys of `slowthink {command}` ({COMMAND_CONFIGS[command].replace(':', '.')}); set them in the YAML file or as key=value overrides:", ""]
+    for row in describe(model):
+        if row.type == "section":
+            out.append(f"[{row.key}]  {row.doc}".rstrip())
+            continue
+        choices = f"  one of: {row.allowed}" if row.allowed else ""
+        out.append(f"  {row.key}: {row.type} = {row.default}{choices}")
+        if row.doc:
+            out.append(f"      {row.doc}")
+    return "\n".join(out) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown() -> str:
+    """docs/config.md: every command's keys, generated from the field docs (never edit by hand)."""
+    out = [
+        "# Configuration keys",
+        "",
+        "<!-- Generated by `python -m slowthink.cli config --markdown docs/config.md` from the field docs in the",
+        "     config classes; tests/test_config_docs.py fails when this file is stale. Do not edit by hand. -->",
+        "",
+        "Every command reads one typed config: an optional YAML file, then the command's shorthand flags",
+        "(`--model`, `--out`, ...), then dotted overrides `key.path=value`; later sources win.",
+        "`slowthink CMD ... --print-config` prints the resolved config; `slowthink config CMD` lists these keys.",
+        "",
+    ]
+    for command in COMMAND_CONFIGS:
+        out += [
+            f"## `slowthink {command}`",
+            "",
+            f"Config class: `{COMMAND_CONFIGS[command].replace(':', '.')}`.",
+            "",
+            "| key | type | default | allowed | doc |",
+            "|---|---|---|---|---|",
+        ]
+        for row in describe(config_class(command)):
+            if row.type == "section":
+                out.append(f"| **`{row.key}`** | section | | | {_cell(row.doc)} |")
+            else:
+                out.append(f"| `{row.key}` | {_cell(row.type)} | {_cell(row.default)} | {_cell(row.allowed)} | {_cell(row.doc)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def help_epilog(command: str) -> str:
+    """What ``slowthink CMD --help`` adds under the options: the sections and where the keys are."""
+    try:
+        names = sections(config_class(command))
+    except Exception:  # noqa: BLE001 - help must print even if an optional dependency is missing
+        names = []
+    listed = f"Config sections: {', '.join(names)}. " if names else ""
+    return (
+        f"{listed}Every key with its type, default and doc: `slowthink config {command}`. "
+        "Order: YAML file < flags < key=value overrides; --print-config shows the result."
+    )
