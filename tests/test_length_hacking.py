@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from slowthink.length_hacking import (
+from slowthink.monitors.length_hacking import (
     HackingSettings,
     LengthHackingMonitor,
     detect_length_hacking,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from slowthink.metrics import rollout_metrics
+from slowthink.monitors.metrics import rollout_metrics
 from slowthink.rewards.verdict import STATUSES, Verdict
 
 TEXTS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from slowthink.no_signal import NoSignalWatch
+from slowthink.monitors.no_signal import NoSignalWatch
 from slowthink.training.experience import RowOutcomes, SelectionSettings, step_advantages
 
 sys.path.insert(0, str(Path(__file__).parent / "recipes"))

@@ -264,7 +264,8 @@ def test_an_easy_task_with_too_few_problems_is_an_error_not_a_hang():
 def test_verification_steps_bring_reflection_keywords_within_the_demo_length(tokenizer):
     """Without them no demonstration holds a reflection keyword, and every keyword panel of
     the study and RRA's action count stay at 0 whatever the arm (section 3.2, Figure 4)."""
-    from slowthink.rewards.keywords import ACTION_REWARD_KEYWORDS, KEYWORD_CATEGORIES, count_keywords
+    from slowthink.monitors.keywords import KEYWORD_CATEGORIES
+    from slowthink.rewards.keywords import ACTION_REWARD_KEYWORDS, count_keywords
 
     plain = ArithmeticTask().sft_rows(400, seed=0)
     verified = ArithmeticTask(verify_probability=0.5).sft_rows(400, seed=0)

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from slowthink.length_hacking import HackingSettings, hacking_episodes, hacking_steps
+from slowthink.monitors.length_hacking import HackingSettings, hacking_episodes, hacking_steps
 from slowthink.report_figures import (  # noqa: F401  (ema, plot_run_metrics, series: re-exported)
     FIGURES,
     ReportError,

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from slowthink.rewards.keywords import KEYWORD_CATEGORIES
+from slowthink.monitors.keywords import KEYWORD_CATEGORIES
 
 
 class ReportError(ValueError):

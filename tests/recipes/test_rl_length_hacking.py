@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slowthink.length_hacking import HackingSettings
+from slowthink.monitors.length_hacking import HackingSettings
 from slowthink.recipes.rl import run_rl
 from slowthink.tracking import read_metrics
 

@@ -6,7 +6,7 @@ Must not import recipes or the CLI (tests/test_layers.py).
 from __future__ import annotations
 
 from slowthink.data.problem_sets import ProblemSet
-from slowthink.metrics import rollout_metrics
+from slowthink.monitors.metrics import rollout_metrics
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.generator import Generator, SamplingParams
 

@@ -9,7 +9,7 @@ accuracy (n = 1 at temperature 0), maj@n over answers the checker treats as equa
 ``unchecked`` counts samples whose check timed out or failed: they count as wrong, still
 vote with their answer, and are checked again when the run resumes.
 
-The per-response monitors are the ones training logs (``slowthink.metrics``), under the
+The per-response monitors are the ones training logs (``slowthink.monitors.metrics``), under the
 same names, so eval and training curves compare directly:
 - ``response_length_correct`` / ``_incorrect``: mean tokens of correct vs incorrect
   responses (Table 4: incorrect responses of R1-distilled models are 2-3x longer);
@@ -31,7 +31,7 @@ from typing import Any
 
 from slowthink.eval.passk import maj_at_n_correct, mean_pass_at_k
 from slowthink.eval.voting import PairCache, answer_classes
-from slowthink.metrics import rollout_metrics
+from slowthink.monitors.metrics import rollout_metrics
 from slowthink.rewards.verdict import Checker, Verdict
 
 

@@ -1,6 +1,6 @@
 """Length hacking: response length keeps rising while accuracy stays flat or falls.
 
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+Must not import torch, transformers, models, rollout, training, recipes, serve or the CLI (tests/test_layers.py).
 
 The paper saw it with length rewards (section 4.2.2: the RRL-style reward made responses
 longer "without an accompanying performance gain") and warns of it again in its
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The metric keys the RL loop logs (slowthink.metrics.rollout_metrics).
+# The metric keys the RL loop logs (slowthink.monitors.metrics.rollout_metrics).
 LENGTH_KEY, ACCURACY_KEY = "response_length", "accuracy"
 FLAG_KEY = "length_hacking"
 

@@ -1,6 +1,6 @@
 """The monitors the paper reads its results from, computed over one batch of rollouts.
 
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+Must not import torch, transformers, models, rollout, training, recipes, serve or the CLI (tests/test_layers.py).
 
 Response length (all / correct / incorrect, paper Table 4), completion ratio (finished
 before the length limit, section 3.2), reasoning-keyword frequency per category
@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from statistics import mean
 
-from slowthink.rewards.keywords import KEYWORD_CATEGORIES, count_keywords
+from slowthink.monitors.keywords import KEYWORD_CATEGORIES
+from slowthink.rewards.keywords import count_keywords
 from slowthink.rewards.verdict import STATUSES, Verdict
 
 

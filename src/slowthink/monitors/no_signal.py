@@ -1,6 +1,6 @@
 """A run with no learning signal: every advantage 0 in its first steps.
 
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
+Must not import torch, transformers, models, rollout, training, recipes, serve or the CLI (tests/test_layers.py).
 
 GRPO's advantage is a difference within a group (section 3.1). When every rollout of a group
 gets the same reward, the group's advantages are all 0 (and with ``drop_uniform_groups`` the
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 # trained model does not trigger it, yet early enough to save a long run).
 WARN_AFTER_STEPS = 5
 ADVANTAGE_KEY = "advantage_abs_mean"  # mean |advantage| over the step's rollouts (training/experience.py)
-ACCURACY_KEY = "accuracy"  # train accuracy over the step's rollouts (metrics.rollout_metrics)
+ACCURACY_KEY = "accuracy"  # train accuracy over the step's rollouts (monitors.metrics.rollout_metrics)
 
 
 def no_signal_message(steps: int, model_path: str, any_correct: bool = False) -> str:

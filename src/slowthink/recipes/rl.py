@@ -28,9 +28,9 @@ from slowthink.config import ConfigError
 from slowthink.data.problem_sets import ProblemSet, load_problem_sets
 from slowthink.data.sampler import PromptSampler
 from slowthink.eval.heldout import evaluate_heldout
-from slowthink.length_hacking import LengthHackingMonitor
-from slowthink.metrics import rollout_metrics
-from slowthink.no_signal import NoSignalWatch
+from slowthink.monitors.length_hacking import LengthHackingMonitor
+from slowthink.monitors.metrics import rollout_metrics
+from slowthink.monitors.no_signal import NoSignalWatch
 from slowthink.recipes.rl_config import RLConfig, check_world_size
 from slowthink.rewards.functions import RewardRow
 from slowthink.rewards.reward import RewardModel, RewardStream, component_means

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from slowthink.length_hacking import hacking_episodes, hacking_steps
+from slowthink.monitors.length_hacking import hacking_episodes, hacking_steps
 from slowthink.report import fmt, markdown_table, plot_run_metrics
 from slowthink.study.config import ClaimConfig, StudyConfig
 from slowthink.study.plan import Plan
