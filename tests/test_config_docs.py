@@ -14,9 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from slowthink.cli import app
-from slowthink.config import ConfigError, StrictConfig, config_to_yaml
+from slowthink.config import ConfigError, StrictConfig, config_to_yaml, load_config
 from slowthink.config.docs import COMMAND_CONFIGS, config_class, describe, markdown, undocumented
-from slowthink.config.load import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +112,7 @@ def test_a_flag_not_given_leaves_the_yaml_value(tmp_path):
 
     config = tmp_path / "eval.yaml"
     config.write_text("benchmarks: [math500]\nmode: sampled\nprogress: false\n")
-    cfg = resolve_config(EvalConfig, config, [], {"mode": None, "progress": None, "benchmarks": []})
+    cfg = load_config(EvalConfig, config, [], {"mode": None, "progress": None, "benchmarks": []})
     assert (cfg.mode, cfg.progress, cfg.benchmarks) == ("sampled", False, ("math500",))
 
 
@@ -123,7 +122,7 @@ def test_bad_key_names_the_key_and_exits_2():
     with pytest.raises(ConfigError, match="'sampling': need 0 <= min_injections"):
         from slowthink.recipes.distill_tir import DistillTIRConfig
 
-        resolve_config(DistillTIRConfig, None, ["sampling.min_injections=3", "sampling.max_injections=1"], {"data": "p", "out": "o"})
+        load_config(DistillTIRConfig, None, ["sampling.min_injections=3", "sampling.max_injections=1"], {"data": "p", "out": "o"})
 
 
 def test_distill_tir_model_means_the_local_model_as_in_eval():

@@ -45,7 +45,7 @@ def curate_cli(
 ) -> None:
     """Build an RL training pool: question-type, answer, duplicate, contamination and difficulty filters (paper section 2)."""
     from slowthink.cli.command_config import print_config
-    from slowthink.config.load import resolve_config, split_overrides
+    from slowthink.config.load import load_config, split_config_argument, split_overrides
     from slowthink.curate.config import CurateConfig
     from slowthink.curate.pipeline import curate
     from slowthink.curate.report import curation_report
@@ -53,7 +53,7 @@ def curate_cli(
 
     started = time.perf_counter()
     sources, overrides = split_overrides(args)
-    shorthands = {
+    flags = {
         "sources": sources,
         "out": out,
         "report": report,
@@ -70,7 +70,8 @@ def curate_cli(
         "difficulty.template": template,
         "difficulty.checker": checker,
     }
-    cfg = resolve_config(CurateConfig, config, overrides, shorthands)
+    path, overrides = split_config_argument(config, overrides)
+    cfg = load_config(CurateConfig, path, overrides, flags)
     if show_config:
         print_config(cfg)
     report_path = Path(cfg.report) if cfg.report else Path(cfg.out).with_suffix(".md")
@@ -99,7 +100,7 @@ def curate_cli(
 
 def build_difficulty(model_path: str, samples: int, max_new_tokens: int, template: str, checker: str):
     from slowthink.curate.difficulty import DifficultySettings
-    from slowthink.modeling import load_model_and_tokenizer
+    from slowthink.models.modeling import load_model_and_tokenizer
     from slowthink.rewards.checkers import make_checker
     from slowthink.rollout.factory import hf_engine
 

@@ -40,11 +40,11 @@ def distill_tir_cli(
     top-p, injections) is the `sampling` section: sampling.n=4, sampling.temperature=0.7, ...
     """
     from slowthink.cli.command_config import print_config
-    from slowthink.config.load import resolve_config
+    from slowthink.config.load import load_config, split_config_argument
     from slowthink.durable import check_output
     from slowthink.recipes.distill_tir import DistillTIRConfig, progress_path, run_distill_tir
 
-    shorthands = dict(
+    flags = dict(
         data=data,
         out=out,
         model=model,
@@ -59,7 +59,8 @@ def distill_tir_cli(
         seed=seed,
         progress=progress,
     )
-    cfg = resolve_config(DistillTIRConfig, config, overrides, shorthands)
+    path, overrides = split_config_argument(config, overrides)
+    cfg = load_config(DistillTIRConfig, path, overrides, flags)
     if show_config:
         print_config(cfg)
     # Appending SFT rows to the problems file would corrupt it (durable.py).

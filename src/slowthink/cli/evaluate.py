@@ -57,11 +57,11 @@ def eval_cli(
     served_model_name, timeout_s, ...) is set in the YAML file or as key=value.
     """
     from slowthink.cli.command_config import print_config
-    from slowthink.config.load import resolve_config
+    from slowthink.config.load import load_config, split_config_argument
     from slowthink.durable import check_output
     from slowthink.recipes.evaluate import EvalConfig, evaluate
 
-    shorthands = dict(
+    flags = dict(
         model=model,
         tokenizer=tokenizer,
         benchmarks=benchmark,
@@ -90,7 +90,8 @@ def eval_cli(
         tools_no_exec=tools_no_exec,
     )
     # A bad key or value is a ConfigError: one message, exit 2 (cli/errors.py).
-    cfg = resolve_config(EvalConfig, config, overrides, shorthands)
+    path, overrides = split_config_argument(config, overrides)
+    cfg = load_config(EvalConfig, path, overrides, flags)
     if show_config:
         print_config(cfg)
     # --out is a folder of samples and summaries: never the --data file, nor one it overwrites (durable.py).

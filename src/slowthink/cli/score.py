@@ -44,14 +44,14 @@ def score_command(
     """Check saved responses against golds; write them back with 'correct' and 'status'."""
     from slowthink.cli.command_config import print_config
     from slowthink.config import ConfigError
-    from slowthink.config.load import resolve_config, split_overrides
+    from slowthink.config.load import load_config, split_config_argument, split_overrides
     from slowthink.durable import check_output
     from slowthink.recipes.score import ScoreConfig, print_summary, score_file
 
     files, overrides = split_overrides(args)
     if len(files) > 1:
         raise ConfigError(f"score takes one input file, got {len(files)}: {' '.join(files)}")
-    shorthands = dict(
+    flags = dict(
         file=files[0] if files else None,
         out=out,
         format=file_format,
@@ -66,7 +66,8 @@ def score_command(
         workers=workers,
         timeout=timeout,
     )
-    cfg = resolve_config(ScoreConfig, config, overrides, shorthands)
+    path, overrides = split_config_argument(config, overrides)
+    cfg = load_config(ScoreConfig, path, overrides, flags)
     if show_config:
         print_config(cfg)
     file, out = Path(cfg.file), Path(cfg.out)

@@ -29,10 +29,10 @@ def serve_cli(
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions) on CPU."""
     from slowthink.cli.command_config import print_config
-    from slowthink.config.load import resolve_config
+    from slowthink.config.load import load_config, split_config_argument
     from slowthink.serve.server import ServeConfig, serve
 
-    shorthands = dict(
+    flags = dict(
         model=model,
         host=host,
         port=port,
@@ -43,7 +43,8 @@ def serve_cli(
         max_tokens_limit=max_tokens_limit,
         chunk_tokens=chunk_tokens,
     )
-    cfg = resolve_config(ServeConfig, config, overrides, shorthands)
+    path, overrides = split_config_argument(config, overrides)
+    cfg = load_config(ServeConfig, path, overrides, flags)
     if show_config:
         print_config(cfg)
     # A model that cannot load is the user's mistake: exit 2, one message (slowthink/cli/errors.py).

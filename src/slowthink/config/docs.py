@@ -17,16 +17,16 @@ import inspect
 import io
 import textwrap
 import tokenize
-import types
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePath
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from slowthink.config.base import ConfigError
+from slowthink.config.fields import is_union, model_in, unwrap_optional
 
 # command -> "module:Class" of its config; imported only when asked for.
 COMMAND_CONFIGS: dict[str, str] = {
@@ -60,38 +60,16 @@ class KeyDoc:
     doc: str
 
 
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
-    origin = get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        if len(args) == 1 and len(args) < len(get_args(annotation)):
-            return args[0], True
-    return annotation, False
-
-
-def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, str]:
-    """(the sub-model, how it nests: '' direct, '[]' list items, '.<name>' mapping values) or (None, '')."""
-    annotation, _ = _unwrap_optional(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, ""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin in (list, tuple) and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
-        return args[0], "[]"
-    if origin is dict and len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
-        return args[1], ".<name>"
-    return None, ""
-
-
 def type_name(annotation: Any) -> str:
     """A short, readable type: ``int``, ``float | null``, ``list[str]``, ``choice``."""
-    inner, optional = _unwrap_optional(annotation)
+    inner, optional = unwrap_optional(annotation)
     suffix = " | null" if optional else ""
     origin = get_origin(inner)
     if origin is Literal:
         return "choice" + suffix
     if isinstance(inner, type) and issubclass(inner, enum.Enum):
         return "choice" + suffix
-    if origin in (Union, types.UnionType):
+    if is_union(inner):
         return " | ".join(type_name(a) for a in get_args(inner)) + suffix
     if origin is not None:
         args = [a for a in get_args(inner) if a is not Ellipsis]
@@ -105,7 +83,7 @@ def type_name(annotation: Any) -> str:
 
 def allowed_values(annotation: Any) -> str:
     """The choices of a ``Literal`` (or enum) field, else ''."""
-    inner, optional = _unwrap_optional(annotation)
+    inner, optional = unwrap_optional(annotation)
     if get_origin(inner) is Literal:
         values = [str(v) for v in get_args(inner)]
     elif isinstance(inner, type) and issubclass(inner, enum.Enum):
@@ -181,7 +159,7 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        sub, nesting = _model_in(field.annotation)
+        sub, nesting = model_in(field.annotation)
         doc = field_doc(model, name)
         if sub is not None:
             # A section's doc is its field's, else the first line of its class docstring.
@@ -200,7 +178,7 @@ def undocumented(model: type[BaseModel]) -> list[str]:
 
 def sections(model: type[BaseModel]) -> list[str]:
     """The top-level sections (sub-configs) of ``model``."""
-    return [name for name, field in model.model_fields.items() if _model_in(field.annotation)[0] is not None]
+    return [name for name, field in model.model_fields.items() if model_in(field.annotation)[0] is not None]
 
 
 def keys_text(command: str) -> str:

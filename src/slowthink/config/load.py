@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from slowthink.config.base import ConfigError, StrictConfig
+from slowthink.config.fields import model_in
 from slowthink.config.overrides import OverrideText, load_yaml12, resolve_overrides
 
 T = TypeVar("T", bound="StrictConfig")
@@ -32,11 +33,8 @@ def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
         fields = getattr(current, "model_fields", None)
         if fields is None or part not in fields:
             return []
-        annotation = fields[part].annotation
-        # Unwrap Optional[...] and similar to the first BaseModel argument.
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if current is None:
+        current, nesting = model_in(fields[part].annotation)
+        if current is None or nesting:
             return []
     return sorted(getattr(current, "model_fields", {}))
 
@@ -108,14 +106,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     merged = _deep_copy(data)
     for text in overrides:
         path, value = parse_override(text)
-        node = merged
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[path[-1]] = value
+        set_key(merged, ".".join(path), value)
     return merged
 
 
@@ -172,11 +163,15 @@ def build_config(model: type[T], data: dict[str, Any], source: str = "", overrid
         raise ConfigError(format_validation_error(model, exc, source, overrides)) from None
 
 
-def load_config(model: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """YAML file (optional) + dotted overrides -> validated, frozen config."""
+def load_config(model: type[T], path: str | Path | None = None, overrides: list[str] | None = None, flags: dict[str, Any] | None = None) -> T:
+    """The one loader: YAML file (optional) < flags given (dotted key -> typed value; None, [] and
+    () mean not given) < dotted overrides -> validated, frozen config."""
     data = read_yaml(path) if path is not None else {}
+    for key, value in (flags or {}).items():
+        if value is not None and value != [] and value != ():
+            set_key(data, key, value)
     data = apply_overrides(data, overrides or [])
-    return build_config(model, data, source=str(path) if path else "", overrides=overrides or [])
+    return build_config(model, data, source=str(path) if path is not None else "", overrides=overrides or [])
 
 
 def config_to_yaml(config: BaseModel) -> str:
@@ -221,16 +216,3 @@ def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
             node[part] = child
         node = child
     node[last] = _plain(value)
-
-
-def resolve_config(
-    model: type[T], config: str | Path | None = None, overrides: list[str] | None = None, shorthands: dict[str, Any] | None = None
-) -> T:
-    """YAML file (optional) < shorthand flags (those given, i.e. not None) < dotted overrides."""
-    path, overrides = split_config_argument(config, overrides)
-    data = read_yaml(path) if path is not None else {}
-    for key, value in (shorthands or {}).items():
-        if value is not None and value != [] and value != ():
-            set_key(data, key, value)
-    data = apply_overrides(data, overrides)
-    return build_config(model, data, source=str(path) if path is not None else "", overrides=overrides)

@@ -19,12 +19,13 @@ known:
 from __future__ import annotations
 
 import re
-import types
 from pathlib import PurePath
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
+
+from slowthink.config.fields import dict_value_type, is_union, model_in, strip_annotated
 
 _NULL_WORDS = ("null", "Null", "NULL", "~")
 
@@ -61,11 +62,11 @@ def _resolve(annotation: Any, value: Any) -> Any:
     if isinstance(value, OverrideText):
         return read_override(annotation, str(value))
     if isinstance(value, dict):
-        model = _model_in(annotation)
-        if model is not None:
+        model, nesting = model_in(annotation)
+        if model is not None and nesting == "":
             fields = model.model_fields
             return {k: _resolve(fields[k].annotation if k in fields else Any, v) for k, v in value.items()}
-        value_type = _dict_value_type(annotation)
+        value_type = dict_value_type(annotation)
         return {k: _resolve(value_type, v) for k, v in value.items()}
     return value
 
@@ -75,8 +76,8 @@ def read_override(annotation: Any, text: str) -> Any:
     quoted = _quoted_text(text)
     if quoted is not None:
         return quoted  # 'kl.mode="off"': a quoted scalar is text, as YAML reads it
-    annotation = _unwrap_annotated(annotation)
-    if get_origin(annotation) in (Union, types.UnionType):
+    annotation = strip_annotated(annotation)
+    if is_union(annotation):
         return _read_union(get_args(annotation), text)
     if _is_text(annotation):
         return text
@@ -87,7 +88,7 @@ def read_override(annotation: Any, text: str) -> Any:
 
 def _read_union(members: tuple[Any, ...], text: str) -> Any:
     """``X | None``: ``null`` is None. Several types: a literal word, a number, text, then YAML."""
-    members = tuple(_unwrap_annotated(m) for m in members)
+    members = tuple(strip_annotated(m) for m in members)
     concrete = [m for m in members if m is not type(None)]
     if len(concrete) < len(members) and text in _NULL_WORDS:
         return None
@@ -146,24 +147,3 @@ def _yaml(text: str) -> Any:
         return load_yaml12(text)
     except yaml.YAMLError:
         return text  # pydantic will name the key and show the text
-
-
-def _unwrap_annotated(annotation: Any) -> Any:
-    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model of a field (through Optional / unions), else None."""
-    annotation = _unwrap_annotated(annotation)
-    for candidate in (annotation, *get_args(annotation)):
-        candidate = _unwrap_annotated(candidate)
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def _dict_value_type(annotation: Any) -> Any:
-    """``dict[str, X]`` -> X (for ``table.key=value`` overrides); Any otherwise."""
-    annotation = _unwrap_annotated(annotation)
-    args = get_args(annotation)
-    return args[1] if get_origin(annotation) is dict and len(args) == 2 else Any
