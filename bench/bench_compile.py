@@ -35,7 +35,7 @@ def main() -> None:
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     import torch
 
-    from slowthink.modeling import load_model_and_tokenizer
+    from slowthink.models.modeling import load_model_and_tokenizer
     from slowthink.rollout.fast_qwen2 import StaticDecoder
 
     torch.set_num_threads(args.threads)

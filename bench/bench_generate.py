@@ -37,7 +37,7 @@ def main() -> None:
 
     import torch
 
-    from slowthink.modeling import load_model_and_tokenizer
+    from slowthink.models.modeling import load_model_and_tokenizer
     from slowthink.rollout.generator import SamplingParams
     from slowthink.rollout.hf import HFGenerator
 

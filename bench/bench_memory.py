@@ -46,7 +46,7 @@ def run_one(length: int, vocab: int, chunk: int) -> dict:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from slowthink.modeling import MemoryPlan
+    from slowthink.models.modeling import MemoryPlan
     from slowthink.training.logprobs import forward_logprobs
 
     torch.manual_seed(0)

@@ -55,7 +55,7 @@ def main() -> None:
     import torch
 
     from slowthink.data.tiny_task import ArithmeticTask
-    from slowthink.modeling import load_model_and_tokenizer
+    from slowthink.models.modeling import load_model_and_tokenizer
     from slowthink.rollout.generator import SamplingParams
     from slowthink.rollout.hf import HFGenerator
     from slowthink.rollout.vllm_backend import VLLMEngineConfig, VLLMGenerator

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import torch
 
-from slowthink.modeling import MemoryPlan, set_memory_plan
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.models.modeling import MemoryPlan, set_memory_plan
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 
 CASES = []
 
@@ -222,9 +222,9 @@ def rl_steps(device: str, dry: bool) -> dict:
     """A few RL steps of a Qwen2-0.5B-shaped random model (hidden 896, 24 layers, MLP 4864; the
     tiny task's vocabulary), a checkpoint each step, then ``--resume`` for one more."""
     from slowthink.config import load_config
+    from slowthink.models.tiny import save_tiny
     from slowthink.recipes.rl import run_rl
     from slowthink.recipes.rl_config import RLConfig
-    from slowthink.tiny import save_tiny
     from slowthink.tracking import read_metrics
 
     spec = TinyModelSpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)

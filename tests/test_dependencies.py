@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from slowthink.modeling import MemoryPlan, set_memory_plan
+from slowthink.models.modeling import MemoryPlan, set_memory_plan
+from slowthink.models.tiny import build_model, build_tokenizer
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
-from slowthink.tiny import build_model, build_tokenizer
 
 tomllib = pytest.importorskip("tomllib")
 ROOT = Path(__file__).resolve().parents[1]

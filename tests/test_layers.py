@@ -21,7 +21,7 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
         ("slowthink.algorithms",),
         (
             "slowthink.config",
-            "slowthink.modeling",
+            "slowthink.models",
             "slowthink.training",
             "slowthink.rollout",
             "slowthink.recipes",
@@ -33,17 +33,17 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
     ),
     (
         ("slowthink.rewards",),
-        ("torch", "transformers", "slowthink.modeling", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
+        ("torch", "transformers", "slowthink.models", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
         "the checker runs in worker processes without the ML stack",
     ),
     (
         ("slowthink.sandbox",),
-        ("torch", "transformers", "slowthink.modeling", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
+        ("torch", "transformers", "slowthink.models", "slowthink.rollout", "slowthink.training", "slowthink.recipes"),
         "the sandbox runs untrusted code without the ML stack",
     ),
     (
         ("slowthink.data",),
-        ("torch", "transformers", "slowthink.rollout", "slowthink.training", "slowthink.recipes", "slowthink.tiny", "slowthink.modeling"),
+        ("torch", "transformers", "slowthink.rollout", "slowthink.training", "slowthink.recipes", "slowthink.models"),
         "data readers work without a model (the tiny task is data; the tiny model is not)",
     ),
     (
@@ -66,7 +66,7 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
     ),
     (
         ("slowthink.monitors",),
-        ("slowthink.modeling", "slowthink.rollout", "slowthink.training", "slowthink.serve"),
+        ("slowthink.models", "slowthink.rollout", "slowthink.training", "slowthink.serve"),
         "monitors compute from texts, numbers and verdicts: no model, no engine, no trainer",
     ),
     (
@@ -74,7 +74,25 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
         ("slowthink.monitors",),
         "the monitors read rewards' verdicts and keywords: nothing below reaches up into them",
     ),
-    (("slowthink.tiny", "slowthink.quiet"), ("slowthink.modeling",), "modeling.py builds the tiny model through tiny.py: no cycle"),
+    (
+        ("slowthink.models",),
+        (
+            "slowthink.data",
+            "slowthink.rewards",
+            "slowthink.monitors",
+            "slowthink.rollout",
+            "slowthink.training",
+            "slowthink.eval",
+            "slowthink.recipes",
+            "slowthink.serve",
+        ),
+        "models load and build a model; everything that uses one sits above them",
+    ),
+    (
+        ("slowthink.models.tiny", "slowthink.models.quiet"),
+        ("slowthink.models.modeling",),
+        "modeling.py builds the tiny model through tiny.py: no cycle",
+    ),
     (("slowthink.serve",), ("slowthink.recipes",), "the server serves a model; it runs no recipe"),
     (("slowthink.serve.api", "slowthink.serve.replies"), ("torch", "transformers"), "requests and replies are plain data"),
     (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from slowthink.modeling import (
+from slowthink.models.modeling import (
     ModelLoadError,
     load_model,
     load_model_and_tokenizer,
@@ -16,7 +16,7 @@ from slowthink.modeling import (
     set_torch_threads,
     tiny_path,
 )
-from slowthink.tiny import tiny_fingerprint
+from slowthink.models.tiny import tiny_fingerprint
 
 torch.set_num_threads(1)
 

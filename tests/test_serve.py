@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from slowthink.cli import app
 from slowthink.data.problems import write_problems
 from slowthink.data.tiny_task import ArithmeticTask
-from slowthink.modeling import load_model_and_tokenizer
+from slowthink.models.modeling import load_model_and_tokenizer
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
 from slowthink.rollout.openai_backend import OpenAIBackendError, OpenAIGenerator

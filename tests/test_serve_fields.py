@@ -9,7 +9,7 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from slowthink.modeling import load_model_and_tokenizer
+from slowthink.models.modeling import load_model_and_tokenizer
 from slowthink.rollout.hf import HFGenerator
 from slowthink.serve.app import create_app
 

@@ -162,7 +162,7 @@ def test_a_failure_mid_stream_reaches_the_sdk_as_an_error():
     """After the first chunk the status (200) is sent: the failure comes as an error event."""
     from fastapi.testclient import TestClient
 
-    from slowthink.modeling import load_model_and_tokenizer
+    from slowthink.models.modeling import load_model_and_tokenizer
     from slowthink.rollout.hf import HFGenerator
     from slowthink.serve.app import create_app
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from slowthink.data.tiny_task import ArithmeticTask
-from slowthink.modeling import load_model, load_tokenizer
-from slowthink.tiny import (
+from slowthink.models.modeling import load_model, load_tokenizer
+from slowthink.models.tiny import (
     FORMAT_TOKENS,
     SPECIAL_TOKENS,
     TinyModelSpec,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import slowthink.modeling as modeling
-from slowthink.modeling import set_torch_threads
+import slowthink.models.modeling as modeling
+from slowthink.models.modeling import set_torch_threads
 
 
 @pytest.fixture()

@@ -14,9 +14,9 @@ from slowthink.curate.difficulty import DifficultySettings, pass_rates
 from slowthink.curate.pipeline import CurateSettings, curate
 from slowthink.curate.report import curation_report
 from slowthink.data.problems import DataError
+from slowthink.models.tiny import build_tokenizer
 from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.rollout.generator import Completion
-from slowthink.tiny import build_tokenizer
 
 BENCH = "Let $N$ be the number of ordered pairs $(a,b)$ of integers with $1 \\le a, b \\le 1000$ such that $a^2 + b^2$ is divisible by $7$. Find $N$ modulo $1000$."
 ROWS = [

@@ -6,8 +6,8 @@ import pytest
 
 from slowthink.data.long_cot import DataStats, answer_char_index, answer_token_index, fit_to_length, incorrect_traces, trace_rejection
 from slowthink.data.sft import encode_sft_example
+from slowthink.models.tiny import build_tokenizer
 from slowthink.rewards.verdict import ExactMatchChecker
-from slowthink.tiny import build_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slowthink.data.prompts import BOXED_SUFFIX, LONG_PROMPT, SHORT_PROMPT, TEMPLATE_NAMES, TOOL_SUFFIX, encode_prompt, render_prompt
-from slowthink.tiny import build_tokenizer
+from slowthink.models.tiny import build_tokenizer
 
 QUESTION = "What is 12+30?"
 

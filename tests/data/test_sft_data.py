@@ -9,7 +9,7 @@ import pytest
 
 from slowthink.data.problems import DataError
 from slowthink.data.sft import encode_sft_example, load_sft_records, load_sft_rows, response_mask
-from slowthink.tiny import build_tokenizer
+from slowthink.models.tiny import build_tokenizer
 
 TOOL_RESPONSE = "A```python\nprint(1)\n```\n```output\n1\n```\nB"
 

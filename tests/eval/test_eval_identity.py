@@ -17,9 +17,9 @@ from slowthink.data.problems import Problem, write_problems
 from slowthink.data.tiny_task import ArithmeticTask
 from slowthink.eval import identity
 from slowthink.eval.runner import Decoding, SampleStore, run_samples
+from slowthink.models.tiny import save_tiny
 from slowthink.recipes.evaluate import EvalConfig, check_resume, current_identity
 from slowthink.rewards.verdict import ExactMatchChecker
-from slowthink.tiny import save_tiny
 from tests.eval.test_eval_resume import CharTokenizer, SeedEcho
 
 

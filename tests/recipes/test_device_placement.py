@@ -18,9 +18,9 @@ import torch
 
 from slowthink.data.problem_sets import ProblemSet
 from slowthink.data.sft import encode_sft_example
+from slowthink.models.tiny import build_model, build_tokenizer
 from slowthink.recipes.rl import loss_settings, prepare_batch
 from slowthink.recipes.sft import micro_batch_logprobs
-from slowthink.tiny import build_model, build_tokenizer
 from slowthink.training.experience import SelectionSettings
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.policy_update import update_policy

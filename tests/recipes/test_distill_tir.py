@@ -20,7 +20,7 @@ from slowthink.config import load_config
 from slowthink.data.problems import DataError, Problem, write_problems
 from slowthink.data.sft import encode_sft_example, load_sft_records, load_sft_rows
 from slowthink.data.tiny_task import ArithmeticTask
-from slowthink.modeling import load_tokenizer
+from slowthink.models.modeling import load_tokenizer
 from slowthink.recipes.distill_tir import DistillTIRConfig, distill, progress_path
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.rewards.verdict import ExactMatchChecker

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from slowthink.models.tiny import build_model, build_tokenizer
 from slowthink.recipes.common_config import LoraConfig
 from slowthink.recipes.rl import build_reference, loss_settings, prepare_batch
-from slowthink.tiny import build_model, build_tokenizer
 from slowthink.training.distributed import DistInfo, wrap_model
 from slowthink.training.experience import SelectionSettings
 from slowthink.training.lora import apply_lora

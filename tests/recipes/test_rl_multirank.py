@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from slowthink.data.problem_sets import ProblemSet
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.recipes.rl import loss_settings, prepare_batch
 from slowthink.rollout.generator import Completion
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.training.distributed import DistInfo, wrap_model
 from slowthink.training.experience import SelectionSettings
 from slowthink.training.optim import OptimConfig, build_scheduler

@@ -18,9 +18,9 @@ import torch
 
 from slowthink.config import ConfigError
 from slowthink.data.problem_sets import ProblemSet
+from slowthink.models.tiny import build_model, build_tokenizer
 from slowthink.recipes.rl import loss_settings, prepare_batch
 from slowthink.rollout.generator import Completion
-from slowthink.tiny import build_model, build_tokenizer
 from slowthink.training.experience import RowOutcomes, SelectionSettings, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
 

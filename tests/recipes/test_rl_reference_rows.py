@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from slowthink.data.problem_sets import ProblemSet
+from slowthink.models.tiny import build_model, build_tokenizer
 from slowthink.recipes.rl import prepare_batch
-from slowthink.tiny import build_model, build_tokenizer
 from slowthink.training.experience import SelectionSettings
 from slowthink.training.logprobs import batched_logprobs
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from slowthink.data.problem_sets import ProblemSet
 from slowthink.data.problems import Problem
+from slowthink.models.tiny import build_tokenizer
 from slowthink.recipes.rl import reward_inputs, roll_out
 from slowthink.recipes.rl_config import RLConfig
 from slowthink.rewards.reward import RewardConfig, RewardModel
 from slowthink.rewards.verdict import ExactMatchChecker
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
-from slowthink.tiny import build_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "rollout"))
 from test_hf import QUESTIONS, varied_model  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from slowthink.config import load_config
-from slowthink.modeling import load_model_and_tokenizer
+from slowthink.models.modeling import load_model_and_tokenizer
 from slowthink.recipes.rl import build_generator, run_rl
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.rollout.generator import SamplingParams

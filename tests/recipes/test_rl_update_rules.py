@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from slowthink.config import ConfigError
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.recipes.rl import continue_optimizer, run_rl
 from slowthink.recipes.rl_config import check_world_size
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.tracking import read_metrics
 from slowthink.training import checkpoint as ckpt
 from slowthink.training.optim import OptimConfig, build_optimizer

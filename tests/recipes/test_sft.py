@@ -56,7 +56,7 @@ def test_sft_on_chat_messages_with_tool_outputs_masked(tmp_path):
     )
     rows = read_metrics(run_sft(config) / "metrics.jsonl")
     from slowthink.data.sft import encode_sft_example
-    from slowthink.modeling import load_tokenizer
+    from slowthink.models.modeling import load_tokenizer
 
     example = encode_sft_example(load_tokenizer("tiny"), [{"role": "user", "content": "2+3"}], response, "chat", mask_tool_outputs=True)
     assert rows[0]["tokens"] == sum(example.loss_mask) * 4 < len(example.response_ids) * 4

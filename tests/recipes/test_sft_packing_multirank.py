@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from slowthink.config import load_config
 from slowthink.data.sampler import PromptSampler
-from slowthink.modeling import load_tokenizer
+from slowthink.models.modeling import load_tokenizer
 from slowthink.recipes.sft import SFTConfig, load_examples, run_sft, train_sft
 from slowthink.tracking import read_metrics
 from slowthink.training.checkpoint import latest_checkpoint

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from slowthink.models.tiny import build_tokenizer
 from slowthink.rollout.fast_sampling import row_keys, sample_from_uniforms, uniforms
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
 from slowthink.rollout.stop_ids import candidate_mask
-from slowthink.tiny import build_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_hf import QUESTIONS, reference_logprobs, varied_model  # noqa: E402

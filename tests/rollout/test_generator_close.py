@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slowthink.modeling import load_tokenizer
+from slowthink.models.modeling import load_tokenizer
 from slowthink.rollout.generator import Generator
 from slowthink.rollout.hf import HFGenerator
 from slowthink.rollout.openai_backend import OpenAIGenerator

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator, sample_next_token
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
 
 torch.set_num_threads(1)
 

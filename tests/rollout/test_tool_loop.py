@@ -228,8 +228,8 @@ def test_tool_loop_over_the_real_tiny_hf_generator(sandbox):
     code block and stops at the output fence, the loop runs the code, splices the real
     output as mask-0 tokens, and the model continues after it."""
     torch = pytest.importorskip("torch")
+    from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
     from slowthink.rollout.hf import HFGenerator
-    from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
 
     torch.manual_seed(0)
     tokenizer = build_tokenizer()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from slowthink.modeling import load_tokenizer
+from slowthink.models.modeling import load_tokenizer
 from slowthink.rollout.generator import Completion, SamplingParams
 from slowthink.rollout.tool_loop import ToolLoop, ToolLoopConfig
 from slowthink.sandbox import ProcessSandbox, SandboxConfig

@@ -50,8 +50,8 @@ def _sync_rank(rank: int, port: int, out: dict) -> None:
     import torch
     import torch.distributed as dist
 
+    from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
     from slowthink.rollout.vllm_backend import full_weights
-    from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
     from slowthink.training.distributed import DistInfo, DistributedConfig, wrap_model
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -68,7 +68,7 @@ def _sync_rank(rank: int, port: int, out: dict) -> None:
 def test_the_fsdp_sync_gathers_shards_cast_to_the_engine_dtype():
     import torch
 
-    from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+    from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 
     out = spawn_with_deadline(_sync_rank, (free_port(),), 120, "the gather hung")
     expected = build_model(build_tokenizer(), TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), seed=0).state_dict()

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from slowthink.durable import NoSpaceError
-from slowthink.modeling import load_model
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.models.modeling import load_model
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.training.checkpoint import (
     MANIFEST,
     CheckpointError,
@@ -251,7 +251,7 @@ _SAVE_ON_A_TINY_DISK = """
 import subprocess, sys, torch
 from pathlib import Path
 subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={sys.argv[2]}", "tmpfs", sys.argv[1]], check=True)
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.training.checkpoint import save_checkpoint
 torch.set_num_threads(1)
 tok = build_tokenizer()

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.training.batch import build_sequence_batch
 from slowthink.training.logprobs import forward_logprobs
 

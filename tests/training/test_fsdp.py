@@ -172,8 +172,8 @@ def _rl_batch():
 
 
 def _rl_model():
-    from slowthink.modeling import MemoryPlan, set_memory_plan
-    from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+    from slowthink.models.modeling import MemoryPlan, set_memory_plan
+    from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 
     model = build_model(build_tokenizer(), TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), seed=0)
     return set_memory_plan(model, MemoryPlan(logprob_chunk_size=8, gradient_checkpointing=True))

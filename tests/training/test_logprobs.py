@@ -11,8 +11,8 @@ import copy
 import pytest
 import torch
 
-from slowthink.modeling import MemoryPlan, memory_plan, set_memory_plan
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.models.modeling import MemoryPlan, memory_plan, set_memory_plan
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.training.logprobs import chunked_logprobs, final_hidden_states, forward_logprobs
 
 SPEC = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)

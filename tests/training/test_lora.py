@@ -12,12 +12,12 @@ import torch
 
 from slowthink.config import ConfigError, load_config
 from slowthink.durable import CheckpointError
+from slowthink.models.tiny import build_tokenizer
 from slowthink.recipes.common_config import LoraConfig
 from slowthink.recipes.rl_config import RLConfig
 from slowthink.recipes.sft import SFTConfig
 from slowthink.rollout.generator import SamplingParams
 from slowthink.rollout.hf import HFGenerator
-from slowthink.tiny import build_tokenizer
 from slowthink.training.checkpoint import load_weights
 from slowthink.training.lora import AdapterOff, apply_lora, is_lora, load_adapter, merged_weights
 
@@ -144,7 +144,7 @@ def test_a_checkpoint_that_does_not_fit_names_its_file(tokenizer, tmp_path):
 
 
 def test_a_lora_checkpoint_as_a_model_path_says_how_to_merge_it(tokenizer, tmp_path):
-    from slowthink.modeling import ModelLoadError, resolve_model_path
+    from slowthink.models.modeling import ModelLoadError, resolve_model_path
 
     lora_model(tokenizer).save_pretrained(tmp_path / "step_000004")
     with pytest.raises(ModelLoadError, match=r"step_000004 is a LoRA adapter checkpoint.*slowthink export .*step_000004 --out DIR --merge"):

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from slowthink.modeling import load_model_and_tokenizer
+from slowthink.models.modeling import load_model_and_tokenizer
 from slowthink.training.batch import build_sequence_batch
 from slowthink.training.logprobs import forward_logprobs
 from slowthink.training.packing import pack_examples, pack_rows, rank_share

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from slowthink.tiny import TinyModelSpec, build_model, build_tokenizer
+from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
 from slowthink.training.batch import build_sequence_batch
 from slowthink.training.distributed import DistInfo
 from slowthink.training.optim import OptimConfig, build_scheduler

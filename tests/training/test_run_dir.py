@@ -15,7 +15,7 @@ from slowthink.cli import app
 from slowthink.cli.train import train
 from slowthink.config import ConfigError, load_config
 from slowthink.durable import LockedError, exclusive_lock
-from slowthink.modeling import ModelLoadError
+from slowthink.models.modeling import ModelLoadError
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.tracking import read_metrics
 from slowthink.training.checkpoint import latest_checkpoint

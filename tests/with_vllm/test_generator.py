@@ -14,7 +14,7 @@ from vllm_helpers import LOGPROB_TOLERANCE, compare_with_trainer, prompt_ids, re
 
 require_vllm()
 
-from slowthink.modeling import load_model_and_tokenizer  # noqa: E402
+from slowthink.models.modeling import load_model_and_tokenizer  # noqa: E402
 from slowthink.rollout.generator import SamplingParams  # noqa: E402
 from slowthink.rollout.hf import HFGenerator  # noqa: E402
 from slowthink.rollout.vllm_backend import VLLMEngineConfig, VLLMGenerator  # noqa: E402

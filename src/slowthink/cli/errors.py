@@ -52,7 +52,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from slowthink.config import ConfigError
     from slowthink.data.problems import DataError
     from slowthink.durable import CheckpointError, LockedError, OutputPathError
-    from slowthink.modeling import ModelLoadError
+    from slowthink.models.modeling import ModelLoadError
     from slowthink.report import ReportError
     from slowthink.rollout.vllm_backend import BackendUnavailableError
 

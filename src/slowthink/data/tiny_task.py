@@ -1,6 +1,6 @@
 """The tiny demo's synthetic, verifiable arithmetic task: problems, splits, reference
 chains of thought and the cold-start SFT mix. The tokenizer and model it is learnt by are
-in ``slowthink.tiny``.
+in ``slowthink.models.tiny``.
 
 Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
 

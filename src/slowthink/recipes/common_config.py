@@ -13,7 +13,7 @@ from slowthink.config import StrictConfig
 
 # The problem source config lives beside the code it configures (data/problem_sets.py).
 from slowthink.data.problem_sets import ProblemSourceConfig, TinyTaskConfig  # noqa: F401  (re-exported)
-from slowthink.modeling import MemoryPlan
+from slowthink.models.modeling import MemoryPlan
 
 
 class RunConfig(StrictConfig):

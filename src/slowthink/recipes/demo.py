@@ -18,14 +18,14 @@ from pathlib import Path
 from slowthink.config import load_config, shipped_config_dir
 from slowthink.data.problem_sets import load_problem_sets
 from slowthink.eval.heldout import evaluate_heldout
-from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
+from slowthink.models.modeling import load_model_and_tokenizer, set_torch_threads
+from slowthink.models.tiny import save_tiny
 from slowthink.recipes.common_config import ProblemSourceConfig
 from slowthink.recipes.rl import run_rl
 from slowthink.recipes.rl_config import RLConfig
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.rewards.checkers import make_checker
 from slowthink.rollout.factory import hf_engine
-from slowthink.tiny import save_tiny
 from slowthink.training.checkpoint import latest_checkpoint
 
 # Package data, so the demo runs from a wheel install as well as from a checkout.

@@ -143,7 +143,7 @@ def build_teacher(cfg: DistillTIRConfig, stack: ExitStack) -> tuple[Any, Any, in
 
     if cfg.backend == "hf":
         return factory.load_local(cfg.model, batch_size=cfg.batch_size * cfg.sampling.n)
-    from slowthink.modeling import load_tokenizer
+    from slowthink.models.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(teacher_tokenizer(cfg))
     generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s, tokenizer=tokenizer)

@@ -286,7 +286,7 @@ def resume_mismatch(out: Path, key: str, before: Any, now: Any) -> str:
 
 def build_backend(cfg: EvalConfig, decoding: Decoding, stack: ExitStack) -> tuple[Any, Any, int | None]:
     """(generator, tokenizer, context length or None) for ``cfg.backend``; closed by ``stack``."""
-    from slowthink.modeling import load_tokenizer
+    from slowthink.models.modeling import load_tokenizer
     from slowthink.rollout import factory
 
     if cfg.backend == "hf":

@@ -120,7 +120,7 @@ def write_merged(checkpoint: Path, out: Path, config: dict[str, Any]) -> None:
     """The base model with the checkpoint's adapter merged in, saved as a plain transformers model."""
     from peft import PeftModel
 
-    from slowthink.modeling import load_model_and_tokenizer
+    from slowthink.models.modeling import load_model_and_tokenizer
 
     dtype = (config.get("model") or {}).get("dtype", "float32")
     base, tokenizer = load_model_and_tokenizer(base_model_path(checkpoint, config), dtype)

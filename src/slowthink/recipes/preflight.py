@@ -73,7 +73,7 @@ def _backend_problems(config: Any, vllm_installed: bool) -> list[str]:
 
 
 def _model_problems(config: Any) -> list[str]:
-    from slowthink.modeling import TINY, ModelLoadError, resolve_model_path
+    from slowthink.models.modeling import TINY, ModelLoadError, resolve_model_path
 
     problems = []
     try:

@@ -391,7 +391,7 @@ def load_trainer_model(config: RLConfig, info: DistInfo) -> tuple[Any, Any]:
     model beside rank 0's one copy."""
     if not ranks_load_empty(config, info) or info.rank == 0:
         return load_policy(config.model.model_copy(update={"device": load_device(config.model.device, info, config.distributed)}))
-    from slowthink.modeling import load_tokenizer, set_memory_plan
+    from slowthink.models.modeling import load_tokenizer, set_memory_plan
     from slowthink.training.fsdp import empty_model
 
     return set_memory_plan(empty_model(config.model.path, config.model.dtype), config.model.memory_plan), load_tokenizer(config.model.path)

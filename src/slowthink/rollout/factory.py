@@ -27,7 +27,7 @@ def hf_engine(model: Any, tokenizer: Any, batch_size: int, fast: bool = True, dt
 
 def load_local(path: str, batch_size: int) -> tuple[Any, Any, int | None]:
     """(engine, tokenizer, context length or None) for a local model used only to generate."""
-    from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
+    from slowthink.models.modeling import load_model_and_tokenizer, set_torch_threads
 
     set_torch_threads()
     model, tokenizer = load_model_and_tokenizer(path)

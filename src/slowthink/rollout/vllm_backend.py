@@ -187,7 +187,7 @@ class VLLMGenerator:
         """``model``: a path or hub name (``tiny`` too). ``tokenizer`` decodes the text.
         ``keep_weights_of``: the trainer's module, when rollouts may be stale (see ``WeightsCopy``)."""
         vllm = _import_vllm()
-        from slowthink.modeling import resolve_model_path
+        from slowthink.models.modeling import resolve_model_path
 
         self._vllm = vllm
         self.tokenizer = tokenizer

@@ -27,7 +27,7 @@ def serve(
     """Load ``model`` (``tiny``, a directory or a hub name) on CPU and serve it until interrupted."""
     import uvicorn
 
-    from slowthink.modeling import load_model_and_tokenizer, set_torch_threads
+    from slowthink.models.modeling import load_model_and_tokenizer, set_torch_threads
     from slowthink.rollout.factory import hf_engine
 
     threads = set_torch_threads()

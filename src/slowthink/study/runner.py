@@ -69,7 +69,7 @@ def prepare_cold_start_base(job: Job, study: StudyConfig) -> list[str]:
     """The tiny model built with the study seed, as ``slowthink demo`` builds its SFT starting point."""
     if study.cold_start is None or not study.cold_start.tiny_base:
         return []
-    from slowthink.tiny import save_tiny
+    from slowthink.models.tiny import save_tiny
 
     base = job.run_dir.parent / "base"
     if not (base / "config.json").is_file():

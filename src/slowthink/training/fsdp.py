@@ -95,7 +95,7 @@ def empty_model(path: str, dtype: str) -> torch.nn.Module:
     ``shard_model`` fills its shards from rank 0."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from slowthink.modeling import resolve_model_path
+    from slowthink.models.modeling import resolve_model_path
 
     resolved = resolve_model_path(path)
     with torch.device("meta"):

@@ -12,7 +12,7 @@ at any point; values and gradients equal the unchunked computation up to float r
 (tests/training/test_logprobs.py; peak memory in bench/RESULTS.md).
 
 How a model computes (chunk size, autocast, gradient checkpointing) is its
-``MemoryPlan`` (slowthink.modeling), set once when the recipe loads it.
+``MemoryPlan`` (slowthink.models.modeling), set once when the recipe loads it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from slowthink.algorithms.kl import entropy_from_logits
-from slowthink.modeling import MemoryPlan, memory_plan
+from slowthink.models.modeling import MemoryPlan, memory_plan
 
 
 def forward_logprobs(
@@ -40,7 +40,7 @@ def forward_logprobs(
 
     The rollout temperature is applied here too, so that a fully on-policy step sees the
     same distribution the sampler drew from (importance ratio exactly 1). ``plan``
-    defaults to the model's own (``slowthink.modeling.set_memory_plan``). Packed SFT rows
+    defaults to the model's own (``slowthink.models.modeling.set_memory_plan``). Packed SFT rows
     pass a (B, 1, L, L) block-diagonal mask and per-sequence ``position_ids_BL``
     (training/packing.py).
     """

@@ -25,7 +25,7 @@ from slowthink.training.distributed import DistInfo
 
 def seed_everything(run: Any) -> int:
     """Set torch's threads (``run.torch_threads``, 0 = decide from the cores) and seed Python and torch; returns the threads."""
-    from slowthink.modeling import set_torch_threads
+    from slowthink.models.modeling import set_torch_threads
 
     threads = set_torch_threads(run.torch_threads or None)
     random.seed(run.seed)
@@ -35,7 +35,7 @@ def seed_everything(run: Any) -> int:
 
 def load_policy(model_config: Any) -> tuple[Any, Any]:
     """(model, tokenizer) of ``model.path`` in ``model.dtype`` on ``model.device``, with the memory plan applied."""
-    from slowthink.modeling import load_model_and_tokenizer, set_memory_plan
+    from slowthink.models.modeling import load_model_and_tokenizer, set_memory_plan
 
     model, tokenizer = load_model_and_tokenizer(model_config.path, model_config.dtype, model_config.device)
     set_memory_plan(model, model_config.memory_plan)  # chunked log-probs, checkpointing, autocast

@@ -1,6 +1,6 @@
 """Loading a causal LM and its tokenizer: the embedded tiny default, a local path, or a hub name.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+Must not import data, rewards, monitors, rollout, training, eval, recipes, serve or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from slowthink.quiet import quiet_transformers
+from slowthink.models.quiet import quiet_transformers
 
 TINY = "tiny"
 
@@ -82,7 +82,7 @@ def set_torch_threads(threads: int | None = None) -> int:
 
 def tiny_path(cache_dir: str | Path | None = None) -> Path:
     """Where the tiny default is saved (built on first use, deterministic from seed 0)."""
-    from slowthink.tiny import save_tiny, tiny_fingerprint
+    from slowthink.models.tiny import save_tiny, tiny_fingerprint
 
     root = Path(cache_dir or os.environ.get("SLOWTHINK_CACHE", Path.home() / ".cache" / "slowthink"))
     path = root / f"tiny-qwen2-{tiny_fingerprint()}"

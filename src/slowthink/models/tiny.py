@@ -114,7 +114,7 @@ def build_model(tokenizer, spec: TinyModelSpec = TinyModelSpec(), seed: int = 0)
 
 def save_tiny(path: str | Path, spec: TinyModelSpec = TinyModelSpec(), seed: int = 0) -> Path:
     """Build the tiny tokenizer and model and save both in Hugging Face format at ``path``."""
-    from slowthink.quiet import quiet_transformers
+    from slowthink.models.quiet import quiet_transformers
 
     quiet_transformers()
     path = Path(path)
