@@ -62,6 +62,7 @@ from slowthink.cli.curate import curate_cli  # noqa: E402
 from slowthink.cli.distill_tir import distill_tir_cli  # noqa: E402
 from slowthink.cli.evaluate import eval_cli  # noqa: E402
 from slowthink.cli.export import export_cli  # noqa: E402
+from slowthink.cli.plan import plan_cli  # noqa: E402
 from slowthink.cli.report import report_cli  # noqa: E402
 from slowthink.cli.sandbox import sandbox_app  # noqa: E402
 from slowthink.cli.score import score_command  # noqa: E402
@@ -88,6 +89,7 @@ app.command("distill-tir", cls=ConfigCommand)(guarded(distill_tir_cli))
 app.command("study", cls=ConfigCommand)(guarded(study_cli))
 app.command("curate", cls=ConfigCommand)(guarded(curate_cli))
 app.command("export")(guarded(export_cli))
+app.command("plan")(guarded(plan_cli))
 
 
 def main() -> None:

@@ -1,0 +1,104 @@
+"""Two "nodes" on localhost: two torchrun agents (``--nnodes 2``, one rank each) meeting by c10d
+rendezvous on 127.0.0.1, as on a real cluster (docs/scale.md, "Launching").
+
+An RL run with FSDP2 across the two agents trains exactly as one node with two ranks; when one
+agent is killed mid-run (a lost node) the other fails instead of hanging, and both restarted
+with ``--resume`` finish the run from the last checkpoint, equal to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
+from rl_helpers import TINY_RL  # noqa: E402
+from spawn_helpers import free_port  # noqa: E402
+
+from slowthink.training.checkpoint import latest_checkpoint  # noqa: E402
+
+TIMEOUT_S = 300
+STEPS = 5
+OPTIONS = [*TINY_RL, f"train.steps={STEPS}", "distributed.strategy=fsdp", "model.logprob_chunk_size=8", "distributed.timeout_minutes=2"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SLOWTHINK_TORCH_THREADS": "1"}
+
+
+def _torchrun(*launch: str, run: Path, resume: bool = False) -> subprocess.Popen:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), *launch, "-m", "slowthink.cli", "rl", f"run.output_dir={run}", *OPTIONS, *(["--resume"] if resume else [])]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+
+
+def _two_nodes(run: Path, resume: bool = False) -> list[subprocess.Popen]:
+    """Two agents, one rank each, meeting at a c10d rendezvous on localhost."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    launch = ("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run.name)
+    return [_torchrun(*launch, run=run, resume=resume) for _ in range(2)]
+
+
+def _finish(processes: list[subprocess.Popen]) -> list[int]:
+    codes = []
+    for process in processes:
+        try:
+            _, err = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                os.killpg(other.pid, signal.SIGKILL)
+            pytest.fail(f"a torchrun agent did not finish in {TIMEOUT_S} s (a hang after a lost node?)")
+        codes.append(process.returncode)
+        process.last_stderr = err
+    return codes
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(latest_checkpoint(run) / "model.safetensors")
+
+
+def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+def test_two_nodes_train_as_one_and_restart_after_a_lost_node(tmp_path):
+    # One node, two ranks: the reference.
+    one_node = tmp_path / "one_node"
+    single = _torchrun("--nproc-per-node", "2", "--master-port", str(free_port()), run=one_node)
+    assert _finish([single]) == [0], single.last_stderr[-3000:]
+
+    # Two nodes of one rank each: the same collectives in the same order, the same weights.
+    two_nodes = tmp_path / "two_nodes"
+    agents = _two_nodes(two_nodes)
+    assert _finish(agents) == [0, 0], agents[0].last_stderr[-3000:] + agents[1].last_stderr[-3000:]
+    assert latest_checkpoint(two_nodes).name == f"step_{STEPS:06d}"
+    _assert_equal(_weights(two_nodes), _weights(one_node))
+
+    # A node lost after the step-2 checkpoint: kill one agent with its rank.
+    lost = tmp_path / "lost_node"
+    agents = _two_nodes(lost)
+    deadline = time.monotonic() + TIMEOUT_S
+    while (checkpoint := latest_checkpoint(lost)) is None or checkpoint.name < "step_000002":
+        assert time.monotonic() < deadline and agents[1].poll() is None, "the run never reached its step-2 checkpoint"
+        time.sleep(0.2)
+    assert agents[1].poll() is None, "the run ended before the node could be lost"
+    os.killpg(agents[1].pid, signal.SIGKILL)
+    # The surviving node's rank sees its peer gone and fails (gloo), rather than waiting forever.
+    codes = _finish(agents)
+    assert codes[0] != 0 and codes[1] == -signal.SIGKILL
+    interrupted_at = latest_checkpoint(lost).name
+    assert interrupted_at < f"step_{STEPS:06d}", "the lost node went unnoticed"
+
+    # Both nodes restarted with --resume: the run finishes from its last checkpoint, as if never interrupted.
+    agents = _two_nodes(lost, resume=True)
+    assert _finish(agents) == [0, 0], agents[0].last_stderr[-3000:] + agents[1].last_stderr[-3000:]
+    assert latest_checkpoint(lost).name == f"step_{STEPS:06d}"
+    _assert_equal(_weights(lost), _weights(one_node))
