@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slowthink.data.problems import DataError, Problem, load_problems, write_problems
+from slowthink.data.problems import DataError, Problem, write_problems
+from slowthink.data.table_problems import load_problems
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 

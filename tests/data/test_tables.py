@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from slowthink.data.problems import DataError, Problem, load_problems
+from slowthink.data.problems import DataError, Problem
 from slowthink.data.sft_tables import load_sft_table
-from slowthink.data.table_problems import TableProblems
+from slowthink.data.table_problems import TableProblems, load_problems
 
 datasets = pytest.importorskip("datasets")
 

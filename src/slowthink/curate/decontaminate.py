@@ -125,7 +125,7 @@ class BenchmarkIndex:
             self.sizes.add(size)
 
     def add_jsonl(self, path: str | Path) -> None:
-        from slowthink.data.problems import load_problems
+        from slowthink.data.table_problems import load_problems
 
         self.add(Path(path).stem, ((p.id, p.problem) for p in load_problems(path)))
 

@@ -15,8 +15,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from slowthink.config import StrictConfig
-from slowthink.data.problems import Problem, check_column_mapping, load_problems
+from slowthink.data.problems import Problem, check_column_mapping
 from slowthink.data.prompts import TEMPLATE_NAMES, encode_prompt
+from slowthink.data.table_problems import load_problems
 from slowthink.data.tiny_task import ArithmeticTask
 
 

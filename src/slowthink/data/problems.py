@@ -110,23 +110,6 @@ def iter_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
         yield row.line, row.value
 
 
-def load_problems(path: str | Path, columns: Mapping[str, str] | None = None) -> Sequence[Problem]:
-    """Problems of a JSONL file (a list), or of any other source ``data.tables`` reads (a
-    ``TableProblems`` over the memory-mapped table); ``columns`` maps fields to columns.
-    A malformed row raises ``DataError`` naming ``file:line`` (JSONL) or the row and column."""
-    from slowthink.data.tables import open_table
-
-    columns = dict(columns or {})
-    table = open_table(path)
-    if not len(table):
-        raise DataError(f"{path}: no problems in file")
-    if table.jsonl_rows is None:
-        from slowthink.data.table_problems import TableProblems
-
-        return TableProblems(table, columns)
-    return [_row_to_problem(rename_columns(row, columns, f"{path}:{line}"), f"{path}:{line}", line) for line, row in table.jsonl_rows]
-
-
 def write_problems(path: str | Path, problems: Iterable[Problem]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

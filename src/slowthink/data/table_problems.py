@@ -14,10 +14,11 @@ empty problem, a null answer and a column of the wrong type each name the file, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, overload
 
 from slowthink.data.problems import DataError, Problem, _row_to_problem, rename_columns
-from slowthink.data.tables import Table
+from slowthink.data.tables import Table, open_table
 
 
 class TableProblems(Sequence[Problem]):
@@ -86,3 +87,16 @@ def _fail_at_first(table: Table, flags: Any, message: str) -> None:
         return
     row = pc.index(flags, True).as_py()
     raise DataError(f"{table.where(row)}: {message}")
+
+
+def load_problems(path: str | Path, columns: Mapping[str, str] | None = None) -> Sequence[Problem]:
+    """Problems of a JSONL file (a list), or of any other source ``data.tables`` reads (a
+    ``TableProblems`` over the memory-mapped table); ``columns`` maps fields to columns.
+    A malformed row raises ``DataError`` naming ``file:line`` (JSONL) or the row and column."""
+    columns = dict(columns or {})
+    table = open_table(path)
+    if not len(table):
+        raise DataError(f"{path}: no problems in file")
+    if table.jsonl_rows is None:
+        return TableProblems(table, columns)
+    return [_row_to_problem(rename_columns(row, columns, f"{path}:{line}"), f"{path}:{line}", line) for line, row in table.jsonl_rows]

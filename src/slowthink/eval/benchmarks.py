@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slowthink.data.problems import DataError, Problem, load_problems
+from slowthink.data.problems import DataError, Problem
+from slowthink.data.table_problems import load_problems
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from pydantic import model_validator
 from rich.console import Console
 
 from slowthink.config import StrictConfig
-from slowthink.data.problems import DataError, Problem, load_problems
+from slowthink.data.problems import DataError, Problem
 from slowthink.data.prompts import TEMPLATE_NAMES, encode_prompt
+from slowthink.data.table_problems import load_problems
 from slowthink.data.tool_spans import call_spans
 from slowthink.eval.runner import check_unique_ids
 from slowthink.rewards.verdict import Checker

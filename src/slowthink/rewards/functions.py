@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from slowthink.config import ConfigError
+from slowthink.rewards.remote import RemoteReward, RemoteRewardError
 
 
 class RewardFunctionError(ConfigError):
@@ -108,7 +109,7 @@ class RewardFunction:
         kwargs = batch_kwargs(rows, completions, self.keywords)
         try:
             values = self._call(kwargs)
-        except RewardFunctionError as exc:
+        except (RewardFunctionError, RemoteRewardError) as exc:
             if str(exc).startswith("reward function"):
                 raise
             raise RewardFunctionError(f"{self._label()}: {exc}") from exc
@@ -204,8 +205,6 @@ def load_reward_functions(specs: dict[str, str], timeout_s: float, retries: int)
     functions = {}
     for name, spec in specs.items():
         if is_remote(spec):
-            from slowthink.rewards.remote import RemoteReward
-
             functions[name] = RewardFunction(name, spec, RemoteReward(spec, timeout_s, retries), timeout_s, threaded=False)
         else:
             functions[name] = RewardFunction(name, spec, load_callable(spec), timeout_s)

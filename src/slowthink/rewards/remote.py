@@ -22,7 +22,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from slowthink.rewards.functions import RewardFunctionError
+
+class RemoteRewardError(RuntimeError):
+    """The endpoint failed or answered something unusable; ``RewardFunction`` adds the name."""
+
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 FIRST_PAUSE_S = 0.5
@@ -46,13 +49,13 @@ class RemoteReward:
                     return scores_of(json.loads(response.read().decode("utf-8")), self.url)
             except urllib.error.HTTPError as exc:
                 if exc.code not in RETRY_STATUSES:
-                    raise RewardFunctionError(f"remote reward {self.url} answered HTTP {exc.code}: {exc.read()[:200]!r}") from None
+                    raise RemoteRewardError(f"remote reward {self.url} answered HTTP {exc.code}: {exc.read()[:200]!r}") from None
                 last = f"HTTP {exc.code}"
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 last = str(getattr(exc, "reason", exc)) or type(exc).__name__
             except json.JSONDecodeError as exc:
-                raise RewardFunctionError(f"remote reward {self.url} answered with invalid JSON ({exc.msg})") from None
-        raise RewardFunctionError(f"remote reward {self.url} failed after {self.retries + 1} tries ({last}; timeout {self.timeout_s:g}s per try)")
+                raise RemoteRewardError(f"remote reward {self.url} answered with invalid JSON ({exc.msg})") from None
+        raise RemoteRewardError(f"remote reward {self.url} failed after {self.retries + 1} tries ({last}; timeout {self.timeout_s:g}s per try)")
 
 
 def scores_of(payload: Any, url: str) -> Any:
@@ -61,5 +64,5 @@ def scores_of(payload: Any, url: str) -> Any:
         for key in ("rewards", "scores"):
             if key in payload:
                 return payload[key]
-        raise RewardFunctionError(f"remote reward {url} answered an object without 'rewards' or 'scores' (keys: {', '.join(payload)})")
+        raise RemoteRewardError(f"remote reward {url} answered an object without 'rewards' or 'scores' (keys: {', '.join(payload)})")
     return payload
