@@ -25,8 +25,9 @@ from pydantic import Field, model_validator
 from rich.console import Console
 
 from slowthink.config import ConfigError, StrictConfig
-from slowthink.data.problems import Problem, check_column_mapping, load_problems
+from slowthink.data.problems import Problem, check_column_mapping
 from slowthink.data.prompts import TEMPLATE_NAMES
+from slowthink.data.table_problems import load_problems
 from slowthink.durable import exclusive_lock
 from slowthink.eval.benchmarks import BENCHMARK_NAMES, load_benchmark
 from slowthink.eval.identity import model_identity, pick_card, served_identity
