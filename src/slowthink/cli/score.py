@@ -8,10 +8,27 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from slowthink.cli.command_config import config_flags, flag
 
+
+@config_flags(
+    flag("out"),
+    flag("format"),
+    flag("answer_field"),
+    flag("response_field"),
+    flag("responses_field"),
+    flag("id_field"),
+    flag("golds"),
+    flag("pass_k"),
+    flag("checker"),
+    flag("fallback", "--fallback"),
+    flag("workers"),
+    flag("timeout"),
+)
 def score_command(
     args: list[str] | None = typer.Argument(
         None,
@@ -19,27 +36,8 @@ def score_command(
         "lm-eval samples_*.jsonl, an OpenAI batch output), then key=value overrides.",
     ),
     config: Path | None = typer.Option(None, "--config", help="YAML config (keys: slowthink config score)."),
-    out: Path = typer.Option(None, "--out", help="(key out) where to write the rows with 'correct' and 'status' added."),
-    file_format: str = typer.Option(
-        None, "--format", help="(key format) jsonl, lighteval, lm-eval or openai-batch (default: from the file name; docs/evaluation.md)."
-    ),
-    answer_field: str = typer.Option(None, help="(key answer_field) path of the gold answer, e.g. doc.choices[doc.gold_index] (default answer)."),
-    response_field: str = typer.Option(None, help="(key response_field) path of one response, e.g. model_response.text[0] (default response)."),
-    responses_field: str = typer.Option(
-        None, help="(key responses_field) path of a list of responses (default responses; wins over --response-field)."
-    ),
-    id_field: str = typer.Option(None, help="(key id_field) path of the problem id: rows sharing one give pass@k and maj@n (default problem_id)."),
-    golds: str = typer.Option(None, help="(key golds) JSONL of {id, answer} rows for files without golds (OpenAI batch output)."),
-    pass_k: list[int] = typer.Option([], "--pass-k", help="(key pass_k) repeatable: report pass@k per problem for this k too."),
-    checker: str = typer.Option(None, help="(key checker) 'math' (default: math-verify in worker processes) or 'exact'."),
-    fallback: bool | None = typer.Option(
-        None,
-        "--fallback",
-        help="(key fallback) evaluation only: when nothing is boxed, also read 'the answer is X', the last $math$, the last number.",
-    ),
-    workers: int = typer.Option(None, help="(key workers) checker worker processes (default 2; each uses one core)."),
-    timeout: float = typer.Option(None, help="(key timeout) seconds one check may take before its worker is killed (default 5)."),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
+    flags: dict[str, Any] | None = None,
 ) -> None:
     """Check saved responses against golds; write them back with 'correct' and 'status'."""
     from slowthink.cli.command_config import print_config
@@ -51,21 +49,7 @@ def score_command(
     files, overrides = split_overrides(args)
     if len(files) > 1:
         raise ConfigError(f"score takes one input file, got {len(files)}: {' '.join(files)}")
-    flags = dict(
-        file=files[0] if files else None,
-        out=out,
-        format=file_format,
-        answer_field=answer_field,
-        response_field=response_field,
-        responses_field=responses_field,
-        id_field=id_field,
-        golds=golds,
-        pass_k=pass_k,
-        checker=checker,
-        fallback=fallback,
-        workers=workers,
-        timeout=timeout,
-    )
+    flags = {"file": files[0] if files else None, **(flags or {})}
     path, overrides = split_config_argument(config, overrides)
     cfg = load_config(ScoreConfig, path, overrides, flags)
     if show_config:

@@ -93,7 +93,7 @@ def allowed_values(annotation: Any) -> str:
     return ", ".join(values + (["null"] if optional else []))
 
 
-def _default_text(field: Any) -> str:
+def default_text(field: Any) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
         return "required"
     value = field.default_factory() if field.default_factory is not None else field.default
@@ -167,7 +167,7 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:
             rows.append(KeyDoc(key, "section" if not nesting else f"{type_name(field.annotation)}", "", "", doc))
             rows.extend(describe(sub, f"{key}{nesting}."))
             continue
-        rows.append(KeyDoc(key, type_name(field.annotation), _default_text(field), allowed_values(field.annotation), doc))
+        rows.append(KeyDoc(key, type_name(field.annotation), default_text(field), allowed_values(field.annotation), doc))
     return rows
 
 

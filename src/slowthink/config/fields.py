@@ -54,3 +54,15 @@ def dict_value_type(annotation: Any) -> Any:
     annotation = strip_annotated(annotation)
     args = get_args(annotation)
     return args[1] if get_origin(annotation) is dict and len(args) == 2 else Any
+
+
+def field_at(model: type[BaseModel], key: str) -> tuple[type[BaseModel], Any]:
+    """(the section that holds ``key``, its pydantic field) for a dotted key like ``filters.ngram``."""
+    *parents, last = key.split(".")
+    section: type[BaseModel] | None = model
+    for part in parents:
+        field = section.model_fields.get(part) if section is not None else None
+        section = model_in(field.annotation)[0] if field is not None else None
+    if section is None or last not in section.model_fields:
+        raise KeyError(f"{model.__name__} has no key '{key}'")
+    return section, section.model_fields[last]
