@@ -118,7 +118,7 @@ def _rank(rank: int, world: int, port: int, name: str, out: dict) -> None:
 
 
 def measure(name: str) -> dict:
-    recipe, hidden, layers, length, batch, checkpointing, chunk, ranks, strategy = CASES[name]
+    ranks = CASES[name][7]
     from spawn_helpers import free_port
 
     with mp.Manager() as manager:
@@ -126,6 +126,12 @@ def measure(name: str) -> dict:
         mp.start_processes(_rank, args=(ranks, free_port(), name, out), nprocs=ranks, start_method="spawn")
         measured = max(out[rank]["measured_mb"] for rank in range(ranks))
         peak = max(out[rank]["peak_mb"] for rank in range(ranks))
+    return predict(name, measured, peak)
+
+
+def predict(name: str, measured: float, peak: float) -> dict:
+    """The memory model's figure for a case beside its measurement."""
+    recipe, hidden, layers, length, batch, checkpointing, chunk, ranks, strategy = CASES[name]
     shape = shape_of(hidden, layers)
     run = RunShape(
         ranks=ranks,
@@ -153,12 +159,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(CASES))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--rescore", type=Path, help="A previous --out: the model's predictions again, the measurements as they were.")
     args = parser.parse_args()
     rows = []
+    if args.rescore:
+        saved = json.loads(args.rescore.read_text())
+        args.only = [row["case"] for row in saved]
+        measured = {row["case"]: (row["measured_mb"], row["peak_rss_mb"]) for row in saved}
     print("| case | parameters | predicted (MiB) | measured step peak over baseline (MiB) | peak RSS (MiB) | error |")
     print("|---|---|---|---|---|---|")
     for name in args.only or CASES:
-        row = measure(name)
+        row = predict(name, *measured[name]) if args.rescore else measure(name)
         rows.append(row)
         print(
             f"| {row['case']} | {row['parameters_m']:.0f}M | {row['predicted_mb']:.0f} | {row['measured_mb']:.0f} | {row['peak_rss_mb']:.0f} | {row['error']:+.1%} |",

@@ -102,3 +102,24 @@ def test_plan_command_says_whether_the_32b_preset_fits_and_what_to_change():
     assert "fits 80 GB" in two_nodes.output and "does not fit" not in two_nodes.output
     bad = CliRunner().invoke(app, ["plan", preset, "--gpu-memory", "lots"])
     assert bad.exit_code == 2 and "--gpu-memory 'lots'" in bad.output
+
+
+def test_the_tables_in_docs_scale_are_the_plan_commands_current_output():
+    import re
+    import shlex
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from slowthink.cli import app
+
+    root = Path(__file__).parents[1]
+    doc = (root / "docs" / "scale.md").read_text()
+    commands = re.findall(r"```\n\$ slowthink plan (.+)\n```\n\n", doc)
+    assert len(commands) >= 3, "docs/scale.md shows slowthink plan's tables"
+    for command in commands:
+        args = [str(root / a) if a.startswith("configs/") else a for a in shlex.split(command)]
+        result = CliRunner().invoke(app, ["plan", *args])
+        assert result.exit_code == 0, result.output
+        shown = f"```\n$ slowthink plan {command}\n```\n\n{result.output.rstrip()}\n"
+        assert shown in doc, f"docs/scale.md: the output of `slowthink plan {command}` changed; paste it again"

@@ -213,10 +213,10 @@ def estimate(model: ModelShape, run: RunShape, gpu_memory: float = 0.0) -> Estim
     # Backward: it opens with the LM head's chunks over every kept activation, then frees a
     # layer's activations as that layer's gradients appear.
     backward = resident + embedding_grad + max(acts + max(logits, working), layer_grads + working)
-    # Optimizer step: every gradient, plus AdamW's temporaries (all tensors at once under
-    # foreach, the largest tensor's otherwise).
-    largest = max(model.embedding_parameters // (1 if model.tied else 2), model.hidden * model.intermediate) * 4 * share
-    temporaries = 2 * (state["weights"] if run.foreach_optimizer else largest)
+    # Optimizer step: every gradient, plus AdamW's temporaries: under foreach (CUDA) one
+    # sqrt(v) per tensor, all at once; one tensor at a time otherwise, sqrt(v) and its quotient.
+    largest = max(model.embedding_parameters // (1 if model.tied else 2), model.hidden * model.intermediate) * run.master_bytes * share
+    temporaries = state["weights"] if run.foreach_optimizer else 2 * largest
     step = resident + (0.0 if run.strategy == "ddp" and run.ranks > 1 else state["gradients"]) + temporaries
     parts = {**state, "reference": reference, "activations": acts, "logits": logits, "gathered": gathered, "optimizer temporaries": temporaries}
     update_peak = max(backward, step)
