@@ -27,7 +27,7 @@ import typer
 from pydantic import BaseModel
 
 from slowthink.config import ConfigError, config_to_yaml
-from slowthink.config.docs import COMMAND_CONFIGS, config_class, default_text, field_doc, help_epilog, keys_text, markdown
+from slowthink.config.docs import COMMAND_CONFIGS, allowed_values, config_class, default_text, field_doc, help_epilog, keys_text, markdown
 from slowthink.config.fields import field_at, unwrap_optional
 
 
@@ -119,6 +119,8 @@ def _flag_parameter(model: type[BaseModel], spec: Flag) -> inspect.Parameter:
     section, field = field_at(model, spec.key)
     default = default_text(field)
     shown = f" (default {default})" if default not in ("null", "required", "[]", "(section)") else ""
+    choices = allowed_values(field.annotation)
+    shown += f" (one of: {choices})" if choices else ""
     help_text = f"(key {spec.key}) {field_doc(section, spec.key.rsplit('.', 1)[-1])}{shown}"
     option = typer.Option(None, *spec.option_names, help=help_text, envvar=spec.envvar)
     return inspect.Parameter(spec.parameter, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_flag_type(field.annotation))
