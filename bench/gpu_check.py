@@ -213,8 +213,15 @@ def chunked_logprobs(device: str, dry: bool) -> dict:
     logprobs, _ = chunked(hidden_NH, weight_VH, None, targets, 1.0, 1024, with_entropy=True)
     logprobs.sum().backward()
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    # The memory model's figure (slowthink/plan.py): the chunk's logits, plus the inputs and
+    # their gradients (hidden states and head weight) in the compute dtype.
+    from slowthink.plan import ModelShape, RunShape, logits_bytes
+
+    shape = ModelShape(layers=1, hidden=hidden, intermediate=hidden, vocab=vocab, heads=1, kv_heads=1)
+    tensors = 2 * (tokens * hidden + vocab * hidden) * hidden_NH.element_size()
+    planned = (logits_bytes(shape, RunShape(sequence=tokens, logprob_chunk=1024, entropy=True)) + tensors) / 2**30
     # Unchunked, the float32 logits alone would take tokens x vocab x 4 bytes.
-    return {"vocab": vocab, "tokens": tokens, "peak_gib": peak, "unchunked_logits_gib": tokens * vocab * 4 / 2**30}
+    return {"vocab": vocab, "tokens": tokens, "peak_gib": peak, "plan_gib": planned, "unchunked_logits_gib": tokens * vocab * 4 / 2**30}
 
 
 @case
