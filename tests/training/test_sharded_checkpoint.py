@@ -215,3 +215,36 @@ def _load_both_from(checkpoint: Path):
         out["state"] = _gathered(model, optimizer, DistInfo())
 
     return load
+
+
+def test_a_corrupted_shard_falls_back_to_the_previous_checkpoint_naming_it(tmp_path, capsys):
+    from slowthink.training.distributed import DistInfo
+    from slowthink.training.sharded_checkpoint import ShardedWriter, load_sharded
+
+    model = _rl_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    writer = ShardedWriter(tmp_path, DistInfo(), keep_last=2)
+    _train(model, optimizer, steps=1)
+    writer.save(1, model, optimizer, None, {"step": 1})
+    saved = copy.deepcopy(_gathered(model, optimizer, DistInfo()))  # the step count is AdamW's own tensor
+    _train(model, optimizer, steps=1)
+    writer.save(2, model, optimizer, None, {"step": 2})
+    shard = tmp_path / "checkpoints" / "step_000002" / "sharded" / "__0_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights
+    shard.write_bytes(bytes(data))
+
+    checkpoint = resume_checkpoint(tmp_path)
+    assert checkpoint.name == "step_000001"
+    assert f"{shard} does not match its SHA-256" in capsys.readouterr().err
+    fresh = _rl_model()
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
+    load_sharded(checkpoint, fresh, fresh_optimizer)
+    _assert_equal(_gathered(fresh, fresh_optimizer, DistInfo()), saved)
+
+
+def test_async_save_with_the_full_format_is_a_config_error():
+    from slowthink.training.distributed import DistributedConfig
+
+    with pytest.raises(ValueError, match="distributed.async_save applies to sharded checkpoints"):
+        DistributedConfig(checkpoint_format="full", async_save=True)
