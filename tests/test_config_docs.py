@@ -148,3 +148,36 @@ def test_distill_tir_model_means_the_local_model_as_in_eval():
     assert (printed["model"], printed["served_model_name"], printed["sampling"]["n"]) == ("some/dir", "served", 4)
     # The seven sampling fields are one section now, not flags.
     assert set(printed["sampling"]) == {"n", "temperature", "top_p", "code_temperature", "code_max_tokens", "min_injections", "max_injections"}
+
+
+@pytest.mark.parametrize("command", list(COMMAND_CONFIGS))
+def test_generated_flags_name_real_keys_and_take_their_default_from_the_field(command):
+    """A flag is written once, as a dotted key: its help names the key and shows the field's
+    default, so a default changed in the config cannot leave a stale one in --help."""
+    import typer
+
+    from slowthink.config.docs import default_text
+    from slowthink.config.fields import field_at
+
+    group = typer.main.get_command(app)
+    cmd = group.commands[command]
+    specs = getattr(cmd.callback, "config_flags", ())
+    options = {param.name: param for param in cmd.get_params(typer.Context(cmd, info_name=command))}
+    for spec in specs:
+        section, field = field_at(config_class(command), spec.key)  # a KeyError names a flag without a key
+        option = options[spec.parameter]
+        assert option.help.startswith(f"(key {spec.key}) "), option.help
+        default = default_text(field)
+        if default not in ("null", "required", "[]"):
+            assert f"(default {default})" in option.help
+    assert command not in ("eval", "score", "curate") or specs, f"{command} should declare its flags as dotted keys"
+
+
+def test_a_flag_sets_its_key_and_a_bad_value_names_the_flag(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"answer": "2", "response": "\\\\boxed{2}"}\n')
+    out = str(tmp_path / "out.jsonl")
+    printed = yaml.safe_load(invoke("score", str(source), "--out", out, "--workers", "3", "--fallback", "--pass-k", "2", "--print-config").output)
+    assert (printed["workers"], printed["fallback"], printed["pass_k"]) == (3, True, [2])
+    result = invoke("score", str(source), "--out", out, "--workers", "three")
+    assert result.exit_code == 2 and "--workers" in result.output

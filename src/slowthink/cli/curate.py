@@ -10,10 +10,29 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from slowthink.cli.command_config import config_flags, flag
 
+
+@config_flags(
+    flag("out"),
+    flag("report"),
+    flag("benchmarks", "--benchmark"),
+    flag("filters.skip"),
+    flag("filters.contamination_threshold"),
+    flag("filters.ngram"),
+    flag("filters.near_duplicate_threshold"),
+    flag("filters.problem_key"),
+    flag("filters.answer_key"),
+    flag("difficulty.model", "--difficulty-model"),
+    flag("difficulty.samples"),
+    flag("difficulty.max_new_tokens"),
+    flag("difficulty.template"),
+    flag("difficulty.checker"),
+)
 def curate_cli(
     args: list[str] = typer.Argument(
         None,
@@ -21,27 +40,8 @@ def curate_cli(
         "'datasets'); then key=value overrides (keys: slowthink config curate).",
     ),
     config: Path | None = typer.Option(None, "--config", help="YAML config (keys: slowthink config curate)."),
-    out: Path | None = typer.Option(None, "--out", help="(key out) the pool: one JSONL file (written atomically when done)."),
-    report: Path | None = typer.Option(None, "--report", help="(key report) Markdown report (default: OUT with .md)."),
-    benchmark: list[Path] | None = typer.Option(None, "--benchmark", help="(key benchmarks) benchmark JSONL to decontaminate against (repeatable)."),
-    skip: list[str] | None = typer.Option(None, "--skip", help="(key filters.skip) leave a filter out (repeatable), e.g. --skip near_duplicate."),
-    contamination_threshold: float | None = typer.Option(
-        None, help="(key filters.contamination_threshold) share of one benchmark problem's n-grams found in the row that marks it a copy (0.5)."
-    ),
-    ngram: int | None = typer.Option(None, help="(key filters.ngram) n of the decontamination n-grams (8)."),
-    near_duplicate_threshold: float | None = typer.Option(
-        None, help="(key filters.near_duplicate_threshold) MinHash Jaccard at or above which a row is a near duplicate (0.8)."
-    ),
-    problem_key: str | None = typer.Option(None, help="(key filters.problem_key) field with the problem text."),
-    answer_key: str | None = typer.Option(None, help="(key filters.answer_key) field with the gold answer."),
-    difficulty_model: str | None = typer.Option(
-        None, help="(key difficulty.model) model (path or 'tiny') whose pass rate drops always/never solved rows."
-    ),
-    samples: int | None = typer.Option(None, help="(key difficulty.samples) samples per problem (k, 8)."),
-    max_new_tokens: int | None = typer.Option(None, help="(key difficulty.max_new_tokens) tokens per sample (1024)."),
-    template: str | None = typer.Option(None, help="(key difficulty.template) prompt template (chat)."),
-    checker: str | None = typer.Option(None, help="(key difficulty.checker) 'math' (math-verify) or 'exact'."),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
+    flags: dict[str, Any] | None = None,
 ) -> None:
     """Build an RL training pool: question-type, answer, duplicate, contamination and difficulty filters (paper section 2)."""
     from slowthink.cli.command_config import print_config
@@ -53,23 +53,7 @@ def curate_cli(
 
     started = time.perf_counter()
     sources, overrides = split_overrides(args)
-    flags = {
-        "sources": sources,
-        "out": out,
-        "report": report,
-        "benchmarks": benchmark,
-        "filters.skip": skip,
-        "filters.contamination_threshold": contamination_threshold,
-        "filters.ngram": ngram,
-        "filters.near_duplicate_threshold": near_duplicate_threshold,
-        "filters.problem_key": problem_key,
-        "filters.answer_key": answer_key,
-        "difficulty.model": difficulty_model,
-        "difficulty.samples": samples,
-        "difficulty.max_new_tokens": max_new_tokens,
-        "difficulty.template": template,
-        "difficulty.checker": checker,
-    }
+    flags = {"sources": sources, **(flags or {})}
     path, overrides = split_config_argument(config, overrides)
     cfg = load_config(CurateConfig, path, overrides, flags)
     if show_config:
