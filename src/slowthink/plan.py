@@ -211,8 +211,10 @@ def estimate(model: ModelShape, run: RunShape, gpu_memory: float = 0.0) -> Estim
         resident += state["gradients"]  # DDP's buckets stay allocated
         embedding_grad = layer_grads = 0.0
     # Backward: it opens with the LM head's chunks over every kept activation, then frees a
-    # layer's activations as that layer's gradients appear.
-    backward = resident + embedding_grad + max(acts + max(logits, working), layer_grads + working)
+    # layer's activations as that layer's gradients appear. The LM head's and the embeddings'
+    # weight gradients are each made whole (V x H, unsharded) before being added to .grad.
+    head_grad = model.vocab * model.hidden * run.compute_bytes
+    backward = resident + embedding_grad + head_grad + max(acts + max(logits, working), layer_grads + working)
     # Optimizer step: every gradient, plus AdamW's temporaries: under foreach (CUDA) one
     # sqrt(v) per tensor, all at once; one tensor at a time otherwise, sqrt(v) and its quotient.
     largest = max(model.embedding_parameters // (1 if model.tied else 2), model.hidden * model.intermediate) * run.master_bytes * share
