@@ -7,31 +7,33 @@ sandbox, checker) is imported when the command runs, so ``import slowthink.cli``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from slowthink.cli.command_config import config_flags, flag
 
+
+@config_flags(
+    flag("data"),
+    flag("out"),
+    flag("model", "--model", "--teacher"),
+    flag("backend"),
+    flag("base_url"),
+    flag("api_key", envvar="OPENAI_API_KEY"),
+    flag("served_model_name"),
+    flag("source"),
+    flag("max_tokens"),
+    flag("checker"),
+    flag("limit"),
+    flag("seed"),
+    flag("progress", "--progress/--no-progress"),
+)
 def distill_tir_cli(
     config: Path | None = typer.Argument(None, help="YAML config (keys: slowthink config distill-tir); optional."),
     overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. sampling.n=4 sampling.max_injections=2"),
-    data: str = typer.Option(None, help="(key data) problems JSONL ({id, problem, answer} rows); required"),
-    out: str = typer.Option(None, help="(key out) output JSONL of SFT rows; required; rerunning with the same file resumes"),
-    model: str = typer.Option(
-        None, "--model", "--teacher", help="(key model) the teacher: 'tiny' (default), a HF model directory or hub name (openai: its tokenizer)"
-    ),
-    backend: str = typer.Option(None, help="(key backend) hf (default: a local model) or openai (any OpenAI-compatible server)"),
-    base_url: str = typer.Option(None, help="(key base_url) server URL for --backend openai, e.g. http://127.0.0.1:8000/v1"),
-    api_key: str = typer.Option(None, envvar="OPENAI_API_KEY", help="(key api_key) bearer token for --backend openai"),
-    served_model_name: str = typer.Option(
-        None, help="(key served_model_name) model name on the server (--backend openai; default: first of /v1/models)"
-    ),
-    source: str = typer.Option(None, help="(key source) instruct, inject or both (default: inject where instruct kept nothing)"),
-    max_tokens: int = typer.Option(None, help="(key max_tokens) tokens per response (default 16384); cut to the context"),
-    checker: str = typer.Option(None, help="(key checker) math (default) or exact (string match, the tiny task)"),
-    limit: int = typer.Option(None, help="(key limit) only the first N problems"),
-    seed: int = typer.Option(None, help="(key seed) seed of sampling and of the injection choices (default 0)"),
-    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="(key progress) progress bar on a terminal"),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
+    flags: dict[str, Any] | None = None,
 ) -> None:
     """Distill tool-integrated reasoning data (STILL-3-TOOL, section 4.4) from a teacher into SFT-ready JSONL.
 
@@ -44,21 +46,6 @@ def distill_tir_cli(
     from slowthink.durable import check_output
     from slowthink.recipes.distill_tir import DistillTIRConfig, progress_path, run_distill_tir
 
-    flags = dict(
-        data=data,
-        out=out,
-        model=model,
-        backend=backend,
-        base_url=base_url,
-        api_key=api_key,
-        served_model_name=served_model_name,
-        source=source,
-        max_tokens=max_tokens,
-        checker=checker,
-        limit=limit,
-        seed=seed,
-        progress=progress,
-    )
     path, overrides = split_config_argument(config, overrides)
     cfg = load_config(DistillTIRConfig, path, overrides, flags)
     if show_config:
