@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import Field
 from typer.testing import CliRunner
 
 from slowthink.cli import app
@@ -35,19 +36,21 @@ def test_a_field_without_a_doc_is_found():
         """A section."""
 
         a: int = 1
-        """Docstring doc."""
-        # Comment doc.
-        b: int = 2
-        c: int = 3  # trailing doc
+        """Docstring doc,
+        over two lines."""
+        b: int = Field(2, description="Description doc.")
 
     class Bare(StrictConfig):
         inner: Documented = Documented()
         x: int = 0
+        # A comment is for readers of the code: it is not a doc.
+        y: int = 0
+        z: int = 0  # nor is a trailing one
 
     assert undocumented(Documented) == []
-    assert [row.doc for row in describe(Documented)] == ["Docstring doc.", "Comment doc.", "trailing doc"]
-    # The section takes its class docstring; the bare field is reported.
-    assert undocumented(Bare) == ["x"]
+    assert [row.doc for row in describe(Documented)] == ["Docstring doc, over two lines.", "Description doc."]
+    # The section takes its class docstring; the bare fields are reported.
+    assert undocumented(Bare) == ["x", "y", "z"]
 
 
 def test_docs_config_md_is_up_to_date():

@@ -23,27 +23,27 @@ from slowthink.progress import StepProgress  # noqa: F401  (re-exported: the rec
 
 
 class TrackingConfig(StrictConfig):
-    # Also log to TensorBoard in the run directory (needs the tensorboard package).
     tensorboard: bool = False
-    # Also log to Weights & Biases (needs the wandb package: pip install 'slowthink[tracking]').
-    # --resume continues the same W&B run: its id is kept in the run directory (trackers.json).
+    """Also log to TensorBoard in the run directory (needs the tensorboard package)."""
     wandb: bool = False
-    # Weights & Biases project name.
+    """Also log to Weights & Biases (needs the wandb package: pip install 'slowthink[tracking]').
+    --resume continues the same W&B run: its id is kept in the run directory (trackers.json)."""
     wandb_project: str = "slowthink"
-    # W&B entity (team or user); null: your default entity.
+    """Weights & Biases project name."""
     wandb_entity: str | None = None
-    # W&B group, e.g. one per sweep or seed set; null: none.
+    """W&B entity (team or user); null: your default entity."""
     wandb_group: str | None = None
-    # W&B tags of the run.
+    """W&B group, e.g. one per sweep or seed set; null: none."""
     wandb_tags: tuple[str, ...] = ()
-    # Also log to MLflow (needs mlflow or mlflow-skinny). --resume continues the same MLflow run.
+    """W&B tags of the run."""
     mlflow: bool = False
-    # MLflow tracking URI; null: $MLFLOW_TRACKING_URI, else a local store, file:<run dir>/mlruns.
+    """Also log to MLflow (needs mlflow or mlflow-skinny). --resume continues the same MLflow run."""
     mlflow_tracking_uri: str | None = None
-    # MLflow experiment name (created when missing).
+    """MLflow tracking URI; null: $MLFLOW_TRACKING_URI, else a local store, file:<run dir>/mlruns."""
     mlflow_experiment: str = "slowthink"
-    # The run's display name in W&B and MLflow; null: the run directory's name.
+    """MLflow experiment name (created when missing)."""
     name: str | None = None
+    """The run's display name in W&B and MLflow; null: the run directory's name."""
 
 
 class Tracker(Protocol):

@@ -15,7 +15,7 @@ from slowthink.recipes.rl import reward_inputs, roll_out
 from slowthink.recipes.rl_config import RLConfig
 from slowthink.rewards.reward import RewardConfig, RewardModel
 from slowthink.rewards.verdict import ExactMatchChecker
-from slowthink.rollout.generator import SamplingParams
+from slowthink.rollout.generator import Generator, SamplingParams
 from slowthink.rollout.hf import HFGenerator
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "rollout"))
@@ -69,7 +69,7 @@ def test_rows_are_checked_while_the_others_decode_and_score_as_after_generation(
 def test_an_engine_that_does_not_stream_is_rewarded_after_generation():
     tokenizer, generator, prompts, config = setup()
 
-    class Plain:  # any Generator without on_finished (vLLM, OpenAI, the tool loop)
+    class Plain(Generator):  # any Generator without on_finished (vLLM, OpenAI, the tool loop): the default
         def generate(self, prompt_ids, params):
             return generator.generate(prompt_ids, params)
 

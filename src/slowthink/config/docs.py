@@ -4,21 +4,17 @@ Must not import torch, transformers or any recipe (tests/test_layers.py): the co
 are imported by name from ``COMMAND_CONFIGS`` only when a command asks for them.
 
 A field's doc is written once, where the field is defined: a pydantic attribute docstring
-or ``Field(description=...)``, else the ``#`` comment block directly above the field (or a
-trailing comment on its line). ``tests/test_config_docs.py`` fails for a field without one.
+(the string under it; ``StrictConfig`` sets ``use_attribute_docstrings``) or
+``Field(description=...)``. A ``#`` comment is a comment for readers of the code, not a doc.
+``tests/test_config_docs.py`` fails for a field without one.
 """
 
 from __future__ import annotations
 
-import ast
 import enum
 import importlib
 import inspect
-import io
-import textwrap
-import tokenize
 from dataclasses import dataclass
-from functools import cache
 from pathlib import PurePath
 from typing import Any, Literal, get_args, get_origin
 
@@ -110,48 +106,9 @@ def default_text(field: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-@cache
-def _comment_docs(cls: type) -> dict[str, str]:
-    """Field name -> the ``#`` comments directly above its definition in ``cls`` (or trailing it)."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    lines = source.splitlines()
-    trailing: dict[int, str] = {}
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(source).readline):
-            if token.type == tokenize.COMMENT and lines[token.start[0] - 1].strip() != token.string.strip():
-                trailing[token.start[0]] = token.string.lstrip("#").strip()
-    except (tokenize.TokenError, IndentationError):
-        pass
-    docs: dict[str, str] = {}
-    body = ast.parse(source).body[0]
-    for node in getattr(body, "body", []):
-        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
-            continue
-        above = []
-        index = node.lineno - 2
-        while index >= 0 and lines[index].strip().startswith("#"):
-            above.insert(0, lines[index].strip().lstrip("#").strip())
-            index -= 1
-        text = " ".join(above)
-        if node.lineno in trailing:
-            text = f"{text} {trailing[node.lineno]}".strip()
-        if text:
-            docs[node.target.id] = text
-    return docs
-
-
 def field_doc(model: type[BaseModel], name: str) -> str:
-    """The doc of ``model.name``: its description (attribute docstring / Field), else its comment."""
-    field = model.model_fields[name]
-    if field.description:
-        return " ".join(field.description.split())
-    for cls in model.__mro__:
-        if name in cls.__dict__.get("__annotations__", {}):
-            return _comment_docs(cls).get(name, "")
-    return ""
+    """The doc of ``model.name``: its attribute docstring (or ``Field(description=...)``)."""
+    return " ".join((model.model_fields[name].description or "").split())
 
 
 def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:

@@ -34,24 +34,24 @@ FILTERS = (*QUESTION_TYPE_FILTERS, "unparseable_answer", "exact_duplicate", "nea
 class CurateSettings(StrictConfig):
     """Thresholds of the filters (docs/curation.md explains each)."""
 
-    # Filters to leave out, by name (see FILTERS), e.g. ["near_duplicate"].
     skip: list[str] = []
-    # Near duplicates: Jaccard of token 3-gram sets at or above this (candidates from MinHash LSH, each verified).
+    """Filters to leave out, by name (see FILTERS), e.g. ["near_duplicate"]."""
     near_duplicate_threshold: float = 0.8
-    # MinHash permutations: at 128 the LSH proposes a pair at the threshold with probability ~0.99 (curate/dedup.py).
+    """Near duplicates: Jaccard of token 3-gram sets at or above this (candidates from MinHash LSH, each verified)."""
     num_perm: int = 128
-    # Decontamination: share of one benchmark problem's n-grams found in the row (docs/curation.md).
+    """MinHash permutations: at 128 the LSH proposes a pair at the threshold with probability ~0.99 (curate/dedup.py)."""
     contamination_threshold: float = 0.5
-    # n of the decontamination n-grams (normalised tokens).
+    """Decontamination: share of one benchmark problem's n-grams found in the row (docs/curation.md)."""
     ngram: int = 8
-    # Field names of the sources' rows (Hugging Face datasets name them differently).
+    """n of the decontamination n-grams (normalised tokens)."""
     problem_key: str = "problem"
-    # Field of the gold answer.
+    """Field names of the sources' rows (Hugging Face datasets name them differently)."""
     answer_key: str = "answer"
-    # Examples per filter shown in the report.
+    """Field of the gold answer."""
     examples: int = 3
-    # Rows per difficulty batch (one generate call of k samples each).
+    """Examples per filter shown in the report."""
     difficulty_batch: int = 32
+    """Rows per difficulty batch (one generate call of k samples each)."""
 
 
 @dataclass

@@ -24,43 +24,43 @@ from slowthink.data.tiny_task import ArithmeticTask
 class TinyTaskConfig(StrictConfig):
     """The synthetic arithmetic task (slowthink.data.tiny_task.ArithmeticTask)."""
 
-    # Operands per arithmetic problem.
     num_operands: int = 3
-    # Digits per operand.
+    """Operands per arithmetic problem."""
     digits: int = 3
-    # Cold-start mix: share of the first operand's range where demonstrations mostly think
-    # (with probability think_high; think_low elsewhere).
+    """Digits per operand."""
     think_share: float = 0.3
-    # Probability that a demonstration thinks, inside the think_share range.
+    """Cold-start mix: share of the first operand's range where demonstrations mostly think
+    (with probability think_high; think_low elsewhere)."""
     think_high: float = 0.8
-    # Probability that a demonstration thinks, outside that range.
+    """Probability that a demonstration thinks, inside the think_share range."""
     think_low: float = 0.2
-    # Share of thinking cold-start demonstrations that end with a verification step opened by
-    # "wait" (a reflection keyword, section 3.2); 0 keeps the demo's demonstrations.
+    """Probability that a demonstration thinks, outside that range."""
     verify_probability: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of thinking cold-start demonstrations that end with a verification step opened by
+    "wait" (a reflection keyword, section 3.2); 0 keeps the demo's demonstrations."""
 
 
 class ProblemSourceConfig(StrictConfig):
     """Where problems come from: the synthetic tiny task, or data files, dataset folders or Hub datasets."""
 
-    # tiny: the synthetic arithmetic task; dataset (or its older name jsonl): problem rows from train_file /
-    # eval_file (docs/data.md).
     source: Literal["tiny", "dataset", "jsonl"] = "tiny"
-    # Training problems (data.source=dataset): a .jsonl/.json/.parquet/.arrow/.csv file, a dataset folder
-    # (save_to_disk; DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT].
+    """tiny: the synthetic arithmetic task; dataset (or its older name jsonl): problem rows from train_file /
+    eval_file (docs/data.md)."""
     train_file: str | None = None
-    # Held-out problems, named as train_file; null: no held-out evaluation.
+    """Training problems (data.source=dataset): a .jsonl/.json/.parquet/.arrow/.csv file, a dataset folder
+    (save_to_disk; DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT]."""
     eval_file: str | None = None
-    # Which columns hold a problem's fields, for train_file and eval_file, e.g. {problem: question,
-    # answer: final_answer, id: uid}; unmapped fields use their own names. Other columns reach reward functions.
+    """Held-out problems, named as train_file; null: no held-out evaluation."""
     columns: dict[str, str] = Field(default_factory=dict)
+    """Which columns hold a problem's fields, for train_file and eval_file, e.g. {problem: question,
+    answer: final_answer, id: uid}; unmapped fields use their own names. Other columns reach reward functions."""
     tiny: TinyTaskConfig = TinyTaskConfig()
-    # Problems drawn from the tiny task for training and for held-out evaluation.
     tiny_train_size: int = 4000
-    # Held-out problems drawn from the tiny task (disjoint from training).
+    """Problems drawn from the tiny task for training and for held-out evaluation."""
     tiny_eval_size: int = 200
-    # Prompt template: r1_zero / long (section 3.1.2), chat (Table 6), boxed_chat, tool, plain.
+    """Held-out problems drawn from the tiny task (disjoint from training)."""
     template: str = "chat"
+    """Prompt template: r1_zero / long (section 3.1.2), chat (Table 6), boxed_chat, tool, plain."""
 
     @model_validator(mode="after")
     def _check(self) -> ProblemSourceConfig:

@@ -72,76 +72,76 @@ TOOL_PRESETS = ("default", "still3")
 class EvalConfig(StrictConfig):
     """Everything ``slowthink eval`` needs; the command-line options map onto these fields."""
 
-    # "tiny" (embedded; the default for hf and vllm), a local Hugging Face directory or a hub
-    # name. For the openai backend it only names the tokenizer (the served model is asked
-    # for at /v1/models); there it has no default, see ``openai_tokenizer_name``.
     model: str | None = None
-    # The tokenizer that renders prompts (default: --model's). With --backend openai, this or
-    # --model must name the served model's tokenizer, unless the server serves a local path.
+    """"tiny" (embedded; the default for hf and vllm), a local Hugging Face directory or a hub
+    name. For the openai backend it only names the tokenizer (the served model is asked
+    for at /v1/models); there it has no default, see ``openai_tokenizer_name``."""
     tokenizer: str | None = None
-    # Named benchmarks to evaluate (-b, repeatable); see eval/benchmarks.py.
+    """The tokenizer that renders prompts (default: --model's). With --backend openai, this or
+    --model must name the served model's tokenizer, unless the server serves a local path."""
     benchmarks: tuple[str, ...] = ()
-    # Problems instead of benchmarks: a .jsonl/.json/.parquet/.arrow/.csv file of {id, problem, answer} rows,
-    # a dataset folder (DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT] (docs/data.md).
+    """Named benchmarks to evaluate (-b, repeatable); see eval/benchmarks.py."""
     data: str | None = None
-    # Which columns of --data hold a problem's fields, e.g. {problem: question, answer: final_answer}.
+    """Problems instead of benchmarks: a .jsonl/.json/.parquet/.arrow/.csv file of {id, problem, answer} rows,
+    a dataset folder (DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT] (docs/data.md)."""
     columns: dict[str, str] = Field(default_factory=dict)
-    # Folder of shared-format JSONL copies of the named benchmarks (offline use).
+    """Which columns of --data hold a problem's fields, e.g. {problem: question, answer: final_answer}."""
     data_dir: str | None = None
-    # greedy: one sample at T=0; sampled: n samples per problem (sections 4.3, 4.4).
+    """Folder of shared-format JSONL copies of the named benchmarks (offline use)."""
     mode: Literal["greedy", "sampled"] = "greedy"
-    # Sampled mode defaults: n=8, T=0.6, top-p 0.95. Greedy: one sample at T=0.
+    """greedy: one sample at T=0; sampled: n samples per problem (sections 4.3, 4.4)."""
     n: int | None = None
-    # Sampling temperature (sampled mode; null: 0.6).
+    """Sampled mode defaults: n=8, T=0.6, top-p 0.95. Greedy: one sample at T=0."""
     temperature: float | None = None
-    # Nucleus-sampling p (sampled mode; null: 0.95).
+    """Sampling temperature (sampled mode; null: 0.6)."""
     top_p: float | None = None
-    # Generated tokens per response (paper: 32768); cut to fit the model's context.
+    """Nucleus-sampling p (sampled mode; null: 0.95)."""
     max_tokens: int = 32768
-    # Prompt template (slowthink.data.prompts).
+    """Generated tokens per response (paper: 32768); cut to fit the model's context."""
     template: str = "chat"
-    # hf (transformers in this process), openai (any OpenAI-compatible server), vllm (an in-process engine).
+    """Prompt template (slowthink.data.prompts)."""
     backend: Literal["hf", "openai", "vllm"] = "hf"
-    # Server URL for backend openai, e.g. http://127.0.0.1:8000/v1.
+    """hf (transformers in this process), openai (any OpenAI-compatible server), vllm (an in-process engine)."""
     base_url: str | None = None
-    # Bearer token for backend openai (the --api-key flag reads OPENAI_API_KEY).
+    """Server URL for backend openai, e.g. http://127.0.0.1:8000/v1."""
     api_key: str | None = None
-    # Model name on the server (backend openai; null: the first of /v1/models).
+    """Bearer token for backend openai (the --api-key flag reads OPENAI_API_KEY)."""
     served_model_name: str | None = None
-    # Requests in flight (backend openai).
+    """Model name on the server (backend openai; null: the first of /v1/models)."""
     concurrency: int = 8
-    # Per-request timeout in seconds (backend openai).
+    """Requests in flight (backend openai)."""
     timeout_s: float = 600.0
-    # Retries on connection errors and HTTP 408, 429, 500, 502-504 (backend openai).
+    """Per-request timeout in seconds (backend openai)."""
     max_retries: int = 3
-    # Prompts per generate call of the hf / vllm backends (the resume granularity).
+    """Retries on connection errors and HTTP 408, 429, 500, 502-504 (backend openai)."""
     batch_size: int = 16
-    # GPUs the vllm backend shards the model over (backend vllm only).
+    """Prompts per generate call of the hf / vllm backends (the resume granularity)."""
     tensor_parallel_size: int = 1
-    # math (math-verify in worker processes) or exact (string match).
+    """GPUs the vllm backend shards the model over (backend vllm only)."""
     checker: Literal["math", "exact"] = "math"
-    # Answer-checker worker processes.
+    """math (math-verify in worker processes) or exact (string match)."""
     checker_workers: int = 2
-    # Also accept unboxed final answers ("the answer is X", last number): evaluation only.
+    """Answer-checker worker processes."""
     answer_fallback: bool = False
-    # Output folder; rerunning with the same folder resumes.
+    """Also accept unboxed final answers ("the answer is X", last number): evaluation only."""
     out: str = "runs/eval"
-    # Only the first N problems of each benchmark.
+    """Output folder; rerunning with the same folder resumes."""
     limit: int | None = None
-    # Sampling seed.
+    """Only the first N problems of each benchmark."""
     seed: int = 0
-    # pass@k values to report besides 1, 2, 4, ... and n (each k <= n).
+    """Sampling seed."""
     pass_k: tuple[int, ...] = ()
-    # Progress bar on a terminal.
+    """pass@k values to report besides 1, 2, 4, ... and n (each k <= n)."""
     progress: bool = True
-    # "python": run code blocks in the sandbox and splice their output in (section 4.4).
+    """Progress bar on a terminal."""
     tools: Literal["none", "python"] = "none"
-    # Output format of the tool loop: "default" or "still3" (the paper's release); None: default.
+    """"python": run code blocks in the sandbox and splice their output in (section 4.4)."""
     tool_preset: str | None = None
-    # Code blocks executed per response; later ones are left unrun. None: no limit (the paper's).
+    """Output format of the tool loop: "default" or "still3" (the paper's release); None: default."""
     max_tool_calls: int | None = None
-    # The paper's ablation "code written but not executed": stop at code blocks, run nothing.
+    """Code blocks executed per response; later ones are left unrun. None: no limit (the paper's)."""
     tools_no_exec: bool = False
+    """The paper's ablation "code written but not executed": stop at code blocks, run nothing."""
 
     @model_validator(mode="before")
     @classmethod

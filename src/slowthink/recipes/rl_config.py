@@ -26,41 +26,44 @@ from slowthink.training.optim import OptimConfig
 
 
 class RolloutConfig(StrictConfig):
-    # hf: the in-process KV-cached generator (CPU or one GPU); vllm: a colocated vLLM engine synced after every
-    # update (docs/scale.md).
     backend: Literal["hf", "vllm"] = "hf"
-    prompts_per_step: int = 32  # the paper's TBS (128 / 1024)
-    rollouts_per_prompt: int = 8  # n (8, 16, 64)
-    temperature: float = 1.0  # 0.6, 1.0, 1.2 in the paper
-    # Nucleus-sampling p of rollouts (1 = the full distribution).
+    """hf: the in-process KV-cached generator (CPU or one GPU); vllm: a colocated vLLM engine synced after every
+    update (docs/scale.md)."""
+    prompts_per_step: int = 32
+    """the paper's TBS (128 / 1024)"""
+    rollouts_per_prompt: int = 8
+    """n (8, 16, 64)"""
+    temperature: float = 1.0
+    """0.6, 1.0, 1.2 in the paper"""
     top_p: float = 1.0
-    # Max-response-length curriculum: [[from_step, max_tokens], ...], e.g. [[0, 8192], [100, 20480]] (section 3.2).
+    """Nucleus-sampling p of rollouts (1 = the full distribution)."""
     max_length_schedule: list[tuple[int, int]] = Field(default_factory=lambda: [(0, 1024)])
-    # Extra strings that end a response (the template's end-of-turn always does).
+    """Max-response-length curriculum: [[from_step, max_tokens], ...], e.g. [[0, 8192], [100, 20480]] (section 3.2)."""
     stop: list[str] = Field(default_factory=list)
-    # Sync the trainer's weights into the generator every K steps; K > 1 reuses a stale
-    # (older) policy for rollouts: off-policy, corrected with the rollout log-probs.
+    """Extra strings that end a response (the template's end-of-turn always does)."""
     sync_weights_every: int = 1
-    # Sequences per generation batch of the hf backend (vLLM schedules its own batches).
+    """Sync the trainer's weights into the generator every K steps; K > 1 reuses a stale
+    (older) policy for rollouts: off-policy, corrected with the rollout log-probs."""
     generation_batch_size: int | None = None
-    # hf backend: decode Qwen2/Llama models with the static-cache fast path (rollout/fast_qwen2.py;
-    # greedy identical to the generic loop, sampling from another random stream); false forces
-    # the generic transformers loop. Other model families always take the generic loop.
+    """Sequences per generation batch of the hf backend (vLLM schedules its own batches)."""
     fast_generation: bool = True
-    # hf backend, fast path: the dtype decoding computes in. bfloat16 keeps float32 master weights
-    # and copies them to bfloat16 per batch (matmuls, cache; softmax and sampling in float32):
-    # faster where the CPU has AVX512-BF16 or AMX (bench/RESULTS.md), rollouts no longer equal
-    # float32's token for token, and old log-probs still come from the trainer's own forward.
+    """hf backend: decode Qwen2/Llama models with the static-cache fast path (rollout/fast_qwen2.py;
+    greedy identical to the generic loop, sampling from another random stream); false forces
+    the generic transformers loop. Other model families always take the generic loop."""
     generation_dtype: Literal["float32", "bfloat16"] = "float32"
-    # "python" runs code blocks in the sandbox during rollouts (tool-integrated RL).
+    """hf backend, fast path: the dtype decoding computes in. bfloat16 keeps float32 master weights
+    and copies them to bfloat16 per batch (matmuls, cache; softmax and sampling in float32):
+    faster where the CPU has AVX512-BF16 or AMX (bench/RESULTS.md), rollouts no longer equal
+    float32's token for token, and old log-probs still come from the trainer's own forward."""
     tools: Literal["none", "python"] = "none"
-    # Tool calls allowed per response (rollout.tools=python only).
+    """"python" runs code blocks in the sandbox during rollouts (tool-integrated RL)."""
     max_tool_calls: int | None = None
-    # Tool format: "default" or "still3" (the paper's release; rollout.tools=python only).
+    """Tool calls allowed per response (rollout.tools=python only)."""
     tool_preset: Literal["default", "still3"] | None = None
-    # The vLLM engine (rollout.backend=vllm only): GPU memory share, tensor parallel size,
-    # sleep mode during updates, ... (see rollout/vllm_backend.py and docs/scale.md).
+    """Tool format: "default" or "still3" (the paper's release; rollout.tools=python only)."""
     vllm: VLLMEngineConfig = VLLMEngineConfig()
+    """The vLLM engine (rollout.backend=vllm only): GPU memory share, tensor parallel size,
+    sleep mode during updates, ... (see rollout/vllm_backend.py and docs/scale.md)."""
 
     @model_validator(mode="after")
     def _check(self) -> RolloutConfig:
@@ -81,48 +84,53 @@ class RolloutConfig(StrictConfig):
 class KLConfig(StrictConfig):
     """KL penalty to a reference model (section 3.1.1: off, fixed 1e-3, or cosine 1e-3 -> 0)."""
 
-    # off, fixed (kl.coef) or cosine (kl.start -> kl.end over kl.anneal_steps); section 3.1.1.
     mode: Literal["off", "fixed", "cosine"] = "off"
-    coef: float = 1e-3  # the fixed coefficient
-    start: float = 1e-3  # cosine: coefficient at step 0
-    end: float = 0.0  # cosine: coefficient at and after anneal_steps (reached exactly)
-    # cosine: RL steps over which the coefficient goes from start to end.
+    """off, fixed (kl.coef) or cosine (kl.start -> kl.end over kl.anneal_steps); section 3.1.1."""
+    coef: float = 1e-3
+    """the fixed coefficient"""
+    start: float = 1e-3
+    """cosine: coefficient at step 0"""
+    end: float = 0.0
+    """cosine: coefficient at and after anneal_steps (reached exactly)"""
     anneal_steps: int = 100
-    # KL estimator (algorithms/kl.py): k1 log-ratio, k2 half squared log-ratio, k3 the non-negative unbiased
-    # one; k1 cannot sit in the loss.
+    """cosine: RL steps over which the coefficient goes from start to end."""
     estimator: Literal["k1", "k2", "k3"] = "k3"
-    # "loss": a KL term in the loss; "reward": a per-sequence penalty subtracted from the reward.
+    """KL estimator (algorithms/kl.py): k1 log-ratio, k2 half squared log-ratio, k3 the non-negative unbiased
+    one; k1 cannot sit in the loss."""
     placement: Literal["loss", "reward"] = "loss"
-    # Replace the reference with the current policy every K steps (section 4.3); 0 = never.
+    """"loss": a KL term in the loss; "reward": a per-sequence penalty subtracted from the reward."""
     reference_reset_every: int = 0
-    # Compute and log KL to the initial policy even when the penalty is off.
+    """Replace the reference with the current policy every K steps (section 4.3); 0 = never."""
     monitor: bool = True
+    """Compute and log KL to the initial policy even when the penalty is off."""
 
 
 class AlgorithmConfig(StrictConfig):
-    advantage: str = "grpo"  # grpo, grpo_no_std (Dr. GRPO), rloo, reinforce_pp
-    loss_aggregation: str = "token_mean"  # token_mean, seq_mean, constant (Dr. GRPO)
-    # PPO clip below: the ratio is clipped at 1 - clip_low (section 3.1.1).
+    advantage: str = "grpo"
+    """grpo, grpo_no_std (Dr. GRPO), rloo, reinforce_pp"""
+    loss_aggregation: str = "token_mean"
+    """token_mean, seq_mean, constant (Dr. GRPO)"""
     clip_low: float = 0.2
-    # PPO clip above: at 1 + clip_high; larger than clip_low is the asymmetric 'clip-higher' variant.
+    """PPO clip below: the ratio is clipped at 1 - clip_low (section 3.1.1)."""
     clip_high: float = 0.2
-    # Weight of the entropy bonus in the loss (Figure 9); 0 = off.
+    """PPO clip above: at 1 + clip_high; larger than clip_low is the asymmetric 'clip-higher' variant."""
     entropy_coef: float = 0.0
-    # Drop groups whose rewards are all equal before the update (DAPO's dynamic-sampling filter).
-    # Off by default, as in the paper's runs: dropping them shrinks the token-mean denominator to
-    # the informative rows (a larger per-token step that changes with the solve rate) and takes
-    # them out of a KL-in-the-loss pull. The demo (tiny_rl.yaml) turns it on.
+    """Weight of the entropy bonus in the loss (Figure 9); 0 = off."""
     drop_uniform_groups: bool = False
-    # Length strategies of section 4.2.1.
+    """Drop groups whose rewards are all equal before the update (DAPO's dynamic-sampling filter).
+    Off by default, as in the paper's runs: dropping them shrinks the token-mean denominator to
+    the informative rows (a larger per-token step that changes with the solve rate) and takes
+    them out of a KL-in-the-loss pull. The demo (tiny_rl.yaml) turns it on."""
     question_selection: bool = False
-    # RS (section 4.2.1): per question, learn only from the longest correct and the shortest incorrect response
-    # when the former is longer (algorithms/selection.py).
+    """Length strategies of section 4.2.1."""
     response_selection: bool = False
-    # ORM (section 4.2.1): responses cut at the length limit are left out of the loss.
+    """RS (section 4.2.1): per question, learn only from the longest correct and the shortest incorrect response
+    when the former is longer (algorithms/selection.py)."""
     overlength_masking: bool = False
-    # "recompute": old log-probs from the trainer's model before the update (exact on-policy
-    # ratio 1); "rollout": the generator's sampling log-probs (needed with stale rollouts).
+    """ORM (section 4.2.1): responses cut at the length limit are left out of the loss."""
     old_logprobs: Literal["recompute", "rollout"] = "recompute"
+    """"recompute": old log-probs from the trainer's model before the update (exact on-policy
+    ratio 1); "rollout": the generator's sampling log-probs (needed with stale rollouts)."""
 
     @model_validator(mode="after")
     def _check(self) -> AlgorithmConfig:
@@ -138,45 +146,54 @@ class AlgorithmConfig(StrictConfig):
 class UpdateConfig(StrictConfig):
     """How a batch of rollouts becomes optimizer steps (on-policy vs off-policy, section 3.1.1)."""
 
-    prompts_per_update: int = Field(0, ge=0)  # 0 = prompts_per_step (one update per batch: fully on-policy)
-    epochs: int = Field(1, ge=1)  # passes over each batch
-    micro_batch_size: int = Field(16, ge=1)  # sequences per forward/backward
+    prompts_per_update: int = Field(0, ge=0)
+    """0 = prompts_per_step (one update per batch: fully on-policy)"""
+    epochs: int = Field(1, ge=1)
+    """passes over each batch"""
+    micro_batch_size: int = Field(16, ge=1)
+    """sequences per forward/backward"""
 
 
 class TrainConfig(StrictConfig):
-    steps: int = Field(100, ge=1)  # RL steps (each: roll out, reward, update)
-    eval_every: int = Field(10, ge=0)  # 0 = only at the end
-    eval_temperature: float = 0.0  # greedy held-out accuracy
-    eval_max_problems: int = Field(200, ge=1)  # held-out problems per evaluation
-    save_every: int = Field(10, ge=1)  # checkpoint every N steps (and at the end)
-    keep_checkpoints: int = Field(2, ge=1)  # newest checkpoints kept on disk
-    # Every N steps, write rollouts to <run_dir>/samples/step_NNNNNN.jsonl (and the trackers); 0 = never.
+    steps: int = Field(100, ge=1)
+    """RL steps (each: roll out, reward, update)"""
+    eval_every: int = Field(10, ge=0)
+    """0 = only at the end"""
+    eval_temperature: float = 0.0
+    """greedy held-out accuracy"""
+    eval_max_problems: int = Field(200, ge=1)
+    """held-out problems per evaluation"""
+    save_every: int = Field(10, ge=1)
+    """checkpoint every N steps (and at the end)"""
+    keep_checkpoints: int = Field(2, ge=1)
+    """newest checkpoints kept on disk"""
     log_samples_every: int = Field(10, ge=0)
-    # Prompts per samples file, each with all its rollouts (rank 0's first prompts of the step).
+    """Every N steps, write rollouts to <run_dir>/samples/step_NNNNNN.jsonl (and the trackers); 0 = never."""
     log_samples_prompts: int = Field(4, ge=1)
+    """Prompts per samples file, each with all its rollouts (rank 0's first prompts of the step)."""
 
 
 class RLConfig(StrictConfig):
-    # Where the run writes, its seed, threads, progress and overwrite policy.
     run: RunConfig = RunConfig()
-    # The policy: path, dtype, memory plan, optimizer state to continue from.
+    """Where the run writes, its seed, threads, progress and overwrite policy."""
     model: RLModelConfig = RLModelConfig()
+    """The policy: path, dtype, memory plan, optimizer state to continue from."""
     data: ProblemSourceConfig = ProblemSourceConfig()
-    # How responses are sampled: TBS and n, temperature, length curriculum, backend, tools (sections 3.1, 3.2,
-    # 4.4).
     rollout: RolloutConfig = RolloutConfig()
+    """How responses are sampled: TBS and n, temperature, length curriculum, backend, tools (sections 3.1, 3.2,
+    4.4)."""
     reward: RewardConfig = RewardConfig()
-    # Advantage estimator, PPO clip, loss aggregation, entropy bonus, length strategies, old log-probs.
     algorithm: AlgorithmConfig = AlgorithmConfig()
+    """Advantage estimator, PPO clip, loss aggregation, entropy bonus, length strategies, old log-probs."""
     kl: KLConfig = KLConfig()
     optim: OptimConfig = OptimConfig()
     update: UpdateConfig = UpdateConfig()
-    # RL steps, held-out evaluation and checkpoint cadence.
     train: TrainConfig = TrainConfig()
-    # Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases).
+    """RL steps, held-out evaluation and checkpoint cadence."""
     tracking: TrackingConfig = TrackingConfig()
-    # DDP or FSDP2 over torchrun's ranks (training/distributed.py).
+    """Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases)."""
     distributed: DistributedConfig = DistributedConfig()
+    """DDP or FSDP2 over torchrun's ranks (training/distributed.py)."""
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:

@@ -49,39 +49,39 @@ from slowthink.training.sharded_checkpoint import load_sharded, sharded_writer
 
 
 class SFTDataConfig(StrictConfig):
-    # "tiny": the synthetic task's cold-start mix; "dataset" (or its older name "jsonl"): prompt/response or
-    # messages rows from train_file.
     source: Literal["tiny", "dataset", "jsonl"] = "tiny"
-    # Prompt/response or chat-messages rows (data.source=dataset): a .jsonl/.json/.parquet/.arrow/.csv file,
-    # a dataset folder (DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT] (docs/data.md).
+    """"tiny": the synthetic task's cold-start mix; "dataset" (or its older name "jsonl"): prompt/response or
+    messages rows from train_file."""
     train_file: str | None = None
-    # Which columns hold the row's fields, e.g. {prompt: instruction, response: output} or {messages:
-    # conversations}; unmapped fields use their own names.
+    """Prompt/response or chat-messages rows (data.source=dataset): a .jsonl/.json/.parquet/.arrow/.csv file,
+    a dataset folder (DIR@SPLIT) or a Hub id OWNER/NAME[:CONFIG][@SPLIT] (docs/data.md)."""
     columns: dict[str, str] = Field(default_factory=dict)
-    # Prompt template the prompts are rendered with (slowthink.data.prompts).
+    """Which columns hold the row's fields, e.g. {prompt: instruction, response: output} or {messages:
+    conversations}; unmapped fields use their own names."""
     template: str = "chat"
+    """Prompt template the prompts are rendered with (slowthink.data.prompts)."""
     tiny: TinyTaskConfig = TinyTaskConfig()
-    # Demonstrations drawn from the tiny task.
     tiny_size: int = 4000
-    # Tiny cold start: every demonstration thinks (True), or the feature-tied mix (False).
+    """Demonstrations drawn from the tiny task."""
     tiny_all_think: bool = False
-    # Zero the loss on what the interpreter inserted (a row's tool_spans, else its output
-    # blocks after the fence); the paper kept it in the loss.
+    """Tiny cold start: every demonstration thinks (True), or the feature-tied mix (False)."""
     mask_tool_outputs: bool = False
-    # Long-CoT cold start (section 4.1, data/long_cot.py): keep responses of this many tokens ...
+    """Zero the loss on what the interpreter inserted (a row's tool_spans, else its output
+    blocks after the fence); the paper kept it in the loss."""
     min_response_tokens: int = 0
-    # ... and at most this many (null: no upper bound).
+    """Long-CoT cold start (section 4.1, data/long_cot.py): keep responses of this many tokens ..."""
     max_response_tokens: int | None = None
-    # ... whose final answer the checker accepts against the row's "answer" ("none": no check).
+    """... and at most this many (null: no upper bound)."""
     check_answers: Literal["none", "exact", "math"] = "none"
-    # Max tokens of prompt + response. A longer example is dropped, or kept up to the limit
-    # with the loss zeroed from its answer on ("mask"); never trained cut off. Both counted.
+    """... whose final answer the checker accepts against the row's "answer" ("none": no check)."""
     max_length: int | None = None
-    # What happens to an example longer than max_length: drop, or mask (see above).
+    """Max tokens of prompt + response. A longer example is dropped, or kept up to the limit
+    with the loss zeroed from its answer on ("mask"); never trained cut off. Both counted."""
     truncation: Literal["drop", "mask"] = "drop"
-    # Pack examples into rows of max_length tokens (block-diagonal attention, per-example
-    # positions): the same loss as unpacked, without the padding (training/packing.py).
+    """What happens to an example longer than max_length: drop, or mask (see above)."""
     packing: bool = False
+    """Pack examples into rows of max_length tokens (block-diagonal attention, per-example
+    positions): the same loss as unpacked, without the padding (training/packing.py)."""
 
     @model_validator(mode="after")
     def _check(self) -> SFTDataConfig:
@@ -96,48 +96,49 @@ class SFTDataConfig(StrictConfig):
 
 
 class SFTTrainConfig(StrictConfig):
-    # At least 1 each: 0 used to crash mid-run with a bare ValueError (or run no step at all).
     steps: int = Field(default=600, ge=1)
-    batch_size: int = Field(default=64, ge=1)  # sequences per optimizer step (over all ranks)
-    # Sequences per forward/backward (accumulated up to batch_size; never changes the update).
+    """At least 1 each: 0 used to crash mid-run with a bare ValueError (or run no step at all)."""
+    batch_size: int = Field(default=64, ge=1)
+    """sequences per optimizer step (over all ranks)"""
     micro_batch_size: int = Field(default=64, ge=1)
-    # Checkpoint every N steps (and at the end).
+    """Sequences per forward/backward (accumulated up to batch_size; never changes the update)."""
     save_every: int = Field(default=200, ge=1)
-    # Newest checkpoints kept on disk.
+    """Checkpoint every N steps (and at the end)."""
     keep_checkpoints: int = 1
+    """Newest checkpoints kept on disk."""
 
 
 # Defaults live on subclasses, not on default instances: a partial override such as
 # ``optim.lr=...`` then keeps the other SFT defaults instead of falling back to the base class's.
 class SFTRunConfig(RunConfig):
-    # Every SFT run writes here: config.yaml, metrics.jsonl, checkpoints/.
     output_dir: str = "runs/sft"
+    """Every SFT run writes here: config.yaml, metrics.jsonl, checkpoints/."""
 
 
 class SFTOptimConfig(OptimConfig):
-    # Peak learning rate (the tiny cold start's).
     lr: float = 2e-3
-    # After warm-up: cosine decay by default.
+    """Peak learning rate (the tiny cold start's)."""
     schedule: Literal["constant", "cosine"] = "cosine"
-    # Optimizer steps of linear warm-up from 0.
+    """After warm-up: cosine decay by default."""
     warmup_steps: int = 20
+    """Optimizer steps of linear warm-up from 0."""
 
 
 class SFTConfig(StrictConfig):
-    # Where the run writes, its seed, threads, progress and overwrite policy.
     run: SFTRunConfig = SFTRunConfig()
-    # The model: path, dtype, memory plan.
+    """Where the run writes, its seed, threads, progress and overwrite policy."""
     model: ModelConfig = ModelConfig()
-    # Training rows: source, template, long-CoT filter, max length, packing (section 4.1).
+    """The model: path, dtype, memory plan."""
     data: SFTDataConfig = SFTDataConfig()
-    # AdamW and its schedule.
+    """Training rows: source, template, long-CoT filter, max length, packing (section 4.1)."""
     optim: SFTOptimConfig = SFTOptimConfig()
-    # Steps, batch sizes and checkpoint cadence.
+    """AdamW and its schedule."""
     train: SFTTrainConfig = SFTTrainConfig()
-    # DDP or FSDP2 over torchrun's ranks (training/distributed.py).
+    """Steps, batch sizes and checkpoint cadence."""
     distributed: DistributedConfig = DistributedConfig()
-    # Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases).
+    """DDP or FSDP2 over torchrun's ranks (training/distributed.py)."""
     tracking: TrackingConfig = TrackingConfig()
+    """Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases)."""
 
     @model_validator(mode="after")
     def _check(self) -> SFTConfig:

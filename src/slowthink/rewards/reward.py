@@ -31,24 +31,24 @@ COMPONENTS = ("correctness", "still3", "format", "length", "action")
 class RewardConfig(StrictConfig):
     """Which reward components, with which weights (section 4.2.1)."""
 
-    # "exact": string match of the extracted answer (synthetic tasks); "math": math-verify in a worker pool.
     checker: Literal["exact", "math"] = "math"
-    # Component name -> weight. Names: correctness, still3, format, length (RRL), action (RRA), and the
-    # names of reward.functions.
+    """"exact": string match of the extracted answer (synthetic tasks); "math": math-verify in a worker pool."""
     weights: dict[str, float] = Field(default_factory=lambda: {"correctness": 1.0})
-    # Reward functions of your own, NAME -> "path/to/file.py:function", "package.module:function" or an
-    # http(s) URL (a remote reward); each weighted by reward.weights.NAME, logged as reward/NAME (docs/rewards.md).
+    """Component name -> weight. Names: correctness, still3, format, length (RRL), action (RRA), and the
+    names of reward.functions."""
     functions: dict[str, str] = Field(default_factory=dict)
-    # Seconds one call of a reward function (one try of a remote reward) may take before the step fails.
+    """Reward functions of your own, NAME -> "path/to/file.py:function", "package.module:function" or an
+    http(s) URL (a remote reward); each weighted by reward.weights.NAME, logged as reward/NAME (docs/rewards.md)."""
     function_timeout_s: float = Field(60.0, gt=0)
-    # Retries of a remote reward after a connection error, a timeout or HTTP 408/429/5xx.
+    """Seconds one call of a reward function (one try of a remote reward) may take before the step fails."""
     remote_retries: int = Field(3, ge=0)
-    # Amax of the action reward RRA.
+    """Retries of a remote reward after a connection error, a timeout or HTTP 408/429/5xx."""
     action_max: int = 20
-    # Seconds a single math check may take before its worker is killed (math checker).
+    """Amax of the action reward RRA."""
     check_timeout_s: float = 5.0
-    # Worker processes of the math checker.
+    """Seconds a single math check may take before its worker is killed (math checker)."""
     check_workers: int = 2
+    """Worker processes of the math checker."""
 
     @field_validator("functions")
     @classmethod

@@ -92,7 +92,19 @@ OnFinished = Callable[[list[tuple[int, "Completion"]]], None]
 
 @runtime_checkable
 class Generator(Protocol):
-    """A rollout engine."""
+    """A rollout engine. An engine that subclasses it inherits the defaults of
+    ``streams_finished`` and ``weights_model``; the RL recipe reads both."""
+
+    # Whether ``generate`` takes ``on_finished`` and hands each completion over as it
+    # finishes (``HFGenerator``), so the RL loop rewards them while the rest decode.
+    streams_finished: bool = False
+
+    @property
+    def weights_model(self) -> Any:
+        """What holds the weights the engine samples from, for the trainer to sync and checkpoint:
+        the HF engine's module, vLLM's CPU copy when rollouts may be stale; None when the engine
+        holds nothing the trainer must keep (vLLM on-policy, a remote server)."""
+        return None
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
         """Sample ``params.n`` completions for each prompt; prompt-major order."""

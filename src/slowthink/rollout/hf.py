@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from slowthink.rollout.fast_sampling import row_keys
-from slowthink.rollout.generator import Completion, OnFinished, SamplingParams
+from slowthink.rollout.generator import Completion, Generator, OnFinished, SamplingParams
 
 
 def sample_next_token(
@@ -50,7 +50,7 @@ def sample_next_token(
     return tokens, logprobs_BV.gather(-1, tokens[:, None]).squeeze(-1)
 
 
-class HFGenerator:
+class HFGenerator(Generator):
     """The CPU ``Generator``: shares the trainer's model object, so ``update_weights`` is free.
 
     ``fast=True`` decodes Qwen2/Llama models with ``rollout/fast_qwen2.py`` (static KV cache,
@@ -86,6 +86,10 @@ class HFGenerator:
         elif configured:
             ids.update(configured)
         return ids
+
+    @property
+    def weights_model(self) -> Any:
+        return self.model
 
     def update_weights(self, model: Any) -> None:
         """Colocated on CPU the generator holds the trainer's own module; otherwise copy weights."""

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from slowthink.rollout.generator import Completion, FinishReason, SamplingParams
+from slowthink.rollout.generator import Completion, FinishReason, Generator, SamplingParams
 
 _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "eos": "stop", "length": "length"}
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -41,7 +41,7 @@ class OpenAIBackendError(RuntimeError):
     """A request that failed for good; the message names the URL and the last status."""
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(Generator):
     """Sample from a remote OpenAI-compatible server (see the module docstring)."""
 
     def __init__(

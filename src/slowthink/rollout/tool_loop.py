@@ -98,16 +98,16 @@ def sandbox_config_for(preset: str, **overrides: Any) -> SandboxConfig:
 class ToolLoopConfig(StrictConfig):
     """Budgets and switches of the tool loop (``rollout.tools`` / ``eval --tools``)."""
 
-    # Output format: "default" or "still3" (the paper's release).
     preset: Literal["default", "still3"] = "default"
-    # Tool calls executed per response; later code blocks are left unexecuted and
-    # generation simply continues. None: no limit (the paper's evaluation has none).
+    """Output format: "default" or "still3" (the paper's release)."""
     max_tool_calls: int | None = Field(None, ge=0)
-    # Model + tool tokens per response; None: SamplingParams.max_new_tokens.
+    """Tool calls executed per response; later code blocks are left unexecuted and
+    generation simply continues. None: no limit (the paper's evaluation has none)."""
     max_total_tokens: int | None = Field(None, ge=1)
-    # False: the paper's ablation "code written but not executed": the loop stops at
-    # code blocks as usual but runs nothing and appends no output block.
+    """Model + tool tokens per response; None: SamplingParams.max_new_tokens."""
     execute: bool = True
+    """False: the paper's ablation "code written but not executed": the loop stops at
+    code blocks as usual but runs nothing and appends no output block."""
 
 
 def format_output(result: CellResult, fmt: ToolFormat) -> str:
@@ -203,7 +203,7 @@ class _Response:
         )
 
 
-class ToolLoop:
+class ToolLoop(Generator):
     """Generation with code execution. It is itself a ``Generator``, so evaluation and RL
     take it wherever they take the engine it wraps."""
 
@@ -240,6 +240,10 @@ class ToolLoop:
             if self.sandbox is not None:
                 self.sandbox.close_session(response.session)
         return [r.completion() for r in responses]
+
+    @property
+    def weights_model(self) -> Any:
+        return self.generator.weights_model  # the wrapped engine's (the loop itself holds none)
 
     def update_weights(self, model: Any) -> None:
         self.generator.update_weights(model)

@@ -53,7 +53,7 @@ import torch
 from pydantic import Field
 
 from slowthink.config import StrictConfig
-from slowthink.rollout.generator import Completion, FinishReason, SamplingParams
+from slowthink.rollout.generator import Completion, FinishReason, Generator, SamplingParams
 
 # Engine processes only the current step's prompts, so seeds stay within vLLM's int64.
 SEED_MODULUS = 2**62
@@ -66,26 +66,26 @@ class BackendUnavailableError(RuntimeError):
 class VLLMEngineConfig(StrictConfig):
     """The vLLM engine's own settings (``rollout.vllm.*`` in RL; eval sets the parallel size)."""
 
-    # Share of each GPU's memory the engine may take (weights + KV cache). Colocated with the
-    # trainer, so lower than vLLM's 0.9: the policy, its gradients and optimizer state share the GPU.
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
-    # GPUs one engine shards the model over (vLLM tensor parallelism); with torchrun it must
-    # divide the number of ranks, and consecutive ranks form one engine.
+    """Share of each GPU's memory the engine may take (weights + KV cache). Colocated with the
+    trainer, so lower than vLLM's 0.9: the policy, its gradients and optimizer state share the GPU."""
     tensor_parallel_size: int = Field(1, ge=1)
-    # GPU only: release the engine's memory while the trainer updates (vLLM sleep mode).
+    """GPUs one engine shards the model over (vLLM tensor parallelism); with torchrun it must
+    divide the number of ranks, and consecutive ranks form one engine."""
     sleep_mode: bool = True
-    # Skip CUDA graphs / torch.compile: faster start, slower decoding. None: eager on CPU
-    # (compiling takes longer there than the tiny runs it would speed up), compiled on GPU.
+    """GPU only: release the engine's memory while the trainer updates (vLLM sleep mode)."""
     enforce_eager: bool | None = None
-    # Longest prompt + response the engine accepts; None: the model's max_position_embeddings.
+    """Skip CUDA graphs / torch.compile: faster start, slower decoding. None: eager on CPU
+    (compiling takes longer there than the tiny runs it would speed up), compiled on GPU."""
     max_model_len: int | None = Field(None, ge=1)
-    # Reuse the KV cache of a shared prompt prefix (the n rollouts of one prompt share it).
+    """Longest prompt + response the engine accepts; None: the model's max_position_embeddings."""
     enable_prefix_caching: bool = True
-    # Weights dtype in the engine; None: the trainer's compute dtype (model.autocast, else
-    # distributed.param_dtype under FSDP, else model.dtype), so rollouts and updates agree.
+    """Reuse the KV cache of a shared prompt prefix (the n rollouts of one prompt share it)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
-    # CPU build only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE; an explicit env var wins).
+    """Weights dtype in the engine; None: the trainer's compute dtype (model.autocast, else
+    distributed.param_dtype under FSDP, else model.dtype), so rollouts and updates agree."""
     cpu_kv_cache_gib: int = Field(1, ge=1)
+    """CPU build only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE; an explicit env var wins)."""
 
 
 def vllm_sampling_kwargs(params: SamplingParams, seed: int | None = None, logprobs: int | None = 0) -> dict[str, Any]:
@@ -172,7 +172,7 @@ class WeightsCopy:
         self.generator.load_weights(self.weights.items())
 
 
-class VLLMGenerator:
+class VLLMGenerator(Generator):
     """Sample with ``vllm.LLM``; see the module docstring for log-probs, sync and memory."""
 
     def __init__(
@@ -218,6 +218,11 @@ class VLLMGenerator:
         self.workers_elsewhere = engine.tensor_parallel_size > 1 and _distributed_world() == 1
         self.sync_dtype = None if dtype == "auto" else getattr(torch, dtype)  # what the engine holds
         self.weights = WeightsCopy(self, _cpu_copy(keep_weights_of, self.sync_dtype)) if keep_weights_of is not None else None
+
+    @property
+    def weights_model(self) -> WeightsCopy | None:
+        """The CPU copy of stale rollouts; None on-policy (the trainer's own weights, synced each step)."""
+        return self.weights
 
     @property
     def context_length(self) -> int:

@@ -26,36 +26,37 @@ Direction = Literal["higher", "lower", "not_higher", "not_lower"]
 class ClaimConfig(StrictConfig):
     """The paper's finding as ``metric(arm) <direction> metric(than)``, judged per seed."""
 
-    metric: str  # a key of metrics.jsonl, e.g. heldout/accuracy, response_length
-    # How metric(arm) compares with metric(than): higher, lower, not_higher or not_lower.
+    metric: str
+    """a key of metrics.jsonl, e.g. heldout/accuracy, response_length"""
     direction: Direction
-    # The arm the claim is about.
+    """How metric(arm) compares with metric(than): higher, lower, not_higher or not_lower."""
     arm: str
-    # The arm it is compared with.
+    """The arm the claim is about."""
     than: str
-    # The run's value: the mean of the metric's last ``window`` logged values, a plateau rather
-    # than one noisy final evaluation (default: verdict.window).
+    """The arm it is compared with."""
     window: int | None = Field(None, ge=1)
-    # The smallest difference that counts as a finding, in the metric's units (default:
-    # verdict.min_effect[metric]); > 0, so a zero seed spread does not make any difference count.
+    """The run's value: the mean of the metric's last ``window`` logged values, a plateau rather
+    than one noisy final evaluation (default: verdict.window)."""
     min_effect: float | None = Field(None, gt=0)
-    # not_higher / not_lower: the difference that would count as higher / lower; the claim is
-    # held only when the interval's bound clears it (default: verdict.margin[metric]).
+    """The smallest difference that counts as a finding, in the metric's units (default:
+    verdict.min_effect[metric]); > 0, so a zero seed spread does not make any difference count."""
     margin: float | None = Field(None, gt=0)
-    # The effect the power analysis sizes the seeds for (default: the margin, else min_effect),
-    # e.g. the effect the paper reports.
+    """not_higher / not_lower: the difference that would count as higher / lower; the claim is
+    held only when the interval's bound clears it (default: verdict.margin[metric])."""
     effect: float | None = Field(None, gt=0)
-    # Where the paper says it (shown in the report), e.g. "Table 1, section 3.1.1".
+    """The effect the power analysis sizes the seeds for (default: the margin, else min_effect),
+    e.g. the effect the paper reports."""
     source: str = ""
+    """Where the paper says it (shown in the report), e.g. "Table 1, section 3.1.1"."""
 
 
 class FactorConfig(StrictConfig):
     """One factor of the grid: its arms (name -> dotted overrides) and the claims about them."""
 
-    # What the factor varies, for the report.
     description: str = ""
-    # Arm name -> dotted overrides of the base RL config.
+    """What the factor varies, for the report."""
     arms: dict[str, list[str]]
+    """Arm name -> dotted overrides of the base RL config."""
     claims: list[ClaimConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -72,12 +73,13 @@ class FactorConfig(StrictConfig):
 class ColdStartConfig(StrictConfig):
     """An SFT cold start run once per seed and shared by all that seed's arms (section 4.1)."""
 
-    config: str  # an SFT YAML (relative to the grid file), e.g. ../tiny_sft.yaml
-    # Dotted overrides of the SFT config.
+    config: str
+    """an SFT YAML (relative to the grid file), e.g. ../tiny_sft.yaml"""
     overrides: list[str] = Field(default_factory=list)
-    # Build the tiny model with the study seed as the SFT starting point (as ``slowthink demo``
-    # does), instead of the SFT config's model.path.
+    """Dotted overrides of the SFT config."""
     tiny_base: bool = True
+    """Build the tiny model with the study seed as the SFT starting point (as ``slowthink demo``
+    does), instead of the SFT config's model.path."""
 
 
 # Smallest differences that count, per metric (claims may set their own): 1 accuracy point
@@ -102,18 +104,18 @@ DEFAULT_MIN_EFFECTS = {
 class VerdictConfig(StrictConfig):
     """The rule that turns per-seed differences into held / reversed / inconclusive (study/verdict.py)."""
 
-    # Confidence level of each claim's interval (t-based, over the paired per-seed differences).
     level: float = Field(0.95, gt=0.5, lt=1.0)
-    # Power at which the minimum detectable effect and the seeds needed are stated.
+    """Confidence level of each claim's interval (t-based, over the paired per-seed differences)."""
     power: float = Field(0.8, gt=0.0, lt=1.0)
-    # holm: the grid's claims are adjusted together (family-wise error <= 1 - level); none: each alone.
+    """Power at which the minimum detectable effect and the seeds needed are stated."""
     adjust: Literal["holm", "none"] = "holm"
-    # Default plateau: a run's value is the mean of the metric's last ``window`` logged values.
+    """holm: the grid's claims are adjusted together (family-wise error <= 1 - level); none: each alone."""
     window: int = Field(3, ge=1)
-    # Metric -> smallest difference that counts (claims without their own min_effect).
+    """Default plateau: a run's value is the mean of the metric's last ``window`` logged values."""
     min_effect: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIN_EFFECTS))
-    # Metric -> margin of not_higher / not_lower claims without their own.
+    """Metric -> smallest difference that counts (claims without their own min_effect)."""
     margin: dict[str, float] = Field(default_factory=dict)
+    """Metric -> margin of not_higher / not_lower claims without their own."""
 
     @field_validator("min_effect", mode="before")
     @classmethod
@@ -147,34 +149,36 @@ class CostConfig(StrictConfig):
     """What ``--dry-run`` estimates the wall time from until the study has finished runs of its
     own (then their measured times win): seconds on the run's share of the cores."""
 
-    # One RL step (roll out, reward, update) of the base config.
     rl_step_s: float = Field(3.0, gt=0)
-    # One held-out evaluation (train.eval_max_problems problems).
+    """One RL step (roll out, reward, update) of the base config."""
     eval_s: float = Field(15.0, ge=0)
-    # One whole SFT cold start.
+    """One held-out evaluation (train.eval_max_problems problems)."""
     sft_run_s: float = Field(165.0, ge=0)
-    # Arm name -> seconds per RL step where an arm costs more or less than the base.
+    """One whole SFT cold start."""
     arm_step_s: dict[str, float] = Field(default_factory=dict)
+    """Arm name -> seconds per RL step where an arm costs more or less than the base."""
 
 
 class StudyConfig(StrictConfig):
-    base: str  # the base RL YAML, relative to the grid file
-    output_dir: str = "runs/study"  # every run directory of the study goes below it
-    # Where the report goes (default: <output_dir>/report).
+    base: str
+    """the base RL YAML, relative to the grid file"""
+    output_dir: str = "runs/study"
+    """every run directory of the study goes below it"""
     report_dir: str | None = None
-    # Title of the report.
+    """Where the report goes (default: <output_dir>/report)."""
     title: str = "slowthink study"
-    # Seeds every arm runs with; claims are judged per seed.
+    """Title of the report."""
     seeds: list[int] = Field(default_factory=lambda: [0])
-    # Runs at a time; torch threads are divided among them (each gets cores // parallel).
+    """Seeds every arm runs with; claims are judged per seed."""
     parallel: int = Field(1, ge=1)
-    # Overrides applied to every arm (before the arm's own), e.g. a shorter train.steps.
+    """Runs at a time; torch threads are divided among them (each gets cores // parallel)."""
     overrides: list[str] = Field(default_factory=list)
+    """Overrides applied to every arm (before the arm's own), e.g. a shorter train.steps."""
     cold_start: ColdStartConfig | None = None
     factors: dict[str, FactorConfig]
     verdict: VerdictConfig = VerdictConfig()
-    # Per-step costs the dry-run's wall-time estimate starts from (measured where the grid says).
     cost: CostConfig = CostConfig()
+    """Per-step costs the dry-run's wall-time estimate starts from (measured where the grid says)."""
 
     @model_validator(mode="after")
     def _check(self) -> StudyConfig:

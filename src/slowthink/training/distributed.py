@@ -26,31 +26,31 @@ from slowthink.config import StrictConfig
 class DistributedConfig(StrictConfig):
     """How several ranks hold and train one model (ignored by a single process)."""
 
-    # ddp: every rank keeps all weights, gradients and optimizer state; fsdp: FSDP2 shards
-    # them over the ranks (for models whose training state does not fit one device).
     strategy: Literal["ddp", "fsdp"] = "ddp"
-    # FSDP mixed precision: dtype the gathered weights compute in (None = as stored,
-    # model.dtype) and dtype gradients are reduced in (None = the compute dtype). The
-    # sharded weights and the optimizer stay in model.dtype.
+    """ddp: every rank keeps all weights, gradients and optimizer state; fsdp: FSDP2 shards
+    them over the ranks (for models whose training state does not fit one device)."""
     param_dtype: Literal["float32", "bfloat16", "float16"] | None = None
-    # FSDP: dtype gradients are reduced in (null: the compute dtype).
+    """FSDP mixed precision: dtype the gathered weights compute in (None = as stored,
+    model.dtype) and dtype gradients are reduced in (None = the compute dtype). The
+    sharded weights and the optimizer stay in model.dtype."""
     reduce_dtype: Literal["float32", "bfloat16", "float16"] | None = None
-    # FSDP: free each layer's gathered weights after its forward and gather them again for
-    # the backward (less memory, one more all-gather per layer).
+    """FSDP: dtype gradients are reduced in (null: the compute dtype)."""
     reshard_after_forward: bool = True
-    # Minutes a collective may wait for the slowest rank before the run fails. nccl's own
-    # default (10) is shorter than this design's waits: ranks whose long chains of thought
-    # finish later, and rank 0 writing and hashing a large checkpoint while the others wait.
+    """FSDP: free each layer's gathered weights after its forward and gather them again for
+    the backward (less memory, one more all-gather per layer)."""
     timeout_minutes: float = Field(120.0, gt=0)
-    # full: rank 0 gathers the weights and optimizer state into a Hugging Face checkpoint (12
-    # bytes a parameter of host memory on one node at every save); sharded: every rank writes
-    # its own shards with torch.distributed.checkpoint, nothing gathered, resumable at any
-    # world size (docs/scale.md); auto: sharded under FSDP on several ranks from 1B
-    # parameters, full otherwise.
+    """Minutes a collective may wait for the slowest rank before the run fails. nccl's own
+    default (10) is shorter than this design's waits: ranks whose long chains of thought
+    finish later, and rank 0 writing and hashing a large checkpoint while the others wait."""
     checkpoint_format: Literal["auto", "full", "sharded"] = "auto"
-    # sharded checkpoints: write in a background thread while training goes on; the
-    # previous checkpoint stays the one a resume finds until the new one is complete.
+    """full: rank 0 gathers the weights and optimizer state into a Hugging Face checkpoint (12
+    bytes a parameter of host memory on one node at every save); sharded: every rank writes
+    its own shards with torch.distributed.checkpoint, nothing gathered, resumable at any
+    world size (docs/scale.md); auto: sharded under FSDP on several ranks from 1B
+    parameters, full otherwise."""
     async_save: bool = False
+    """sharded checkpoints: write in a background thread while training goes on; the
+    previous checkpoint stays the one a resume finds until the new one is complete."""
 
     @model_validator(mode="after")
     def _check(self) -> DistributedConfig:

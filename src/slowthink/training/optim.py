@@ -17,22 +17,22 @@ from slowthink.config import StrictConfig
 class OptimConfig(StrictConfig):
     """AdamW with linear warm-up then a constant or cosine schedule."""
 
-    # Peak learning rate of AdamW (the paper's RL runs use 1e-6).
     lr: float = 1e-6
-    # AdamW's decoupled weight decay.
+    """Peak learning rate of AdamW (the paper's RL runs use 1e-6)."""
     weight_decay: float = 0.0
-    # AdamW's (beta1, beta2).
+    """AdamW's decoupled weight decay."""
     betas: tuple[float, float] = (0.9, 0.999)
-    # AdamW's epsilon.
+    """AdamW's (beta1, beta2)."""
     eps: float = 1e-8
-    # Optimizer steps of linear warm-up from 0 (a fresh Adam at a large rate can collapse on step 1).
+    """AdamW's epsilon."""
     warmup_steps: int = 0
-    # After warm-up: constant, or cosine decay to min_lr_ratio x lr.
+    """Optimizer steps of linear warm-up from 0 (a fresh Adam at a large rate can collapse on step 1)."""
     schedule: Literal["constant", "cosine"] = "constant"
-    # Final learning rate as a fraction of ``lr`` for the cosine schedule.
+    """After warm-up: constant, or cosine decay to min_lr_ratio x lr."""
     min_lr_ratio: float = 0.0
-    # Gradient-norm clipping (0 disables).
+    """Final learning rate as a fraction of ``lr`` for the cosine schedule."""
     grad_clip: float = 1.0
+    """Gradient-norm clipping (0 disables)."""
 
     @model_validator(mode="after")
     def _check(self) -> OptimConfig:
