@@ -38,7 +38,7 @@ CASES = {
     "sft-40M-T512-unchunked": ("sft", 256, 2, 512, 1, False, 0, 1, "ddp"),
     "sft-103M-T2k": ("sft", 512, 8, 2048, 1, False, 1024, 1, "ddp"),
     "sft-103M-T2k-ckpt": ("sft", 512, 8, 2048, 1, True, 1024, 1, "ddp"),
-    "sft-306M-T1k-ckpt": ("sft", 1024, 12, 1024, 1, True, 1024, 1, "ddp"),
+    "sft-344M-T1k-ckpt": ("sft", 1024, 12, 1024, 1, True, 1024, 1, "ddp"),
     "rl-103M-T1k": ("rl", 512, 8, 1024, 2, False, 1024, 1, "ddp"),
     "sft-103M-T1k-ddp2": ("sft", 512, 8, 1024, 1, False, 1024, 2, "ddp"),
     "sft-103M-T1k-fsdp2": ("sft", 512, 8, 1024, 1, False, 1024, 2, "fsdp"),
