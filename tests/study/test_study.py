@@ -57,6 +57,12 @@ def test_shipped_table1_grid_loads_and_plans_one_baseline_per_seed():
     assert all(f.claims for f in study.factors.values())
 
 
+def test_a_bad_override_of_a_grid_is_blamed_on_the_command_line(tmp_path):
+    # The grid is read by the one loader: a typo on the command line is looked for there, not in the file.
+    with pytest.raises(ConfigError, match=r"on the command line:\n  override seedz=\[1\]: unknown key 'seedz' \(did you mean 'seeds'\?\)"):
+        load_study(write_grid(tmp_path), ["seedz=[1]"])
+
+
 def test_bad_grids_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'factorz'"):
         load_study(write_grid(tmp_path, factorz={}))

@@ -23,7 +23,7 @@ What it promises, and how:
   its own base ``seed + index * n``, so no two completions of one call share a stream.
   ``SamplingParams.seeds`` gives every completion its own seed instead (one n=1 request
   each): the RL recipe hashes them from (run, step, global prompt index, child), so no two
-  ranks or steps share a stream either (``recipes/rl.py``, ``completion_seeds``).
+  ranks or steps share a stream either (``recipes/rl_seeds.py``, ``completion_seeds``).
 - **Weight sync** (``update_weights``): the trainer's ``state_dict`` (Hugging Face names;
   FSDP2 shards cast to the engine's dtype and gathered one tensor at a time) is handed to every vLLM worker's
   ``reload_weights`` through ``llm.collective_rpc``; the prefix cache is then reset, as its

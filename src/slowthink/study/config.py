@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from slowthink.config import ConfigError, StrictConfig, build_config, read_yaml
+from slowthink.config import ConfigError, StrictConfig
 from slowthink.study.verdict import Rule
 
 # higher / lower: the arm's value is above / below the other's; not_higher / not_lower: it
@@ -198,12 +198,12 @@ class StudyConfig(StrictConfig):
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[StudyConfig, Path]:
     """Read and validate a grid file; returns the config and the folder its paths are relative to."""
-    from slowthink.config import apply_overrides, resolve_config_path
+    from slowthink.config import load_config, resolve_config_path
 
     # ``configs/study/NAME.yaml`` names the shipped grid when no such file is here (a pip
     # install); its relative paths are then read against the package's copy.
     path = resolve_config_path(path)
-    config = build_config(StudyConfig, apply_overrides(read_yaml(path), overrides or []), source=str(path))
+    config = load_config(StudyConfig, path, overrides or [])
     root = path.resolve().parent
     for name in [config.base] + ([config.cold_start.config] if config.cold_start else []):
         if not (root / name).is_file():
