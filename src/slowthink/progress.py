@@ -4,6 +4,7 @@
   a rich bar of done/total on a terminal, a no-op otherwise (eval, distill-tir, score).
 - ``StepProgress``: training steps with chosen metrics; a live rich bar on a TTY, one plain
   line every 2 s otherwise (CI logs, files) (rl, sft).
+- ``PhaseTimer``: seconds per phase of an RL step, and generation throughput (logged as ``time/*``).
 
 Must not import torch or the CLI (tests/test_layers.py): rich is imported only when a bar is shown.
 """
@@ -70,3 +71,27 @@ class StepProgress:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+class PhaseTimer:
+    """Seconds spent per phase of a step, and generation throughput."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def __call__(self, name: str) -> PhaseTimer:
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds[self._name] = time.perf_counter() - self._t0
+
+    def metrics(self, generated_tokens: int) -> dict[str, float]:
+        out = {f"time/{k}_s": v for k, v in self.seconds.items()}
+        out["time/step_s"] = time.perf_counter() - self.start
+        out["tokens_per_s"] = generated_tokens / max(self.seconds.get("generate", 0.0), 1e-9)
+        return out

@@ -12,8 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from slowthink.config import load_config
-from slowthink.recipes.rl import generator_sync, run_rl
+from slowthink.recipes.rl import run_rl
+from slowthink.recipes.rl_engine import generator_sync
 from slowthink.recipes.sft import SFTConfig, run_sft
+from slowthink.rollout.generator import Generator
 from slowthink.tracking import read_metrics
 from slowthink.training.checkpoint import latest_checkpoint, load_trainer_state
 from slowthink.training.run_setup import load_policy
@@ -82,8 +84,8 @@ def test_lora_sft_trains_the_adapter_and_resumes_bit_exact(tmp_path):
     assert [r["loss"] for r in read_metrics(resumed / "metrics.jsonl")] == [r["loss"] for r in read_metrics(straight / "metrics.jsonl")]
 
 
-class WeightsReceiver:
-    """Stands in for the vLLM engine's side of a sync: it records the (name, tensor) stream it gets."""
+class WeightsReceiver(Generator):
+    """Stands in for the vLLM engine's side of a sync (on-policy: no ``weights_model``): it records the (name, tensor) stream it gets."""
 
     def __init__(self) -> None:
         self.received: dict[str, torch.Tensor] = {}

@@ -13,7 +13,8 @@ import torch
 
 from slowthink.models.tiny import build_model, build_tokenizer
 from slowthink.recipes.common_config import LoraConfig
-from slowthink.recipes.rl import build_reference, loss_settings, prepare_batch
+from slowthink.recipes.rl import loss_settings, prepare_batch
+from slowthink.recipes.rl_parts import build_reference
 from slowthink.training.distributed import DistInfo, wrap_model
 from slowthink.training.experience import SelectionSettings
 from slowthink.training.lora import apply_lora

@@ -12,7 +12,8 @@ import pytest
 
 from slowthink.config import load_config
 from slowthink.models.modeling import load_model_and_tokenizer
-from slowthink.recipes.rl import build_generator, run_rl
+from slowthink.recipes.rl import run_rl
+from slowthink.recipes.rl_engine import build_generator
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.rollout.generator import SamplingParams
 from slowthink.tracking import read_metrics

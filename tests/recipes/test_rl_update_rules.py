@@ -10,11 +10,11 @@ import torch
 
 from slowthink.config import ConfigError
 from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
-from slowthink.recipes.rl import continue_optimizer, run_rl
+from slowthink.recipes.rl import run_rl
 from slowthink.recipes.rl_config import check_world_size
 from slowthink.tracking import read_metrics
 from slowthink.training import checkpoint as ckpt
-from slowthink.training.optim import OptimConfig, build_optimizer
+from slowthink.training.optim import OptimConfig, build_optimizer, continue_optimizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rl_helpers import tiny_rl_config  # noqa: E402

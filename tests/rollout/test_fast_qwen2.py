@@ -222,8 +222,8 @@ def test_stop_candidates_cover_tokens_ending_a_stop_string(tokenizer):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_rl_config_switch_selects_the_path(model, tokenizer, fast):
-    from slowthink.recipes.rl import build_generator
     from slowthink.recipes.rl_config import RLConfig
+    from slowthink.recipes.rl_engine import build_generator
 
     engine = build_generator(RLConfig.model_validate({"rollout": {"fast_generation": fast}}), model, tokenizer)
     assert (engine._fast_loop is not None) == fast
@@ -308,8 +308,8 @@ def test_bfloat16_generation_is_asked_for_where_it_can_run(model, tokenizer):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from slowthink.config import ConfigError
-    from slowthink.recipes.rl import build_generator
     from slowthink.recipes.rl_config import RLConfig
+    from slowthink.recipes.rl_engine import build_generator
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=128))
     with pytest.raises(ValueError, match="bfloat16 generation needs the fast path.*gpt2"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from slowthink.monitors.tools import tool_metrics
 from slowthink.rollout.generator import Completion, Generator, SamplingParams
 from slowthink.rollout.tool_loop import (
     STILL3_FORMAT,
@@ -15,7 +16,6 @@ from slowthink.rollout.tool_loop import (
     pending_code,
     sandbox_config_for,
     still3_sandbox_config,
-    tool_metrics,
 )
 from slowthink.sandbox import CellResult, ProcessSandbox, SandboxConfig
 

@@ -96,7 +96,7 @@ def test_missing_vllm_is_a_clear_error():
 )
 def test_the_engine_computes_in_the_trainers_dtype(overrides, dtype):
     from slowthink.config import load_config
-    from slowthink.recipes.rl import rollout_dtype
     from slowthink.recipes.rl_config import RLConfig
+    from slowthink.recipes.rl_engine import rollout_dtype
 
     assert rollout_dtype(load_config(RLConfig, None, overrides)) == dtype

@@ -18,8 +18,9 @@ require_vllm()
 from test_presets_run import PRESETS, cpu_overrides  # noqa: E402
 
 from slowthink.config import load_config, read_yaml  # noqa: E402
-from slowthink.recipes.rl import rollout_dtype, run_rl  # noqa: E402
+from slowthink.recipes.rl import run_rl  # noqa: E402
 from slowthink.recipes.rl_config import RLConfig  # noqa: E402
+from slowthink.recipes.rl_engine import rollout_dtype  # noqa: E402
 from slowthink.tracking import read_metrics  # noqa: E402
 
 VLLM_PRESETS = [p for p in PRESETS if read_yaml(p).get("rollout", {}).get("backend") == "vllm"]

@@ -18,7 +18,7 @@ require_vllm()
 
 from rl_helpers import tiny_rl_config  # noqa: E402
 
-from slowthink.recipes import rl  # noqa: E402
+from slowthink.recipes import rl, rl_engine  # noqa: E402
 from slowthink.tracking import read_metrics  # noqa: E402
 from slowthink.training.checkpoint import latest_checkpoint  # noqa: E402
 
@@ -30,7 +30,7 @@ VLLM_RL = ["rollout.backend=vllm", "optim.lr=0.01", *ENGINE_OVERRIDES]
 def sync_checks(monkeypatch):
     """Observe every weight sync of the recipe: engine vs trainer just before and just after it."""
     checks: list[dict] = []
-    real_sync = rl.generator_sync
+    real_sync = rl_engine.generator_sync
 
     def observed_sync(generator, model):
         tokenizer = generator.tokenizer
@@ -38,7 +38,7 @@ def sync_checks(monkeypatch):
         real_sync(generator, model)
         checks.append({"before": before, "after": compare_with_trainer(generator, model, tokenizer)})
 
-    monkeypatch.setattr(rl, "generator_sync", observed_sync)
+    monkeypatch.setattr(rl_engine, "generator_sync", observed_sync)  # every caller goes through rl_engine
     return checks
 
 
@@ -95,8 +95,9 @@ def test_stale_rollouts_resume_from_the_engines_own_weights(tmp_path, sync_check
     engines = []
     monkey_restore = rl.restore
 
-    def observed_restore(checkpoint, model, reference, generator, *args):
-        state = monkey_restore(checkpoint, model, reference, generator, *args)
+    def observed_restore(checkpoint, parts):
+        state = monkey_restore(checkpoint, parts)
+        model, generator = parts.model, parts.generator
         stale_model = type(model).from_pretrained(checkpoint, dtype=torch.float32)
         stale_model.load_state_dict(saved, strict=False)
         engines.append(compare_with_trainer(generator, stale_model, generator.tokenizer))

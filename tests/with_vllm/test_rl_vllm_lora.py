@@ -19,7 +19,7 @@ require_vllm()
 
 from rl_helpers import tiny_rl_config  # noqa: E402
 
-from slowthink.recipes import rl  # noqa: E402
+from slowthink.recipes import rl, rl_engine  # noqa: E402
 from slowthink.training.checkpoint import latest_checkpoint  # noqa: E402
 
 # A rate at which the adapter visibly moves the tiny model's log-probs within a step or two.
@@ -30,7 +30,7 @@ VLLM_LORA = ["rollout.backend=vllm", "optim.lr=0.02", "model.lora.r=4", "model.l
 def sync_checks(monkeypatch):
     """Engine vs the trainer's adapted module just before and just after every weight sync."""
     checks: list[dict] = []
-    real_sync = rl.generator_sync
+    real_sync = rl_engine.generator_sync
 
     def observed_sync(generator, model):
         tokenizer = generator.tokenizer
@@ -38,7 +38,7 @@ def sync_checks(monkeypatch):
         real_sync(generator, model)
         checks.append({"before": before, "after": compare_with_trainer(generator, model, tokenizer)})
 
-    monkeypatch.setattr(rl, "generator_sync", observed_sync)
+    monkeypatch.setattr(rl_engine, "generator_sync", observed_sync)  # every caller goes through rl_engine
     return checks
 
 

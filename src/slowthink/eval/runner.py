@@ -360,8 +360,8 @@ def run_samples(
 
 def tool_summary(records: Sequence[SampleRecord], store: SampleStore) -> dict[str, Any]:
     """Tool metrics of ``records`` (their rows must hold the tool fields), named as RL logs
-    them: ``tools/<metric>`` and ``tools/status/<status>`` (``tool_loop.tool_metrics``)."""
-    from slowthink.rollout.tool_loop import tool_metrics
+    them: ``tools/<metric>`` and ``tools/status/<status>`` (``monitors/tools.py``)."""
+    from slowthink.monitors.tools import tool_metrics
 
     missing = [r for r in records if (r.problem_id, r.sample_index) not in store.tools]
     if missing:

@@ -9,4 +9,5 @@ in ``rewards``, ``sandbox``, ``data`` or ``algorithms`` imports them.
 - ``keywords``: the reasoning-action categories of Figure 4 and their counts.
 - ``length_hacking``: length rising while accuracy stays flat (sections 4.2.2 and 5).
 - ``no_signal``: a run whose advantages are all 0 from its first steps.
+- ``tools``: tool calls per response, cell statuses, accuracy with and without tools.
 """

@@ -245,6 +245,28 @@ class RLConfig(StrictConfig):
         return max(length for _, length in self.rollout.max_length_schedule)
 
     @property
+    def logprob_temperature(self) -> float:
+        """The temperature every log-prob of the run is taken at (old, reference, current):
+        the rollouts' own, so the PPO ratio compares the distribution that sampled; greedy
+        rollouts (temperature 0) score at 1."""
+        return self.rollout.temperature or 1.0
+
+    @property
+    def needs_reference(self) -> bool:
+        """A reference model is kept for the KL penalty or the KL monitor."""
+        return self.kl.mode != "off" or self.kl.monitor
+
+    @property
+    def kl_in_reward(self) -> bool:
+        """The KL penalty is subtracted from each sequence's reward (before selection and
+        advantages); otherwise it is a term of the loss (section 3.1.1)."""
+        return self.kl.placement == "reward"
+
+    def kl_coefs(self, kl_coef: float) -> tuple[float, float]:
+        """(in the reward, in the loss): the step's KL coefficient where the placement puts it, 0 elsewhere."""
+        return (kl_coef, 0.0) if self.kl_in_reward else (0.0, kl_coef)
+
+    @property
     def fully_on_policy(self) -> bool:
         return self.prompts_per_update == self.rollout.prompts_per_step and self.update.epochs == 1 and self.rollout.sync_weights_every == 1
 

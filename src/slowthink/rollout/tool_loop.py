@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -306,25 +305,3 @@ class ToolLoop(Generator):
         span = [start, len(response.text)]
         response.tool_calls.append({"status": result.status, "code": code, "output": body, "wall_s": result.wall_s, "span": span})
         response.handled_upto = len(response.text)
-
-
-def tool_metrics(completions: Sequence[Completion], correct: Sequence[bool]) -> dict[str, Any]:
-    """Tool calls per response, status counts, and accuracy with and without tool use.
-
-    A response "uses tools" when it has at least one executed call (status other than
-    "not_executed"). Accuracies are None when no response falls in the group."""
-    if len(completions) != len(correct):
-        raise ValueError(f"{len(completions)} completions but {len(correct)} correctness flags")
-    statuses = Counter(call["status"] for c in completions for call in c.tool_calls)
-    used = [any(call["status"] != "not_executed" for call in c.tool_calls) for c in completions]
-    with_tools = [ok for ok, u in zip(correct, used) if u]
-    without = [ok for ok, u in zip(correct, used) if not u]
-    n = len(completions)
-    return {
-        "tool_calls_per_response": sum(len(c.tool_calls) for c in completions) / n if n else 0.0,
-        "responses_with_tools": len(with_tools),
-        "responses_without_tools": len(without),
-        "tool_status_counts": dict(sorted(statuses.items())),
-        "accuracy_with_tools": sum(with_tools) / len(with_tools) if with_tools else None,
-        "accuracy_without_tools": sum(without) / len(without) if without else None,
-    }

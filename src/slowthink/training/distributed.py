@@ -244,6 +244,20 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
+def reduce_across_ranks(metrics: dict[str, float | None], info: DistInfo) -> dict[str, float | None]:
+    """Mean of every metric over ranks (each rank saw its own share of prompts); None
+    (nothing to measure this step, e.g. no update) stays None. Single process: {}."""
+    if not info.enabled:
+        return {}
+    gathered = all_gather_objects(metrics, info)
+    reduced: dict[str, float | None] = {}
+    for key in metrics:
+        values = [m.get(key) for m in gathered]
+        if all(key in m for m in gathered):
+            reduced[key] = None if any(v is None for v in values) else sum(values) / len(values)
+    return reduced
+
+
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
     if not info.enabled:
         return obj

@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule, from a small typed config.
+"""Optimizer and learning-rate schedule, from a small typed config; continuing another run's moments.
 
 Must not import recipes or the CLI (tests/test_layers.py).
 """
@@ -6,12 +6,14 @@ Must not import recipes or the CLI (tests/test_layers.py).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import model_validator
 
-from slowthink.config import StrictConfig
+from slowthink.config import ConfigError, StrictConfig
+from slowthink.training.checkpoint import load_trainer_state
 
 
 class OptimConfig(StrictConfig):
@@ -81,3 +83,17 @@ def warmup_warning(config: OptimConfig, total_steps: int) -> str | None:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config, total_steps))
+
+
+def continue_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, lr: float) -> None:
+    """Start from another run's AdamW moments (the SFT cold start's), with this run's
+    hyper-parameters: only the per-parameter state (moments, step counts) is taken; the
+    learning rate, betas, eps and weight decay stay the RL config's."""
+    state_file = checkpoint / "trainer_state.pt"
+    if not state_file.is_file():
+        raise ConfigError(f"model.optimizer_state: no trainer_state.pt in {checkpoint}")
+    own = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(load_trainer_state(checkpoint)["optimizer"])
+    for group, hyper in zip(optimizer.param_groups, own):
+        group.update(hyper)
+        group["lr"] = group["initial_lr"] = lr

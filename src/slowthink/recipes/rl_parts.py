@@ -1,0 +1,101 @@
+"""What one RL run trains with (``RLParts``), built from its config.
+
+Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slowthink.data.problem_sets import ProblemSet, load_problem_sets
+from slowthink.data.sampler import PromptSampler
+from slowthink.recipes.rl_config import RLConfig
+from slowthink.recipes.rl_engine import build_generator, ranks_load_empty
+from slowthink.rewards.reward import RewardModel
+from slowthink.rollout.generator import Generator
+from slowthink.training.distributed import DistInfo, load_device
+from slowthink.training.experience import SelectionSettings
+from slowthink.training.lora import AdapterOff, is_lora
+from slowthink.training.optim import build_optimizer, build_scheduler, continue_optimizer
+from slowthink.training.run_setup import load_policy
+
+
+@dataclass
+class RLParts:
+    """What one RL run trains with, built from its config (``build_parts``)."""
+
+    model: Any  # the policy, as loaded (the checkpoint's weights go in and out of it)
+    tokenizer: Any
+    reference: Any  # a frozen copy for the KL penalty / monitor, or None; sharded like the policy once wrapped
+    train_set: ProblemSet
+    heldout_set: ProblemSet
+    generator: Generator
+    reward_model: RewardModel
+    settings: SelectionSettings
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # torch.optim.lr_scheduler.LambdaLR
+    sampler: PromptSampler
+    trainer: Any = None  # the policy wrapped for training (DDP, FSDP2 shards), once ``wrap_model`` ran
+
+
+def build_parts(config: RLConfig, info: DistInfo = DistInfo()) -> RLParts:
+    """Model, reference, problems, rollout engine, reward, selection, optimizer, schedule, sampler."""
+    # With its memory plan; on the CPU under FSDP (sharding moves it to the GPU a layer at a time).
+    model, tokenizer = load_trainer_model(config, info)
+    reference = build_reference(model) if config.needs_reference else None
+    train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
+    generator = build_generator(config, model, tokenizer)
+    reward_model = RewardModel(config.reward)
+    settings = SelectionSettings(
+        config.algorithm.advantage,
+        config.algorithm.drop_uniform_groups,
+        config.algorithm.question_selection,
+        config.algorithm.response_selection,
+        config.algorithm.overlength_masking,
+    )
+    # Exactly epochs x prompts_per_step / prompts_per_update optimizer steps per RL step.
+    updates_per_step = config.update.epochs * (config.rollout.prompts_per_step // config.prompts_per_update)
+    optimizer = build_optimizer(model, config.optim)
+    if config.model.optimizer_state:
+        continue_optimizer(optimizer, Path(config.model.optimizer_state), config.optim.lr)
+    scheduler = build_scheduler(optimizer, config.optim, total_steps=config.train.steps * updates_per_step)
+    sampler = PromptSampler(len(train_set.problems), seed=config.run.seed)
+    return RLParts(
+        model=model,
+        tokenizer=tokenizer,
+        reference=reference,
+        train_set=train_set,
+        heldout_set=heldout_set,
+        generator=generator,
+        reward_model=reward_model,
+        settings=settings,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        sampler=sampler,
+    )
+
+
+def load_trainer_model(config: RLConfig, info: DistInfo) -> tuple[Any, Any]:
+    """(model, tokenizer) with the memory plan; under FSDP on several ranks, on the CPU on
+    rank 0 and empty (``meta``) on the others: sharding moves each layer to the GPU and fills
+    every rank's shards from rank 0, so neither a GPU nor a rank's host memory holds the whole
+    model beside rank 0's one copy."""
+    if not ranks_load_empty(config, info) or info.rank == 0:
+        return load_policy(config.model.model_copy(update={"device": load_device(config.model.device, info, config.distributed)}))
+    from slowthink.models.modeling import load_tokenizer, set_memory_plan
+    from slowthink.training.fsdp import empty_model
+
+    return set_memory_plan(empty_model(config.model.path, config.model.dtype), config.model.memory_plan), load_tokenizer(config.model.path)
+
+
+def build_reference(model: Any) -> Any:
+    """The KL reference: a frozen copy of the initial policy, or with LoRA the policy itself
+    with its adapter off (the untouched base weights: no second copy, training/lora.py)."""
+    if is_lora(model):
+        return AdapterOff(model)
+    return copy.deepcopy(model).eval().requires_grad_(False)
