@@ -1,8 +1,8 @@
 """Two "nodes" on localhost: two torchrun agents (``--nnodes 2``, one rank each) meeting by c10d
 rendezvous on 127.0.0.1, as on a real cluster (docs/scale.md, "Launching").
 
-An RL run with FSDP2 across the two agents trains exactly as one node with two ranks; when one
-agent is killed mid-run (a lost node) the other fails instead of hanging, and both restarted
+An RL run with FSDP2 across the two agents trains exactly as one node with two ranks; when the
+head node's agent is killed mid-run (a lost node) the other fails instead of hanging, and both restarted
 with ``--resume`` finish the run from the last checkpoint, equal to an uninterrupted run.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,10 +39,24 @@ def _torchrun(*launch: str, run: Path, resume: bool = False) -> subprocess.Popen
 
 
 def _two_nodes(run: Path, resume: bool = False) -> list[subprocess.Popen]:
-    """Two agents, one rank each, meeting at a c10d rendezvous on localhost."""
-    endpoint = f"127.0.0.1:{free_port()}"
-    launch = ("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run.name)
-    return [_torchrun(*launch, run=run, resume=resume) for _ in range(2)]
+    """Two agents, one rank each, meeting at a c10d rendezvous on localhost.
+
+    The first is the head node: it hosts the rendezvous store before the second starts, as
+    on a cluster.
+    """
+    port = free_port()
+    launch = ("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", run.name)
+    head = _torchrun(*launch, run=run, resume=resume)
+    deadline = time.monotonic() + 60
+    while not _listening(port):
+        assert time.monotonic() < deadline and head.poll() is None, "the head node's rendezvous never listened"
+        time.sleep(0.1)
+    return [head, _torchrun(*launch, run=run, resume=resume)]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _finish(processes: list[subprocess.Popen]) -> list[int]:
@@ -82,18 +97,20 @@ def test_two_nodes_train_as_one_and_restart_after_a_lost_node(tmp_path):
     assert latest_checkpoint(two_nodes).name == f"step_{STEPS:06d}"
     _assert_equal(_weights(two_nodes), _weights(one_node))
 
-    # A node lost after the step-2 checkpoint: kill one agent with its rank.
+    # The head node lost after the step-2 checkpoint: kill its agent with its rank. (A lost
+    # second node leaves the head's agent waiting after its rank has failed: torchrun's, not
+    # ours to end; docs/scale.md.)
     lost = tmp_path / "lost_node"
     agents = _two_nodes(lost)
     deadline = time.monotonic() + TIMEOUT_S
     while (checkpoint := latest_checkpoint(lost)) is None or checkpoint.name < "step_000002":
-        assert time.monotonic() < deadline and agents[1].poll() is None, "the run never reached its step-2 checkpoint"
+        assert time.monotonic() < deadline and agents[0].poll() is None, "the run never reached its step-2 checkpoint"
         time.sleep(0.2)
-    assert agents[1].poll() is None, "the run ended before the node could be lost"
-    os.killpg(agents[1].pid, signal.SIGKILL)
-    # The surviving node's rank sees its peer gone and fails (gloo), rather than waiting forever.
+    assert agents[0].poll() is None, "the run ended before the node could be lost"
+    os.killpg(agents[0].pid, signal.SIGKILL)
+    # The other node's rank sees its peer gone and fails (gloo), rather than waiting forever.
     codes = _finish(agents)
-    assert codes[0] != 0 and codes[1] == -signal.SIGKILL
+    assert codes[0] == -signal.SIGKILL and codes[1] != 0, agents[1].last_stderr[-3000:]
     interrupted_at = latest_checkpoint(lost).name
     assert interrupted_at < f"step_{STEPS:06d}", "the lost node went unnoticed"
 
