@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from slowthink.config import ConfigError, load_config, shipped_config_dir
-from slowthink.recipes.rl_config import RLConfig
 from slowthink.recipes.preflight import check_runnable
+from slowthink.recipes.rl_config import RLConfig
 from slowthink.recipes.sft import SFTConfig
 
 PRESET = shipped_config_dir() / "paper_still3_1.5b.yaml"

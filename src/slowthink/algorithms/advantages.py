@@ -1,7 +1,5 @@
 """How advantages are formed from outcome rewards, one scalar per rollout.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
-
 Every estimator here takes the rewards of a step as a ``(P, G)`` tensor (P prompts, G
 rollouts per prompt; row p holds the G rollouts of prompt p) and returns a ``(P, G)``
 tensor of advantages, one per sequence, which the policy loss broadcasts over its tokens.

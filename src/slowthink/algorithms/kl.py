@@ -1,7 +1,5 @@
 """Per-token KL estimators between the policy and the reference, and token entropy.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
-
 The KL penalty keeps the policy near the reference model (section 3.1.1, "Coefficient of
 KL Penalty"; section 4.3 resets the reference periodically). With sampled tokens only,
 KL(pi || pi_ref) is estimated per token from the two log-probabilities of the token that

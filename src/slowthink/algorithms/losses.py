@@ -1,7 +1,5 @@
 """The clipped policy-gradient loss and how per-token losses become one scalar.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
-
 The policy loss is PPO's clipped surrogate (Schulman et al., 2017) with an asymmetric
 band ``[1 - clip_low, 1 + clip_high]`` (DAPO's "clip-higher" when clip_high > clip_low),
 applied per token with a per-sequence advantage (outcome rewards, section 2).

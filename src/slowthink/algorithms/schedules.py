@@ -1,7 +1,5 @@
 """Schedules over RL steps: the KL coefficient, the length curriculum, reference resets.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
-
 All are pure functions of the step number, so a resumed run recomputes the same values
 from its step counter and nothing about a schedule needs checkpointing.
 """

@@ -1,7 +1,5 @@
 """Length strategies of section 4.2.1 as pure masks over a batch of rollouts.
 
-Must not import config, modeling, training, rollout, recipes, rewards, torch.distributed, transformers or the CLI (tests/test_layers.py).
-
 - Question selection (QS): keep a question only when its correct responses are, on
   average, longer than its incorrect ones (L_c > L_w), so that RL does not learn that
   short answers score higher.

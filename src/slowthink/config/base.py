@@ -1,7 +1,4 @@
-"""The base of every config, and the error a config that cannot run raises.
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
-"""
+"""The base of every config, and the error a config that cannot run raises."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""What a field's annotation holds: the one place that unwraps ``Annotated``, ``X | None`` and sections.
-
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
-"""
+"""What a field's annotation holds: the one place that unwraps ``Annotated``, ``X | None`` and sections."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """Loading a config: a YAML file, then a command's flags, then dotted overrides, validated.
 
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
-
 A later source wins. Any unknown key or bad value raises one ``ConfigError`` whose message
 names the dotted key and, for unknown keys, the allowed ones, and blames each bad key on the
 override or the file it came from.

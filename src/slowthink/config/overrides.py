@@ -1,7 +1,5 @@
 """How a command-line override's text is read: by the type of the field it lands in.
 
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
-
 ``kl.mode=off`` parsed as YAML 1.1 is the boolean False, ``007`` the int 7 and ``null``
 None, so a text field could never be given those words. Instead ``parse_override`` keeps
 the text as typed (``OverrideText``) and ``resolve_overrides`` reads it once the field is

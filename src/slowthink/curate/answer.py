@@ -1,8 +1,6 @@
 """Gold answers the checker cannot parse (paper section 2: "answers [that] cannot be parsed
 into digits using the SymPy library").
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 The pool trains against the project's own checker (slowthink.rewards): a gold answer that
 its math-verify parse turns into nothing would score every response wrong. The gold goes
 through exactly the path a check uses (``gold_span`` then ``parse_span``).

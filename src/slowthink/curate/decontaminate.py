@@ -1,7 +1,5 @@
 """Decontamination: drop training problems that copy an evaluation benchmark problem.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Overlap is measured against **each benchmark problem on its own**, as the share of *that
 problem's* normalised n-grams (normalize.py: spacing, delimiters, number formatting and
 LaTeX spelling erased) found in the training row. A row is contaminated by benchmark

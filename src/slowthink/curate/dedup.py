@@ -1,8 +1,6 @@
 """Exact and near-duplicate problems (paper section 2 merges AIME, MATH, NuminaMath and Open
 Reasoner Zero, which share many problems).
 
-Must not import the CLI; the one module that imports datasketch (tests/test_layers.py).
-
 - exact: the same normalised token sequence (normalize.py) as an earlier row;
 - near: Jaccard similarity of token 3-gram sets >= ``threshold`` with an earlier row *that
   has the same gold answer*. The answer test keeps templated variants ("The quadratic

@@ -1,8 +1,6 @@
 """Difficulty filter: a model's pass rate over k samples (paper section 2: "removes problems
 on which QWEN-7B-INSTRUCT achieves either too high or zero pass rates").
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 A problem solved by every sample teaches RL nothing (all rewards equal, no advantage), nor
 does one never solved; both are dropped. Works with any ``Generator`` (HF on CPU, vLLM, an
 OpenAI-compatible server) and any ``Checker``; problems go through in batches, so the

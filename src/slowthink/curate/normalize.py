@@ -1,7 +1,5 @@
 """Text normalisation for duplicate and contamination matching.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 A benchmark problem copied into a training set often differs only in spacing, LaTeX
 delimiters or number formatting ("1,000" / "1{,}000" / "1000", "2.50" / "2.5"). We
 compare token sequences that erase those differences: lower case, ``$`` and ``\\(``-style

@@ -1,7 +1,5 @@
 """The curation pipeline: rows stream from the sources through the filters into one JSONL pool.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Each row is dropped by the first filter that rejects it, in this order (cheap to costly):
 question type (multiple choice, proof, multi-part, open-ended) -> unparseable gold ->
 exact / near duplicate -> benchmark contamination -> difficulty (only with a model).

@@ -1,7 +1,5 @@
 """Question types a verifiable-reward pool cannot use (paper section 2, "Verifiability").
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 The paper removes multiple-choice, proof, concept / open-ended questions and questions with
 several sub-problems, "due to challenges in answer verification": a correctness reward
 needs one short final answer that a checker can compare. Each filter below is a pure

@@ -1,7 +1,4 @@
-"""The curation report: rows read and kept per source, rows dropped per filter, examples.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-"""
+"""The curation report: rows read and kept per source, rows dropped per filter, examples."""
 
 from __future__ import annotations
 

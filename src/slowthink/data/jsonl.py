@@ -1,8 +1,6 @@
 """The one JSONL reader and line writer: for ``slowthink score``, eval's ``--data`` and RL/SFT
 ``data.train_file`` (through ``data.problems``).
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 The policy, in full (each point is what a file met in the wild needs):
 
 - **Lines are split on ``\\n`` only.** The file is read as bytes; a bare ``\\r`` inside a

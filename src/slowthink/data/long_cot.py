@@ -1,8 +1,6 @@
 """Long-CoT cold-start data (paper section 4.1): which distilled traces to keep, and how a
 trace longer than the training window is handled.
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 The paper fine-tunes on long chains of thought distilled from a stronger reasoner, kept
 only when the answer is right and the response of a usable length. Two rules here:
 

@@ -1,7 +1,5 @@
 """Train and held-out problems for a recipe, from the tiny task or data files, with prompt ids.
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 Holds the problem source config (``ProblemSourceConfig``, ``TinyTaskConfig``: the ``data``
 section of an RL config) beside the code that reads it.
 """

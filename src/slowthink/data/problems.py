@@ -1,7 +1,5 @@
 """The ``Problem`` record and its loader, whose errors name the file, the row and the column.
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 JSONL files are read under the one JSONL policy of ``data.jsonl`` (lines split on ``\\n``
 only, UTF-8 per line, deep nesting and a cut last line reported): every unreadable line is a
 ``DataError`` naming ``file:line``. Parquet, Arrow, CSV and JSON files, dataset folders and

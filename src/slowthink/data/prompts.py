@@ -1,7 +1,5 @@
 """Prompt templates (paper section 3.1.2 and Table 6).
 
-Must not import torch, transformers, recipes or the CLI (tests/test_layers.py).
-
 - ``r1_zero``: the short prompt, R1-Zero style (section 3.1.2, "Short Prompt").
 - ``long``: the paper's detailed instruction about the reasoning process ("Long Prompt").
 - ``chat``: the model's own chat template, no system prompt, the question alone

@@ -1,7 +1,4 @@
-"""A resumable prompt sampler: a seeded permutation per epoch and a position in it.
-
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-"""
+"""A resumable prompt sampler: a seeded permutation per epoch and a position in it."""
 
 from __future__ import annotations
 

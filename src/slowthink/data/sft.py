@@ -1,7 +1,5 @@
 """SFT examples: ``{"prompt", "response"}`` or ``{"messages": [...]}`` JSONL rows -> token ids + loss mask.
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 The loss covers response tokens only (and the end-of-sequence token). With chat
 messages, the final assistant message is the response and everything before it, rendered
 by the tokenizer's chat template, is the prompt. What the interpreter inserted into a

@@ -1,7 +1,5 @@
 """SFT rows from any source ``data.tables`` reads, with a column mapping (``data.columns``).
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 A row is ``{"prompt", "response"}`` or ``{"messages": [...]}`` (chat messages, the last one
 the assistant's response), with an optional ``answer`` for the long-CoT filter and optional
 ``tool_spans`` (what the interpreter wrote, as ``distill-tir`` records it) (``data/sft.py``). A dataset that names them otherwise maps them, e.g.

@@ -1,7 +1,5 @@
 """Problems over a memory-mapped ``datasets`` table, checked column by column up front.
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 A parquet or Arrow pool of a million rows is never turned into a million ``Problem``
 objects: ``TableProblems`` is a sequence that builds the problem of row ``i`` when it is
 asked for (the sampler asks for a step's prompts only). So that a bad row still fails the

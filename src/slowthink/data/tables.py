@@ -1,7 +1,5 @@
 """Rows of a data file, a saved dataset folder or a Hub dataset, read through Hugging Face ``datasets``.
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 One spec names the data everywhere (``data.train_file``, ``data.eval_file``, eval's
 ``--data``, SFT's ``data.train_file``, curate's sources):
 

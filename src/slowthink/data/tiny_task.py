@@ -2,8 +2,6 @@
 chains of thought and the cold-start SFT mix. The tokenizer and model it is learnt by are
 in ``slowthink.models.tiny``.
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 The task (docs/design.md, "The tiny demo"): the sum of K numbers of D digits.
 Its reference chain of thought adds one column at a time, least significant first::
 

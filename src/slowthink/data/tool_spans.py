@@ -1,7 +1,5 @@
 """What the interpreter wrote into a tool-using response, and how that text is tokenized.
 
-Must not import torch, transformers, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 A tool-using response (paper section 4.4) interleaves text the model wrote with text the
 interpreter inserted: after each executed cell, the cell's output and the closing fence
 (and the opening output fence too, when the model closed its code block without writing

@@ -1,7 +1,5 @@
 """The evaluation benchmarks of the paper (section 2, "Evaluation Benchmarks") by name.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Each name maps to a Hugging Face dataset (id, config, split) and the columns that hold the
 problem, the answer and an id. Loading from the Hub needs the optional ``datasets``
 package and a network; offline, point ``--data-dir`` at a folder of JSONL files in the

@@ -1,7 +1,5 @@
 """Dotted paths into nested rows: where ``slowthink score`` finds a gold, a response, an id.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Other toolkits nest what ``score`` needs: lighteval's details keep the gold at
 ``doc.choices[doc.gold_index]`` and the responses at ``model_response.text``, an OpenAI
 batch output at ``response.body.choices[*].message.content``. A path is:

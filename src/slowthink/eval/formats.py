@@ -1,7 +1,5 @@
 """Other toolkits' output files as ``slowthink score`` input: where each keeps what a check needs.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 A format is a set of default field paths (``eval/field_path.py``) and a reader; any path
 can still be given by hand. Layouts (each tested on a file built in that layout):
 

@@ -1,7 +1,4 @@
-"""Held-out accuracy during training (greedy by default), with the run's own checker.
-
-Must not import recipes or the CLI (tests/test_layers.py).
-"""
+"""Held-out accuracy during training (greedy by default), with the run's own checker."""
 
 from __future__ import annotations
 

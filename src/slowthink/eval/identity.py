@@ -1,7 +1,5 @@
 """Which model an eval's samples came from, recorded in ``run.json`` and checked on resume.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 A model path names a place, not weights: writing a new checkpoint at the same path (running
 ``slowthink demo`` again, say) made a resumed eval keep the old model's samples and report
 its accuracy. The identity is therefore what the path holds:

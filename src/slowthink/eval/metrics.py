@@ -1,7 +1,5 @@
 """Per-sample evaluation records and the summary of a benchmark run.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Accuracy from several samples per problem (``slowthink.eval.passk``): pass@1 averaged
 over the n samples (the paper's "Pass@1" with 5 or 8 samples, sections 4.3-4.4), greedy
 accuracy (n = 1 at temperature 0), maj@n over answers the checker treats as equal

@@ -1,7 +1,5 @@
 """Accuracy from several samples per problem: pass@k and majority voting (maj@n).
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 The paper reports pass@1 averaged over several samples per problem (e.g. AIME 2024 at
 T = 0.6, section 2) and compares RL runs by it. With n samples of which c are correct,
 pass@k is estimated without bias as ``1 - C(n - c, k) / C(n, k)`` (Chen et al., 2021,

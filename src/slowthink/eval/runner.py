@@ -1,7 +1,5 @@
 """Run one benchmark: prompts -> generator -> checker -> per-sample rows, resumable.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Each finished sample is appended to ``samples.jsonl`` and flushed at once, so a killed run
 loses only the requests in flight; a rerun reads the file (a truncated last line, the
 trace of a kill mid-write, is dropped), skips every sample it holds and generates only

@@ -1,7 +1,4 @@
-"""The table ``slowthink eval`` prints: one row per benchmark, and the tool-metrics line.
-
-Must not import recipes or the CLI (tests/test_layers.py).
-"""
+"""The table ``slowthink eval`` prints: one row per benchmark, and the tool-metrics line."""
 
 from __future__ import annotations
 

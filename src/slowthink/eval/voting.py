@@ -1,7 +1,5 @@
 """Majority voting over answers the checker treats as equal (maj@n).
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Voting on raw strings splits one answer into as many classes as it has spellings:
 ``\\frac{1}{2}``, ``0.5``, ``\\dfrac{1}{2}``, ``3``, ``3`` against gold 1/2 has three correct
 samples, yet "3" (two votes) wins by string. Here each problem's distinct answers are put

@@ -1,7 +1,4 @@
-"""Loading a causal LM and its tokenizer: the embedded tiny default, a local path, or a hub name.
-
-Must not import data, rewards, monitors, rollout, training, eval, recipes, serve or the CLI (tests/test_layers.py).
-"""
+"""Loading a causal LM and its tokenizer: the embedded tiny default, a local path, or a hub name."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """The embedded tiny default: a character tokenizer and a small Qwen2-architecture model,
 built in-process (no downloads). Its task, the sum of K numbers of D digits, is
 ``slowthink.data.tiny_task.ArithmeticTask``.
-
-Must not import modeling (modeling.py builds the tiny model through this module: no cycle) or the CLI (tests/test_layers.py).
 """
 
 from __future__ import annotations

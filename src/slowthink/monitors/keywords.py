@@ -1,7 +1,5 @@
 """Reasoning-action keywords by category, the monitor of section 3.2 (Figure 4).
 
-Must not import torch, transformers, models, rollout, training, recipes, serve or the CLI (tests/test_layers.py).
-
 The paper watches reasoning emerge as the frequency of reflection, verification, correction
 and alternatives keywords. Counting a list is the same whole-word count the RRA reward uses
 (``slowthink.rewards.keywords.count_keywords``), imported from there: a reward never reads a

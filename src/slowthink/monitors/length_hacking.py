@@ -1,7 +1,5 @@
 """Length hacking: response length keeps rising while accuracy stays flat or falls.
 
-Must not import torch, transformers, models, rollout, training, recipes, serve or the CLI (tests/test_layers.py).
-
 The paper saw it with length rewards (section 4.2.2: the RRL-style reward made responses
 longer "without an accompanying performance gain") and warns of it again in its
 conclusions (section 5): longer is only better when accuracy rises with it. The detector

@@ -1,7 +1,5 @@
 """The monitors the paper reads its results from, computed over one batch of rollouts.
 
-Must not import torch, transformers, models, rollout, training, recipes, serve or the CLI (tests/test_layers.py).
-
 Response length (all / correct / incorrect, paper Table 4), completion ratio (finished
 before the length limit, section 3.2), reasoning-keyword frequency per category
 (Figure 4), train accuracy, and checker status counts.

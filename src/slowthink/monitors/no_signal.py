@@ -1,7 +1,5 @@
 """A run with no learning signal: every advantage 0 in its first steps.
 
-Must not import torch, transformers, models, rollout, training, recipes, serve or the CLI (tests/test_layers.py).
-
 GRPO's advantage is a difference within a group (section 3.1). When every rollout of a group
 gets the same reward, the group's advantages are all 0 (and with ``drop_uniform_groups`` the
 group is dropped); when that holds for every group of a step, the policy learns nothing from

@@ -1,7 +1,5 @@
 """Tool use of a batch of responses (section 4.4): calls per response, cell statuses, and
 accuracy with and without tools; RL logs them each step and eval summarises them.
-
-Must not import torch, transformers, models, rollout, training, recipes, serve or the CLI (tests/test_layers.py).
 A completion is read only through its ``tool_calls`` (rollout/generator.py's ``Completion``).
 """
 

@@ -1,7 +1,4 @@
-"""Config pieces shared by the recipes: the run, the model and the problem source.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-"""
+"""Config pieces shared by the recipes: the run, the model and the problem source."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """``slowthink demo``: the paper's pipeline in miniature on the embedded tiny default.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
     build the tiny model and task -> SFT cold start -> evaluate held-out
     -> RL (GRPO, on-policy) -> evaluate held-out -> report.md with plots
 

@@ -1,7 +1,5 @@
 """``slowthink distill-tir``: tool-integrated demonstrations from a teacher (STILL-3-TOOL, section 4.4).
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Read top to bottom: load the problems -> skip those already done (resume) -> build the
 teacher (a local model or an OpenAI-compatible server), the sandbox and tool loop, the
 checker -> per batch of problems: the instruct path, then the prefix-injection path for

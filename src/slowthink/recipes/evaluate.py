@@ -1,7 +1,5 @@
 """``slowthink eval``: benchmarks -> generator -> checker -> samples, summary, table.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Read top to bottom: load problems -> check the output folder (resume) -> build the backend
 and the checker -> per benchmark, draw the missing samples and summarize -> write the
 summaries and print the table. The paper's settings (sections 4.3, 4.4): greedy decoding,

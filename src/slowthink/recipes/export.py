@@ -1,7 +1,5 @@
 """``slowthink export``: a checkpoint -> a clean Hugging Face folder with a model card.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 A checkpoint (``run/checkpoints/step_N``) holds what training needs to continue: the
 optimizer's moments, RNG states, a manifest. The exported folder holds what a user loads:
 

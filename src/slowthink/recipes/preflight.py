@@ -1,7 +1,5 @@
 """Can this config run on this machine? Every problem at once, before anything is loaded.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 A config can be valid (every key and value allowed) and still not run here: a GPU preset
 on a laptop, vLLM not installed, a data file that was never made. Reporting these one at
 a time sends a newcomer round in circles ("use model.device=cpu", then "vllm needs a

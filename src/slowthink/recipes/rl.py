@@ -1,7 +1,5 @@
 """The RL recipe (``slowthink rl``): RL with verifiable rewards, read top to bottom.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
     for step:
         sample prompts -> roll out n per prompt (rewarded as each finishes)
         -> (KL in the reward only) reference log-probs and KL of every row

@@ -1,7 +1,5 @@
 """An RL run's checkpoint: the parts' weights and state out (``save``) and back in (``restore``).
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 A checkpoint holds the policy, the optimizer, the schedule, the sampler's position, the RNG
 states, a reset reference and the engine's own weights when they differ from the trainer's
 (stale rollouts), so that a resumed run continues bit for bit. The full format is written by

@@ -1,7 +1,5 @@
 """The RL recipe's config: one typed class per component, every factor the paper varies.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Batch vocabulary (used everywhere): ``prompts_per_step`` (the paper's train batch size,
 TBS), ``rollouts_per_prompt`` (n), ``prompts_per_update`` (mini-batch; equal to
 prompts_per_step with one epoch = fully on-policy), ``micro_batch_size`` (sequences per

@@ -1,7 +1,5 @@
 """The RL run's rollout engine: built from the config, and kept in step with the trainer's weights.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Which weights an engine samples from depends on the backend and the plan: the HF engine
 shares the trainer's module (or holds a copy: stale rollouts, FSDP); vLLM holds its own, and
 with stale rollouts a CPU copy that checkpoints save (``Generator.weights_model``).

@@ -1,7 +1,4 @@
-"""What one RL run trains with (``RLParts``), built from its config.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-"""
+"""What one RL run trains with (``RLParts``), built from its config."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The RL run's sampling seeds: a resumed run draws exactly the rollouts it would have.
-
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-"""
+"""The RL run's sampling seeds: a resumed run draws exactly the rollouts it would have."""
 
 from __future__ import annotations
 

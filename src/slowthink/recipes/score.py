@@ -1,7 +1,5 @@
 """``slowthink score FILE --out SCORED.jsonl``: check saved responses against their golds.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Reads rows with a gold answer and one response (or a list of responses), checks them all
 with ``MathChecker`` (or the exact-match checker), and writes every row back in input
 order with ``correct``, ``status`` and ``line`` (its input row number) added (lists when

@@ -1,7 +1,5 @@
 """The SFT recipe (``slowthink sft``): long-CoT supervised fine-tuning, loss on response tokens.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
     for step: take a batch -> token-mean cross-entropy over response tokens -> AdamW step
               -> log -> checkpoint
 

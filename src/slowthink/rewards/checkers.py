@@ -1,7 +1,5 @@
 """The one place an answer checker is built: ``make_checker("math" | "exact", ...)``.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 - ``exact``: ``ExactMatchChecker``, string equality of the extracted answer (the tiny task).
 - ``math``: ``MathChecker``, math-verify in a pool of worker processes killed and replaced
   past ``timeout_s`` (imported only when chosen, so the exact checker needs no sympy).

@@ -1,7 +1,5 @@
 """A code-execution reward: a completion's program against the row's unit tests, in the sandbox.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 RL beyond math (the paper's future work) needs only a reward of another kind. This one is
 an ordinary reward function with TRL's signature, named in a config like any user's::
 

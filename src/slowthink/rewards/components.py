@@ -1,7 +1,5 @@
 """The paper's reward components (section 4.2.1) as pure functions of one response.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 Each takes what it needs (the verdict's status, the text, the length) and returns a float.
 They are combined with weights by ``slowthink.rewards.reward.RewardModel``.
 """

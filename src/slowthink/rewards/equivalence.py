@@ -1,7 +1,5 @@
 """Is a response's final answer equal to the gold? math-verify plus our strict rules.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 This module runs inside the checker's worker processes (``math_checker``), never in the
 caller: math-verify can hang on hostile input, and its own timeout is ``signal.alarm``,
 which only works in a process's main thread. Importing it is cheap; ``install()`` imports

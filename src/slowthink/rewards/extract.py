@@ -1,7 +1,5 @@
 """Final-answer extraction: the last ``\\boxed{}``/``\\fbox{}`` (brace-matched) or ``<answer>…</answer>``.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 The paper's correctness reward reads the response's final answer (section 4.2.1); the
 last one counts, so a corrected answer (``\\boxed{4} … \\boxed{3}``) is read as 3.
 

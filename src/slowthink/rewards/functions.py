@@ -1,7 +1,5 @@
 """Reward functions of the user's own, named in the config and loaded by path in every process.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 ``reward.functions: {NAME: SPEC}`` with ``reward.weights.NAME`` beside the built-in
 components. A SPEC is
 

@@ -1,7 +1,5 @@
 """Reasoning-action keywords of the RRA reward (section 4.2.1), and the whole-word count.
 
-Must not import torch, transformers, models, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 The paper counts "however", "but", "wait", "verify", "alternatively" for the action reward
 (Amax = 20). The monitoring categories of Figure 4 (reflection, verification, correction,
 alternatives) live in ``slowthink.monitors.keywords``, which counts with ``count_keywords``.

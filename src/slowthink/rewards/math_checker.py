@@ -1,7 +1,5 @@
 """``MathChecker``: math-verify equivalence in a pool of worker processes with hard deadlines.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 Why a pool: math-verify hangs on hostile answers (``9^{9^{9}}``, ``(10^{10})!``, deep
 nesting), its timeout is ``signal.alarm`` (main thread only), and some of the C-level work
 ignores the alarm altogether. So every parse/verify runs in a worker process's main

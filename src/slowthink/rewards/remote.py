@@ -1,7 +1,5 @@
 """A remote reward: an HTTP endpoint that scores a batch (OpenRLHF's ``--remote_rm_url``).
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 ``reward.functions: {judge: "http://127.0.0.1:8000/score"}`` POSTs the batch as the same
 keyword lists a local function gets (``rewards/functions.py``)::
 

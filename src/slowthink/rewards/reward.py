@@ -1,7 +1,5 @@
 """A weighted sum of named reward components, computed for a whole batch of responses.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 The checker runs once per batch (one pool round trip), then every built-in component is a
 pure function of that response's verdict, text and length. Reward functions of the user's
 own (``reward.functions``, ``rewards/functions.py``) get the batch's prompts, completions

@@ -1,7 +1,4 @@
-"""What a checker says about one response, and the ``Checker`` protocol.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-"""
+"""What a checker says about one response, and the ``Checker`` protocol."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """Fast decoding for the Qwen2 / Llama family: a static KV cache and a hand-written forward.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 A decode step of the generic path (``rollout/hf.py``) spends almost all its time outside the
 model's arithmetic: the transformers forward rebuilds masks and grows its cache by
 concatenation, and a Python loop over rows records tokens and decodes text to look for

@@ -1,7 +1,5 @@
 """Batched sampling with one reproducible random stream per row, as tensor operations.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 The generic path (``rollout/hf.py``) draws from ``torch.Generator`` objects; one generator
 per completion (``SamplingParams.seeds``) costs a Python call per row and per token. Here a
 row's randomness is a counter-based hash of (row key, step): a uniform number per row and

@@ -1,7 +1,5 @@
 """The ``Generator`` protocol: every rollout engine (HF on CPU, vLLM, OpenAI HTTP) implements it.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Prompts and completions are token ids, so that RL keeps exactly the ids that were sampled
 (re-tokenizing joined text drifts) and the tool loop can splice tool-output tokens in.
 """

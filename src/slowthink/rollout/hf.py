@@ -1,7 +1,5 @@
 """``HFGenerator``: batched sampling from a transformers causal LM on CPU (or one GPU).
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Our own decoding loop over the model's KV cache, so that every completion comes back
 with its token ids, the sampling log-probs and a finish reason, and stop strings are
 honoured with the stop string kept in the text. Sequences are left-padded; position

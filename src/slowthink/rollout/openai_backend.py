@@ -1,7 +1,5 @@
 """``OpenAIGenerator``: the ``Generator`` protocol over any OpenAI-compatible ``/v1/completions``.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Works against vLLM, SGLang and ``slowthink serve``. Prompts go out as token-id lists
 (vLLM and our server accept them), so the exact prompt the runner built is what the model
 sees. Each prompt is one request with ``n`` choices; requests run on a thread pool of

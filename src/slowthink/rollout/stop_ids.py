@@ -1,7 +1,5 @@
 """Which sampled tokens could complete a stop string: a per-vocabulary mask built once.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 The generic path decodes each row's text tail after every token to look for stop strings.
 A stop string that first appears after token ``t`` must end inside ``t``'s text, so it
 ends with the string's last character somewhere in that text. ``candidate_mask`` marks

@@ -1,7 +1,5 @@
 """Tool-integrated generation: stop at a closed code block, run it, splice its output in.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Paper section 4.4 (STILL-3-TOOL) and docs/design.md, "Tool-integrated reasoning". Over any
 ``Generator``: sample with the format's stop strings; when a segment ends on one of them
 and the response's last block is a closed, not yet executed ```` ```python ```` block,

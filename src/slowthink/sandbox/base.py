@@ -1,7 +1,5 @@
 """What a sandbox is: the ``Sandbox`` protocol and the ``CellResult`` every call returns.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 The tool loop (``slowthink.rollout.tool_loop``) only sees this protocol, so a remote
 executor or a test double can stand in for the bubblewrap implementation in ``host.py``.
 """

@@ -1,7 +1,5 @@
 """Collecting one cell's output under a wall deadline and a byte cap (worker side).
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 One ``select`` loop watches the child's stdout and stderr pipes, its pidfd (readable
 when it exits) and, for a session, the pipe on which it reports "cell done". The loop
 never blocks past the deadline, so a cell that closes its pipes and sleeps, or prints

@@ -1,7 +1,5 @@
 """Running one cell inside the (already limited) child process.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 Standard library only: this module runs inside the sandbox worker. A cell that prints
 nothing shows the repr of its last expression, found from the syntax tree so that the
 code runs exactly once (docs/design.md, "Tool-integrated reasoning": models end code with

@@ -1,7 +1,4 @@
-"""``SandboxConfig``: every limit the sandbox enforces, in one frozen, typed place.
-
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-"""
+"""``SandboxConfig``: every limit the sandbox enforces, in one frozen, typed place."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """``ProcessSandbox``: the host side of the sandbox (the ``Sandbox`` implementation).
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 It starts the warm worker (bubblewrap or fallback), sends one cell at a time and waits
 for the reply with its own backstop deadline (the worker's deadline plus a grace
 period). If the worker dies or overruns, the host kills the worker's whole process

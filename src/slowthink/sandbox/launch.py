@@ -1,7 +1,5 @@
 """How the worker is started: the bubblewrap command line, the fallback, and the choice.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 bubblewrap (docs/design.md, "The sandbox"): every namespace unshared (no network, own PIDs,
 own user, nothing to kill outside), the system mounted read-only, only the Python
 installation and slowthink bound in (no /etc/shadow, no home directories), a small

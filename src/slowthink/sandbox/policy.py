@@ -1,8 +1,6 @@
 """What a cell may do: resource limits and the seccomp filter, applied in the child
 right after ``fork`` and before the cell's code runs.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 Standard library plus ``pyseccomp`` only: this module runs inside the sandbox worker.
 Refused system calls fail with an errno (``PermissionError`` in Python) rather than
 killing the process, so a cell that tries ``os.fork()`` gets an ordinary error status

@@ -1,7 +1,5 @@
 """Emptying a cell's scratch space (``/tmp``, ``/dev/shm``) between stateless cells.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 Under bubblewrap the warm worker and every cell it forks share one mount namespace, so a
 file a cell leaves in its private tmpfs would be read by the next cell and would hold
 memory (host ``Shmem``) until the worker ends. The worker empties those folders once a

@@ -1,7 +1,5 @@
 """The warm worker: runs inside bubblewrap (or the fallback), forks one child per cell.
 
-Must not import torch, transformers, modeling, rollout, training, recipes or the CLI (tests/test_layers.py).
-
 Started as ``python -I -B -m slowthink.sandbox.worker CONFIG_JSON``. It imports the
 preload modules once, so a forked cell gets ``sympy`` for free (docs/design.md, "The sandbox",
 measured a fresh ``python -c`` at 32 ms, 320 ms with sympy). The next cell's child is forked,

@@ -1,7 +1,5 @@
 """Fair, cancellable decoding for ``slowthink serve``: requests take turns a few tokens at a time.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 One thread owns the model (it must never run in two threads at once). It used to run each
 batch of requests to the end, so one client asking for 512 prompts x n=128, or clients
 that had already hung up, held every other request for minutes. Now:

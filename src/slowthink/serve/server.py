@@ -1,7 +1,5 @@
 """``slowthink serve``: load a model and run the OpenAI-compatible server until interrupted.
 
-Must not import the CLI; the one module that imports uvicorn (tests/test_layers.py).
-
 ``ServeConfig`` is the command's config; ``serve`` loads the model on CPU, builds the
 FastAPI application (``slowthink.serve.app``) over its ``HFGenerator`` and runs uvicorn.
 """

@@ -1,7 +1,5 @@
 """The grid file of ``slowthink study``: a base config, factors with arms, seeds, claims.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 A factor is one question of the paper's Table 1 ("on-policy or off-policy?"); each arm is
 a list of dotted overrides of the base RL config (the same syntax as ``slowthink rl``);
 each claim states the paper's finding as a direction on a metric between two arms, e.g.

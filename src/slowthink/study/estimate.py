@@ -1,7 +1,5 @@
 """How long a study's remaining runs will take: the estimate ``slowthink study --dry-run`` prints.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Each run still to do costs what the same arm measured on another seed of this study (the
 ``wall_s`` of its ``STUDY_DONE`` marker), or, before any such run finished, the grid's
 ``cost`` section: steps x seconds per step + held-out evaluations x seconds each (an SFT

@@ -1,7 +1,5 @@
 """A grid file -> the list of run directories to produce (one per distinct arm config and seed).
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Arms of different factors that resolve to the same RL config (every factor's baseline is
 usually the base config itself) share one run: the grid of Table 1 then costs one baseline
 per seed, not one per factor. A run directory is named after the first arm that needs it

@@ -2,8 +2,6 @@
 and verdict, and where the length-hacking detector fired; ``report.md`` + PNGs and a
 self-contained ``report.html`` (figures embedded as base64).
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 Curves of an arm are the mean over its seeds at each step (the per-seed values are in
 the run directories); the claims are judged per seed (slowthink.study.verdict).
 """

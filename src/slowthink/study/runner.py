@@ -1,7 +1,5 @@
 """Run a study's plan: cold starts first, then every RL arm; resumable at any point.
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 - A run that finished has a ``STUDY_DONE`` marker (written atomically after the recipe
   returned) and is skipped on the next invocation.
 - Every other run is started with ``--resume``: a run killed mid-way continues from its

@@ -1,7 +1,5 @@
 """Claim verdicts: held, reversed or inconclusive, with stated error rates (docs/study.md).
 
-Must not import the CLI, nor a heavy engine but through its wrapper (tests/test_layers.py).
-
 For each seed s with both runs, d_s = value(arm, s) - value(than, s): a paired difference
 (the arms of a seed share the cold start and the data order, so the pair cancels most of
 the seed's luck). Over the n seeds, m = mean(d), sd = sample std(d), se = sd / sqrt(n), and

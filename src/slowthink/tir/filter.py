@@ -1,7 +1,5 @@
 """Which tool-using responses become training data (paper section 4.4).
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 The paper keeps a teacher's response only if "it includes a code snippet and provides
 the correct answer". Made precise here, a response is kept when, in this order:
 

@@ -1,8 +1,6 @@
 """Prefix injection (paper section 4.4): cut a long thought at a reasoning word and make the
 teacher write code there.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 The paper synthesised tool demonstrations from DeepSeek-R1-Distill-Qwen-32B, which did
 not follow the instruction to use code: "we first obtain rollouts from the model and split
 them into multiple parts. We then randomly select certain steps and inject a prefix (e.g.,

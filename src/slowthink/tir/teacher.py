@@ -1,7 +1,5 @@
 """The two ways of getting tool-using demonstrations from a teacher (paper section 4.4).
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 - ``instruct_responses``: prompt the teacher to solve with code (the "tool" prompt
   template) and generate through the tool loop, so its code runs and it reads the output.
   What the paper did with DeepSeek-R1.

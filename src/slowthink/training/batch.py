@@ -1,7 +1,5 @@
 """Padded training tensors built from prompts and completions, and their mini/micro splits.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Every tensor is aligned to *targets*: position t holds the log-prob of token t+1 of the
 joined sequence, so ``loss_mask_BT[b, t] == 1`` exactly where token t+1 was sampled by
 the model (tool output and prompt tokens are 0).

@@ -1,7 +1,5 @@
 """Checkpoints that survive a kill: HF-format weights plus trainer state, written atomically.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Layout of a run directory::
 
     run/checkpoints/step_000010/{model.safetensors, config.json, tokenizer files, trainer_state.pt}

@@ -1,7 +1,5 @@
 """The only module that knows torch.distributed: DDP or FSDP2 over gloo (CPU) or nccl (GPU), via torchrun.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Launch: ``torchrun --nproc-per-node 2 -m slowthink.cli rl CONFIG``. Each rank rolls out
 its own share of the prompts; loss denominators are summed over ranks before the
 backward pass, so the update equals the single-process update on the whole batch.

@@ -1,7 +1,5 @@
 """From scored rollouts to a training batch: advantages, KL penalty, selection and masking.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Order of operations for one step (P prompts x G rollouts over *all* ranks):
   1. every rank rolls out and rewards its own share of the prompts; the small per-row
      facts (outcome reward, correct, length, finished, sequence KL) are all-gathered,

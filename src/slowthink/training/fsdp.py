@@ -1,7 +1,5 @@
 """FSDP2 (``torch.distributed.fsdp.fully_shard``): parameters, gradients and optimizer state sharded over ranks.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 DDP keeps a full copy of the weights, gradients and AdamW moments on every rank: 16
 bytes a parameter in float32, 24 GB for a 1.5B model before any activation. FSDP2 keeps
 1/world of each and all-gathers one decoder layer's weights at a time for its forward

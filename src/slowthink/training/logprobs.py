@@ -1,7 +1,5 @@
 """Per-token log-probs and entropy of a model on a ``SequenceBatch``, in chunks over the sequence.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 A long chain of thought makes the logits the largest tensor of a step: B x T x V floats,
 12 GB in float32 for one 20k-token response over Qwen2.5's 151,936-token vocabulary (the
 paper's STILL-3-1.5B trains at 20k-29k tokens, section 3.2). So the model is run only up

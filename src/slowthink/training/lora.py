@@ -1,7 +1,5 @@
 """LoRA through peft: the adapted policy, its reference with the adapter off, merged weights.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 With ``model.lora.r > 0`` the policy is the base model with low-rank adapters on
 ``model.lora.target_modules`` (``apply_lora``), and every other weight is frozen:
 

@@ -1,7 +1,4 @@
-"""Optimizer and learning-rate schedule, from a small typed config; continuing another run's moments.
-
-Must not import recipes or the CLI (tests/test_layers.py).
-"""
+"""Optimizer and learning-rate schedule, from a small typed config; continuing another run's moments."""
 
 from __future__ import annotations
 

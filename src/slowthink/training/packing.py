@@ -1,7 +1,5 @@
 """Sequence packing for SFT: several short examples share one row, none sees another.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 Long-CoT cold-start data (section 4.1) mixes responses of a few hundred and many thousand
 tokens; padding every row to the longest wastes most of the compute. Packing concatenates
 examples into rows of at most ``pack_length`` tokens with correct attention boundaries:

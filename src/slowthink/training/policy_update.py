@@ -1,7 +1,5 @@
 """One policy update over a batch of scored rollouts: mini-batches, epochs, micro-batches.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 The loss of a micro-batch is the clipped policy-gradient loss plus the KL penalty (when
 it sits in the loss) minus the entropy bonus, each aggregated with denominators counted
 over the whole mini-batch on all ranks, so micro-batch size and data-parallel split

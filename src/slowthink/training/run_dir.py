@@ -1,7 +1,5 @@
 """A run directory: one owner at a time, no silent mixing of two runs, resume only what was run.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 ``claim_run_dir`` is the first thing the ``rl`` and ``sft`` recipes do, before anything is
 written, so two runs never mix their files and a fresh run never overwrites an old one:
 

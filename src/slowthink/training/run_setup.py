@@ -1,7 +1,5 @@
 """What every training recipe (rl, sft) does before its loop, written once.
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 - ``seed_everything``: torch threads for this machine, then Python's and torch's seeds;
 - ``load_policy``: the model and tokenizer from a ``ModelConfig``, with its memory plan
   (chunked log-probs, gradient checkpointing, autocast) and its LoRA adapters when asked for;

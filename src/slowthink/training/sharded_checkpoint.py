@@ -1,7 +1,5 @@
 """Sharded checkpoints: every rank writes its own shards with ``torch.distributed.checkpoint`` (DCP).
 
-Must not import recipes or the CLI (tests/test_layers.py).
-
 The full format (training/checkpoint.py) gathers the weights and the AdamW moments to rank 0:
 12 bytes a parameter of host memory on one node at every save, about 394 GB at 32B. Here no
 rank gathers anything: each writes the shards it holds, and DCP's metadata records every
