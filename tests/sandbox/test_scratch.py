@@ -26,7 +26,17 @@ except OSError as exc:
     print('refused', type(exc).__name__)
 print(written)
 """
-LIST = "import os\nprint(sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')))"
+# What a cell left in the scratch folders: entries that hold none of the sandbox's own read-only
+# mount points (a checkout under /tmp, e.g. CI's clone, has its venv bound beneath /tmp).
+LEFT = """
+import os
+mounts = [line.split()[1] for line in open('/proc/self/mounts')]
+def left(folder):
+    def holds_mount(path):
+        return any(m == path or m.startswith(path + '/') for m in mounts)
+    return sorted(n for n in os.listdir(folder) if not holds_mount(os.path.join(folder, n)))
+"""
+LIST = LEFT + "print(left('/tmp'), left('/dev/shm'))"
 # Size and bytes in use of the file system holding a folder.
 USAGE = "import os\ns = os.statvfs('{folder}')\nprint(s.f_blocks * s.f_frsize, (s.f_blocks - s.f_bfree) * s.f_frsize)"
 SYSV = """
@@ -78,7 +88,7 @@ def test_sessions_keep_their_files_while_they_live():
     config = SandboxConfig(backend="bwrap", mode="session", timeout_s=10, preload=())
     with ProcessSandbox(config) as box:
         assert box.run("open('/tmp/kept', 'w').write('x')", session="s").status == "ok"
-        assert box.run("import os\nprint(os.listdir('/tmp'))", session="s").stdout == "['kept']\n"
+        assert box.run(LEFT + "print(left('/tmp'))", session="s").stdout == "['kept']\n"
         box.close_session("s")
         box.run("1")  # a stateless cell once no session is live: the scratch space is emptied
         assert box.run(LIST).stdout == "[] []\n"
