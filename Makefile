@@ -73,6 +73,8 @@ VLLM_LOG := $(VLLM_VENV).log
 
 $(VLLM_BIN)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VLLM_VENV)
+	# A current pip, as in .venv: older ones warn that math-verify's latex2sympy2 extra does not exist.
+	$(VLLM_BIN)/pip install -q --upgrade pip
 	$(VLLM_BIN)/pip install -q "$(TORCH_PIN)"
 	$(VLLM_BIN)/pip install -q "$(TORCH_PIN)" "$(VLLM_PIN)" "$(VLLM_TRANSFORMERS)"
 	-$(VLLM_BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
