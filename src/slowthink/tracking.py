@@ -76,7 +76,7 @@ class JsonlTracker:
         self._file.flush()
 
     def log_samples(self, rows: list[dict[str, Any]], step: int) -> None:
-        pass  # written to samples/step_NNNNNN.jsonl by the recipe
+        """Nothing to add: the recipe itself writes samples/step_NNNNNN.jsonl beside metrics.jsonl."""
 
     def close(self) -> None:
         self._file.close()

@@ -264,7 +264,7 @@ class Scheduler:
         if units[0][0].logit_bias:
             ids, biases = zip(*units[0][0].logit_bias)
             cohort.bias_V = torch.zeros(batch.logits_B.shape[-1], device=batch.logits_B.device)
-            cohort.bias_V[list(ids)] = torch.tensor(biases)
+            cohort.bias_V[list(ids)] = cohort.bias_V.new_tensor(biases)
         with self._lock:
             self._cohorts.append(cohort)
 

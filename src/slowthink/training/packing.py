@@ -125,9 +125,9 @@ def rank_share(packed: PackedBatch, rank: int, world_size: int, pad_id: int) -> 
     if missing:
         width = packed.input_ids_RL.shape[1]
         packed = PackedBatch(
-            torch.cat([packed.input_ids_RL, torch.full((missing, width), pad_id, dtype=torch.long)]),
-            torch.cat([packed.position_ids_RL, torch.zeros((missing, width), dtype=torch.long)]),
-            torch.cat([packed.segment_ids_RL, torch.full((missing, width), -1, dtype=torch.long)]),
-            torch.cat([packed.loss_mask_RT, torch.zeros((missing, width - 1))]),
+            torch.cat([packed.input_ids_RL, packed.input_ids_RL.new_full((missing, width), pad_id)]),
+            torch.cat([packed.position_ids_RL, packed.position_ids_RL.new_zeros((missing, width))]),
+            torch.cat([packed.segment_ids_RL, packed.segment_ids_RL.new_full((missing, width), -1)]),
+            torch.cat([packed.loss_mask_RT, packed.loss_mask_RT.new_zeros((missing, width - 1))]),
         )
     return packed.select(slice(rank, None, world_size))
