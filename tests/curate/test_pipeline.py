@@ -120,3 +120,18 @@ def test_cli_writes_pool_and_report(tmp_path):
     assert "| exact_duplicate | 1 |" in (tmp_path / "r.md").read_text()
     result = CliRunner().invoke(app, ["curate", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "p.jsonl")])
     assert result.exit_code == 2 and "data file not found" in result.output
+
+
+def test_cli_difficulty_model_scores_every_kept_row_with_the_named_model(tmp_path):
+    """``--difficulty-model`` loads the model and runs the pass-rate filter through the command
+    (the recipe builds the engine; nothing but the flags lives in the CLI)."""
+    source = write_jsonl(tmp_path / "train.jsonl", ROWS[:2] + ROWS[6:7])
+    result = CliRunner().invoke(
+        app,
+        ["curate", source, "--out", str(tmp_path / "pool.jsonl"), "--difficulty-model", "tiny", "--samples", "2", "--max-new-tokens", "4"],
+    )
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "pool.md").read_text()
+    assert "Difficulty filter: tiny." in report
+    # The untrained tiny model solves nothing: every row that reaches the filter is too hard.
+    assert "| too_hard | 2 |" in report and "kept 0 of 3 rows" in result.output
