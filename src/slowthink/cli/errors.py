@@ -14,11 +14,9 @@ these itself:
   sandbox that cannot start, a full disk) prints ``error: <message>`` and exits **1**;
 - anything else is a bug and keeps its traceback.
 
-Three commands handle something first, because only they know what to say:
+Two commands handle something first, because only they know what to say:
 ``rl``/``sft`` catch Ctrl-C (cli/train.py: the last checkpoint and the
-command that resumes, exit 130); ``score`` turns the plain ``ValueError`` of its field and
-``--golds`` checks into exit 2 (cli/score.py; a ``ValueError`` anywhere else is a bug); and
-``export`` reports a failed upload as an environment failure that keeps the exported folder
+command that resumes, exit 130); and ``export`` reports a failed upload as an environment failure that keeps the exported folder
 (cli/export.py). A command that finishes but fails as a whole exits 1 after its output
 (``score`` when no row could be scored, ``study`` when a run failed).
 """

@@ -394,3 +394,33 @@ class ScoreConfig(StrictConfig):
             golds=golds,
             join=(self.id_field or layout.join or layout.problem_id) if golds is not None else None,
         )
+
+
+def run_score(cfg: ScoreConfig, progress: bool = False) -> ScoreSummary:
+    """Check ``cfg.file`` into ``cfg.out`` and print the summary; a missing input, an output over
+    an input or a directory, or a bad field path or golds file is a ``ConfigError``."""
+    from slowthink.config import ConfigError
+    from slowthink.durable import check_output
+    from slowthink.eval.formats import load_golds
+    from slowthink.rewards.checkers import make_checker
+
+    file, out = Path(cfg.file), Path(cfg.out)
+    if not file.is_file():
+        raise ConfigError(f"input file {file} does not exist")
+    check_output(out, [file, cfg.golds])  # the output over an input would destroy it (durable.py)
+    if out.is_dir():
+        # The atomic write's temp file used to be named instead of the path given.
+        raise ConfigError(f"--out {out} is a directory; give the path of the file to write, e.g. {out / (file.stem + '.scored.jsonl')}")
+    try:
+        golds = load_golds(Path(cfg.golds), cfg.golds_id_field, cfg.golds_answer_field) if cfg.golds else None
+        fields = cfg.fields(golds)
+        fields.check()
+    except (ValueError, OSError) as exc:  # a field path that does not parse, a golds file that cannot be read
+        raise ConfigError(str(exc)) from None
+    checker = make_checker(cfg.checker, workers=cfg.workers, timeout_s=cfg.timeout, fallback=cfg.fallback)
+    try:
+        summary = score_file(file, out, checker, fields, progress=progress)
+        print_summary(summary, out, checker, tuple(cfg.pass_k))
+    finally:
+        checker.close()
+    return summary
