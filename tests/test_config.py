@@ -272,8 +272,10 @@ def test_numbers_booleans_unions_and_containers_by_type():
     assert config.items == [1, 2] and config.table == {"a": 1} and config.inner.flag is True
     assert load_config(Typed, None, ["size=auto", "table.b=5"]).size == "auto"
     assert load_config(Typed, None, ["table.b=5"]).table == {"b": 5}
-    with pytest.raises(ConfigError, match="'count'"):
-        load_config(Typed, None, ["count=off"])
+    assert load_config(Typed, None, ["count=1e3"]).count == 1000  # a whole float is an int
+    for word in ("off", "true"):  # as YAML, true would pass as the number 1
+        with pytest.raises(ConfigError, match=f"'count'.*'{word}'"):
+            load_config(Typed, None, [f"count={word}"])
 
 
 def test_a_mapping_override_keeps_words_as_text():
@@ -402,3 +404,18 @@ def test_no_suggestion_for_a_key_like_nothing_allowed():
     with pytest.raises(ConfigError) as info:
         load_config(RLConfig, None, ["kl.zzzzzz=1"])
     assert "did you mean" not in str(info.value)
+
+
+class Arm(StrictConfig):
+    value: int = 0
+
+
+class Arms(StrictConfig):
+    arms: dict[str, Arm] = {}
+
+
+def test_a_typo_inside_a_mapping_of_sections_lists_that_sections_keys():
+    # `factors.<name>.KEY` in a study: the keys allowed under a named entry are its section's.
+    with pytest.raises(ConfigError) as info:
+        load_config(Arms, None, ["arms.a.valeu=1"])
+    assert "unknown key 'arms.a.valeu' (did you mean 'arms.a.value'?); allowed keys here: value" in str(info.value)

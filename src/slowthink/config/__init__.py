@@ -14,7 +14,6 @@ every key of a command's config (``slowthink config CMD``, docs/config.md).
 from slowthink.config.base import ConfigError, StrictConfig
 from slowthink.config.load import (
     apply_overrides,
-    build_config,
     config_to_yaml,
     load_config,
     parse_override,
@@ -27,7 +26,6 @@ __all__ = [
     "ConfigError",
     "StrictConfig",
     "apply_overrides",
-    "build_config",
     "config_to_yaml",
     "load_config",
     "parse_override",

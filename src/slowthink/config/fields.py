@@ -1,8 +1,10 @@
-"""What a field's annotation holds: the one place that unwraps ``Annotated``, ``X | None`` and sections."""
+"""What a field's annotation holds: the one place that unwraps ``Annotated``, ``X | None`` and sections,
+and the one walk from a dotted key to the annotation it lands in."""
 
 from __future__ import annotations
 
 import types
+from collections.abc import Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
@@ -46,20 +48,25 @@ def model_in(annotation: Any) -> tuple[type[BaseModel] | None, str]:
     return None, ""
 
 
-def dict_value_type(annotation: Any) -> Any:
-    """``dict[str, X]`` -> X (for ``table.key=value`` overrides); Any otherwise."""
-    annotation = strip_annotated(annotation)
-    args = get_args(annotation)
-    return args[1] if get_origin(annotation) is dict and len(args) == 2 else Any
+def annotation_at(model: type[BaseModel], parts: Sequence[str]) -> Any:
+    """The annotation of the value at dotted ``parts``: through sections and mapping values
+    (``factors.<name>.arms``); Any past a list, a plain value or an unknown key."""
+    annotation: Any = model
+    for part in parts:
+        section, nesting = model_in(annotation)
+        if section is not None and not nesting:
+            annotation = section.model_fields[part].annotation if part in section.model_fields else Any
+        else:
+            inner, _ = unwrap_optional(annotation)
+            args = get_args(inner)
+            annotation = args[1] if get_origin(inner) is dict and len(args) == 2 else Any
+    return annotation
 
 
 def field_at(model: type[BaseModel], key: str) -> tuple[type[BaseModel], Any]:
     """(the section that holds ``key``, its pydantic field) for a dotted key like ``filters.ngram``."""
     *parents, last = key.split(".")
-    section: type[BaseModel] | None = model
-    for part in parents:
-        field = section.model_fields.get(part) if section is not None else None
-        section = model_in(field.annotation)[0] if field is not None else None
-    if section is None or last not in section.model_fields:
+    section, nesting = model_in(annotation_at(model, parents))
+    if section is None or nesting or last not in section.model_fields:
         raise KeyError(f"{model.__name__} has no key '{key}'")
     return section, section.model_fields[last]

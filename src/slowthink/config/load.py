@@ -7,6 +7,7 @@ override or the file it came from.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from collections.abc import Sequence
@@ -18,23 +19,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from slowthink.config.base import ConfigError, StrictConfig
-from slowthink.config.fields import model_in
-from slowthink.config.overrides import OverrideText, load_yaml12, resolve_overrides
+from slowthink.config.fields import annotation_at, model_in
+from slowthink.config.overrides import load_yaml12, read_override
 
 T = TypeVar("T", bound="StrictConfig")
-
-
-def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
-    """The field names allowed at ``path`` (the parent of an unknown key)."""
-    current: Any = model
-    for part in path:
-        fields = getattr(current, "model_fields", None)
-        if fields is None or part not in fields:
-            return []
-        current, nesting = model_in(fields[part].annotation)
-        if current is None or nesting:
-            return []
-    return sorted(getattr(current, "model_fields", {}))
 
 
 def format_validation_error(model: type[BaseModel], error: ValidationError, source: str = "", overrides: Sequence[str] = ()) -> str:
@@ -62,7 +50,8 @@ def format_validation_error(model: type[BaseModel], error: ValidationError, sour
 def _error_line(model: type[BaseModel], item: Any) -> str:
     key = ".".join(str(p) for p in item["loc"])
     if item["type"] == "extra_forbidden":
-        allowed = _allowed_keys(model, tuple(item["loc"][:-1]))
+        section, nesting = model_in(annotation_at(model, [str(p) for p in item["loc"][:-1]]))
+        allowed = sorted(section.model_fields) if section is not None and not nesting else []
         close = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
         hint = f" (did you mean '{'.'.join([*map(str, item['loc'][:-1]), close[0]])}'?)" if close else ""
         return f"unknown key '{key}'{hint}; allowed keys here: {', '.join(allowed)}"
@@ -89,27 +78,24 @@ def _override_behind(loc: tuple[str, ...], overrides: Sequence[str]) -> str | No
     return None
 
 
-def parse_override(text: str) -> tuple[list[str], OverrideText]:
+def parse_override(text: str) -> tuple[list[str], str]:
     """``rl.kl.coef=0.001`` -> (['rl', 'kl', 'coef'], '0.001'): the value stays text until validation."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like key.path=value")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
-    return key.split("."), OverrideText(raw)
+    return key.split("."), raw
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with each dotted override set (nested dicts are created)."""
-    merged = _deep_copy(data)
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """A copy of ``data`` with each dotted override set (nested dicts are created); with ``model``,
+    each value is read by the type of its field (overrides.py), else it stays text."""
+    merged = copy.deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
-        set_key(merged, ".".join(path), value)
+        set_key(merged, ".".join(path), read_override(annotation_at(model, path), value) if model is not None else value)
     return merged
-
-
-def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
 def shipped_config_dir() -> Path:
@@ -151,25 +137,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(model: type[T], data: dict[str, Any], source: str = "", overrides: Sequence[str] = ()) -> T:
-    """Validate ``data`` (``source`` with ``overrides`` applied) as ``model``; errors become one
-    readable ``ConfigError`` that blames each bad key on the override or the file it came from."""
-    data = resolve_overrides(model, data)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(model, exc, source, overrides)) from None
-
-
 def load_config(model: type[T], path: str | Path | None = None, overrides: list[str] | None = None, flags: dict[str, Any] | None = None) -> T:
     """The one loader: YAML file (optional) < flags given (dotted key -> typed value; None, [] and
-    () mean not given) < dotted overrides -> validated, frozen config."""
+    () mean not given) < dotted overrides -> validated, frozen config. Errors become one readable
+    ``ConfigError`` that blames each bad key on the override or the file it came from."""
     data = read_yaml(path) if path is not None else {}
     for key, value in (flags or {}).items():
         if value is not None and value != [] and value != ():
             set_key(data, key, value)
-    data = apply_overrides(data, overrides or [])
-    return build_config(model, data, source=str(path) if path is not None else "", overrides=overrides or [])
+    try:
+        return model.model_validate(apply_overrides(data, overrides or [], model))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(model, exc, str(path or ""), overrides or [])) from None
 
 
 def config_to_yaml(config: BaseModel) -> str:
