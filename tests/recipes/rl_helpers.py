@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from slowthink.config import load_config
 from slowthink.recipes.rl_config import RLConfig
+from slowthink.recipes.rl_parts import RLParts, selection_settings
 
 TINY_RL = [
     "run.torch_threads=1",
@@ -32,3 +35,23 @@ TINY_RL = [
 
 def tiny_rl_config(out: Path, *overrides: str) -> RLConfig:
     return load_config(RLConfig, None, [f"run.output_dir={out}", *TINY_RL, *overrides])
+
+
+def update_parts(config: RLConfig, model: Any, reference: Any = None, wrapped: Any = None) -> RLParts:
+    """The parts ``prepare_batch`` reads: ``model`` (``wrapped``: as it trains, default itself),
+    the reference, the config's selection settings and pad id 0 (the tiny tokenizer's). The
+    run's other parts (problems, engine, reward, optimizer, sampler) are not built: None."""
+    return RLParts(
+        model=model,
+        tokenizer=SimpleNamespace(pad_token_id=0),
+        reference=reference,
+        train_set=None,
+        heldout_set=None,
+        generator=None,
+        reward_model=None,
+        settings=selection_settings(config),
+        optimizer=None,
+        scheduler=None,
+        sampler=None,
+        wrapped=model if wrapped is None else wrapped,
+    )

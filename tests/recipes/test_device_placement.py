@@ -19,14 +19,14 @@ import torch
 from slowthink.data.problem_sets import ProblemSet
 from slowthink.data.sft import encode_sft_example
 from slowthink.models.tiny import build_model, build_tokenizer
-from slowthink.recipes.rl import loss_settings, prepare_batch
+from slowthink.recipes.rl import StepRollouts, loss_settings, prepare_batch
+from slowthink.recipes.rl_config import RLConfig
 from slowthink.recipes.sft import micro_batch_logprobs
-from slowthink.training.experience import SelectionSettings
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.policy_update import update_policy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rl_helpers import tiny_rl_config  # noqa: E402
+from rl_helpers import tiny_rl_config, update_parts  # noqa: E402
 from test_rl_multirank import COMMON, SPEC, _step  # noqa: E402
 
 
@@ -49,14 +49,12 @@ def on_meta(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def rl_step(*overrides: str):
-    """A tiny RL step's config, selection settings, prompts, completions and scores."""
+def rl_step(*overrides: str) -> tuple[RLConfig, StepRollouts]:
+    """A tiny RL step's config and its rollouts (prompts, completions, scores)."""
     _, prompt_ids, completions, totals, verdicts = _step("one_rank_all_dropped")
     config = tiny_rl_config(Path("unused"), *COMMON, *overrides)
-    a = config.algorithm
-    settings = SelectionSettings(a.advantage, a.drop_uniform_groups, a.question_selection, a.response_selection, a.overlength_masking)
     prompts = ProblemSet([SimpleNamespace(answer="")] * 4, prompt_ids)
-    return config, settings, prompts, completions, SimpleNamespace(total=totals, verdicts=verdicts)
+    return config, StepRollouts(prompts, completions, SimpleNamespace(total=totals, verdicts=verdicts))
 
 
 def test_the_checking_hook_lets_a_model_on_the_inputs_device_run():
@@ -69,27 +67,27 @@ def test_the_checking_hook_lets_a_model_on_the_inputs_device_run():
 
 @pytest.mark.parametrize("placement", ["loss", "reward"])
 def test_rl_reference_forward_moves_its_rows_to_the_reference(placement):
-    config, settings, prompts, completions, scored = rl_step(f"kl.placement={placement}")
+    config, rollouts = rl_step(f"kl.placement={placement}")
     policy = build_model(build_tokenizer(), SPEC, seed=0)
     reference = on_meta(copy.deepcopy(policy).eval().requires_grad_(False))
     with pytest.raises(InputsChecked):
-        prepare_batch(policy, reference, prompts, completions, scored, config, settings, config.kl.coef, 0)
+        prepare_batch(update_parts(config, policy, reference), rollouts, config.kl.coef, config)
 
 
 def test_rl_recomputed_old_logprobs_move_their_rows_to_the_policy():
     # Several mini-batches: the old log-probs are the trainer's, recomputed before the update.
-    config, settings, prompts, completions, scored = rl_step("kl.mode=off")
+    config, rollouts = rl_step("kl.mode=off")
     assert config.update.prompts_per_update < config.rollout.prompts_per_step
     policy = on_meta(build_model(build_tokenizer(), SPEC, seed=0))
     with pytest.raises(InputsChecked):
-        prepare_batch(policy, None, prompts, completions, scored, config, settings, 0.0, 0)
+        prepare_batch(update_parts(config, policy), rollouts, 0.0, config)
 
 
 def test_rl_update_moves_its_micro_batches_to_the_policy():
-    config, settings, prompts, completions, scored = rl_step()
+    config, rollouts = rl_step()
     policy = build_model(build_tokenizer(), SPEC, seed=0)
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    batch, _, _ = prepare_batch(policy, reference, prompts, completions, scored, config, settings, config.kl.coef, 0)
+    batch, _, _ = prepare_batch(update_parts(config, policy, reference), rollouts, config.kl.coef, config)
     optimizer = torch.optim.AdamW(policy.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     policy = on_meta(policy)

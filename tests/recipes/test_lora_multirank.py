@@ -13,15 +13,15 @@ import torch
 
 from slowthink.models.tiny import build_model, build_tokenizer
 from slowthink.recipes.common_config import LoraConfig
-from slowthink.recipes.rl import loss_settings, prepare_batch
+from slowthink.recipes.rl import StepRollouts, loss_settings, prepare_batch
 from slowthink.recipes.rl_parts import build_reference
 from slowthink.training.distributed import DistInfo, wrap_model
-from slowthink.training.experience import SelectionSettings
 from slowthink.training.lora import apply_lora
 from slowthink.training.optim import OptimConfig, build_scheduler
 from slowthink.training.policy_update import update_policy
 
 sys.path.insert(0, str(Path(__file__).parent))
+from rl_helpers import update_parts  # noqa: E402
 from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
 from test_rl_multirank import SPEC, _step  # noqa: E402
 
@@ -41,8 +41,6 @@ def _train(info: DistInfo) -> tuple[dict[str, torch.Tensor], dict]:
     local = [Completion(**{**c.__dict__, "prompt_index": c.prompt_index - share.start}) for c in (completions[i] for i in rows)]
     prompts = ProblemSet([SimpleNamespace(answer="")] * len(share), [prompt_ids[p] for p in share])
     scored = SimpleNamespace(total=[totals[i] for i in rows], verdicts=[verdicts[i] for i in rows])
-    a = config.algorithm
-    settings = SelectionSettings(a.advantage, a.drop_uniform_groups, a.question_selection, a.response_selection, a.overlength_masking)
     torch.manual_seed(0)  # adapter A's draw
     model = apply_lora(build_model(build_tokenizer(), SPEC, seed=0), LoraConfig(r=4, alpha=8))
     with torch.no_grad():
@@ -50,13 +48,14 @@ def _train(info: DistInfo) -> tuple[dict[str, torch.Tensor], dict]:
             if "lora_B" in name:
                 parameter.fill_(0.05)  # away from the base, so the KL term pulls
     reference = build_reference(model)
-    trainer = wrap_model(model, info)
-    batch, row_ranks, _ = prepare_batch(trainer, reference, prompts, local, scored, config, settings, config.kl.coef, 0, info)
+    wrapped = wrap_model(model, info)
+    parts = update_parts(config, model, reference, wrapped)
+    batch, row_ranks, _ = prepare_batch(parts, StepRollouts(prompts, local, scored), config.kl.coef, config, info)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=0.5)  # the change is the gradient itself
     scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=4)
     metrics = update_policy(
-        trainer,
+        wrapped,
         optimizer,
         scheduler,
         batch,
@@ -67,7 +66,7 @@ def _train(info: DistInfo) -> tuple[dict[str, torch.Tensor], dict]:
         grad_clip=config.optim.grad_clip,
         info=info,
         shuffle_seed=5,
-        row_ranks_N=row_ranks,
+        row_ranks_K=row_ranks,
     )
     return {name: p.detach().clone() for name, p in model.named_parameters()}, metrics
 

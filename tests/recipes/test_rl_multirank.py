@@ -23,7 +23,7 @@ import torch
 
 from slowthink.data.problem_sets import ProblemSet
 from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
-from slowthink.recipes.rl import loss_settings, prepare_batch
+from slowthink.recipes.rl import StepRollouts, loss_settings, prepare_batch
 from slowthink.rollout.generator import Completion
 from slowthink.training.distributed import DistInfo, wrap_model
 from slowthink.training.experience import SelectionSettings
@@ -31,7 +31,7 @@ from slowthink.training.optim import OptimConfig, build_scheduler
 from slowthink.training.policy_update import update_policy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rl_helpers import tiny_rl_config  # noqa: E402
+from rl_helpers import tiny_rl_config, update_parts  # noqa: E402
 from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
 
 SPEC = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
@@ -101,19 +101,16 @@ def _train(name: str, info: DistInfo) -> tuple[torch.Tensor, dict]:
     local = [Completion(**{**c.__dict__, "prompt_index": c.prompt_index - share.start}) for c in (completions[i] for i in rows)]
     prompts = ProblemSet([SimpleNamespace(answer="")] * len(share), [prompt_ids[p] for p in share])
     scored = SimpleNamespace(total=[totals[i] for i in rows], verdicts=[verdicts[i] for i in rows])
-    algorithm = config.algorithm
-    settings = SelectionSettings(
-        algorithm.advantage, algorithm.drop_uniform_groups, algorithm.question_selection, algorithm.response_selection, algorithm.overlength_masking
-    )
     model = build_model(build_tokenizer(), SPEC, seed=0)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
-    trainer = wrap_model(model, info)
-    batch, row_ranks, _ = prepare_batch(trainer, reference, prompts, local, scored, config, settings, config.kl.coef, 0, info)
+    wrapped = wrap_model(model, info)
+    parts = update_parts(config, model, reference, wrapped)
+    batch, row_ranks, _ = prepare_batch(parts, StepRollouts(prompts, local, scored), config.kl.coef, config, info)
     # Plain SGD: the parameter change is the gradient itself (Adam turns float noise into steps).
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=4)
     metrics = update_policy(
-        trainer,
+        wrapped,
         optimizer,
         scheduler,
         batch,
@@ -124,7 +121,7 @@ def _train(name: str, info: DistInfo) -> tuple[torch.Tensor, dict]:
         grad_clip=config.optim.grad_clip,
         info=info,
         shuffle_seed=5,
-        row_ranks_N=row_ranks,
+        row_ranks_K=row_ranks,
     )
     return torch.cat([p.detach().flatten() for p in model.parameters()]), metrics
 

@@ -19,13 +19,13 @@ import torch
 from slowthink.config import ConfigError
 from slowthink.data.problem_sets import ProblemSet
 from slowthink.models.tiny import build_model, build_tokenizer
-from slowthink.recipes.rl import loss_settings, prepare_batch
+from slowthink.recipes.rl import StepRollouts, loss_settings, prepare_batch
 from slowthink.rollout.generator import Completion
 from slowthink.training.experience import RowOutcomes, SelectionSettings, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rl_helpers import tiny_rl_config  # noqa: E402
+from rl_helpers import tiny_rl_config, update_parts  # noqa: E402
 from test_rl_multirank import COMMON, SPEC, _step  # noqa: E402
 
 
@@ -69,8 +69,6 @@ def test_kl_in_the_reward_is_taken_from_the_trainer_s_log_probs():
     model's); the penalty must come from the trainer's own forward of the same tokens."""
     _, prompt_ids, completions, totals, verdicts = _step("one_rank_all_dropped")
     config = tiny_rl_config(Path("unused"), *COMMON, "kl.placement=reward")
-    a = config.algorithm
-    settings = SelectionSettings(a.advantage, a.drop_uniform_groups, a.question_selection, a.response_selection, a.overlength_masking)
     model = build_model(build_tokenizer(), SPEC, seed=0)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     with torch.no_grad():
@@ -78,7 +76,7 @@ def test_kl_in_the_reward_is_taken_from_the_trainer_s_log_probs():
             parameter.add_(torch.randn_like(parameter) * 0.05)
     prompts = ProblemSet([SimpleNamespace(answer="")] * 4, prompt_ids)
     scored = SimpleNamespace(total=totals, verdicts=verdicts)
-    _, _, metrics = prepare_batch(model, reference, prompts, completions, scored, config, settings, config.kl.coef, 0)
+    _, _, metrics = prepare_batch(update_parts(config, model, reference), StepRollouts(prompts, completions, scored), config.kl.coef, config)
     sequences = rollout_sequences(prompt_ids, completions, 4, 0)
     temperature = config.rollout.temperature or 1.0
     policy = batched_logprobs(model, sequences.input_ids_BL, sequences.attention_mask_BL, temperature, 16)

@@ -17,22 +17,17 @@ import torch
 
 from slowthink.data.problem_sets import ProblemSet
 from slowthink.models.tiny import build_model, build_tokenizer
-from slowthink.recipes.rl import prepare_batch
-from slowthink.training.experience import SelectionSettings
+from slowthink.recipes.rl import StepRollouts, prepare_batch
 from slowthink.training.logprobs import batched_logprobs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rl_helpers import tiny_rl_config  # noqa: E402
+from rl_helpers import tiny_rl_config, update_parts  # noqa: E402
 from test_rl_multirank import COMMON, SPEC, _step  # noqa: E402
 
 
 def prepared(scenario: str, *overrides: str):
     _, prompt_ids, completions, totals, verdicts = _step(scenario)
     config = tiny_rl_config(Path("unused"), *COMMON, *overrides)
-    algorithm = config.algorithm
-    settings = SelectionSettings(
-        algorithm.advantage, algorithm.drop_uniform_groups, algorithm.question_selection, algorithm.response_selection, algorithm.overlength_masking
-    )
     model = build_model(build_tokenizer(), SPEC, seed=0)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     with torch.no_grad():  # a reference that differs from the policy
@@ -44,7 +39,7 @@ def prepared(scenario: str, *overrides: str):
     )
     prompts = ProblemSet([SimpleNamespace(answer="")] * 4, prompt_ids)
     scored = SimpleNamespace(total=totals, verdicts=verdicts)
-    batch, _, metrics = prepare_batch(model, reference, prompts, completions, scored, config, settings, config.kl.coef, 0)
+    batch, _, metrics = prepare_batch(update_parts(config, model, reference), StepRollouts(prompts, completions, scored), config.kl.coef, config)
     return config, batch, metrics, seen, reference
 
 

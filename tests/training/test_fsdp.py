@@ -158,7 +158,7 @@ def _rl_update(model, batch, info, row_ranks=None, **distributed):
         micro_batch_size=2,
         grad_clip=1.0,
         info=info,
-        row_ranks_N=row_ranks,
+        row_ranks_K=row_ranks,
     )
 
 

@@ -42,7 +42,7 @@ def _update(model, batch, aggregation: str, micro: int, minibatches: int, epochs
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     scheduler = build_scheduler(optimizer, OptimConfig(lr=0.5), total_steps=10)
     settings = LossSettings(aggregation=aggregation, old_is_current=minibatches == 1 and epochs == 1, **SETTINGS)
-    return update_policy(model, optimizer, scheduler, batch, settings, minibatches, epochs, micro, grad_clip=0.0, info=info, row_ranks_N=row_ranks)
+    return update_policy(model, optimizer, scheduler, batch, settings, minibatches, epochs, micro, grad_clip=0.0, info=info, row_ranks_K=row_ranks)
 
 
 @pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean", "constant"])

@@ -52,12 +52,12 @@ from slowthink.training.distributed import (
     wrap_model,
     wrap_reference,
 )
-from slowthink.training.experience import RowOutcomes, SelectionSettings, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
+from slowthink.training.experience import RowOutcomes, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.policy_update import LossSettings, update_policy
 from slowthink.training.run_dir import RunStart, claim_run_dir
 from slowthink.training.run_setup import run_outputs, seed_everything
-from slowthink.training.sharded_checkpoint import ShardedWriter, sharded_writer
+from slowthink.training.sharded_checkpoint import ShardedWriter, continue_sharded_optimizer, sharded_writer
 
 PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
 
@@ -150,21 +150,19 @@ def rl_step(parts: RLParts, state: RLState, step: int, config: RLConfig, info: D
     #    stream, such as vLLM and the tool loop, hand every completion over now).
     with timer("reward"):
         scored = rewards.result(*reward_inputs(prompts, completions), reward_rows(prompts, completions))
+    rollouts = StepRollouts(prompts, completions, scored)
 
     # 4. Selection and advantages (minus the KL-in-reward penalty) over every rank's gathered
     #    outcomes, so all ranks agree on them; then the reference (and old) log-probs still
     #    missing, of the kept rows (a KL in the reward read the reference over every row before).
     with timer("prepare"):
-        pad_id = parts.tokenizer.pad_token_id
-        batch, row_ranks, selection_metrics = prepare_batch(
-            parts.trainer, parts.reference, prompts, completions, scored, config, parts.settings, kl_coef, pad_id, info
-        )
+        batch, row_ranks_K, selection_metrics = prepare_batch(parts, rollouts, kl_coef, config, info)
 
     # 5. Policy update: exactly epochs x prompts_per_step / prompts_per_update optimizer steps
     #    over every rank's kept rows (one on-policy update, or mini-batches / epochs: off-policy).
     with timer("update"):
         update_metrics = update_policy(
-            parts.trainer,
+            parts.wrapped,
             parts.optimizer,
             parts.scheduler,
             batch,
@@ -175,7 +173,7 @@ def rl_step(parts: RLParts, state: RLState, step: int, config: RLConfig, info: D
             grad_clip=config.optim.grad_clip,
             info=info,
             shuffle_seed=step_seed(config, step, 0),
-            row_ranks_N=row_ranks,
+            row_ranks_K=row_ranks_K,
         )
 
     # 6. Sync the new weights into the rollout engine (every K steps: stale rollouts when K > 1).
@@ -186,7 +184,6 @@ def rl_step(parts: RLParts, state: RLState, step: int, config: RLConfig, info: D
         reset_reference(parts.reference, parts.model)  # shard to shard under FSDP
         state.reference_reset_at = step + 1
 
-    rollouts = StepRollouts(prompts, completions, scored)
     schedule = {"kl_coef": kl_coef, "max_length": max_length, "lr": parts.scheduler.get_last_lr()[0]}
     return step_metrics_of(rollouts, {**selection_metrics, **update_metrics}, timer, config, info, **schedule), rollouts
 
@@ -197,11 +194,14 @@ def resume_and_wrap(parts: RLParts, start: RunStart, config: RLConfig, info: Dis
     state = RLState()
     if start.checkpoint is not None:
         state = restore(start.checkpoint, parts)
-    parts.trainer = wrap_model(parts.model, info, config.distributed, parts.optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
+    parts.wrapped = wrap_model(parts.model, info, config.distributed, parts.optimizer)  # DDP, or FSDP2 shards (the optimizer follows)
     parts.reference = wrap_reference(parts.reference, info, config.distributed)  # FSDP: sharded like the policy, in its compute dtype
-    fill_engine(parts.generator, parts.trainer, config, info, resumed=start.checkpoint is not None)  # ranks > 0 loaded an empty model
+    fill_engine(parts.generator, parts.wrapped, config, info, resumed=start.checkpoint is not None)  # ranks > 0 loaded an empty model
     if start.checkpoint is not None and ckpt.is_sharded_checkpoint(start.checkpoint):
         restore_shards(start.checkpoint, parts)  # into the shards, after the sharding
+    elif start.checkpoint is None and config.model.optimizer_state:
+        # A sharded checkpoint's moments, read into the shards (a full one's: build_parts).
+        continue_sharded_optimizer(Path(config.model.optimizer_state), parts.model, parts.optimizer)
     writer = sharded_writer(Path(config.run.output_dir), info, config.distributed, config.train.keep_checkpoints, parts.model)
     return state, writer
 
@@ -251,29 +251,23 @@ def reward_rows(prompts: ProblemSet, completions: list[Completion]) -> list[Rewa
 
 
 def prepare_batch(
-    trainer: Any,
-    reference: Any,
-    prompts: ProblemSet,
-    completions: list[Completion],
-    scored: RewardBatch,
-    config: RLConfig,
-    settings: SelectionSettings,
-    kl_coef: float,
-    pad_id: int,
-    info: DistInfo = DistInfo(),
+    parts: RLParts, rollouts: StepRollouts, kl_coef: float, config: RLConfig, info: DistInfo = DistInfo()
 ) -> tuple[SequenceBatch, torch.Tensor, dict[str, float]]:
-    """Scored rollouts -> this rank's training rows, the owner rank of every kept row of the
-    step (global order), and metrics of the selection. Selection and advantages are computed
-    over every rank's rows (gathered), identically on every rank."""
+    """Scored rollouts -> this rank's training rows, the owner rank of each of the step's K
+    kept rows (global order), and metrics of the selection. Selection and advantages are
+    computed over every rank's rows (gathered), identically on every rank. Reads the parts'
+    wrapped policy, reference, selection settings and pad id; ``kl_coef`` is this step's."""
+    wrapped, reference, settings = parts.wrapped, parts.reference, parts.settings
+    prompts, completions, scored = rollouts.prompts, rollouts.completions, rollouts.scored
     group = config.rollout.rollouts_per_prompt
-    sequences = rollout_sequences(prompts.prompt_ids, completions, group, pad_id)
+    sequences = rollout_sequences(prompts.prompt_ids, completions, group, parts.tokenizer.pad_token_id)
     temperature, micro = config.logprob_temperature, config.update.micro_batch_size
     reward_kl_coef, _ = config.kl_coefs(kl_coef)
-    # Old log-probs still to take from the trainer (after selection, on the kept rows only).
+    # Old log-probs still to take from the policy (after selection, on the kept rows only).
     recompute = old_logprobs_source(config) == "recompute"
     kl_B = torch.zeros(len(completions))
     if reference is not None and reward_kl_coef > 0:
-        sequences, kl_B = with_reward_kl(trainer, reference, sequences, config, recompute)
+        sequences, kl_B = with_reward_kl(wrapped, reference, sequences, config, recompute)
         recompute = False  # with_reward_kl took them, on every row
     shape = (len(prompts.problems), group)
     local = RowOutcomes(
@@ -288,19 +282,19 @@ def prepare_batch(
         # shares) before selection, which then carries the log-probs of the kept rows along.
         sequences = sequences.with_(ref_logprobs_BT=reference_logprobs(reference, sequences, temperature, micro))
     # Every rank sees every rank's rows, so selection and advantage statistics are global.
-    if recompute and is_sharded(trainer):
+    if recompute and is_sharded(wrapped):
         # A sharded forward is collective: every rank recomputes all its rows (equal shares).
         sequences = sequences.with_(
-            old_logprobs_BT=batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
+            old_logprobs_BT=batched_logprobs(unwrap(wrapped), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
         )
-    batch, row_ranks, metrics = select_training_rows(sequences, gather_outcomes(local, info), settings, reward_kl_coef, info)
+    batch, row_ranks_K, metrics = select_training_rows(sequences, gather_outcomes(local, info), settings, reward_kl_coef, info)
     if reference is not None and reward_kl_coef == 0 and not is_sharded(reference) and len(batch):
         # A KL term in the loss, or the KL monitor, is taken in the update over the rows that
         # train: rows dropped by selection never need the reference (a local, unsharded copy).
         batch = batch.with_(ref_logprobs_BT=reference_logprobs(reference, batch, temperature, micro))
-    if recompute and not is_sharded(trainer) and len(batch):
-        batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(trainer), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
-    return batch, row_ranks, metrics
+    if recompute and not is_sharded(wrapped) and len(batch):
+        batch = batch.with_(old_logprobs_BT=batched_logprobs(unwrap(wrapped), batch.input_ids_BL, batch.attention_mask_BL, temperature, micro))
+    return batch, row_ranks_K, metrics
 
 
 def reference_logprobs(reference: Any, rows: SequenceBatch, temperature: float, micro: int) -> torch.Tensor:
@@ -310,14 +304,14 @@ def reference_logprobs(reference: Any, rows: SequenceBatch, temperature: float, 
     return ref_BT
 
 
-def with_reward_kl(trainer: Any, reference: Any, sequences: SequenceBatch, config: RLConfig, recompute: bool) -> tuple[SequenceBatch, torch.Tensor]:
+def with_reward_kl(wrapped: Any, reference: Any, sequences: SequenceBatch, config: RLConfig, recompute: bool) -> tuple[SequenceBatch, torch.Tensor]:
     """Every row's summed KL for the KL-in-reward penalty (taken before selection), from the
-    trainer's own log-probs: the generator's may come from bf16 decoding or a stale policy.
+    trainer's own log-probs (``wrapped``: the policy as it trains): the generator's may come from bf16 decoding or a stale policy.
     Returns the sequences with their reference (and, when ``recompute``, old) log-probs, and
     the (B,) KL; with recomputed old log-probs this forward is that recompute, not an extra one."""
     temperature, micro = config.logprob_temperature, config.update.micro_batch_size
     ref_BT = reference_logprobs(reference, sequences, temperature, micro)
-    policy_BT = batched_logprobs(unwrap(trainer), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
+    policy_BT = batched_logprobs(unwrap(wrapped), sequences.input_ids_BL, sequences.attention_mask_BL, temperature, micro)
     sequences = sequences.with_(ref_logprobs_BT=ref_BT, **({"old_logprobs_BT": policy_BT} if recompute else {}))
     return sequences, sequence_kl(policy_BT, ref_BT, sequences.loss_mask_BT, config.kl.estimator)
 

@@ -91,8 +91,8 @@ def generator_sync(generator: Generator, model: Any) -> None:
     generator.update_weights(model)
 
 
-def fill_engine(generator: Generator, trainer: Any, config: RLConfig, info: DistInfo, resumed: bool) -> None:
-    """Once the trainer is sharded, give the rollout engine the weights that ranks > 0 did not
+def fill_engine(generator: Generator, wrapped: Any, config: RLConfig, info: DistInfo, resumed: bool) -> None:
+    """Once the policy is sharded (``wrapped``), give the rollout engine the weights that ranks > 0 did not
     load: an HF engine's empty copy gets storage and buffers, then (as a resumed vLLM engine)
     the weights gathered from the shards. Collective: every rank calls it."""
     if not ranks_load_empty(config, info):
@@ -102,7 +102,7 @@ def fill_engine(generator: Generator, trainer: Any, config: RLConfig, info: Dist
         if any(p.is_meta for p in engine.parameters()):
             from slowthink.training.fsdp import materialize_like
 
-            materialize_like(engine, unwrap(trainer), config.model.device)
-        generator_sync(generator, trainer)
+            materialize_like(engine, unwrap(wrapped), config.model.device)
+        generator_sync(generator, wrapped)
     elif engine is None and resumed:
-        generator_sync(generator, trainer)  # restore() could not: the model was empty here
+        generator_sync(generator, wrapped)  # restore() could not: the model was empty here

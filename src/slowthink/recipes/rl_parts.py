@@ -37,7 +37,7 @@ class RLParts:
     optimizer: torch.optim.Optimizer
     scheduler: Any  # torch.optim.lr_scheduler.LambdaLR
     sampler: PromptSampler
-    trainer: Any = None  # the policy wrapped for training (DDP, FSDP2 shards), once ``wrap_model`` ran
+    wrapped: Any = None  # the policy wrapped for training (DDP, FSDP2 shards), once ``wrap_model`` ran
 
 
 def build_parts(config: RLConfig, info: DistInfo = DistInfo()) -> RLParts:
@@ -48,13 +48,7 @@ def build_parts(config: RLConfig, info: DistInfo = DistInfo()) -> RLParts:
     train_set, heldout_set = load_problem_sets(config.data, tokenizer, config.run.seed)
     generator = build_generator(config, model, tokenizer)
     reward_model = RewardModel(config.reward)
-    settings = SelectionSettings(
-        config.algorithm.advantage,
-        config.algorithm.drop_uniform_groups,
-        config.algorithm.question_selection,
-        config.algorithm.response_selection,
-        config.algorithm.overlength_masking,
-    )
+    settings = selection_settings(config)
     # Exactly epochs x prompts_per_step / prompts_per_update optimizer steps per RL step.
     updates_per_step = config.update.epochs * (config.rollout.prompts_per_step // config.prompts_per_update)
     optimizer = build_optimizer(model, config.optim)
@@ -74,6 +68,18 @@ def build_parts(config: RLConfig, info: DistInfo = DistInfo()) -> RLParts:
         optimizer=optimizer,
         scheduler=scheduler,
         sampler=sampler,
+    )
+
+
+def selection_settings(config: RLConfig) -> SelectionSettings:
+    """Which rows train and how their advantages are formed (``algorithm.*``, training/experience.py)."""
+    algorithm = config.algorithm
+    return SelectionSettings(
+        algorithm.advantage,
+        algorithm.drop_uniform_groups,
+        algorithm.question_selection,
+        algorithm.response_selection,
+        algorithm.overlength_masking,
     )
 
 

@@ -19,8 +19,8 @@ Order of operations for one step (P prompts x G rollouts over *all* ranks):
      coefficient. (OpenRLHF applies it per token to the return; one scalar per sequence
      is the same total penalty with the sequence-level credit the paper's outcome
      rewards already use.)
-  5. each rank keeps its own kept rows; ``row_ranks`` (the owner of every kept row, in
-     global order) lets the update split the *global* kept rows into mini-batches.
+  5. each rank keeps its own kept rows; ``row_ranks_K`` (the owner of each of the K kept
+     rows, in global order) lets the update split the *global* kept rows into mini-batches.
 """
 
 from __future__ import annotations
@@ -119,25 +119,26 @@ def step_advantages(outcomes: RowOutcomes, settings: SelectionSettings, kl_coef:
 def select_training_rows(
     sequences: SequenceBatch, outcomes: RowOutcomes, settings: SelectionSettings, kl_coef: float, info: DistInfo = DistInfo()
 ) -> tuple[SequenceBatch, torch.Tensor, dict[str, float]]:
-    """This rank's kept rows with their advantages, the owner rank of every kept row of the
-    step (global order), and selection statistics. ``outcomes`` covers every rank's rows,
-    ``sequences`` this rank's only; ranks hold equal shares."""
+    """This rank's kept rows with their advantages, the owner rank of each of the step's K
+    kept rows (global order), and selection statistics. ``outcomes`` covers every rank's rows,
+    ``sequences`` this rank's only; ranks hold equal shares. R = P x G: the step's rows over
+    every rank, in global order."""
     keep_PG = keep_mask(outcomes, settings)
     advantages_PG = step_advantages(outcomes, settings, kl_coef, train_PG=keep_PG)
-    keep_N = keep_PG.flatten()
-    rows_per_rank = len(keep_N) // info.world_size
+    keep_R = keep_PG.flatten()
+    rows_per_rank = len(keep_R) // info.world_size
     mine = slice(info.rank * rows_per_rank, (info.rank + 1) * rows_per_rank)
-    local_rows = keep_N[mine].nonzero().squeeze(-1)
+    local_rows = keep_R[mine].nonzero().squeeze(-1)
     selected = sequences.with_(advantages_B=advantages_PG.flatten()[mine]).select(local_rows)
-    row_ranks_N = torch.div(keep_N.nonzero().squeeze(-1), rows_per_rank, rounding_mode="floor")
+    row_ranks_K = torch.div(keep_R.nonzero().squeeze(-1), rows_per_rank, rounding_mode="floor")
     stats = {
-        "kept_fraction": float(keep_N.float().mean()),
+        "kept_fraction": float(keep_R.float().mean()),
         "uniform_groups": float(uniform_groups(outcomes.rewards_PG, baseline_rows(outcomes, settings)).float().mean()),
         "advantage_abs_mean": float(advantages_PG.abs().mean()),
     }
     if kl_coef > 0:
         stats["kl_reward_penalty"] = float((kl_coef * outcomes.kl_PG).mean())
-    return selected, row_ranks_N, stats
+    return selected, row_ranks_K, stats
 
 
 def sequence_kl(logprobs_BT: torch.Tensor, ref_logprobs_BT: torch.Tensor, mask_BT: torch.Tensor, estimator: str) -> torch.Tensor:

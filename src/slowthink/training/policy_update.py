@@ -120,34 +120,34 @@ def update_policy(
     grad_clip: float,
     info: DistInfo = DistInfo(),
     shuffle_seed: int = 0,
-    row_ranks_N: torch.Tensor | None = None,
+    row_ranks_K: torch.Tensor | None = None,
 ) -> dict[str, float | None]:
     """Exactly ``epochs * num_minibatches`` scheduler steps over the step's kept rows.
 
-    ``batch`` holds this rank's rows; ``row_ranks_N`` the owner rank of every kept row of
-    the step in global order (None: one process holds them all). Every rank derives the
+    ``batch`` holds this rank's rows; ``row_ranks_K`` the owner rank of each of the step's
+    K kept rows in global order (None: one process holds them all). Every rank derives the
     same mini-batch plan from it, so all ranks make the same collectives whatever their
     filters dropped. A mini-batch with no tokens anywhere (fewer rows than mini-batches)
     takes no optimizer step, but the schedule still advances: its horizon is the plan.
     Statistics are global; with no optimizer step they are None (null in the metrics).
     """
-    if row_ranks_N is None:
+    if row_ranks_K is None:
         if info.enabled:
-            raise ValueError("update_policy on several ranks needs row_ranks_N (the owner rank of every kept row)")
-        row_ranks_N = torch.zeros(len(batch), dtype=torch.long)
-    mine_N = row_ranks_N == info.rank
+            raise ValueError("update_policy on several ranks needs row_ranks_K (the owner rank of every kept row)")
+        row_ranks_K = torch.zeros(len(batch), dtype=torch.long)
+    mine_K = row_ranks_K == info.rank
     # Position of each of this rank's global rows within ``batch`` (its rows, in global order).
-    local_index_N = torch.cumsum(mine_N.long(), 0) - 1
+    local_index_K = torch.cumsum(mine_K.long(), 0) - 1
     totals: dict[str, float] = defaultdict(float)
     grad_norms: list[float] = []
-    for rows in minibatch_plan(len(row_ranks_N), num_minibatches, epochs, shuffle_seed):
-        local_rows = local_index_N[rows[mine_N[rows]]]
+    for rows in minibatch_plan(len(row_ranks_K), num_minibatches, epochs, shuffle_seed):
+        local_rows = local_index_K[rows[mine_K[rows]]]
         num_tokens = int(all_reduce_sum(float(batch.select(local_rows).num_tokens), info))
         if num_tokens == 0:
             _advance_schedule(scheduler)
             continue
         optimizer.zero_grad(set_to_none=True)
-        rows_per_rank = torch.bincount(row_ranks_N[rows], minlength=info.world_size)
+        rows_per_rank = torch.bincount(row_ranks_K[rows], minlength=info.world_size)
         micros = rank_micro_batches(batch, local_rows, rows_per_rank, micro_batch_size)
         for index, micro in enumerate(micros):
             # DDP decides at the forward whether the backward all-reduces: both sit inside.
