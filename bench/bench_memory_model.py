@@ -3,14 +3,25 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_memory_model.py [--only NAME] [--out FILE]
 
 Each case runs in fresh processes (2 gloo ranks for DDP and FSDP): a Qwen2-shaped random
-model at the real vocabulary (151,936, tied embeddings, fp32), AdamW, one warm-up step (the
-moments exist from then on), then a measured step: for SFT the log-probs of one micro-batch,
-backward and the optimizer step; for RL the same after the KL reference's log-probs (a
-frozen copy, sharded under FSDP). A thread samples the resident set (``/proc/self/statm``)
-every 2 ms; the measured figure is the step's peak minus the process's RSS after its imports
-(the interpreter and libraries, which the model does not describe). The prediction is
-``plan.estimate(...).update_peak`` with ``foreach_optimizer=False`` (AdamW on CPU updates one
-tensor at a time). Timings are not reported: the machine is shared.
+model at the real vocabulary (151,936, tied embeddings, fp32), AdamW, two warm-up steps,
+then a measured step: for SFT the log-probs of one micro-batch, backward and the optimizer
+step; for RL the same after the KL reference's log-probs (a frozen copy, sharded under
+FSDP). Two warm-up steps, because the first makes AdamW's moments and the second is DDP's
+one-time bucket rebuild: its second forward replaces the all-reduce buckets with new ones,
+whose pages are not resident until the backward writes them, after the step's peak (a
+second step under-states DDP by the buckets, 4 bytes a parameter). The third step is every
+later step. A thread samples the resident set (``/proc/self/statm``) every 2 ms; the
+measured figure is the step's peak minus the process's RSS after its imports (the
+interpreter and libraries, transformers' Qwen2 included, which the model does not
+describe). The prediction is ``plan.estimate(...).update_peak`` with
+``foreach_optimizer=False`` (AdamW on CPU updates one tensor at a time). Timings are not
+reported: the machine is shared.
+
+``--live`` runs the ranks with glibc's mmap threshold fixed at 64 KiB
+(``MALLOC_MMAP_THRESHOLD_``): every freed tensor above it goes back to the system at once,
+so the resident set follows the live tensors, which is what the model counts; by default
+glibc keeps freed tensors under 32 MiB in its heap (as CUDA's caching allocator keeps
+freed blocks), and the difference between the two runs is that slack.
 """
 
 from __future__ import annotations
@@ -44,6 +55,10 @@ CASES = {
     "sft-103M-T1k-fsdp2": ("sft", 512, 8, 1024, 1, False, 1024, 2, "fsdp"),
     "rl-103M-T1k-fsdp2": ("rl", 512, 8, 1024, 1, False, 1024, 2, "fsdp"),
 }
+
+
+# The first step makes AdamW's moments; the second is DDP's bucket rebuild (module docstring).
+WARMUP_STEPS = 2
 
 
 def shape_of(hidden: int, layers: int) -> ModelShape:
@@ -90,6 +105,11 @@ def _step(model, reference, optimizer, ids, mask) -> None:
 def _rank(rank: int, world: int, port: int, name: str, out: dict) -> None:
     recipe, hidden, layers, length, batch, checkpointing, chunk, _, strategy = CASES[name]
     torch.set_num_threads(1)
+    # Every import before the baseline: transformers' Qwen2 alone is about 150 MiB.
+    import transformers.models.qwen2.modeling_qwen2  # noqa: F401
+
+    import slowthink.models.modeling  # noqa: F401
+    import slowthink.training.logprobs  # noqa: F401
     from slowthink.training.distributed import DistInfo, DistributedConfig, wrap_model, wrap_reference
 
     info = DistInfo(rank, world)
@@ -109,7 +129,8 @@ def _rank(rank: int, world: int, port: int, name: str, out: dict) -> None:
     reference = wrap_reference(reference, info, config)
     ids = torch.randint(0, VOCAB, (batch, length))
     mask = torch.ones_like(ids)
-    _step(trainer, reference, optimizer, ids, mask)  # the moments exist from here
+    for _ in range(WARMUP_STEPS):
+        _step(trainer, reference, optimizer, ids, mask)
     with PeakRSS() as rss:
         _step(trainer, reference, optimizer, ids, mask)
     out[rank] = {"baseline_mb": baseline, "peak_mb": rss.peak, "measured_mb": rss.peak - baseline}
@@ -160,7 +181,10 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=sorted(CASES))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--rescore", type=Path, help="A previous --out: the model's predictions again, the measurements as they were.")
+    parser.add_argument("--live", action="store_true", help="glibc returns freed tensors over 64 KiB at once: RSS follows the live tensors.")
     args = parser.parse_args()
+    if args.live:
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # read by each spawned rank's glibc at its start
     rows = []
     if args.rescore:
         saved = json.loads(args.rescore.read_text())
