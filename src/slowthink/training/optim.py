@@ -10,7 +10,7 @@ import torch
 from pydantic import model_validator
 
 from slowthink.config import ConfigError, StrictConfig
-from slowthink.training.checkpoint import load_trainer_state
+from slowthink.training.checkpoint import is_sharded_checkpoint, load_trainer_state
 
 
 class OptimConfig(StrictConfig):
@@ -85,12 +85,20 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total
 def continue_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, lr: float) -> None:
     """Start from another run's AdamW moments (the SFT cold start's), with this run's
     hyper-parameters: only the per-parameter state (moments, step counts) is taken; the
-    learning rate, betas, eps and weight decay stay the RL config's."""
+    learning rate, betas, eps and weight decay stay the RL config's.
+
+    A sharded checkpoint's moments wait for the sharded model: the recipe reads them after
+    ``wrap_model`` (``sharded_checkpoint.continue_sharded_optimizer``)."""
     state_file = checkpoint / "trainer_state.pt"
     if not state_file.is_file():
         raise ConfigError(f"model.optimizer_state: no trainer_state.pt in {checkpoint}")
+    if is_sharded_checkpoint(checkpoint):
+        return
+    saved = load_trainer_state(checkpoint)
+    if "optimizer" not in saved:
+        raise ConfigError(f"model.optimizer_state: {checkpoint} holds no optimizer state (its trainer_state.pt has no 'optimizer')")
     own = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-    optimizer.load_state_dict(load_trainer_state(checkpoint)["optimizer"])
+    optimizer.load_state_dict(saved["optimizer"])
     for group, hyper in zip(optimizer.param_groups, own):
         group.update(hyper)
         group["lr"] = group["initial_lr"] = lr

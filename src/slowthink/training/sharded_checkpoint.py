@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
@@ -43,6 +44,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from slowthink.config import ConfigError
 from slowthink.durable import NoSpaceError, follow_umask, fsync_tree, is_no_space
 from slowthink.training.checkpoint import SHARDED_DIR, is_sharded_checkpoint, publish_checkpoint, write_manifest
 from slowthink.training.distributed import DistInfo, DistributedConfig, barrier, unwrap
@@ -182,6 +184,53 @@ def load_sharded(checkpoint: Path, model: Any, optimizer: Any, reference: Any = 
     set_optimizer_state_dict(unwrap(model), optimizer, state["optimizer"])
     if "reference" in state:
         set_model_state_dict(unwrap(reference), state["reference"])
+
+
+def continue_sharded_optimizer(checkpoint: Path, model: Any, optimizer: Any) -> None:
+    """Start from a sharded checkpoint's AdamW moments (``model.optimizer_state``, e.g. the SFT
+    cold start's) with this run's hyper-parameters; nothing for a full checkpoint, which
+    ``training.optim.continue_optimizer`` reads before the sharding.
+
+    Each rank reads the pieces of its own shards, whatever world size wrote them (DCP
+    reshards). Only the per-parameter state (moments, step counts) is read: learning rate,
+    schedule, betas, eps and weight decay stay this run's. Collective under several ranks;
+    call it after ``wrap_model``.
+    """
+    if not is_sharded_checkpoint(checkpoint):
+        return
+    # This run's layout (its shards, its parameter names) and its own param_groups.
+    own = get_optimizer_state_dict(unwrap(model), optimizer)
+    moments = {"optimizer": {"state": own["state"]}}
+    _check_moments(checkpoint, moments)
+    try:
+        with _one_process_quiet():
+            dcp.load(moments, checkpoint_id=Path(checkpoint) / SHARDED_DIR, no_dist=not dist.is_initialized())
+    except CheckpointException as exc:  # a shape that differs: DCP's message names the tensor
+        raise ConfigError(f"model.optimizer_state: the optimizer state in {checkpoint} does not fit this model: {_last_line(exc)}") from exc
+    set_optimizer_state_dict(unwrap(model), optimizer, {"state": moments["optimizer"]["state"], "param_groups": own["param_groups"]})
+
+
+def _check_moments(checkpoint: Path, moments: dict[str, Any]) -> None:
+    """Every parameter's moments are in the checkpoint, or a ConfigError names what is not."""
+    saved = dcp.FileSystemReader(str(Path(checkpoint) / SHARDED_DIR)).read_metadata().state_dict_metadata
+    if not any(key.startswith("optimizer.state.") for key in saved):
+        raise ConfigError(f"model.optimizer_state: {checkpoint} holds no optimizer state (its shards have no AdamW moments)")
+    missing = [
+        f"{name}.{field}"
+        for name, fields in moments["optimizer"]["state"].items()
+        for field in fields
+        if f"optimizer.state.{name}.{field}" not in saved
+    ]
+    if missing:
+        raise ConfigError(
+            f"model.optimizer_state: the optimizer state in {checkpoint} does not fit this model (another architecture, "
+            f"or LoRA on one side only): {len(missing)} of this model's moments are not in it, e.g. {missing[0]}"
+        )
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _has_key(checkpoint: Path, prefix: str) -> bool:
