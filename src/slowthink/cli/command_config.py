@@ -1,22 +1,11 @@
-"""One way to configure every command: YAML file + flags + dotted overrides (slowthink/config/).
-
-Every ``slowthink`` command that takes settings (rl, sft, eval, score, serve, distill-tir,
-curate, study) reads them into one typed ``StrictConfig`` with ``config.load_config``:
-
-1. an optional YAML file (``configs/NAME.yaml`` names a shipped preset),
-2. then the command's flags (``--model``, ``-b``, ``--out``...), each of which sets one key
-   and only when given,
-3. then dotted overrides ``key.path=value`` (read by the field's type, config/overrides.py),
-
-so a later source wins. ``--print-config`` prints the result as YAML; ``slowthink config
-CMD`` lists every key with its type, default, allowed values and doc, and ``slowthink
-config --markdown`` writes docs/config.md from the same field docs (config/docs.py).
-
-Must not import torch, transformers or any recipe (tests/test_layers.py).
+"""The command-line side of config/: ``--print-config``, ``slowthink config CMD`` and flags
+written as dotted keys (``config_flags``), each taking its type, help and default from its field.
+The order of sources (YAML file < flags < key=value overrides) is ``config.load_config``'s.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,54 +28,44 @@ def print_config(config: BaseModel) -> None:
 
 class ConfigCommand(typer.core.TyperCommand):
     """A command whose ``--help`` ends with its config sections, and whose flags (``config_flags``)
-    are built from its config's fields: both found only when the command runs or shows its help."""
+    are built from its config's fields only when it runs or shows its help, so that
+    ``import slowthink.cli`` loads no config class."""
 
-    _flagged: Any = None
-
-    def _with_flags(self, ctx: Any) -> Any:
+    @functools.cached_property
+    def _flagged(self) -> Any:
+        """The command with its flags added (a click command), or None for a command without."""
         flags = getattr(self.callback, "config_flags", ())
-        if flags and self._flagged is None:
-            self._flagged = _with_flags(self.callback.__wrapped__, config_class(ctx.info_name), flags)
-        return self._flagged
+        return _with_flags(self.callback.__wrapped__, config_class(self.name), flags) if flags else None
 
     def get_params(self, ctx: Any) -> list[Any]:
-        flagged = self._with_flags(ctx)
-        return flagged.get_params(ctx) if flagged is not None else super().get_params(ctx)
+        return self._flagged.get_params(ctx) if self._flagged is not None else super().get_params(ctx)
 
     def invoke(self, ctx: Any) -> Any:
-        flagged = self._with_flags(ctx)
-        return ctx.invoke(flagged.callback, **ctx.params) if flagged is not None else super().invoke(ctx)
+        return ctx.invoke(self._flagged.callback, **ctx.params) if self._flagged is not None else super().invoke(ctx)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        self.epilog = help_epilog(ctx.info_name)
+        self.epilog = help_epilog(self.name)
         super().format_help(ctx, formatter)
-
-
-# --- flags generated from dotted keys ----------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Flag:
-    """A command-line flag that sets one config key. Its type, help and default are the field's,
-    read when the command runs or shows its help (so ``import slowthink.cli`` loads no config class)."""
+    """A command-line flag that sets one config key."""
 
     key: str
-    names: tuple[str, ...] = ()  # default: --LAST-PART-OF-KEY
+    names: tuple[str, ...]
     envvar: str | None = None
-
-    @property
-    def option_names(self) -> tuple[str, ...]:
-        return self.names or ("--" + self.key.rsplit(".", 1)[-1].replace("_", "-"),)
 
     @property
     def parameter(self) -> str:
         """The Python name click gives the value: the first long name, without the off switch."""
-        long = next(name for name in self.option_names if name.startswith("--"))
+        long = next(name for name in self.names if name.startswith("--"))
         return long.split("/")[0].removeprefix("--").replace("-", "_")
 
 
 def flag(key: str, *names: str, envvar: str | None = None) -> Flag:
-    return Flag(key, names, envvar)
+    """A flag for ``key``, named ``names`` (default: --LAST-PART-OF-KEY)."""
+    return Flag(key, names or ("--" + key.rsplit(".", 1)[-1].replace("_", "-"),), envvar)
 
 
 def config_flags(*flags: Flag) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -103,26 +82,19 @@ def config_flags(*flags: Flag) -> Callable[[Callable[..., Any]], Callable[..., A
 
 
 def _flag_type(annotation: Any) -> Any:
-    """The type typer parses a flag's text with: int and float as numbers, lists as repeatable, the rest text."""
+    """The type typer parses a flag's text with: int, float and bool as such, a list as a repeated flag, the rest as text."""
     inner, _ = unwrap_optional(annotation)
-    if get_origin(inner) in (list, tuple):
-        return list[_scalar(get_args(inner)[0])]
-    return _scalar(inner) | None
-
-
-def _scalar(annotation: Any) -> Any:
-    inner, _ = unwrap_optional(annotation)
-    return inner if inner in (int, float, bool) else str
+    repeated = get_origin(inner) in (list, tuple)
+    item = unwrap_optional(get_args(inner)[0])[0] if repeated else inner
+    item = item if item in (int, float, bool) else str
+    return list[item] if repeated else item | None
 
 
 def _flag_parameter(model: type[BaseModel], spec: Flag) -> inspect.Parameter:
-    section, field = field_at(model, spec.key)
-    default = default_text(field)
-    shown = f" (default {default})" if default not in ("null", "required", "[]", "(section)") else ""
-    choices = allowed_values(field.annotation)
-    shown += f" (one of: {choices})" if choices else ""
-    help_text = f"(key {spec.key}) {field_doc(section, spec.key.rsplit('.', 1)[-1])}{shown}"
-    option = typer.Option(None, *spec.option_names, help=help_text, envvar=spec.envvar)
+    field = field_at(model, spec.key)[1]
+    default, choices = default_text(field), allowed_values(field.annotation)
+    shown = (f" (default {default})" if default not in ("null", "required", "[]") else "") + (f" (one of: {choices})" if choices else "")
+    option = typer.Option(None, *spec.names, help=f"(key {spec.key}) {field_doc(field)}{shown}", envvar=spec.envvar)
     return inspect.Parameter(spec.parameter, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_flag_type(field.annotation))
 
 
@@ -134,14 +106,12 @@ def _with_flags(callback: Callable[..., Any], model: type[BaseModel], flags: tup
     declared = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]) for p in inspect.signature(original).parameters.values()]
     # The flags go where the command's own options end, before --print-config.
     cut = next((i for i, p in enumerate(declared) if p.name == "show_config"), len(declared))
-    generated = [_flag_parameter(model, spec) for spec in flags]
-    keys = {spec.parameter: spec.key for spec in flags}
+    parameters = [*declared[:cut], *(_flag_parameter(model, spec) for spec in flags), *declared[cut:]]
 
     def run(**kwargs: Any) -> Any:
-        given = {keys[name]: kwargs.pop(name) for name in keys}
+        given = {spec.key: kwargs.pop(spec.parameter) for spec in flags}
         return callback(**kwargs, flags=given)
 
-    parameters = [*declared[:cut], *generated, *declared[cut:]]
     run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in parameters}
     single = typer.Typer(add_completion=False)

@@ -1,9 +1,7 @@
 """Every key of a command's config, listed: ``slowthink config CMD``, docs/config.md and ``--help``.
 
-Must not import torch, transformers or any recipe (tests/test_layers.py): the config classes
-are imported by name from ``COMMAND_CONFIGS`` only when a command asks for them.
-
-A field's doc is written once, where the field is defined: a pydantic attribute docstring
+The config classes are imported by name from ``COMMAND_CONFIGS`` only when a command asks for
+them (no recipe at import, config/__init__.py). A field's doc is written once, where the field is defined: a pydantic attribute docstring
 (the string under it; ``StrictConfig`` sets ``use_attribute_docstrings``) or
 ``Field(description=...)``. A ``#`` comment is a comment for readers of the code, not a doc.
 ``tests/test_config_docs.py`` fails for a field without one.
@@ -11,15 +9,15 @@ A field's doc is written once, where the field is defined: a pydantic attribute 
 
 from __future__ import annotations
 
-import enum
 import importlib
 import inspect
+import json
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+from pydantic.fields import FieldInfo
 
 from slowthink.config.base import ConfigError
 from slowthink.config.fields import is_union, model_in, unwrap_optional
@@ -57,13 +55,11 @@ class KeyDoc:
 
 
 def type_name(annotation: Any) -> str:
-    """A short, readable type: ``int``, ``float | null``, ``list[str]``, ``choice``."""
+    """A short, readable type: ``int``, ``float | null``, ``list[str]``, ``path``, ``choice`` (a ``Literal``)."""
     inner, optional = unwrap_optional(annotation)
     suffix = " | null" if optional else ""
     origin = get_origin(inner)
     if origin is Literal:
-        return "choice" + suffix
-    if isinstance(inner, type) and issubclass(inner, enum.Enum):
         return "choice" + suffix
     if is_union(inner):
         return " | ".join(type_name(a) for a in get_args(inner)) + suffix
@@ -78,37 +74,25 @@ def type_name(annotation: Any) -> str:
 
 
 def allowed_values(annotation: Any) -> str:
-    """The choices of a ``Literal`` (or enum) field, else ''."""
+    """The choices of a ``Literal`` field (and null where it takes None), else ''."""
     inner, optional = unwrap_optional(annotation)
-    if get_origin(inner) is Literal:
-        values = [str(v) for v in get_args(inner)]
-    elif isinstance(inner, type) and issubclass(inner, enum.Enum):
-        values = [str(m.value) for m in inner]
-    else:
-        return ""
-    return ", ".join(values + (["null"] if optional else []))
+    values = [str(v) for v in get_args(inner)] + ["null"] * optional if get_origin(inner) is Literal else []
+    return ", ".join(values)
 
 
-def default_text(field: Any) -> str:
-    if field.default is PydanticUndefined and field.default_factory is None:
+def default_text(field: FieldInfo) -> str:
+    """A field's default as YAML would read it back (null, true, a list), text quoted; or 'required'."""
+    if field.is_required():
         return "required"
-    value = field.default_factory() if field.default_factory is not None else field.default
-    if isinstance(value, BaseModel):
-        return "(section)"
-    if isinstance(value, enum.Enum):
-        value = value.value
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        value = list(value)
-    return repr(value) if isinstance(value, str) else str(value)
+    value = field.get_default(call_default_factory=True)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return repr(value) if isinstance(value, str) else str(list(value) if isinstance(value, tuple) else value)
 
 
-def field_doc(model: type[BaseModel], name: str) -> str:
-    """The doc of ``model.name``: its attribute docstring (or ``Field(description=...)``)."""
-    return " ".join((model.model_fields[name].description or "").split())
+def field_doc(field: FieldInfo) -> str:
+    """A field's doc: its attribute docstring (or ``Field(description=...)``) on one line."""
+    return " ".join((field.description or "").split())
 
 
 def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:
@@ -117,7 +101,7 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         sub, nesting = model_in(field.annotation)
-        doc = field_doc(model, name)
+        doc = field_doc(field)
         if sub is not None:
             # A section's doc is its field's, else the first line of its class docstring.
             doc = doc or (inspect.getdoc(sub) or "").split("\n")[0] if sub.__doc__ else doc
