@@ -160,20 +160,20 @@ def create_app(
         return StreamingResponse(stream(state, request, plan, chat), media_type="text/event-stream", headers=headers)
 
     # Tokenizing and rendering run in the thread pool; the wait runs here, watching the client.
+    async def answer(request: SamplingRequest, connection: Request, chat: bool) -> dict[str, Any] | StreamingResponse:
+        prepare, reply = (prepare_chat, chat_reply) if chat else (prepare_completion, completions_reply)
+        plan = await run_in_threadpool(prepare, state, request)
+        if request.stream:
+            return events(request, plan, chat=chat)
+        done, tops = await generate(state, plan, connection)
+        return await run_in_threadpool(reply, state, request, plan, done, tops)
+
     @app.post("/v1/completions", response_model=None)
     async def completions(request: CompletionRequest, connection: Request) -> dict[str, Any] | StreamingResponse:
-        plan = await run_in_threadpool(prepare_completion, state, request)
-        if request.stream:
-            return events(request, plan, chat=False)
-        done, tops = await generate(state, plan, connection)
-        return await run_in_threadpool(completions_reply, state, request, plan, done, tops)
+        return await answer(request, connection, chat=False)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: ChatRequest, connection: Request) -> dict[str, Any] | StreamingResponse:
-        plan = await run_in_threadpool(prepare_chat, state, request)
-        if request.stream:
-            return events(request, plan, chat=True)
-        done, tops = await generate(state, plan, connection)
-        return await run_in_threadpool(chat_reply, state, request, plan, done, tops)
+        return await answer(request, connection, chat=True)
 
     return app
