@@ -43,11 +43,9 @@ from slowthink.training.batch import SequenceBatch
 from slowthink.training.distributed import (
     DistInfo,
     done_with_reference,
-    init_distributed,
     is_sharded,
     reduce_across_ranks,
     reset_reference,
-    shutdown,
     unwrap,
     wrap_model,
     wrap_reference,
@@ -55,8 +53,8 @@ from slowthink.training.distributed import (
 from slowthink.training.experience import RowOutcomes, gather_outcomes, rollout_sequences, select_training_rows, sequence_kl
 from slowthink.training.logprobs import batched_logprobs
 from slowthink.training.policy_update import LossSettings, update_policy
-from slowthink.training.run_dir import RunStart, claim_run_dir
-from slowthink.training.run_setup import run_outputs, seed_everything
+from slowthink.training.run_dir import RunStart
+from slowthink.training.run_setup import run_outputs, run_training, seed_everything
 from slowthink.training.sharded_checkpoint import ShardedWriter, continue_sharded_optimizer, sharded_writer
 
 PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "kl")
@@ -64,12 +62,7 @@ PROGRESS_KEYS = ("reward", "accuracy", "response_length", "heldout/accuracy", "k
 
 def run_rl(config: RLConfig, resume: bool = False) -> Path:
     """Train; returns the run directory (locked while training, see training/run_dir.py)."""
-    info = init_distributed(config.distributed)
-    check_world_size(config, info.world_size)  # before anything is loaded or written
-    with claim_run_dir(config, resume, info) as start:
-        run_dir = train_rl(config, start, info)
-    shutdown(info)  # the process group this run started (torchrun), after every rank is done
-    return run_dir
+    return run_training(config, resume, train_rl, check=lambda config, info: check_world_size(config, info.world_size))
 
 
 def train_rl(config: RLConfig, start: RunStart, info: DistInfo) -> Path:

@@ -34,15 +34,13 @@ from slowthink.training.distributed import (
     all_reduce_sum,
     barrier,
     checkpoint_states,
-    init_distributed,
-    shutdown,
     wrap_model,
 )
 from slowthink.training.logprobs import forward_logprobs, model_device
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler, warmup_warning
 from slowthink.training.packing import pack_examples, rank_share
-from slowthink.training.run_dir import RunStart, claim_run_dir
-from slowthink.training.run_setup import load_policy, run_outputs, seed_everything
+from slowthink.training.run_dir import RunStart
+from slowthink.training.run_setup import load_policy, run_outputs, run_training, seed_everything
 from slowthink.training.sharded_checkpoint import load_sharded, sharded_writer
 
 
@@ -243,11 +241,7 @@ def micro_batch_logprobs(model, examples: list[SFTExample], micro_batch_size: in
 
 def run_sft(config: SFTConfig, resume: bool = False) -> Path:
     """Fine-tune; returns the run directory (its last checkpoint is the model)."""
-    info = init_distributed(config.distributed)
-    with claim_run_dir(config, resume, info) as start:
-        run_dir = train_sft(config, start, info)
-    shutdown(info)  # the process group this run started (torchrun), after every rank is done
-    return run_dir
+    return run_training(config, resume, train_sft)
 
 
 def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
@@ -271,10 +265,10 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     start = 0
     if start_at.checkpoint is not None:
         start = ckpt.restore_training(start_at.checkpoint, model, optimizer, scheduler, sampler)["step"]
-    trainer = wrap_model(model, info, config.distributed, optimizer)
+    wrapped = wrap_model(model, info, config.distributed, optimizer)
     if start_at.checkpoint is not None:
-        load_sharded(start_at.checkpoint, trainer, optimizer)  # a sharded checkpoint's weights, into the shards
-    writer = sharded_writer(run_dir, info, config.distributed, config.train.keep_checkpoints, trainer)
+        load_sharded(start_at.checkpoint, wrapped, optimizer)  # a sharded checkpoint's weights, into the shards
+    writer = sharded_writer(run_dir, info, config.distributed, config.train.keep_checkpoints, wrapped)
     model.train()
     tracker, progress = run_outputs(config, "sft", start, ("loss", "lr"), info)
     for step in range(start, config.train.steps):
@@ -282,7 +276,7 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
         indices = sampler.take(config.train.batch_size)
         pack_length = config.data.max_length if config.data.packing else 0
         metrics = sft_step(
-            trainer,
+            wrapped,
             optimizer,
             scheduler,
             [examples[i] for i in indices],
@@ -300,10 +294,10 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
         if writer is not None and ((step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps):
             # Every rank writes its own shards (distributed.checkpoint_format, docs/scale.md).
             state = {k: v for k, v in ckpt.trainer_state(step + 1, optimizer, scheduler, sampler).items() if k != "optimizer"}
-            writer.save(step + 1, trainer, optimizer, tokenizer, state)
+            writer.save(step + 1, wrapped, optimizer, tokenizer, state)
         elif (step + 1) % config.train.save_every == 0 or step + 1 == config.train.steps:
             # Full weights and optimizer state on rank 0 (gathered from the shards under FSDP).
-            weights, optimizer_state = checkpoint_states(trainer, optimizer, info)
+            weights, optimizer_state = checkpoint_states(wrapped, optimizer, info)
             if info.is_main:
                 state = {**ckpt.trainer_state(step + 1, optimizer, scheduler, sampler), "optimizer": optimizer_state}
                 ckpt.save_checkpoint(run_dir, step + 1, model, tokenizer, state, keep_last=config.train.keep_checkpoints, state_dict=weights)

@@ -1,5 +1,7 @@
-"""What every training recipe (rl, sft) does before its loop, written once.
+"""What every training recipe (rl, sft) does around its loop, written once.
 
+- ``run_training``: the entry of a recipe: the process group (torchrun), the claimed run
+  directory, the recipe's loop in it, then the process group shut down;
 - ``seed_everything``: torch threads for this machine, then Python's and torch's seeds;
 - ``load_policy``: the model and tokenizer from a ``ModelConfig``, with its memory plan
   (chunked log-probs, gradient checkpointing, autocast) and its LoRA adapters when asked for;
@@ -12,13 +14,35 @@ Claiming, locking and resuming the run directory is ``training/run_dir.py``.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from slowthink.tracking import StepProgress, build_tracker
-from slowthink.training.distributed import DistInfo
+from slowthink.training.distributed import DistInfo, init_distributed, shutdown
+from slowthink.training.run_dir import RunStart, claim_run_dir
+
+Config = TypeVar("Config")
+
+
+def run_training(
+    config: Config,
+    resume: bool,
+    train: Callable[[Config, RunStart, DistInfo], Path],
+    check: Callable[[Config, DistInfo], None] | None = None,
+) -> Path:
+    """Start the process group (torchrun's, or none), ``check`` the config against it before
+    anything is loaded or written, claim the run directory (training/run_dir.py) and
+    ``train`` in it; returns the run directory."""
+    info = init_distributed(config.distributed)
+    if check is not None:
+        check(config, info)
+    with claim_run_dir(config, resume, info) as start:
+        run_dir = train(config, start, info)
+    shutdown(info)  # the process group this run started (torchrun), after every rank is done
+    return run_dir
 
 
 def seed_everything(run: Any) -> int:
