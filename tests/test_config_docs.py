@@ -102,30 +102,31 @@ def test_unknown_command_for_config_is_a_user_error():
 
 def test_yaml_then_flags_then_overrides(tmp_path):
     config = tmp_path / "eval.yaml"
-    config.write_text("benchmarks: [math500]\nmax_tokens: 100\nseed: 3\nlimit: 5\n")
-    result = invoke("eval", str(config), "--max-tokens", "200", "--seed", "4", "seed=5", "tensor_parallel_size=2", "--print-config")
+    config.write_text("data: {benchmarks: [math500], limit: 5}\nsampling: {max_tokens: 100, seed: 3}\n")
+    result = invoke("eval", str(config), "--max-tokens", "200", "--seed", "4", "sampling.seed=5", "backend.tensor_parallel_size=2", "--print-config")
     assert result.exit_code == 0, result.output
     printed = yaml.safe_load(result.output)
-    # YAML < flag < override; a key no flag names (tensor_parallel_size) is reachable too.
-    assert (printed["limit"], printed["max_tokens"], printed["seed"], printed["tensor_parallel_size"]) == (5, 200, 5, 2)
+    # YAML < flag < override; a key no flag names (backend.tensor_parallel_size) is reachable too.
+    sampling = printed["sampling"]
+    assert (printed["data"]["limit"], sampling["max_tokens"], sampling["seed"], printed["backend"]["tensor_parallel_size"]) == (5, 200, 5, 2)
 
 
 def test_a_flag_not_given_leaves_the_yaml_value(tmp_path):
     from slowthink.recipes.evaluate import EvalConfig
 
     config = tmp_path / "eval.yaml"
-    config.write_text("benchmarks: [math500]\nmode: sampled\nprogress: false\n")
-    cfg = load_config(EvalConfig, config, [], {"mode": None, "progress": None, "benchmarks": []})
-    assert (cfg.mode, cfg.progress, cfg.benchmarks) == ("sampled", False, ("math500",))
+    config.write_text("data: {benchmarks: [math500]}\nsampling: {mode: sampled}\nprogress: false\n")
+    cfg = load_config(EvalConfig, config, [], {"sampling.mode": None, "progress": None, "data.benchmarks": []})
+    assert (cfg.sampling.mode, cfg.progress, cfg.data.benchmarks) == ("sampled", False, ("math500",))
 
 
 def test_bad_key_names_the_key_and_exits_2():
-    result = invoke("eval", "-b", "math500", "tensor_parallel_sise=2")
-    assert result.exit_code == 2 and "unknown key 'tensor_parallel_sise'" in result.output
+    result = invoke("eval", "-b", "math500", "backend.tensor_parallel_sise=2")
+    assert result.exit_code == 2 and "unknown key 'backend.tensor_parallel_sise'" in result.output
     with pytest.raises(ConfigError, match="'sampling': need 0 <= min_injections"):
         from slowthink.recipes.distill_tir import DistillTIRConfig
 
-        load_config(DistillTIRConfig, None, ["sampling.min_injections=3", "sampling.max_injections=1"], {"data": "p", "out": "o"})
+        load_config(DistillTIRConfig, None, ["sampling.min_injections=3", "sampling.max_injections=1"], {"data.file": "p", "out": "o"})
 
 
 def test_distill_tir_model_means_the_local_model_as_in_eval():
@@ -148,9 +149,10 @@ def test_distill_tir_model_means_the_local_model_as_in_eval():
     )
     assert result.exit_code == 0, result.output
     printed = yaml.safe_load(result.output)
-    assert (printed["model"], printed["served_model_name"], printed["sampling"]["n"]) == ("some/dir", "served", 4)
-    # The seven sampling fields are one section now, not flags.
-    assert set(printed["sampling"]) == {"n", "temperature", "top_p", "code_temperature", "code_max_tokens", "min_injections", "max_injections"}
+    assert (printed["model"], printed["backend"]["served_model_name"], printed["sampling"]["n"]) == ("some/dir", "served", 4)
+    # The sampling fields are one section, not flags (max_tokens keeps its --max-tokens flag).
+    expected = {"n", "temperature", "top_p", "max_tokens", "code_temperature", "code_max_tokens", "min_injections", "max_injections"}
+    assert set(printed["sampling"]) == expected
 
 
 @pytest.mark.parametrize("command", list(COMMAND_CONFIGS))

@@ -63,7 +63,7 @@ def test_new_weights_at_the_same_path_are_not_resumed(tmp_path, monkeypatch):
 
 
 def test_a_folder_from_before_identities_is_refused(tmp_path):
-    cfg = EvalConfig(data="x.jsonl")
+    cfg = EvalConfig(data={"file": "x.jsonl"})
     (tmp_path / "run.json").write_text(json.dumps({"model": "tiny", "template": "chat"}))
     with pytest.raises(ConfigError, match="before eval recorded which model drew them"):
         check_resume(tmp_path, cfg, cfg.decoding(), {"model": {"name": "tiny"}})
@@ -88,7 +88,9 @@ def test_openai_backend_records_the_served_model_and_refuses_another(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Models)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cfg = EvalConfig(data="x.jsonl", backend="openai", base_url=f"http://127.0.0.1:{server.server_address[1]}", model="tiny")
+        cfg = EvalConfig(
+            data={"file": "x.jsonl"}, backend={"kind": "openai", "base_url": f"http://127.0.0.1:{server.server_address[1]}"}, model="tiny"
+        )
         Models.card = {"id": "ckpt-100", "object": "model", "owned_by": "slowthink", "max_model_len": 512}
         check_resume(tmp_path, cfg, cfg.decoding(), current_identity(cfg))
         recorded = json.loads((tmp_path / "run.json").read_text())["model_identity"]
@@ -101,7 +103,7 @@ def test_openai_backend_records_the_served_model_and_refuses_another(tmp_path):
             check_resume(tmp_path, cfg, cfg.decoding(), current_identity(cfg))
         # A name the server does not serve is the user's to fix.
         with pytest.raises(ConfigError, match="does not serve 'other'"):
-            current_identity(cfg.model_copy(update={"served_model_name": "other"}))
+            current_identity(cfg.model_copy(update={"backend": cfg.backend.model_copy(update={"served_model_name": "other"})}))
     finally:
         server.shutdown()
         server.server_close()

@@ -46,7 +46,7 @@ def test_a_second_eval_on_the_same_out_fails_at_once_naming_the_holder(tmp_path)
 
 
 def openai_cfg(**kwargs) -> EvalConfig:
-    return EvalConfig(data="x.jsonl", backend="openai", base_url="http://127.0.0.1:1/v1", **kwargs)
+    return EvalConfig(data={"file": "x.jsonl"}, backend={"kind": "openai", "base_url": "http://127.0.0.1:1/v1"}, **kwargs)
 
 
 def test_openai_tokenizer_comes_from_the_options_or_a_local_served_model(tmp_path):

@@ -108,9 +108,9 @@ def test_pass_at_k_for_every_k_asked_and_n():
 
 
 def test_eval_config_checks_pass_k_against_n():
-    assert EvalConfig(data="x.jsonl", mode="sampled", n=5, pass_k=(3,)).pass_k == (3,)
+    assert EvalConfig(data={"file": "x.jsonl"}, sampling={"mode": "sampled", "n": 5}, pass_k=(3,)).pass_k == (3,)
     with pytest.raises((ValueError, ConfigError), match="pass_k.*1..n = 5.*got 6"):
-        EvalConfig(data="x.jsonl", mode="sampled", n=5, pass_k=(6,))
+        EvalConfig(data={"file": "x.jsonl"}, sampling={"mode": "sampled", "n": 5}, pass_k=(6,))
 
 
 def test_a_timed_out_check_is_counted_and_still_votes():

@@ -94,15 +94,15 @@ def sandbox():
 
 
 def run(tmp_path: Path, problems: list[Problem], tokenizer, sandbox, out: str = "tir.jsonl", loop_config: ToolLoopConfig | None = None, **options):
-    # The sampling keys (n, temperatures, injections) live in the config's `sampling` section.
-    sampling = {k: options.pop(k) for k in list(options) if k in TIRSampling.model_fields}
+    # The sampling keys (n, temperatures, tokens, injections) live in the config's `sampling` section.
+    sampling = {"max_tokens": 400, **{k: options.pop(k) for k in list(options) if k in TIRSampling.model_fields}}
     cfg = DistillTIRConfig(
-        data=str(tmp_path / "problems.jsonl"),
+        data={"file": str(tmp_path / "problems.jsonl")},
         out=str(tmp_path / out),
-        checker="exact",
+        checker={"kind": "exact"},
         progress=False,
         sampling=TIRSampling(**sampling),
-        **{"max_tokens": 400, **options},
+        **options,
     )
     teacher = ScriptedTeacher(tokenizer)
     totals = distill(problems, ToolLoop(teacher, sandbox, tokenizer, loop_config or ToolLoopConfig()), ExactMatchChecker(), cfg)
@@ -179,7 +179,9 @@ def test_the_openai_teacher_takes_its_tokenizer_from_model(tmp_path):
 
     from slowthink.recipes.distill_tir import build_teacher
 
-    common = dict(data="d.jsonl", out="o.jsonl", backend="openai", base_url="http://127.0.0.1:9/v1", served_model_name="NAME")
+    common = dict(
+        data={"file": "d.jsonl"}, out="o.jsonl", backend={"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "served_model_name": "NAME"}
+    )
     with ExitStack() as stack:
         _, tok, _ = build_teacher(DistillTIRConfig(**common, model="tiny"), stack)
         assert tok.convert_ids_to_tokens(tok.encode("```python", add_special_tokens=False)) == ["```python"]  # the tiny tokenizer
@@ -235,13 +237,12 @@ def test_sampling_settings_of_each_step(tmp_path, tokenizer, sandbox):
             return super().generate(prompt_ids, params)
 
     cfg = DistillTIRConfig(
-        data="unused",
+        data={"file": "unused"},
         out=str(tmp_path / "o.jsonl"),
-        checker="exact",
+        checker={"kind": "exact"},
         progress=False,
         source="inject",
-        sampling=TIRSampling(min_injections=1, max_injections=1),
-        max_tokens=5000,
+        sampling=TIRSampling(min_injections=1, max_injections=1, max_tokens=5000),
     )
     distill(PROBLEMS[:1], ToolLoop(Recording(tokenizer), sandbox, tokenizer), ExactMatchChecker(), cfg)
     plain, code, continuation = calls

@@ -86,7 +86,7 @@ def test_distill_tir_runs_and_keeps_the_code_of_a_served_teacher_that_follows_th
                 "120",
                 "--no-progress",
                 "sampling.temperature=0",
-                "tool_preset=still3",
+                "tools.preset=still3",
             ],
             catch_exceptions=False,
         )

@@ -85,7 +85,9 @@ def test_parquet_and_dataset_folder_with_other_columns_train_and_evaluate(tmp_pa
     for data in (train, folder):
         out = tmp_path / f"eval_{data.name}"
         args = ["eval", "--model", str(checkpoint), "--data", str(data), "--checker", "exact", "--max-tokens", "8", "--limit", "3"]
-        result = CliRunner().invoke(app, [*args, "--out", str(out), "--no-progress", "columns={problem: question, answer: final_answer, id: uid}"])
+        result = CliRunner().invoke(
+            app, [*args, "--out", str(out), "--no-progress", "data.columns={problem: question, answer: final_answer, id: uid}"]
+        )
         assert result.exit_code == 0, result.output
         samples = [json.loads(line) for line in next(out.glob("*/samples.jsonl")).read_text().splitlines()]
         assert len(samples) == 3 and all(s["problem_id"].startswith(("train-", "heldout-")) for s in samples)
@@ -101,7 +103,7 @@ def test_a_wrong_column_exits_2_naming_it(tmp_path, own_data):
         app, ["rl", *TINY_RL, f"run.output_dir={tmp_path / 'run2'}", "data.source=dataset", f"data.train_file={folder}", wrong]
     )
     assert result.exit_code == 2 and f"{folder}: no column 'final_answr'" in result.output
-    result = CliRunner().invoke(app, ["eval", "--data", str(train), "--out", str(tmp_path / "e"), "columns={problem: question, answer: nope}"])
+    result = CliRunner().invoke(app, ["eval", "--data", str(train), "--out", str(tmp_path / "e"), "data.columns={problem: question, answer: nope}"])
     assert result.exit_code == 2 and "no column 'nope'" in result.output
 
 

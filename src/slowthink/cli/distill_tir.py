@@ -15,17 +15,17 @@ from slowthink.cli.command_config import config_flags, flag
 
 
 @config_flags(
-    flag("data"),
+    flag("data.file", "--data"),
     flag("out"),
     flag("model", "--model", "--teacher"),
-    flag("backend"),
-    flag("base_url"),
-    flag("api_key", envvar="OPENAI_API_KEY"),
-    flag("served_model_name"),
+    flag("backend.kind", "--backend"),
+    flag("backend.base_url"),
+    flag("backend.api_key", envvar="OPENAI_API_KEY"),
+    flag("backend.served_model_name"),
     flag("source"),
-    flag("max_tokens"),
-    flag("checker"),
-    flag("limit"),
+    flag("sampling.max_tokens"),
+    flag("checker.kind", "--checker"),
+    flag("data.limit"),
     flag("seed"),
     flag("progress", "--progress/--no-progress"),
 )
@@ -39,7 +39,7 @@ def distill_tir_cli(
 
     Two paths: ask the teacher to solve with code, or inject code into its own long thought.
     Only responses with executed code and the right answer are kept. Sampling (n, temperatures,
-    top-p, injections) is the `sampling` section: sampling.n=4, sampling.temperature=0.7, ...
+    top-p, tokens, injections) is the `sampling` section: sampling.n=4, sampling.temperature=0.7, ...
     """
     from slowthink.cli.command_config import print_config
     from slowthink.config.load import load_config, split_config_argument
@@ -51,7 +51,7 @@ def distill_tir_cli(
     if show_config:
         print_config(cfg)
     # Appending SFT rows to the problems file would corrupt it (durable.py).
-    check_output(cfg.out, [cfg.data])
-    check_output(progress_path(cfg.out), [cfg.data], "--out's progress file")
+    check_output(cfg.out, [cfg.data.file])
+    check_output(progress_path(cfg.out), [cfg.data.file], "--out's progress file")
     # A user's mistake exits 2, an unreachable server 1, with one message: slowthink/cli/errors.py.
     run_distill_tir(cfg)

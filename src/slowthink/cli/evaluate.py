@@ -17,42 +17,43 @@ from slowthink.cli.command_config import config_flags, flag
 @config_flags(
     flag("model"),
     flag("tokenizer"),
-    flag("benchmarks", "--benchmark", "-b"),
-    flag("data"),
-    flag("data_dir"),
-    flag("mode"),
-    flag("n"),
-    flag("temperature"),
-    flag("top_p"),
-    flag("max_tokens"),
-    flag("template"),
-    flag("backend"),
-    flag("base_url"),
-    flag("api_key", envvar="OPENAI_API_KEY"),
-    flag("concurrency"),
-    flag("batch_size"),
-    flag("checker"),
+    flag("data.benchmarks", "--benchmark", "-b"),
+    flag("data.file", "--data"),
+    flag("data.benchmark_dir", "--data-dir"),
+    flag("sampling.mode"),
+    flag("sampling.n"),
+    flag("sampling.temperature"),
+    flag("sampling.top_p"),
+    flag("sampling.max_tokens"),
+    flag("data.template"),
+    flag("backend.kind", "--backend"),
+    flag("backend.base_url"),
+    flag("backend.api_key", envvar="OPENAI_API_KEY"),
+    flag("backend.concurrency"),
+    flag("backend.batch_size"),
+    flag("checker.kind", "--checker"),
     flag("out"),
-    flag("limit"),
-    flag("seed"),
+    flag("data.limit"),
+    flag("sampling.seed"),
     flag("pass_k"),
     flag("progress", "--progress/--no-progress"),
-    flag("tools"),
-    flag("tool_preset"),
-    flag("max_tool_calls"),
-    flag("tools_no_exec", "--tools-no-exec"),
+    flag("tools.kind", "--tools"),
+    flag("tools.preset", "--tool-preset"),
+    flag("tools.max_tool_calls"),
+    # --tools-no-exec, the flag there always was, sets tools.execute=false.
+    flag("tools.execute", "--tools-exec/--tools-no-exec"),
 )
 def eval_cli(
     config: Path | None = typer.Argument(None, help="YAML config (keys: slowthink config eval); optional."),
-    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. tensor_parallel_size=2 answer_fallback=true"),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. backend.tensor_parallel_size=2 checker.answer_fallback=true"),
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
     flags: dict[str, Any] | None = None,
 ) -> None:
     """Evaluate a model on math benchmarks (pass@1, maj@n, pass@k, lengths, completion and keyword ratios).
 
     Writes per-sample JSONL and summary JSON under --out; rerunning with the same --out resumes.
-    Each flag sets the key named in its help (key ...); every other key (tensor_parallel_size, answer_fallback,
-    served_model_name, timeout_s, ...) is set in the YAML file or as key=value.
+    Each flag sets the key named in its help (key ...); every other key (backend.tensor_parallel_size,
+    checker.answer_fallback, backend.served_model_name, backend.timeout_s, ...) is set in the YAML file or as key=value.
     """
     from slowthink.cli.command_config import print_config
     from slowthink.config.load import load_config, split_config_argument
@@ -65,8 +66,8 @@ def eval_cli(
     if show_config:
         print_config(cfg)
     # --out is a folder of samples and summaries: never the --data file, nor one it overwrites (durable.py).
-    check_output(cfg.out, [cfg.data])
-    check_output(Path(cfg.out) / "summary.json", [cfg.data])
+    check_output(cfg.out, [cfg.data.file])
+    check_output(Path(cfg.out) / "summary.json", [cfg.data.file])
     # The user's to fix (a bad data row, other settings in --out, --out in use, a missing model,
     # vLLM absent) exits 2; an unreachable server or sandbox 1; one message: slowthink/cli/errors.py.
     evaluate(cfg)

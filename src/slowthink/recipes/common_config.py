@@ -1,12 +1,14 @@
-"""Config pieces shared by the recipes: the run, the model and the problem source."""
+"""Config pieces shared by the recipes: the run, the model, the problem source, and the
+generation backend and answer checker of ``slowthink eval`` and ``slowthink distill-tir``."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from slowthink.config import StrictConfig
+from slowthink.config.fields import model_in
 
 # The problem source config lives beside the code it configures (data/problem_sets.py).
 from slowthink.data.problem_sets import ProblemSourceConfig, TinyTaskConfig  # noqa: F401  (re-exported)
@@ -70,3 +72,66 @@ class RLModelConfig(ModelConfig):
     optimizer_state: str | None = None
     """A checkpoint directory (e.g. the SFT cold start's) whose AdamW moments the RL optimizer
     continues from; a fresh Adam at a high rate can collapse on its first step (docs/design.md, "The tiny demo")."""
+
+
+class BackendConfig(StrictConfig):
+    """What generates responses: a model in this process (hf, vllm) or an OpenAI-compatible
+    server (openai: vLLM, SGLang, ``slowthink serve``). The ``backend`` section of eval and distill-tir."""
+
+    kind: Literal["hf", "openai", "vllm"] = "hf"
+    """hf (transformers in this process), openai (any OpenAI-compatible server), vllm (an in-process engine)."""
+    base_url: str | None = None
+    """Server URL for backend openai, e.g. http://127.0.0.1:8000/v1."""
+    api_key: str | None = None
+    """Bearer token for backend openai (the --api-key flag reads OPENAI_API_KEY)."""
+    served_model_name: str | None = None
+    """Model name on the server (backend openai; null: the first of /v1/models)."""
+    concurrency: int = Field(8, ge=1)
+    """Requests in flight (backend openai)."""
+    timeout_s: float = Field(600.0, gt=0)
+    """Per-request timeout in seconds (backend openai)."""
+    max_retries: int = Field(3, ge=0)
+    """Retries on connection errors and HTTP 408, 429, 500, 502-504 (backend openai)."""
+
+    @model_validator(mode="after")
+    def _check_server(self) -> BackendConfig:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        if self.kind != "openai" and (self.base_url or self.served_model_name):
+            raise ValueError("base_url and served_model_name are for --backend openai; a local model is --model PATH")
+        return self
+
+    def remote(self, concurrency: int | None = None, tokenizer: Any = None) -> Any:
+        """An ``OpenAIGenerator`` for the server (backend openai); the caller closes it."""
+        from slowthink.rollout import factory
+
+        requests = self.concurrency if concurrency is None else concurrency
+        return factory.remote(
+            self.base_url or "", self.served_model_name, self.api_key, requests, self.timeout_s, self.max_retries, tokenizer=tokenizer
+        )
+
+
+class CheckerConfig(StrictConfig):
+    """How final answers are checked against the gold ones (rewards/checkers.py)."""
+
+    kind: Literal["math", "exact"] = "math"
+    """math (math-verify in worker processes) or exact (string match, the tiny task)."""
+    workers: int = Field(2, ge=1)
+    """Answer-checker worker processes."""
+
+
+def moved_keys_error(config: type[StrictConfig], data: dict[str, Any], moved: dict[str, str], command: str) -> None:
+    """Raise a ``ValueError`` naming the new dotted key of each flat key in ``data`` that
+    ``command`` read before its settings went into sections (``moved``: old key -> new key).
+    A key that is also a section's name (``backend``, ``data``...) is old only with a plain value."""
+
+    def flat(key: str, value: Any) -> bool:
+        section = key in config.model_fields and model_in(config.model_fields[key].annotation)[0] is not None
+        return key in moved and not (section and isinstance(value, (dict, StrictConfig)))
+
+    found = [key for key, value in data.items() if flat(key, value)]
+    if found:
+        where = ", ".join(f"'{key}' is now '{moved[key]}'" for key in found)
+        raise ValueError(
+            f"{command}'s settings are in sections now (its command-line flags are unchanged): {where}; see `slowthink config {command}`"
+        )

@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from rich.console import Console
 
 from slowthink.config import StrictConfig
@@ -32,78 +32,102 @@ from slowthink.data.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.data.table_problems import load_problems
 from slowthink.data.tool_spans import call_spans
 from slowthink.eval.runner import check_unique_ids
+from slowthink.recipes.common_config import BackendConfig, CheckerConfig, moved_keys_error
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.tool_loop import ToolLoop
 from slowthink.tir.filter import drop_reason
 from slowthink.tir.teacher import Candidate, TIRSampling, inject_responses, instruct_responses
 
+# The flat keys distill-tir read before its sections, and where each went (the flags did not change).
+MOVED_KEYS = {
+    "data": "data.file",
+    "limit": "data.limit",
+    "backend": "backend.kind",
+    "base_url": "backend.base_url",
+    "api_key": "backend.api_key",
+    "served_model_name": "backend.served_model_name",
+    "concurrency": "backend.concurrency",
+    "timeout_s": "backend.timeout_s",
+    "max_tokens": "sampling.max_tokens",
+    "tool_preset": "tools.preset",
+    "max_tool_calls": "tools.max_tool_calls",
+    "strict_cells": "tools.strict_cells",
+    "checker": "checker.kind",
+    "checker_workers": "checker.workers",
+}
+
+
+class DistillDataConfig(StrictConfig):
+    """The problems the teacher solves."""
+
+    file: str
+    """Problems JSONL ({id, problem, answer} rows)."""
+    limit: int | None = Field(None, ge=1)
+    """Only the first N problems."""
+
+
+class TeacherBackendConfig(BackendConfig):
+    """The teacher: a local model (hf) or an OpenAI-compatible server (openai)."""
+
+    kind: Literal["hf", "openai"] = "hf"  # type: ignore[assignment]  # no vllm teacher
+    """hf (a local model, --model) or openai (any OpenAI-compatible server)."""
+
+
+class TeacherToolsConfig(StrictConfig):
+    """The tool loop the teacher writes code in, and what a cell's failure costs a response."""
+
+    preset: Literal["default", "still3"] = "default"
+    """Tool output format: default or still3 (the paper's release)."""
+    max_tool_calls: int | None = Field(None, ge=0)
+    """Code blocks the teacher may run per response (null: no limit)."""
+    strict_cells: bool = False
+    """Drop responses with any cell that failed."""
+
 
 class DistillTIRConfig(StrictConfig):
-    """Everything ``slowthink distill-tir`` needs: a YAML file, the shorthand flags and key=value overrides."""
+    """Everything ``slowthink distill-tir`` needs: a YAML file, the flags and key=value overrides."""
 
-    data: str
-    """Problems JSONL ({id, problem, answer} rows)."""
+    data: DistillDataConfig
+    """The problems (data.file, required; --data)."""
     out: str
     """Output JSONL of SFT rows; rerunning with the same file resumes."""
     model: str = "tiny"
     """The teacher: "tiny", a local Hugging Face directory or a hub name; with backend openai it names the tokenizer."""
-    backend: Literal["hf", "openai"] = "hf"
-    """hf (a local model) or openai (any OpenAI-compatible server)."""
-    base_url: str | None = None
-    """Server URL for backend openai, e.g. http://127.0.0.1:8000/v1."""
-    api_key: str | None = None
-    """Bearer token for backend openai (the --api-key flag reads OPENAI_API_KEY)."""
-    served_model_name: str | None = None
-    """Model name on the server (backend openai; default: the first of /v1/models)."""
     tokenizer: str | None = None
-    """Tokenizer that renders prompts for backend openai (default: model when given, else served_model_name)."""
-    concurrency: int = 8
-    """Requests in flight (backend openai)."""
-    timeout_s: float = 600.0
-    """Per-request timeout in seconds (backend openai)."""
+    """Tokenizer that renders prompts for backend openai (default: model when given, else backend.served_model_name)."""
     source: Literal["instruct", "inject", "both"] = "both"
     """instruct: ask for code; inject: prefix injection; both: inject where instruct kept nothing."""
     instruct_template: str = "tool"
     """Prompt template of the instruct path."""
     inject_template: str = "chat"
     """Prompt template of the plain thoughts (inject path)."""
-    max_tokens: int = 16384
-    """Tokens per response (model + tool output); cut to the context."""
-    sampling: TIRSampling = TIRSampling()
-    """How the teacher is sampled: n, temperatures, top-p, injections (section 4.4's settings)."""
-    tool_preset: Literal["default", "still3"] = "default"
-    """Tool output format: default or still3 (the paper's release)."""
-    max_tool_calls: int | None = None
-    """Code blocks the teacher may run per response (null: no limit)."""
-    strict_cells: bool = False
-    """Drop responses with any cell that failed."""
-    checker: Literal["math", "exact"] = "math"
-    """math (math-verify) or exact (string match, the tiny task)."""
-    checker_workers: int = 2
-    """Answer-checker worker processes."""
-    batch_size: int = 8
+    batch_size: int = Field(8, ge=1)
     """Problems per batch; results are saved after each."""
-    limit: int | None = None
-    """Only the first N problems."""
     seed: int = 0
     """Seed of sampling and of the injection choices."""
     progress: bool = True
     """Progress bar on a terminal."""
+    backend: TeacherBackendConfig = TeacherBackendConfig()
+    """The teacher's backend: hf (a local model) or an OpenAI-compatible server (the same keys as eval's)."""
+    sampling: TIRSampling = TIRSampling()
+    """How the teacher is sampled: n, temperatures, top-p, tokens, injections (section 4.4's settings)."""
+    tools: TeacherToolsConfig = TeacherToolsConfig()
+    """The tool loop's output format and budget, and whether a failed cell drops a response."""
+    checker: CheckerConfig = CheckerConfig()
+    """How the teacher's final answers are checked: math-verify or exact match, workers."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            moved_keys_error(cls, data, MOVED_KEYS, "distill-tir")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> DistillTIRConfig:
         for key in ("instruct_template", "inject_template"):
             if getattr(self, key) not in TEMPLATE_NAMES:
                 raise ValueError(f"{key} '{getattr(self, key)}' unknown; allowed: {', '.join(TEMPLATE_NAMES)}")
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        if self.backend == "hf" and (self.base_url or self.served_model_name):
-            raise ValueError("base_url and served_model_name are for --backend openai; a local teacher is --model PATH")
-        for key in ("max_tokens", "batch_size", "concurrency", "checker_workers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
         return self
 
 
@@ -140,12 +164,12 @@ def build_teacher(cfg: DistillTIRConfig, stack: ExitStack) -> tuple[Any, Any, in
     """(generator, tokenizer, context length or None) for the teacher; closed by ``stack``."""
     from slowthink.rollout import factory
 
-    if cfg.backend == "hf":
+    if cfg.backend.kind == "hf":
         return factory.load_local(cfg.model, batch_size=cfg.batch_size * cfg.sampling.n)
     from slowthink.models.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(teacher_tokenizer(cfg))
-    generator = factory.remote(cfg.base_url or "", cfg.served_model_name, cfg.api_key, cfg.concurrency, cfg.timeout_s, tokenizer=tokenizer)
+    generator = cfg.backend.remote(tokenizer=tokenizer)
     stack.callback(generator.close)
     return generator, tokenizer, None
 
@@ -155,15 +179,16 @@ def teacher_tokenizer(cfg: DistillTIRConfig) -> str:
     (docs/tools.md: it names the tokenizer), else the served model's name."""
     if cfg.tokenizer:
         return cfg.tokenizer
-    if "model" in cfg.model_fields_set or not cfg.served_model_name:
+    served = cfg.backend.served_model_name
+    if "model" in cfg.model_fields_set or not served:
         return cfg.model
-    return cfg.served_model_name
+    return served
 
 
 def build_checker(cfg: DistillTIRConfig, stack: ExitStack) -> Checker:
     from slowthink.rewards.checkers import make_checker
 
-    checker = make_checker(cfg.checker, workers=cfg.checker_workers)
+    checker = make_checker(cfg.checker.kind, workers=cfg.checker.workers)
     stack.callback(checker.close)
     return checker
 
@@ -176,9 +201,9 @@ def _batch_seed(base: int, problem_id: str) -> int:
 def _budget(cfg: DistillTIRConfig, prompts: Sequence[list[int]], context: int | None, problems: Sequence[Problem]) -> int:
     """Response tokens (model + tool) for this batch: --max-tokens, cut to fit the context."""
     if context is None:
-        return cfg.max_tokens
+        return cfg.sampling.max_tokens
     longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
-    budget = min(cfg.max_tokens, context - len(prompts[longest]))
+    budget = min(cfg.sampling.max_tokens, context - len(prompts[longest]))
     if budget < 1:
         raise DataError(
             f"problem '{problems[longest].id}': its prompt has {len(prompts[longest])} tokens, the "
@@ -218,7 +243,7 @@ def distill_batch(
         else:
             rngs = [random.Random(f"{cfg.seed}:{p.id}") for p in subset]
             candidates = inject_responses(prompts, rngs, loop, sampling, budget, seed + 1)
-        for candidate, reason in zip(candidates, judge(candidates, subset, checker, cfg.strict_cells)):
+        for candidate, reason in zip(candidates, judge(candidates, subset, checker, cfg.tools.strict_cells)):
             rows, counts = results[todo[candidate.prompt_index]]
             counts[f"{path}/generated"] += 1
             if reason is not None:
@@ -297,12 +322,12 @@ def run_distill_tir(cfg: DistillTIRConfig, console: Console | None = None) -> Co
     """Load the problems, build the teacher, sandbox, tool loop and checker, and distill."""
     from slowthink.rollout.factory import with_tools
 
-    problems = load_problems(cfg.data)
-    check_unique_ids(problems, cfg.data)
-    problems = problems[: cfg.limit] if cfg.limit else problems
+    problems = load_problems(cfg.data.file)
+    check_unique_ids(problems, cfg.data.file)
+    problems = problems[: cfg.data.limit] if cfg.data.limit else problems
     with ExitStack() as stack:
         generator, tokenizer, context = build_teacher(cfg, stack)
-        loop = with_tools(generator, tokenizer, cfg.tool_preset, cfg.max_tool_calls)
+        loop = with_tools(generator, tokenizer, cfg.tools.preset, cfg.tools.max_tool_calls)
         stack.callback(loop.close)  # the sandbox's worker
         checker = build_checker(cfg, stack)
         return distill(problems, loop, checker, cfg, context, console)

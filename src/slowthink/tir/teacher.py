@@ -43,6 +43,8 @@ class TIRSampling(StrictConfig):
     """Temperature of the thought, the instructed response and every continuation (paper: 0.6)."""
     top_p: float = Field(0.95, gt=0, le=1)
     """Top-p of the thought, the instructed response and every continuation (paper: 0.95)."""
+    max_tokens: int = Field(16384, ge=1)
+    """Tokens per response (model + tool output), cut to the teacher's context."""
     code_temperature: float = Field(1.0, ge=0)
     """Temperature at which injected code is written (paper: 1.0)."""
     code_max_tokens: int = Field(1024, ge=1)
