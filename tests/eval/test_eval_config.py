@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from functools import reduce
+from pathlib import Path
 
 import pytest
 import typer
@@ -203,3 +204,13 @@ def test_a_run_json_written_by_the_flat_version_resumes(tmp_path):
     other = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(update={"seed": 4})})
     with pytest.raises(ConfigError, match="seed=3; this run asks seed=4"):
         check_resume(tmp_path, other, other.decoding(), identity)
+
+
+def test_the_yaml_example_in_the_docs_loads(tmp_path):
+    docs = Path(__file__).resolve().parents[2] / "docs" / "evaluation.md"
+    if not docs.is_file():
+        pytest.skip(f"the repository's docs are not here ({docs})")
+    example = docs.read_text(encoding="utf-8").split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "eval.yaml").write_text(example)
+    cfg = load_config(EvalConfig, tmp_path / "eval.yaml")
+    assert (cfg.data.benchmarks, cfg.decoding().n, cfg.backend.kind) == (("aime24", "math500"), 8, "vllm")
