@@ -23,6 +23,8 @@ from slowthink.progress import StepProgress  # noqa: F401  (re-exported: the rec
 
 
 class TrackingConfig(StrictConfig):
+    """Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases)."""
+
     tensorboard: bool = False
     """Also log to TensorBoard in the run directory (needs the tensorboard package)."""
     wandb: bool = False

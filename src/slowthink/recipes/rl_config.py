@@ -189,9 +189,7 @@ class RLConfig(StrictConfig):
     train: TrainConfig = TrainConfig()
     """RL steps, held-out evaluation and checkpoint cadence."""
     tracking: TrackingConfig = TrackingConfig()
-    """Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases)."""
     distributed: DistributedConfig = DistributedConfig()
-    """DDP or FSDP2 over torchrun's ranks (training/distributed.py)."""
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:

@@ -132,9 +132,7 @@ class SFTConfig(StrictConfig):
     train: SFTTrainConfig = SFTTrainConfig()
     """Steps, batch sizes and checkpoint cadence."""
     distributed: DistributedConfig = DistributedConfig()
-    """DDP or FSDP2 over torchrun's ranks (training/distributed.py)."""
     tracking: TrackingConfig = TrackingConfig()
-    """Metric sinks beside metrics.jsonl (TensorBoard, Weights & Biases)."""
 
     @model_validator(mode="after")
     def _check(self) -> SFTConfig:

@@ -9,7 +9,10 @@ backward pass, so the update equals the single-process update on the whole batch
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -20,9 +23,13 @@ from pydantic import Field, model_validator
 
 from slowthink.config import StrictConfig
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
 
 class DistributedConfig(StrictConfig):
-    """How several ranks hold and train one model (ignored by a single process)."""
+    """DDP or FSDP2 over torchrun's ranks (training/distributed.py).
+
+    How several ranks hold and train one model; a single process ignores it."""
 
     strategy: Literal["ddp", "fsdp"] = "ddp"
     """ddp: every rank keeps all weights, gradients and optimizer state; fsdp: FSDP2 shards
@@ -86,6 +93,8 @@ def init_distributed(config: DistributedConfig = DistributedConfig()) -> DistInf
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        die_with_agent()
     owns_group = not dist.is_initialized()
     timeout = timedelta(minutes=config.timeout_minutes)
     objects = None
@@ -101,6 +110,22 @@ def init_distributed(config: DistributedConfig = DistributedConfig()) -> DistInf
         if backend == "nccl":
             objects = dist.new_group(backend="gloo", timeout=timeout)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), owns_group=owns_group, objects=objects)
+
+
+def die_with_agent() -> None:
+    """Ask the kernel to SIGKILL this rank when its torchrun agent dies (Linux; elsewhere nothing).
+
+    torchrun starts every rank in a session of its own, so killing a node's agent (its process
+    group: a job step ended, an OOM kill, a person) left the node's ranks running. They
+    trained on with the other nodes to the end, writing the run directory, and the head's
+    agent then waited 300 s in torchrun's exit barrier for the agent that was gone. A rank
+    now goes with its agent, as on a lost node: the other nodes' collectives fail at once
+    (the peer's connections close) and their agents exit, ready for ``--resume``.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def wrap_model(model: Any, info: DistInfo, config: DistributedConfig = DistributedConfig(), optimizer: Any = None) -> Any:
