@@ -3,7 +3,7 @@ ends with exactly the metrics history and weights of a run never interrupted.
 
 The kills land during start-up (also of ``--resume``, where metrics are cut back to the
 checkpoint with an atomic rewrite and the checkpoint is verified), during steps, and during
-checkpoint writes (a kill is fired the moment a ``step_N.tmp`` directory appears). To fit many
+checkpoint writes (a kill is fired the moment a ``step_NNNNNN.tmp`` directory appears). To fit many
 kills in a bounded time, runs are forked from a "zygote" process that has imported torch and
 the recipe once; each child runs the real command line (``slowthink rl ...``).
 """

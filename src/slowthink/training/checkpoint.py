@@ -5,9 +5,9 @@ Layout of a run directory::
     run/checkpoints/step_000010/{model.safetensors, config.json, tokenizer files, trainer_state.pt}
     run/checkpoints/latest          # text file naming the newest complete checkpoint
 
-A checkpoint is written to ``step_N.tmp``: weights, tokenizer, trainer state, and last a
+A checkpoint is written to ``step_NNNNNN.tmp``: weights, tokenizer, trainer state, and last a
 ``manifest.json`` with every file's size and SHA-256. The files and the directory are fsynced,
-the directory is renamed to ``step_N``, and ``latest`` is replaced atomically, so a SIGKILL
+the directory is renamed to ``step_NNNNNN``, and ``latest`` is replaced atomically, so a SIGKILL
 or a power cut at any point leaves the previous checkpoint usable.
 
 Resuming verifies the checkpoint against its manifest first: a truncated or corrupted
@@ -104,7 +104,7 @@ def save_checkpoint(
 
 
 def publish_checkpoint(tmp: Path, step: int, keep_last: int) -> Path:
-    """Make a complete ``step_N.tmp`` the checkpoint ``step_N``: rename, point ``latest`` at it, prune.
+    """Make a complete ``step_NNNNNN.tmp`` the checkpoint ``step_NNNNNN``: rename, point ``latest`` at it, prune.
 
     Until the rename the previous checkpoint is the one a resume finds; the rename and the
     pointer are each atomic, so a kill between any two lines leaves a usable checkpoint.
@@ -161,7 +161,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run, or None.
 
     ``latest`` names it; if the pointer is missing, unreadable or names a directory that is
-    gone, the newest complete ``step_N`` directory is used instead (a leftover ``.tmp`` never is).
+    gone, the newest complete ``step_NNNNNN`` directory is used instead (a leftover ``.tmp`` never is).
     """
     root = Path(run_dir) / "checkpoints"
     path = _pointed(root, warn=False)

@@ -13,7 +13,7 @@ Layout (the same directory protocol as the full format)::
         trainer_state.pt                                          # step, schedule, RNG, data position
         manifest.json                                             # written last, by rank 0
 
-Every rank writes into ``step_N.tmp``. Once all have finished (a barrier), rank 0 writes the
+Every rank writes into ``step_NNNNNN.tmp``. Once all have finished (a barrier), rank 0 writes the
 manifest, fsyncs and renames the directory and moves ``latest``: a SIGKILL at any point
 leaves the previous checkpoint the one a resume finds, and resume verifies the manifest and
 falls back as for the full format. The run directory must be on a file system every node sees.
