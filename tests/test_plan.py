@@ -123,3 +123,62 @@ def test_the_tables_in_docs_scale_are_the_plan_commands_current_output():
         assert result.exit_code == 0, result.output
         shown = f"```\n$ slowthink plan {command}\n```\n\n{result.output.rstrip()}\n"
         assert shown in doc, f"docs/scale.md: the output of `slowthink plan {command}` changed; paste it again"
+
+
+# A model small enough to count by hand: V x H = 64,000 values, one chunk's logits 128 x V.
+SMALL = ModelShape(layers=2, hidden=64, intermediate=256, vocab=1000, heads=4, kv_heads=2, tied=True)
+VH = 1000 * 64
+
+
+def test_ddp_counts_its_buckets_once_and_the_head_gradient_only_beside_a_second_chunk():
+    from slowthink.plan import activations
+
+    one_chunk = RunShape(ranks=2, strategy="ddp", sequence=100, logprob_chunk=128, foreach_optimizer=False)
+    state = 16 * SMALL.parameters  # weights, DDP's buckets (the one copy of the gradients), two moments
+    acts = activations(SMALL, one_chunk)
+    # One chunk: its two fp32 100 x V tensors are the head's peak; the V x H weight gradient
+    # comes after the first of them is freed (100 x V + V x H < 2 x 100 x V), and no other
+    # chunk's gradient is waiting beside it.
+    assert estimate(SMALL, one_chunk).update_peak == state + acts + 2 * 100 * 1000 * 4
+    # Two chunks (200 tokens): the first chunk's V x H gradient sits beside the second's logits.
+    two_chunks = RunShape(ranks=2, strategy="ddp", sequence=200, logprob_chunk=128, foreach_optimizer=False)
+    acts = activations(SMALL, two_chunks)
+    assert estimate(SMALL, two_chunks).update_peak == state + acts + 2 * 128 * 1000 * 4 + VH * 4
+
+
+def test_the_head_gradient_is_in_the_dtype_of_the_weight_the_head_computes_with():
+    from slowthink.plan import gradients_at_the_end, head_gradient, head_working, training_state
+
+    # Autocast: the bf16 product is cast back to the fp32 master weight's dtype.
+    autocast = RunShape(master_bytes=4, compute_bytes=2, sequence=256, logprob_chunk=128)
+    assert head_gradient(SMALL, autocast) == VH * 4
+    # Its chunk's backward: two fp32 128 x V tensors, or the bf16 logits' gradient beside the
+    # bf16 product and its fp32 cast; the other chunk's fp32 sum beside either.
+    assert head_working(SMALL, autocast) == max(2 * 128 * 1000 * 4, 128 * 1000 * 2 + VH * (2 + 4)) + VH * 4
+    # FSDP2: the unsharded weight is in param_dtype, and so is its gradient until the reduce-scatter.
+    fsdp = RunShape(ranks=4, strategy="fsdp", master_bytes=4, compute_bytes=2)
+    assert head_gradient(SMALL, fsdp) == VH * 2
+    # The backward's end: a single process holds every gradient and, tied, the embeddings' V x H
+    # beside the head's; DDP only that pair (the rest is in its buckets); FSDP2 its shards and the root's pair.
+    single = RunShape()
+    assert gradients_at_the_end(SMALL, single, training_state(SMALL, single)) == 4 * SMALL.parameters + VH * 4
+    ddp = RunShape(ranks=2, strategy="ddp")
+    assert gradients_at_the_end(SMALL, ddp, training_state(SMALL, ddp)) == 2 * VH * 4
+    assert gradients_at_the_end(SMALL, fsdp, training_state(SMALL, fsdp)) == 4 * SMALL.parameters / 4 + 2 * VH * 2
+
+
+def test_gradients_accumulated_over_micro_batches_sit_beside_the_next_backward():
+    from slowthink.plan import activations
+
+    common = dict(sequence=100, logprob_chunk=128, foreach_optimizer=False, micro_batches=2)
+    head = 2 * 100 * 1000 * 4  # one chunk's two fp32 100 x V tensors
+    # RL under DDP: no_sync accumulates into .grad tensors of their own, a second copy beside the buckets.
+    rl = RunShape(ranks=2, strategy="ddp", **common)
+    assert estimate(SMALL, rl).update_peak == 16 * SMALL.parameters + 4 * SMALL.parameters + activations(SMALL, rl) + head
+    assert estimate(SMALL, rl).parts["gradients beside the buckets (no_sync)"] == 4 * SMALL.parameters
+    # SFT under DDP all-reduces every micro-batch: from the first on, .grad is a view of the buckets.
+    sft = RunShape(ranks=2, strategy="ddp", sync_every_micro_batch=True, **common)
+    assert estimate(SMALL, sft).update_peak == 16 * SMALL.parameters + activations(SMALL, sft) + head
+    # One process: the sum so far (4 P) beside the second micro-batch's activations.
+    single = RunShape(**common)
+    assert estimate(SMALL, single).update_peak == 12 * SMALL.parameters + 4 * SMALL.parameters + activations(SMALL, single) + head

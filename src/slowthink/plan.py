@@ -7,14 +7,18 @@ Per rank (one GPU, or one CPU process), in bytes:
 
 * training state: weights (``model.dtype``), gradients and AdamW's two moments, all in that
   dtype (fp32 master weights: 4 + 4 + 8 = 16 bytes a parameter); FSDP divides all of it by the
-  number of ranks. Gradients are freed after each RL update (``zero_grad(set_to_none=True)``);
-  DDP's gradients are views of its all-reduce buckets, which stay.
+  number of ranks. Gradients are made anew at each backward and freed after each RL update
+  (``zero_grad(set_to_none=True)``); DDP's all-reduce buckets stay, the one resident copy: each
+  new gradient is copied into its bucket and dropped (``gradient_as_bucket_view``).
 * KL reference: DDP a full copy in ``model.dtype``; FSDP sharded in ``distributed.param_dtype``.
 * activations of one micro-batch (b sequences of T tokens): with gradient checkpointing each
   layer's input (the residual stream) plus one layer's recompute; without it every layer's
   saved tensors (about 10 H + 3 KV + 4 I values a token, counted from a Qwen2 layer's autograd).
 * the LM head: ``model.logprob_chunk_size`` tokens of fp32 logits at a time (two tensors of
-  chunk x V live: the logits and their softmax, whose backward writes the gradient in place), or the whole b x T x V logits unchunked (three such tensors, eight with the entropy; measured).
+  chunk x V live: the logits and their softmax, whose backward writes the gradient in place), or
+  the whole b x T x V logits unchunked (three such tensors, eight with the entropy; measured);
+  and its V x H weight gradient, summed over the chunks in one buffer, beside a chunk's logits
+  only when there are several chunks.
 * FSDP: the layer being computed and the next, gathered in the compute dtype, and the root
   (embeddings, LM head) kept gathered from its forward to its backward.
 * vLLM (generation, trainer asleep): the engine's share of the card, its bf16 weights over the
@@ -22,7 +26,9 @@ Per rank (one GPU, or one CPU process), in bytes:
 
 The update's peak is the larger of the backward (activations freed layer by layer while
 gradients grow) and the optimizer step (every gradient, plus the optimizer's temporaries).
-Checked against measured peak RSS on CPU (bench/bench_memory_model.py, bench/RESULTS.md).
+Checked against measured peak RSS on CPU (bench/bench_memory_model.py, bench/RESULTS.md). The
+terms are allocations, the same on CPU and GPU but for AdamW's temporaries (``foreach_optimizer``);
+what an allocator keeps of freed memory (glibc's heap, CUDA's cache) is the plan's margin.
 """
 
 from __future__ import annotations
@@ -119,6 +125,8 @@ class RunShape:
     reference: bool = False  # a KL reference (kl.mode other than off, or kl.monitor)
     sequence: int = 2048  # T: prompt + response tokens of the longest sequence
     micro_batch: int = 1  # b: update.micro_batch_size (sft: train.micro_batch_size)
+    micro_batches: int = 1  # micro-batches a rank accumulates into one optimizer step
+    sync_every_micro_batch: bool = False  # DDP all-reduces at each micro-batch (sft), not at the last only (rl's no_sync)
     gradient_checkpointing: bool = False
     logprob_chunk: int = 1024  # 0: the whole logits tensor
     vllm: bool = False
@@ -190,6 +198,70 @@ def logits_bytes(model: ModelShape, run: RunShape) -> float:
     return (8 if run.entropy else 3) * tokens * model.vocab * 4
 
 
+def head_weight_bytes(run: RunShape) -> int:
+    """Bytes a value of the LM head's weight as the head computes with it, and so of its gradient:
+    FSDP's unsharded parameter is in ``param_dtype``; otherwise the weight is the master copy
+    (under autocast the chunked backward casts its bf16 product back to it, training/logprobs.py)."""
+    return run.compute_bytes if run.sharded else run.master_bytes
+
+
+def head_gradient(model: ModelShape, run: RunShape) -> float:
+    """The LM head's weight gradient, V x H. Autograd sums the chunks' gradients into one buffer
+    in place: it exists once, not per chunk, from the backward's first chunk until the buffer is
+    handed to ``.grad`` (after the last chunk; after the embeddings' backward when tied)."""
+    return model.vocab * model.hidden * head_weight_bytes(run)
+
+
+def head_working(model: ModelShape, run: RunShape) -> float:
+    """The LM head's backward beyond the kept activations, at its largest.
+
+    A chunk's backward holds two fp32 chunk x V tensors (the recomputed log-softmax and the
+    softmax it turns into the logits' gradient), then one (that gradient, in the compute
+    dtype) beside the chunk's V x H weight gradient (in the compute dtype, plus its cast to
+    the weight's dtype when they differ). With several chunks, the sum of the chunks already
+    done sits beside both; with one chunk there is no sum yet.
+    """
+    tokens = run.micro_batch * run.sequence
+    chunk_tokens = min(run.logprob_chunk, tokens) if run.logprob_chunk else tokens
+    weight_bytes = head_weight_bytes(run)
+    product = model.vocab * model.hidden * (run.compute_bytes + (weight_bytes if weight_bytes != run.compute_bytes else 0))
+    weight_gradient = chunk_tokens * model.vocab * run.compute_bytes + product
+    chunks = -(-tokens // chunk_tokens)
+    return max(logits_bytes(model, run), weight_gradient) + (head_gradient(model, run) if chunks > 1 else 0.0)
+
+
+def gradients_at_the_end(model: ModelShape, run: RunShape, state: dict[str, float]) -> float:
+    """Gradients held when the backward ends, beyond the resident state (DDP's buckets are in it).
+
+    With ``zero_grad(set_to_none=True)`` every parameter's gradient is a new tensor at each
+    backward. A single process keeps them all, and a tied LM head's summed gradient meets the
+    embeddings' own V x H before autograd adds the two. DDP copies each into its bucket and drops
+    it, so only that pair (one V x H untied) is there at once. FSDP keeps the sharded gradients
+    and its root's unsharded pair until the root's reduce-scatter.
+    """
+    pair = model.vocab * model.hidden * head_weight_bytes(run)
+    if run.strategy == "ddp" and run.ranks > 1:
+        return pair * (2 if model.tied else 1)
+    if run.sharded:
+        return state["gradients"] + 2 * pair
+    return state["gradients"] + (pair if model.tied else 0.0)
+
+
+def gradients_across_micro_batches(run: RunShape, state: dict[str, float]) -> float:
+    """Gradients already there when a later micro-batch's backward starts, beyond the resident state.
+
+    A single process and FSDP hold the sum so far (FSDP sharded). DDP inside ``no_sync``
+    accumulates into ``.grad`` tensors of its own, a second full copy beside its buckets until
+    the last micro-batch copies them in (the RL update); when it all-reduces every micro-batch
+    the gradients are views of the buckets from the first on (SFT).
+    """
+    if run.micro_batches <= 1:
+        return 0.0
+    if run.strategy == "ddp" and run.ranks > 1 and run.sync_every_micro_batch:
+        return 0.0
+    return state["gradients"]
+
+
 def gathered_bytes(model: ModelShape, run: RunShape) -> float:
     """FSDP: two layers and the root (embeddings, LM head) gathered in the compute dtype."""
     if not run.sharded:
@@ -204,23 +276,26 @@ def estimate(model: ModelShape, run: RunShape, gpu_memory: float = 0.0) -> Estim
     acts, logits, gathered = activations(model, run), logits_bytes(model, run), gathered_bytes(model, run)
     working = layer_activations(model, run) if run.gradient_checkpointing else 0.0
     share = 1 / run.ranks if run.sharded else 1
-    embedding_grad = model.embedding_parameters * run.master_bytes * share
-    layer_grads = state["gradients"] - embedding_grad
+    ddp = run.strategy == "ddp" and run.ranks > 1
     resident = state["weights"] + state["moments"] + reference + gathered
-    if run.strategy == "ddp" and run.ranks > 1:
-        resident += state["gradients"]  # DDP's buckets stay allocated
-        embedding_grad = layer_grads = 0.0
+    if ddp:
+        # DDP's all-reduce buckets: allocated once, the one resident copy of the gradients (with
+        # gradient_as_bucket_view the .grad tensors become views of them after each backward).
+        resident += state["gradients"]
     # Backward: it opens with the LM head's chunks over every kept activation, then frees a
-    # layer's activations as that layer's gradients appear. The LM head's and the embeddings'
-    # weight gradients are each made whole (V x H, unsharded) before being added to .grad.
-    head_grad = model.vocab * model.hidden * run.compute_bytes
-    backward = resident + embedding_grad + head_grad + max(acts + max(logits, working), layer_grads + working)
+    # layer's activations as that layer's gradients appear, and ends at the embeddings.
+    head = head_working(model, run)
+    accumulated = gradients_across_micro_batches(run, state)
+    backward = resident + max(accumulated + acts + max(head, working), gradients_at_the_end(model, run, state) + working)
     # Optimizer step: every gradient, plus AdamW's temporaries: under foreach (CUDA) one
     # sqrt(v) per tensor, all at once; one tensor at a time otherwise, sqrt(v) and its quotient.
     largest = max(model.embedding_parameters // (1 if model.tied else 2), model.hidden * model.intermediate) * run.master_bytes * share
     temporaries = state["weights"] if run.foreach_optimizer else 2 * largest
-    step = resident + (0.0 if run.strategy == "ddp" and run.ranks > 1 else state["gradients"]) + temporaries
-    parts = {**state, "reference": reference, "activations": acts, "logits": logits, "gathered": gathered, "optimizer temporaries": temporaries}
+    step = resident + (0.0 if ddp else state["gradients"]) + temporaries
+    parts = {**state, "reference": reference, "activations": acts, "logits": logits, "LM head gradient": head_gradient(model, run)}
+    parts.update({"gathered": gathered, "optimizer temporaries": temporaries})
+    if ddp:
+        parts["gradients beside the buckets (no_sync)"] = accumulated
     update_peak = max(backward, step)
     if not run.vllm:
         return Estimate(update_peak=update_peak, generation_peak=0.0, parts=parts)

@@ -47,11 +47,21 @@ def run_shape_of(config: Any, gpus: int, prompt_tokens: int):
         logprob_chunk=model.logprob_chunk_size,
     )
     if not hasattr(config, "rollout"):  # SFT: one micro-batch of max_length tokens
-        return RunShape(**common, sequence=config.data.max_length or 4096, micro_batch=config.train.micro_batch_size)
+        train = config.train
+        return RunShape(
+            **common,
+            sequence=config.data.max_length or 4096,
+            micro_batch=train.micro_batch_size,
+            micro_batches=_ceil(train.batch_size, gpus * train.micro_batch_size),
+            sync_every_micro_batch=True,  # sft_step all-reduces at every micro-batch's backward
+        )
     rollout = config.rollout
     vllm = rollout.backend == "vllm"
+    # Rows of one optimizer step on a rank, before any filter drops some.
+    rows = config.prompts_per_update * rollout.rollouts_per_prompt
     return RunShape(
         **common,
+        micro_batches=_ceil(rows, gpus * config.update.micro_batch_size),
         reference=config.kl.mode != "off" or config.kl.monitor,
         entropy=config.algorithm.entropy_coef > 0,
         sequence=prompt_tokens + config.loss_constant_length,
@@ -60,6 +70,10 @@ def run_shape_of(config: Any, gpus: int, prompt_tokens: int):
         gpu_memory_utilization=rollout.vllm.gpu_memory_utilization if vllm else 0.0,
         tensor_parallel=rollout.vllm.tensor_parallel_size if vllm else 1,
     )
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def plan_cli(
