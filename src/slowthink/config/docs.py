@@ -1,9 +1,7 @@
 """Every key of a command's config, listed: ``slowthink config CMD``, docs/config.md and ``--help``.
 
-The config classes are imported by name from ``COMMAND_CONFIGS`` only when a command asks for
-them (no recipe at import, config/__init__.py). A field's doc is written once, where the field is defined: a pydantic attribute docstring
-(the string under it; ``StrictConfig`` sets ``use_attribute_docstrings``) or
-``Field(description=...)``. A ``#`` comment is a comment for readers of the code, not a doc.
+A field's doc is written once, where the field is defined: the string under it (``StrictConfig``
+sets ``use_attribute_docstrings``) or ``Field(description=...)``; a ``#`` comment is not a doc.
 ``tests/test_config_docs.py`` fails for a field without one.
 """
 
@@ -57,20 +55,16 @@ class KeyDoc:
 def type_name(annotation: Any) -> str:
     """A short, readable type: ``int``, ``float | null``, ``list[str]``, ``path``, ``choice`` (a ``Literal``)."""
     inner, optional = unwrap_optional(annotation)
-    suffix = " | null" if optional else ""
-    origin = get_origin(inner)
+    origin, args = get_origin(inner), [a for a in get_args(inner) if a is not Ellipsis]
     if origin is Literal:
-        return "choice" + suffix
-    if is_union(inner):
-        return " | ".join(type_name(a) for a in get_args(inner)) + suffix
-    if origin is not None:
-        args = [a for a in get_args(inner) if a is not Ellipsis]
-        # A tuple field is given as a YAML list.
-        base = "list" if origin is tuple else getattr(origin, "__name__", str(origin))
-        return f"{base}[{', '.join(type_name(a) for a in args)}]" + suffix
-    if isinstance(inner, type):
-        return ("path" if issubclass(inner, PurePath) else inner.__name__) + suffix
-    return str(inner).replace("typing.", "") + suffix
+        name = "choice"
+    elif is_union(inner):
+        name = " | ".join(map(type_name, args))
+    elif origin is not None:  # a tuple field is given as a YAML list
+        name = f"{'list' if origin is tuple else getattr(origin, '__name__', str(origin))}[{', '.join(map(type_name, args))}]"
+    else:
+        name = ("path" if issubclass(inner, PurePath) else inner.__name__) if isinstance(inner, type) else str(inner).replace("typing.", "")
+    return name + (" | null" if optional else "")
 
 
 def allowed_values(annotation: Any) -> str:
@@ -115,11 +109,6 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:
 def undocumented(model: type[BaseModel]) -> list[str]:
     """Dotted keys of ``model`` without a doc (a section counts its class docstring)."""
     return [row.key for row in describe(model) if not row.doc]
-
-
-def sections(model: type[BaseModel]) -> list[str]:
-    """The top-level sections (sub-configs) of ``model``."""
-    return [name for name, field in model.model_fields.items() if model_in(field.annotation)[0] is not None]
 
 
 def keys_text(command: str) -> str:
@@ -175,7 +164,7 @@ def markdown() -> str:
 def help_epilog(command: str) -> str:
     """What ``slowthink CMD --help`` adds under the options: the sections and where the keys are."""
     try:
-        names = sections(config_class(command))
+        names = [name for name, field in config_class(command).model_fields.items() if model_in(field.annotation)[0] is not None]
     except Exception:  # noqa: BLE001 - help must print even if an optional dependency is missing
         names = []
     listed = f"Config sections: {', '.join(names)}. " if names else ""

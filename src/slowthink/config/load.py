@@ -1,9 +1,5 @@
-"""Loading a config: a YAML file, then a command's flags, then dotted overrides, validated.
-
-A later source wins. Any unknown key or bad value raises one ``ConfigError`` whose message
-names the dotted key and, for unknown keys, the allowed ones, and blames each bad key on the
-override or the file it came from.
-"""
+"""Loading a config: a YAML file, then a command's flags, then dotted overrides, validated
+into one frozen config or one ``ConfigError`` for people (config/__init__.py)."""
 
 from __future__ import annotations
 
@@ -32,17 +28,12 @@ def format_validation_error(model: type[BaseModel], error: ValidationError, sour
     ``source`` (the file): a typo on the command line is looked for on the command line.
     A misspelt key or value gets the closest allowed one as a suggestion.
     """
-    lines, from_file, from_command_line = [], False, False
+    lines, blamed = [], []
     for item in error.errors():
-        line = _error_line(model, item)
         override = _override_behind(tuple(str(p) for p in item["loc"]), overrides) if item["type"] != "value_error" else None
-        if override is None:
-            from_file = True
-        else:
-            from_command_line = True
-            line = f"override {override}: {line}"
-        lines.append(line)
-    places = ([f"in {source}"] if source and from_file else []) + (["on the command line"] if from_command_line else [])
+        blamed.append(override)
+        lines.append((f"override {override}: " if override else "") + _error_line(model, item))
+    places = ([f"in {source}"] if source and None in blamed else []) + (["on the command line"] if any(blamed) else [])
     where = f" {' and '.join(places)}" if places else ""
     return f"invalid config{where}:\n  " + "\n  ".join(lines)
 
@@ -110,15 +101,10 @@ def resolve_config_path(path: str | Path) -> Path:
     README's commands still work from any directory. A file that exists always wins.
     """
     path = Path(path)
-    if path.is_file() or path.is_absolute():
+    if path.is_file() or path.is_absolute() or (len(path.parts) > 1 and path.parts[0] != "configs"):
         return path
-    parts = path.parts
-    if len(parts) > 1 and parts[0] == "configs":
-        shipped = shipped_config_dir().joinpath(*parts[1:])  # configs/study/table1_tiny.yaml too
-    elif len(parts) == 1:
-        shipped = shipped_config_dir() / path
-    else:
-        return path
+    # tiny_rl.yaml or configs/tiny_rl.yaml (configs/study/table1_tiny.yaml too)
+    shipped = shipped_config_dir().joinpath(*(path.parts[1:] if len(path.parts) > 1 else path.parts))
     return shipped if shipped.is_file() else path
 
 
@@ -128,7 +114,6 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        # A bool field still takes yes/no/on/off: pydantic reads those words as booleans.
         data = load_yaml12(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
@@ -139,8 +124,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_config(model: type[T], path: str | Path | None = None, overrides: list[str] | None = None, flags: dict[str, Any] | None = None) -> T:
     """The one loader: YAML file (optional) < flags given (dotted key -> typed value; None, [] and
-    () mean not given) < dotted overrides -> validated, frozen config. Errors become one readable
-    ``ConfigError`` that blames each bad key on the override or the file it came from."""
+    () mean not given) < dotted overrides -> validated, frozen config."""
     data = read_yaml(path) if path is not None else {}
     for key, value in (flags or {}).items():
         if value is not None and value != [] and value != ():
@@ -187,9 +171,7 @@ def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     node = data
     for part in parents:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
     node[last] = _plain(value)

@@ -43,7 +43,7 @@ def read_override(annotation: Any, text: str) -> Any:
     """The value of ``text`` for a field annotated ``annotation`` (Any: an unknown key)."""
     quoted = _quoted_text(text)
     if quoted is not None:
-        return quoted  # 'kl.mode="off"': a quoted scalar is text, as YAML reads it
+        return quoted  # 'kl.mode="off"': a quoted scalar is text (a number field still reads '1e-3' as a number)
     if annotation is not Any:
         adapter = TypeAdapter(annotation)
         for value in (None, text) if text in _NULL_WORDS else (text, _as_float(text)):
@@ -69,11 +69,7 @@ def _as_float(text: str) -> Any:
 
 def _quoted_text(text: str) -> str | None:
     """The text inside a quoted YAML scalar (``"off"``, ``'007'``, escapes read), else None.
-
-    Quotes the shell keeps (``'kl.mode="off"'``), or that a grid file or Makefile writes, would
-    otherwise reach a text field as part of the value. A number field then gets the quoted
-    digits as text, which pydantic still reads as the number.
-    """
+    Quotes that the shell keeps, or a study grid or Makefile writes, are not part of the value."""
     stripped = text.strip()
     if len(stripped) < 2 or stripped[0] not in "\"'" or stripped[-1] != stripped[0]:
         return None
