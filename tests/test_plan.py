@@ -182,3 +182,44 @@ def test_gradients_accumulated_over_micro_batches_sit_beside_the_next_backward()
     # One process: the sum so far (4 P) beside the second micro-batch's activations.
     single = RunShape(**common)
     assert estimate(SMALL, single).update_peak == 12 * SMALL.parameters + 4 * SMALL.parameters + activations(SMALL, single) + head
+
+
+def _gradient_storages(rank: int, port: int, out: dict) -> None:
+    """How many storages the parameters' .grad use, inside no_sync and after the synced backward."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from slowthink.training.distributed import DistInfo, wrap_model
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+    ddp = wrap_model(model, DistInfo(rank, 2))  # the project's DDP settings
+    optimizer = torch.optim.AdamW(model.parameters())
+    x = torch.randn(2, 8)
+    seen = []
+    for _ in range(2):  # the second step is past DDP's bucket rebuild
+        optimizer.zero_grad(set_to_none=True)
+        with ddp.no_sync():
+            ddp(x).sum().backward()
+        inside = len({p.grad.untyped_storage().data_ptr() for p in model.parameters()})
+        ddp(x).sum().backward()
+        seen.append((inside, len({p.grad.untyped_storage().data_ptr() for p in model.parameters()})))
+        optimizer.step()
+    out[rank] = seen
+    dist.destroy_process_group()
+
+
+def test_ddp_accumulates_no_sync_gradients_outside_its_buckets():
+    """The premise of the no_sync term: inside no_sync each .grad is a tensor of its own (4 storages
+    for 4 parameters), beside the buckets; the synced backward makes them views of one bucket."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from spawn_helpers import free_port, spawn_with_deadline
+
+    out = spawn_with_deadline(_gradient_storages, (free_port(),), 120, "2 gloo ranks did not finish a DDP step in 120 s")
+    assert out[0] == out[1] == [(4, 1), (4, 1)]
