@@ -145,10 +145,10 @@ def _rl_update(model, batch, info, row_ranks=None, **distributed):
     )
     from slowthink.training.distributed import DistributedConfig, wrap_model
 
-    trainer = wrap_model(model, info, DistributedConfig(strategy="fsdp", **distributed), optimizer)
+    wrapped = wrap_model(model, info, DistributedConfig(strategy="fsdp", **distributed), optimizer)
     # Two mini-batches, two epochs: four optimizer steps, off-policy after the first.
     return update_policy(
-        trainer,
+        wrapped,
         optimizer,
         scheduler,
         batch,

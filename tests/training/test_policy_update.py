@@ -84,8 +84,8 @@ def _ddp_worker(rank: int, world: int, port: int, aggregation: str, out: dict) -
         batch = _batch()
         share = batch.select(slice(rank * 4, rank * 4 + 4))
         model = _model()
-        trainer = wrap_model(model, DistInfo(rank, world))
-        _update(trainer, share, aggregation, micro=2, minibatches=1, info=DistInfo(rank, world), row_ranks=torch.tensor([0] * 4 + [1] * 4))
+        wrapped = wrap_model(model, DistInfo(rank, world))
+        _update(wrapped, share, aggregation, micro=2, minibatches=1, info=DistInfo(rank, world), row_ranks=torch.tensor([0] * 4 + [1] * 4))
         out[rank] = torch.cat([p.detach().flatten() for p in model.parameters()])
     finally:
         dist.destroy_process_group()

@@ -33,12 +33,12 @@ def test_ddp_keeps_its_gradients_in_its_buckets_only():
         port = sock.getsockname()[1]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
-        trainer = wrap_model(_model(), DistInfo(0, 2), DistributedConfig())  # "several ranks": DDP on a group of one
-        assert trainer.gradient_as_bucket_view
+        wrapped = wrap_model(_model(), DistInfo(0, 2), DistributedConfig())  # "several ranks": DDP on a group of one
+        assert wrapped.gradient_as_bucket_view
         ids = torch.tensor([[11, 12, 13, 14]])
-        trainer(input_ids=ids).logits.sum().backward()
+        wrapped(input_ids=ids).logits.sum().backward()
         # Every gradient is a view of a bucket's storage, not a storage of its own.
-        grads = [p.grad for p in trainer.parameters() if p.grad is not None]
+        grads = [p.grad for p in wrapped.parameters() if p.grad is not None]
         assert grads and all(g._base is not None for g in grads)
     finally:
         dist.destroy_process_group()
@@ -50,7 +50,7 @@ def test_ddp_all_reduces_once_per_optimizer_step_not_per_micro_batch():
         port = sock.getsockname()[1]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
-        trainer = wrap_model(_model(), DistInfo(0, 2), DistributedConfig())
+        wrapped = wrap_model(_model(), DistInfo(0, 2), DistributedConfig())
         reductions = []
 
         def counting(state, bucket):
@@ -59,11 +59,11 @@ def test_ddp_all_reduces_once_per_optimizer_step_not_per_micro_batch():
             future.set_result(bucket.buffer())
             return future
 
-        trainer.register_comm_hook(None, counting)
+        wrapped.register_comm_hook(None, counting)
         batch = _batch()
         # 8 rows, two mini-batches of 4 in micro-batches of 3: two backward passes per optimizer step.
         metrics = _update(
-            trainer, batch, "token_mean", micro=3, minibatches=2, info=DistInfo(0, 1), row_ranks=torch.zeros(len(batch), dtype=torch.long)
+            wrapped, batch, "token_mean", micro=3, minibatches=2, info=DistInfo(0, 1), row_ranks=torch.zeros(len(batch), dtype=torch.long)
         )
         assert metrics["optimizer_steps"] == 2
         buckets = len(set(reductions))
