@@ -9,8 +9,9 @@ The demo uses it as the cold start before RL (paper sections 4.1 and 4.4).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -141,7 +142,7 @@ class SFTConfig(StrictConfig):
         return self
 
 
-def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFTExample], DataStats]:
+def load_examples(config: SFTDataConfig, tokenizer: Any, seed: int) -> tuple[list[SFTExample], DataStats]:
     """Encoded examples after the long-CoT filter and the max-length policy, with their counts."""
     if config.source == "tiny":
         task = ArithmeticTask(**config.tiny.model_dump())
@@ -177,9 +178,9 @@ def load_examples(config: SFTDataConfig, tokenizer, seed: int) -> tuple[list[SFT
 
 
 def sft_step(
-    model,
-    optimizer,
-    scheduler,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     examples: list[SFTExample],
     micro_batch_size: int,
     grad_clip: float,
@@ -206,7 +207,9 @@ def sft_step(
     return {"loss": all_reduce_sum(total, info), "grad_norm": float(norm), "lr": scheduler.get_last_lr()[0], "tokens": num_tokens}
 
 
-def micro_batch_logprobs(model, examples: list[SFTExample], micro_batch_size: int, pad_id: int, pack_length: int, info: DistInfo = DistInfo()):
+def micro_batch_logprobs(
+    model: torch.nn.Module, examples: list[SFTExample], micro_batch_size: int, pad_id: int, pack_length: int, info: DistInfo = DistInfo()
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(logprobs_BT, loss_mask_BT) per micro-batch of this rank's share of ``examples``,
     padded or packed, on the model's device.
 
