@@ -50,22 +50,19 @@ class ConfigCommand(typer.core.TyperCommand):
 
 @dataclass(frozen=True)
 class Flag:
-    """A command-line flag that sets one config key."""
+    """A command-line flag that sets one config key: its option names, and the Python name click gives its value."""
 
     key: str
     names: tuple[str, ...]
+    parameter: str
     envvar: str | None = None
-
-    @property
-    def parameter(self) -> str:
-        """The Python name click gives the value: the first long name, without the off switch."""
-        long = next(name for name in self.names if name.startswith("--"))
-        return long.split("/")[0].removeprefix("--").replace("-", "_")
 
 
 def flag(key: str, *names: str, envvar: str | None = None) -> Flag:
     """A flag for ``key``, named ``names`` (default: --LAST-PART-OF-KEY)."""
-    return Flag(key, names or ("--" + key.rsplit(".", 1)[-1].replace("_", "-"),), envvar)
+    names = names or ("--" + key.rsplit(".", 1)[-1].replace("_", "-"),)
+    long = next(name for name in names if name.startswith("--"))  # click names the value after it, less the off switch
+    return Flag(key, names, long.split("/")[0].removeprefix("--").replace("-", "_"), envvar)
 
 
 def config_flags(*flags: Flag) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

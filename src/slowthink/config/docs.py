@@ -8,7 +8,6 @@ sets ``use_attribute_docstrings``) or ``Field(description=...)``; a ``#`` commen
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -98,8 +97,8 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[KeyDoc]:
         doc = field_doc(field)
         if sub is not None:
             # A section's doc is its field's, else the first line of its class docstring.
-            doc = doc or (inspect.getdoc(sub) or "").split("\n")[0] if sub.__doc__ else doc
-            rows.append(KeyDoc(key, "section" if not nesting else f"{type_name(field.annotation)}", "", "", doc))
+            doc = doc or (sub.__doc__ or "").strip().split("\n")[0]
+            rows.append(KeyDoc(key, type_name(field.annotation) if nesting else "section", "", "", doc))
             rows.extend(describe(sub, f"{key}{nesting}."))
             continue
         rows.append(KeyDoc(key, type_name(field.annotation), default_text(field), allowed_values(field.annotation), doc))
@@ -113,7 +112,7 @@ def undocumented(model: type[BaseModel]) -> list[str]:
 
 def keys_text(command: str) -> str:
     """``slowthink config CMD``: one block per key, for a terminal."""
-    model = config_class(command)
+    model = config_class(command)  # first: an unknown command is a ConfigError listing the commands
     out = [f"keys of `slowthink {command}` ({COMMAND_CONFIGS[command].replace(':', '.')}); set them in the YAML file or as key=value overrides:", ""]
     for row in describe(model):
         if row.type == "section":
