@@ -123,6 +123,15 @@ def test_an_old_flat_yaml_file_names_the_new_keys(tmp_path):
 def test_a_misspelt_nested_key_gets_the_loaders_suggestion():
     with pytest.raises(ConfigError, match=r"unknown key 'sampling\.temprature' \(did you mean 'sampling\.temperature'\?\)"):
         load_config(EvalConfig, None, ["sampling.temprature=0.5"], {"data.file": "x.jsonl"})
+    # Misspelt at the top, as the flat key was: the suggestion is the nested key.
+    with pytest.raises(ConfigError, match=r"unknown key 'temprature' \(did you mean 'sampling\.temperature'\?\)"):
+        load_config(EvalConfig, None, ["temprature=0.5"], {"data.file": "x.jsonl"})
+    # Closer to a key at the top (model, not the old mode): the loader's own suggestion.
+    with pytest.raises(ConfigError, match=r"unknown key 'modle' \(did you mean 'model'\?\)"):
+        load_config(EvalConfig, None, ["modle=x"], {"data.file": "x.jsonl"})
+    # Nothing close: the loader lists the keys allowed at the top.
+    with pytest.raises(ConfigError, match=r"unknown key 'zzz'; allowed keys here: backend, checker, data, model, out"):
+        load_config(EvalConfig, None, ["zzz=1"], {"data.file": "x.jsonl"})
 
 
 def test_sampled_defaults_are_the_fields_defaults_and_the_papers():

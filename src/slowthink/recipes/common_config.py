@@ -3,6 +3,7 @@ generation backend and answer checker of ``slowthink eval`` and ``slowthink dist
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -135,3 +136,9 @@ def moved_keys_error(config: type[StrictConfig], data: dict[str, Any], moved: di
         raise ValueError(
             f"{command}'s settings are in sections now (its command-line flags are unchanged): {where}; see `slowthink config {command}`"
         )
+    # A misspelt old key (temprature=0.5): the loader could only list the sections here.
+    # A key close to one at the top as well (modle: model or mode?) is left to the loader's own hint.
+    for key in (k for k in data if k not in config.model_fields):
+        close = difflib.get_close_matches(key, moved, n=1)
+        if close and not difflib.get_close_matches(key, config.model_fields, n=1):
+            raise ValueError(f"unknown key '{key}' (did you mean '{moved[close[0]].split(' ')[0]}'?); see `slowthink config {command}`")
