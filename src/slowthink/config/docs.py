@@ -61,8 +61,10 @@ def type_name(annotation: Any) -> str:
         name = " | ".join(map(type_name, args))
     elif origin is not None:  # a tuple field is given as a YAML list
         name = f"{'list' if origin is tuple else getattr(origin, '__name__', str(origin))}[{', '.join(map(type_name, args))}]"
+    elif isinstance(inner, type):
+        name = "path" if issubclass(inner, PurePath) else inner.__name__
     else:
-        name = ("path" if issubclass(inner, PurePath) else inner.__name__) if isinstance(inner, type) else str(inner).replace("typing.", "")
+        name = str(inner).replace("typing.", "")
     return name + (" | null" if optional else "")
 
 
