@@ -8,7 +8,7 @@ import difflib
 import re
 from collections.abc import Sequence
 from importlib import resources
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -157,15 +157,6 @@ def split_overrides(args: list[str] | None) -> tuple[list[str], list[str]]:
     return inputs, overrides
 
 
-def _plain(value: Any) -> Any:
-    """Typer's values as YAML would give them (paths as text, tuples as lists)."""
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c`` in nested dicts (created as needed) to an already-typed value."""
     *parents, last = dotted.split(".")
@@ -174,4 +165,4 @@ def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(node.get(part), dict):
             node[part] = {}
         node = node[part]
-    node[last] = _plain(value)
+    node[last] = value
