@@ -320,3 +320,19 @@ def test_a_sandbox_that_cannot_start_exits_1_like_every_environment_failure(tmp_
     assert result.exit_code == 1, (result.exit_code, result.output)
     assert "Traceback" not in result.output
     assert "error: sandbox backend 'bwrap' requested but unusable: bwrap is not installed" in result.output, result.output
+
+
+def test_a_lost_rank_is_an_environment_failure_that_says_how_to_resume():
+    from slowthink.cli.errors import message_for
+
+    # gloo's error in a surviving rank when another node's rank died (tests/recipes/test_rl_two_nodes.py).
+    error = RuntimeError(
+        "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:42386: Connection reset "
+        "by peer. This is typically caused by a remote worker hanging or bugs in the application. Check the logs of the remote "
+        "worker before reporting an error. GLHF!"
+    )
+    assert exit_code_for(error) == 1
+    message = message_for(error)
+    assert message.startswith("lost contact with another rank (Read error [127.0.0.1]:42386: Connection reset by peer): "), message
+    assert "restart every node with --resume" in message and "GLHF" not in message
+    assert exit_code_for(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug keeps its traceback

@@ -129,7 +129,7 @@ def test_a_lost_node_ends_the_other_and_both_restart_from_the_last_checkpoint(tm
         _kill_leftovers(ranks)
     survivor = agents[1 - lost]
     assert codes[lost] == -signal.SIGKILL and codes[1 - lost] not in (0, None), survivor.last_stderr[-3000:]
-    assert "Connection" in survivor.last_stderr or "peer" in survivor.last_stderr, survivor.last_stderr[-3000:]
+    assert "error: lost contact with another rank" in survivor.last_stderr, survivor.last_stderr[-3000:]  # not a traceback
     assert latest_checkpoint(run).name < f"step_{STEPS:06d}", "the lost node went unnoticed"
 
     # Both nodes restarted with --resume: the run finishes from its last checkpoint, as if never interrupted.

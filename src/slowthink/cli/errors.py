@@ -11,7 +11,8 @@ these itself:
   path that is an input, lies in a read-only directory or is an existing file where a
   directory must go) prints ``error: <message>`` on stderr and exits **2**;
 - an **environment failure** outside the user's input (a server that does not answer, a
-  sandbox that cannot start, a full disk) prints ``error: <message>`` and exits **1**;
+  sandbox that cannot start, a full disk, another rank of a distributed run gone) prints
+  ``error: <message>`` and exits **1**;
 - anything else is a bug and keeps its traceback.
 
 Two commands handle something first, because only they know what to say:
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +35,9 @@ import typer
 
 USER_ERROR = 2
 ENVIRONMENT_ERROR = 1
+
+# gloo's words when a peer's connection closed: its process died, or its node was lost.
+LOST_PEER = re.compile(r"(\w+ error \[[^\]]*\]:\d+: )?Connection (reset|closed) by peer")
 
 # A path the user chose that cannot be written, and what to say about it (the path follows).
 UNWRITABLE = {
@@ -84,11 +89,16 @@ def exit_code_for(error: BaseException) -> int | None:
     if isinstance(error, _user_error_types()):
         return USER_ERROR
     # A full disk before the unwritable paths: ENOSPC's file is writable once there is room.
-    if isinstance(error, _environment_error_types()) or is_no_space(error):
+    if isinstance(error, _environment_error_types()) or is_no_space(error) or _lost_rank(error):
         return ENVIRONMENT_ERROR
     if _unwritable(error):
         return USER_ERROR
     return None
+
+
+def _lost_rank(error: BaseException) -> bool:
+    """A collective whose peer is gone: gloo's error when another rank's process (or node) died."""
+    return isinstance(error, RuntimeError) and LOST_PEER.search(str(error)) is not None
 
 
 def _unwritable(error: BaseException) -> bool:
@@ -108,6 +118,11 @@ def message_for(error: BaseException) -> str:
         if not isinstance(error, OSError):  # NoSpaceError names its path; torch's errors do not
             return str(error) if "no space left on" in str(error) else no_space_message("the output directory")
         return no_space_message(error.filename or "the output directory")
+    if _lost_rank(error):
+        return (
+            f"lost contact with another rank ({LOST_PEER.search(str(error)).group(0)}): a process or node of this run "
+            "stopped (its own log says why); restart every node with --resume to continue from the last checkpoint"
+        )
     if _unwritable(error):
         return f"cannot write {error.filename}: {UNWRITABLE[error.errno]}; choose another output path"
     if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and error.filename:
