@@ -10,6 +10,8 @@ Per rank (one GPU, or one CPU process), in bytes:
   number of ranks. Gradients are made anew at each backward and freed after each RL update
   (``zero_grad(set_to_none=True)``); DDP's all-reduce buckets stay, the one resident copy: each
   new gradient is copied into its bucket and dropped (``gradient_as_bucket_view``).
+* gradients accumulated over a step's earlier micro-batches, beside the next one's backward;
+  under DDP's ``no_sync`` (the RL update) a second copy beside the buckets.
 * KL reference: DDP a full copy in ``model.dtype``; FSDP sharded in ``distributed.param_dtype``.
 * activations of one micro-batch (b sequences of T tokens): with gradient checkpointing each
   layer's input (the residual stream) plus one layer's recompute; without it every layer's
