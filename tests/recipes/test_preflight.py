@@ -48,6 +48,18 @@ def test_missing_model_and_optimizer_state_paths(tmp_path):
     assert f"{tmp_path}/nope" in str(caught.value) and f"{tmp_path}/gone" in str(caught.value)
 
 
+def test_an_optimizer_state_folder_without_moments_is_refused_before_anything_loads(tmp_path):
+    import torch
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no_moments").mkdir()
+    torch.save({"step": 3}, tmp_path / "no_moments" / "trainer_state.pt")
+    for folder, why in (("empty", "no trainer_state.pt"), ("no_moments", "holds no optimizer state")):
+        config = load_config(RLConfig, None, [f"model.optimizer_state={tmp_path / folder}"])
+        with pytest.raises(ConfigError, match=rf"model.optimizer_state={tmp_path / folder}: {why}"):
+            check_runnable(config, cuda_available=False, vllm_installed=False)
+
+
 def test_tiny_configs_run_anywhere():
     check_runnable(load_config(RLConfig, shipped_config_dir() / "tiny_rl.yaml"), cuda_available=False, vllm_installed=False)
     check_runnable(load_config(SFTConfig, shipped_config_dir() / "tiny_sft.yaml"), cuda_available=False, vllm_installed=False)

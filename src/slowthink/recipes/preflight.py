@@ -83,6 +83,11 @@ def _model_problems(config: Any) -> list[str]:
     state = getattr(config.model, "optimizer_state", None)
     if state and not Path(state).expanduser().is_dir():
         problems.append(f"model.optimizer_state={state}: no such checkpoint directory (an SFT run's checkpoints/step_N)")
+    elif state:
+        from slowthink.training.optim import optimizer_state_problem
+
+        if (problem := optimizer_state_problem(Path(state).expanduser())) is not None:
+            problems.append(f"model.optimizer_state={state}: {problem}")
     return problems
 
 

@@ -10,7 +10,7 @@ import torch
 from pydantic import model_validator
 
 from slowthink.config import ConfigError, StrictConfig
-from slowthink.training.checkpoint import is_sharded_checkpoint, load_trainer_state
+from slowthink.training.checkpoint import SHARDED_DIR, is_sharded_checkpoint, load_trainer_state
 
 
 class OptimConfig(StrictConfig):
@@ -82,6 +82,22 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config, total_steps))
 
 
+def optimizer_state_problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot give ``model.optimizer_state`` its AdamW moments, or None;
+    cheap (the trainer state is memory-mapped, a sharded checkpoint's index read), so it runs
+    before any model loads."""
+    if is_sharded_checkpoint(checkpoint):
+        import torch.distributed.checkpoint as dcp
+
+        keys = dcp.FileSystemReader(str(checkpoint / SHARDED_DIR)).read_metadata().state_dict_metadata
+        return None if any(key.startswith("optimizer.state.") for key in keys) else "holds no optimizer state (its shards have no AdamW moments)"
+    if not (checkpoint / "trainer_state.pt").is_file():
+        return "no trainer_state.pt in it (an SFT run's checkpoints/step_N holds one)"
+    if "optimizer" not in load_trainer_state(checkpoint):
+        return "holds no optimizer state (its trainer_state.pt has no 'optimizer')"
+    return None
+
+
 def continue_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, lr: float) -> None:
     """Start from another run's AdamW moments (the SFT cold start's), with this run's
     hyper-parameters: only the per-parameter state (moments, step counts) is taken; the
@@ -89,14 +105,12 @@ def continue_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, lr: f
 
     A sharded checkpoint's moments wait for the sharded model: the recipe reads them after
     ``wrap_model`` (``sharded_checkpoint.continue_sharded_optimizer``)."""
-    state_file = checkpoint / "trainer_state.pt"
-    if not state_file.is_file():
-        raise ConfigError(f"model.optimizer_state: no trainer_state.pt in {checkpoint}")
+    problem = optimizer_state_problem(checkpoint)
+    if problem is not None:
+        raise ConfigError(f"model.optimizer_state: {checkpoint} {problem}")
     if is_sharded_checkpoint(checkpoint):
         return
     saved = load_trainer_state(checkpoint)
-    if "optimizer" not in saved:
-        raise ConfigError(f"model.optimizer_state: {checkpoint} holds no optimizer state (its trainer_state.pt has no 'optimizer')")
     own = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     optimizer.load_state_dict(saved["optimizer"])
     for group, hyper in zip(optimizer.param_groups, own):
