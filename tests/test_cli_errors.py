@@ -335,4 +335,12 @@ def test_a_lost_rank_is_an_environment_failure_that_says_how_to_resume():
     message = message_for(error)
     assert message.startswith("lost contact with another rank (Read error [127.0.0.1]:42386: Connection reset by peer): "), message
     assert "restart every node with --resume" in message and "GLHF" not in message
+    # A peer that sends nothing (a frozen or cut-off node) for distributed.timeout_minutes.
+    silent = RuntimeError(
+        "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 3000ms for recv operation to complete"
+    )
+    assert exit_code_for(silent) == 1
+    assert message_for(silent).startswith("no answer from another rank within distributed.timeout_minutes (Timed out waiting 3000ms"), message_for(
+        silent
+    )
     assert exit_code_for(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug keeps its traceback

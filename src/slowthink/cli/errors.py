@@ -38,6 +38,8 @@ ENVIRONMENT_ERROR = 1
 
 # gloo's words when a peer's connection closed: its process died, or its node was lost.
 LOST_PEER = re.compile(r"(\w+ error \[[^\]]*\]:\d+: )?Connection (reset|closed) by peer")
+# gloo's words when a peer sent nothing for distributed.timeout_minutes: stopped, cut off, or slow.
+SILENT_PEER = re.compile(r"Timed out waiting \d+ms for \w+ operation to complete")
 
 # A path the user chose that cannot be written, and what to say about it (the path follows).
 UNWRITABLE = {
@@ -98,7 +100,7 @@ def exit_code_for(error: BaseException) -> int | None:
 
 def _lost_rank(error: BaseException) -> bool:
     """A collective whose peer is gone: gloo's error when another rank's process (or node) died."""
-    return isinstance(error, RuntimeError) and LOST_PEER.search(str(error)) is not None
+    return isinstance(error, RuntimeError) and (LOST_PEER.search(str(error)) or SILENT_PEER.search(str(error))) is not None
 
 
 def _unwritable(error: BaseException) -> bool:
@@ -119,9 +121,13 @@ def message_for(error: BaseException) -> str:
             return str(error) if "no space left on" in str(error) else no_space_message("the output directory")
         return no_space_message(error.filename or "the output directory")
     if _lost_rank(error):
+        resume = "restart every node with --resume to continue from the last checkpoint"
+        if closed := LOST_PEER.search(str(error)):
+            return f"lost contact with another rank ({closed.group(0)}): a process or node of this run stopped (its own log says why); {resume}"
+        silent = SILENT_PEER.search(str(error)).group(0)
         return (
-            f"lost contact with another rank ({LOST_PEER.search(str(error)).group(0)}): a process or node of this run "
-            "stopped (its own log says why); restart every node with --resume to continue from the last checkpoint"
+            f"no answer from another rank within distributed.timeout_minutes ({silent}): a node of this run stopped or was "
+            f"cut off, or a rank worked longer than the timeout (then raise distributed.timeout_minutes); {resume}"
         )
     if _unwritable(error):
         return f"cannot write {error.filename}: {UNWRITABLE[error.errno]}; choose another output path"
