@@ -128,9 +128,9 @@ def process_group(device: str, dry: bool) -> dict:
     try:
         for name, config in {"ddp": DistributedConfig(), "fsdp_bf16": DistributedConfig(strategy="fsdp", param_dtype="bfloat16")}.items():
             model = tiny_model(device)
-            trainer = wrap_model(model, DistInfo(0, 2), config)  # "several ranks": a group of one
-            _one_update(trainer, device)
-            weights = full_weights(trainer)
+            wrapped = wrap_model(model, DistInfo(0, 2), config)  # "several ranks": a group of one
+            _one_update(wrapped, device)
+            weights = full_weights(wrapped)
             errors[name] = max(float((weights[k].float().cpu() - v).abs().max()) for k, v in expected.state_dict().items())
     finally:
         dist.destroy_process_group()

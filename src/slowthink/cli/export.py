@@ -14,7 +14,7 @@ from slowthink.cli.errors import ENVIRONMENT_ERROR, fail
 
 
 def export_cli(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint (RUN/checkpoints/step_N) or a run directory (its newest checkpoint)."),
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (RUN/checkpoints/step_NNNNNN) or a run directory (its newest checkpoint)."),
     out: Path = typer.Option(..., "--out", help="New or empty folder for the model, its tokenizer and README.md (the model card)."),
     merge: bool = typer.Option(False, "--merge", help="LoRA checkpoints: merge the adapter into the base weights (a plain transformers model)."),
     push_to_hub: str | None = typer.Option(None, "--push-to-hub", metavar="REPO", help="Upload the folder to this Hugging Face Hub repo (HF_TOKEN)."),

@@ -1,6 +1,6 @@
 """``slowthink export``: a checkpoint -> a clean Hugging Face folder with a model card.
 
-A checkpoint (``run/checkpoints/step_N``) holds what training needs to continue: the
+A checkpoint (``run/checkpoints/step_NNNNNN``) holds what training needs to continue: the
 optimizer's moments, RNG states, a manifest. The exported folder holds what a user loads:
 
 - a full-weights checkpoint: ``config.json``, the safetensors weights, generation config and
@@ -43,12 +43,12 @@ def find_checkpoint(path: Path) -> Path:
         return path
     newest = latest_checkpoint(path) if path.is_dir() else None
     if newest is None:
-        raise CheckpointError(f"{path} is neither a checkpoint (run/checkpoints/step_N) nor a run directory with one")
+        raise CheckpointError(f"{path} is neither a checkpoint (run/checkpoints/step_NNNNNN) nor a run directory with one")
     return newest
 
 
 def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run directory a checkpoint belongs to (``run/checkpoints/step_N``), if it is one."""
+    """The run directory a checkpoint belongs to (``run/checkpoints/step_NNNNNN``), if it is one."""
     run_dir = checkpoint.resolve().parent.parent
     return run_dir if checkpoint.resolve().parent.name == "checkpoints" and (run_dir / "config.yaml").is_file() else None
 

@@ -82,7 +82,7 @@ def _model_problems(config: Any) -> list[str]:
         problems.append(f"model.path={config.model.path}: {exc}")
     state = getattr(config.model, "optimizer_state", None)
     if state and not Path(state).expanduser().is_dir():
-        problems.append(f"model.optimizer_state={state}: no such checkpoint directory (an SFT run's checkpoints/step_N)")
+        problems.append(f"model.optimizer_state={state}: no such checkpoint directory (an SFT run's checkpoints/step_NNNNNN)")
     elif state:
         from slowthink.training.optim import optimizer_state_problem
 

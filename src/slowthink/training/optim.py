@@ -92,7 +92,7 @@ def optimizer_state_problem(checkpoint: Path) -> str | None:
         keys = dcp.FileSystemReader(str(checkpoint / SHARDED_DIR)).read_metadata().state_dict_metadata
         return None if any(key.startswith("optimizer.state.") for key in keys) else "holds no optimizer state (its shards have no AdamW moments)"
     if not (checkpoint / "trainer_state.pt").is_file():
-        return "no trainer_state.pt in it (an SFT run's checkpoints/step_N holds one)"
+        return "no trainer_state.pt in it (an SFT run's checkpoints/step_NNNNNN holds one)"
     if "optimizer" not in load_trainer_state(checkpoint):
         return "holds no optimizer state (its trainer_state.pt has no 'optimizer')"
     return None
