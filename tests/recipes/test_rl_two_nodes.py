@@ -3,9 +3,11 @@ rendezvous on 127.0.0.1, as on a real cluster (docs/scale.md, "Launching").
 
 An RL run with FSDP2 across the two agents trains exactly as one node with two ranks. When
 either node's agent is killed mid-run (a lost node; the head hosts the rendezvous, the other
-does not), its rank goes with it, the other node's rank and agent fail within seconds instead
-of waiting, and both restarted with ``--resume`` finish the run from the last checkpoint,
-equal to an uninterrupted run.
+does not), its rank goes with it and the other node's rank and agent fail within seconds;
+when a node freezes (nothing closes its connections) the other fails after
+``distributed.timeout_minutes``. Either way the survivor says so in one line, and both nodes
+restarted with ``--resume`` finish the run from the last checkpoint, equal to an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ OPTIONS = [*TINY_RL, f"train.steps={STEPS}", "distributed.strategy=fsdp", "model
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SLOWTHINK_TORCH_THREADS": "1"}
 
 
-def _torchrun(*launch: str, run: Path, resume: bool = False) -> subprocess.Popen:
+def _torchrun(*launch: str, run: Path, resume: bool = False, options: tuple[str, ...] = ()) -> subprocess.Popen:
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), *launch, "-m", "slowthink.cli", "rl", f"run.output_dir={run}", *OPTIONS, *(["--resume"] if resume else [])]
+    command = [str(torchrun), *launch, "-m", "slowthink.cli", "rl", f"run.output_dir={run}", *OPTIONS, *options, *(["--resume"] if resume else [])]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
 
 
-def _two_nodes(run: Path, resume: bool = False) -> list[subprocess.Popen]:
+def _two_nodes(run: Path, resume: bool = False, options: tuple[str, ...] = ()) -> list[subprocess.Popen]:
     """Two agents, one rank each, meeting at a c10d rendezvous on localhost.
 
     The first is the head node: it hosts the rendezvous store before the second starts, as
@@ -49,12 +51,12 @@ def _two_nodes(run: Path, resume: bool = False) -> list[subprocess.Popen]:
     """
     port = free_port()
     launch = ("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", run.name)
-    head = _torchrun(*launch, run=run, resume=resume)
+    head = _torchrun(*launch, run=run, resume=resume, options=options)
     deadline = time.monotonic() + 60
     while not _listening(port):
         assert time.monotonic() < deadline and head.poll() is None, "the head node's rendezvous never listened"
         time.sleep(0.1)
-    return [head, _torchrun(*launch, run=run, resume=resume)]
+    return [head, _torchrun(*launch, run=run, resume=resume, options=options)]
 
 
 def _listening(port: int) -> bool:
@@ -107,33 +109,49 @@ def test_two_nodes_train_as_one(tmp_path, one_node):
     _assert_equal(_weights(two_nodes), _weights(one_node))
 
 
+# How a node is lost: which agent, and how. A killed node closes its connections; a frozen
+# one (a power cut, a network partition) just stops answering.
+LOSSES = {
+    "head": (0, signal.SIGKILL, "error: lost contact with another rank"),
+    "other": (1, signal.SIGKILL, "error: lost contact with another rank"),
+    "frozen": (1, signal.SIGSTOP, "error: no answer from another rank within distributed.timeout_minutes"),
+}
+FROZEN_TIMEOUT = ("distributed.timeout_minutes=0.5",)  # 30 s: the frozen node's peer waits that long, not 2 minutes
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("lost", [0, 1], ids=["head", "other"])
-def test_a_lost_node_ends_the_other_and_both_restart_from_the_last_checkpoint(tmp_path, one_node, lost):
-    # A node lost after the step-2 checkpoint: its torchrun agent killed (its process group).
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_lost_node_ends_the_other_and_both_restart_from_the_last_checkpoint(tmp_path, one_node, loss):
+    node, how, message = LOSSES[loss]
+    options = FROZEN_TIMEOUT if how == signal.SIGSTOP else ()
     run = tmp_path / "lost_node"
-    agents = _two_nodes(run)
+    agents = _two_nodes(run, options=options)
     deadline = time.monotonic() + TIMEOUT_S
     while (checkpoint := latest_checkpoint(run)) is None or checkpoint.name < "step_000002":
         assert time.monotonic() < deadline and all(a.poll() is None for a in agents), "the run never reached its step-2 checkpoint"
         time.sleep(0.2)
-    ranks = [rank for agent in agents for rank in _ranks_of(agent)]  # torchrun starts each in a session of its own
+    ranks = [_ranks_of(agent) for agent in agents]  # torchrun starts each in a session of its own
     assert all(a.poll() is None for a in agents), "the run ended before the node could be lost"
-    os.killpg(agents[lost].pid, signal.SIGKILL)
+    # The node lost after its step-2 checkpoint: its torchrun agent killed (its process group;
+    # its rank must go with it), or the agent and its rank frozen.
+    os.killpg(agents[node].pid, how)
+    if how == signal.SIGSTOP:
+        _signal_all(ranks[node], how)
     try:
-        # Its rank goes with it; the other node's rank sees its peer gone and fails (gloo),
-        # and that node's agent exits: nothing waits for distributed.timeout_minutes or for
-        # torchrun's exit barrier (300 s).
-        codes = _finish(agents, LOST_NODE_S)
+        # The other node's rank fails at its next collective (gloo sees the connection closed,
+        # or waits distributed.timeout_minutes for the frozen one), and its agent exits:
+        # nothing waits for torchrun's exit barrier (300 s).
+        survivor = agents[1 - node]
+        [code] = _finish([survivor], LOST_NODE_S)
     finally:
-        _kill_leftovers(ranks)
-    survivor = agents[1 - lost]
-    assert codes[lost] == -signal.SIGKILL and codes[1 - lost] not in (0, None), survivor.last_stderr[-3000:]
-    assert "error: lost contact with another rank" in survivor.last_stderr, survivor.last_stderr[-3000:]  # not a traceback
+        _signal_all([agents[node].pid], signal.SIGKILL)
+        _signal_all([pid for pids in ranks for pid in pids], signal.SIGKILL)  # none may outlive the test
+    assert code not in (0, None) and message in survivor.last_stderr, survivor.last_stderr[-3000:]  # one line, not a traceback
+    assert _finish([agents[node]]) == [-signal.SIGKILL]
     assert latest_checkpoint(run).name < f"step_{STEPS:06d}", "the lost node went unnoticed"
 
     # Both nodes restarted with --resume: the run finishes from its last checkpoint, as if never interrupted.
-    agents = _two_nodes(run, resume=True)
+    agents = _two_nodes(run, resume=True, options=options)
     assert _finish(agents) == [0, 0], agents[0].last_stderr[-3000:] + agents[1].last_stderr[-3000:]
     assert latest_checkpoint(run).name == f"step_{STEPS:06d}"
     _assert_equal(_weights(run), _weights(one_node))
@@ -145,10 +163,10 @@ def _ranks_of(agent: subprocess.Popen) -> list[int]:
     return [int(pid) for pid in found.split()]
 
 
-def _kill_leftovers(ranks: list[int]) -> None:
-    """A rank left running (it outlived its agent) must not outlive the test."""
+def _signal_all(ranks: list[int], how: signal.Signals) -> None:
+    """Signal each rank's process group (a rank left running must not outlive the test)."""
     for pid in ranks:
         try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, how)
         except ProcessLookupError:
             pass
