@@ -22,6 +22,7 @@ from rl_helpers import TINY_RL, tiny_rl_config  # noqa: E402
 from test_fsdp import SFT, _torchrun  # noqa: E402
 
 from slowthink.config import ConfigError, load_config  # noqa: E402
+from slowthink.models.modeling import ModelLoadError  # noqa: E402
 from slowthink.recipes.export import export_checkpoint  # noqa: E402
 from slowthink.recipes.rl import run_rl  # noqa: E402
 from slowthink.recipes.sft import SFTConfig, run_sft  # noqa: E402
@@ -94,3 +95,13 @@ def test_a_checkpoint_without_optimizer_state_is_refused_naming_the_key_and_fold
     with pytest.raises(ConfigError, match=rf"model.optimizer_state.*{folder}.*no optimizer state"):
         run_rl(config)
     assert not (tmp_path / "rl" / "checkpoints").exists()  # refused before any step
+
+
+@pytest.mark.slow
+def test_model_path_at_a_sharded_checkpoint_is_refused_naming_the_export_command(tmp_path, sft):
+    # The weights of a sharded checkpoint are in DCP's shards, not in model.safetensors:
+    # transformers would fail on the missing file; the user needs `slowthink export` first.
+    config = tiny_rl_config(tmp_path / "rl", f"model.path={sft.sharded}")
+    with pytest.raises(ModelLoadError, match=rf"{sft.sharded} is a sharded checkpoint.*slowthink export {sft.sharded} --out DIR"):
+        run_rl(config)
+    assert not (tmp_path / "rl" / "checkpoints").exists()

@@ -105,6 +105,12 @@ def resolve_model_path(name_or_path: str) -> str:
                 f"model path {path} is a LoRA adapter checkpoint, not a model: merge it into its base first, "
                 f"`slowthink export {path} --out DIR --merge`, and use DIR"
             )
+        if (path / "sharded" / ".metadata").is_file() and not any(path.glob("*.safetensors")):
+            # A sharded (DCP) checkpoint keeps its weights in shards (training/sharded_checkpoint.py).
+            raise ModelLoadError(
+                f"model path {path} is a sharded checkpoint, not a model: turn it into a Hugging Face folder first, "
+                f"`slowthink export {path} --out DIR`, and use DIR"
+            )
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"model path {path} has no config.json: not a Hugging Face model directory")
         return str(path)
