@@ -4,12 +4,11 @@ keys named where they went, every flag setting the key it always set, and run.js
 from __future__ import annotations
 
 import json
-from functools import reduce
 from pathlib import Path
 
+import cli_flags
 import pytest
-import typer
-import yaml
+from cli_flags import at
 from typer.testing import CliRunner
 
 from slowthink.cli import app
@@ -24,13 +23,7 @@ URL = "http://127.0.0.1:8000/v1"
 
 
 def printed_config(*args: str, env: dict[str, str] | None = None) -> dict:
-    result = CliRunner().invoke(app, ["eval", *args, "--print-config"], env=env)
-    assert result.exit_code == 0, result.output
-    return yaml.safe_load(result.output)
-
-
-def at(config: dict, dotted: str):
-    return reduce(lambda node, part: node[part], dotted.split("."), config)
+    return cli_flags.printed_config("eval", *args, env=env)
 
 
 # Every flag `slowthink eval` had before its keys were nested: (arguments, the key it sets, the value).
@@ -79,15 +72,7 @@ def test_the_api_key_flag_still_reads_openai_api_key():
 
 
 def test_the_flag_cases_cover_every_flag_of_the_command():
-    command = typer.main.get_command(app).commands["eval"]
-    names = {
-        name
-        for param in command.get_params(typer.Context(command, info_name="eval"))
-        if param.param_type_name == "option"
-        for name in [*param.opts, *param.secondary_opts]
-    }
-    tested = {arg for args, _, _ in FLAG_CASES for arg in args if arg.startswith("-")}
-    assert names - {"--help", "--print-config"} == tested
+    assert cli_flags.declared_options("eval") == cli_flags.tested_options(FLAG_CASES)
 
 
 def test_flat_keys_name_their_new_place():

@@ -3,14 +3,10 @@ flat keys name their new place, and the backend section is eval's."""
 
 from __future__ import annotations
 
-from functools import reduce
-
+import cli_flags
 import pytest
-import typer
-import yaml
-from typer.testing import CliRunner
+from cli_flags import at
 
-from slowthink.cli import app
 from slowthink.config import ConfigError, load_config
 from slowthink.recipes.distill_tir import MOVED_KEYS, DistillTIRConfig
 
@@ -19,13 +15,7 @@ REQUIRED = ["--data", "p.jsonl", "--out", "o.jsonl"]
 
 
 def printed_config(*args: str, env: dict[str, str] | None = None) -> dict:
-    result = CliRunner().invoke(app, ["distill-tir", *args, "--print-config"], env=env)
-    assert result.exit_code == 0, result.output
-    return yaml.safe_load(result.output)
-
-
-def at(config: dict, dotted: str):
-    return reduce(lambda node, part: node[part], dotted.split("."), config)
+    return cli_flags.printed_config("distill-tir", *args, env=env)
 
 
 OPENAI = ["--backend", "openai", "--base-url", URL]
@@ -59,15 +49,7 @@ def test_the_api_key_flag_still_reads_openai_api_key():
 
 
 def test_the_flag_cases_cover_every_flag_of_the_command():
-    command = typer.main.get_command(app).commands["distill-tir"]
-    names = {
-        name
-        for param in command.get_params(typer.Context(command, info_name="distill-tir"))
-        if param.param_type_name == "option"
-        for name in [*param.opts, *param.secondary_opts]
-    }
-    tested = {arg for args, _, _ in FLAG_CASES for arg in args if arg.startswith("-")}
-    assert names - {"--help", "--print-config"} == tested
+    assert cli_flags.declared_options("distill-tir") == cli_flags.tested_options(FLAG_CASES)
 
 
 def test_flat_keys_name_their_new_place(tmp_path):
