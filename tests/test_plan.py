@@ -223,3 +223,20 @@ def test_ddp_accumulates_no_sync_gradients_outside_its_buckets():
 
     out = spawn_with_deadline(_gradient_storages, (free_port(),), 120, "2 gloo ranks did not finish a DDP step in 120 s")
     assert out[0] == out[1] == [(4, 1), (4, 1)]
+
+
+def test_the_plan_command_counts_a_ranks_micro_batches_per_optimizer_step():
+    from pathlib import Path
+
+    from slowthink.cli.plan import run_shape_of
+    from slowthink.config import load_config
+    from slowthink.recipes.rl_config import RLConfig
+
+    preset = Path(__file__).parents[1] / "configs" / "paper_still3_1.5b.yaml"
+    # 64 prompts per update x 8 rollouts = 512 rows over 8 GPUs: 64 rows, 16 micro-batches of 4.
+    run = run_shape_of(load_config(RLConfig, preset, []), 8, 1024)
+    assert (run.micro_batches, run.sync_every_micro_batch) == (16, False)
+    one = run_shape_of(load_config(RLConfig, preset, ["update.micro_batch_size=64"]), 8, 1024)
+    assert one.micro_batches == 1
+    # One micro-batch per step: no gradients wait beside the backward.
+    assert estimate(KNOWN_MODELS["deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"], one).parts["gradients beside the buckets (no_sync)"] == 0
