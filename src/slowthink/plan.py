@@ -302,7 +302,7 @@ def estimate(model: ModelShape, run: RunShape, gpu_memory: float = 0.0) -> Estim
     if not run.vllm:
         return Estimate(update_peak=update_peak, generation_peak=0.0, parts=parts)
     # Generation: the trainer's gradients are freed (DDP's buckets stay); vLLM takes its share.
-    trainer = state["weights"] + state["moments"] + reference + (state["gradients"] if run.strategy == "ddp" and run.ranks > 1 else 0.0)
+    trainer = state["weights"] + state["moments"] + reference + (state["gradients"] if ddp else 0.0)
     engine = run.gpu_memory_utilization * gpu_memory
     engine_weights = model.parameters * 2 / run.tensor_parallel
     kv = max(engine - engine_weights, 0.0)
