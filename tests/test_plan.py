@@ -240,3 +240,16 @@ def test_the_plan_command_counts_a_ranks_micro_batches_per_optimizer_step():
     assert one.micro_batches == 1
     # One micro-batch per step: no gradients wait beside the backward.
     assert estimate(KNOWN_MODELS["deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"], one).parts["gradients beside the buckets (no_sync)"] == 0
+
+
+def test_plan_of_an_sft_config_names_sfts_micro_batch_key():
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from slowthink.cli import app
+
+    sft = str(Path(__file__).parents[1] / "configs" / "tiny_sft.yaml")
+    result = CliRunner().invoke(app, ["plan", sft, "--gpus", "2", "model.path=Qwen/Qwen2.5-1.5B"])
+    assert result.exit_code == 0, result.output
+    assert "change: train.micro_batch_size=32" in result.output and "update.micro_batch_size" not in result.output

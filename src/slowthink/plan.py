@@ -311,8 +311,9 @@ def estimate(model: ModelShape, run: RunShape, gpu_memory: float = 0.0) -> Estim
     return Estimate(update_peak=update_peak, generation_peak=trainer + engine, parts=parts, kv_tokens=kv_tokens)
 
 
-def advice(model: ModelShape, run: RunShape, gpu_memory: float, margin: float = 0.9) -> list[str]:
-    """What to change when the run does not fit ``margin`` of the device (empty when it does)."""
+def advice(model: ModelShape, run: RunShape, gpu_memory: float, margin: float = 0.9, micro_batch_key: str = "update.micro_batch_size") -> list[str]:
+    """What to change when the run does not fit ``margin`` of the device (empty when it does);
+    ``micro_batch_key`` is the recipe's name for b (SFT's is ``train.micro_batch_size``)."""
     budget = margin * gpu_memory
     result = estimate(model, run, gpu_memory)
     tips: list[str] = []
@@ -322,7 +323,7 @@ def advice(model: ModelShape, run: RunShape, gpu_memory: float, margin: float = 
         if not run.gradient_checkpointing:
             tips.append("model.gradient_checkpointing=true")
         if run.micro_batch > 1:
-            tips.append(f"update.micro_batch_size={max(run.micro_batch // 2, 1)}")
+            tips.append(f"{micro_batch_key}={max(run.micro_batch // 2, 1)}")
         if not run.logprob_chunk or run.logprob_chunk > 1024:
             tips.append("model.logprob_chunk_size=1024")
         if run.sharded and not tips:

@@ -102,7 +102,8 @@ def plan_cli(
     run = run_shape_of(loaded, gpus, prompt_tokens)
     memory = parse_memory(gpu_memory)
     result = estimate(shape, run, memory)
-    typer.echo(report(loaded.model.path, shape, run, result, memory, advice(shape, run, memory)))
+    key = "update.micro_batch_size" if "rollout" in raw else "train.micro_batch_size"
+    typer.echo(report(loaded.model.path, shape, run, result, memory, advice(shape, run, memory, micro_batch_key=key)))
 
 
 def report(name: str, shape, run, result, memory: float, tips: list[str]) -> str:
