@@ -111,10 +111,13 @@ def test_two_nodes_train_as_one(tmp_path, one_node):
 
 # How a node is lost: which agent, and how. A killed node closes its connections; a frozen
 # one (a power cut, a network partition) just stops answering.
+# What the survivor says. The head node also hosts the c10d rendezvous store: when it is lost,
+# the other node's agent may see the store gone before its rank sees the peer gone, and then
+# exits with torchrun's own "connection to the C10d store has failed" (its rank dies with it).
 LOSSES = {
-    "head": (0, signal.SIGKILL, "error: lost contact with another rank"),
-    "other": (1, signal.SIGKILL, "error: lost contact with another rank"),
-    "frozen": (1, signal.SIGSTOP, "error: no answer from another rank within distributed.timeout_minutes"),
+    "head": (0, signal.SIGKILL, ("error: lost contact with another rank", "The connection to the C10d store has failed")),
+    "other": (1, signal.SIGKILL, ("error: lost contact with another rank",)),
+    "frozen": (1, signal.SIGSTOP, ("error: no answer from another rank within distributed.timeout_minutes",)),
 }
 FROZEN_TIMEOUT = ("distributed.timeout_minutes=0.5",)  # 30 s: the frozen node's peer waits that long, not 2 minutes
 
@@ -122,7 +125,7 @@ FROZEN_TIMEOUT = ("distributed.timeout_minutes=0.5",)  # 30 s: the frozen node's
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", LOSSES)
 def test_a_lost_node_ends_the_other_and_both_restart_from_the_last_checkpoint(tmp_path, one_node, loss):
-    node, how, message = LOSSES[loss]
+    node, how, messages = LOSSES[loss]
     options = FROZEN_TIMEOUT if how == signal.SIGSTOP else ()
     run = tmp_path / "lost_node"
     agents = _two_nodes(run, options=options)
@@ -146,7 +149,7 @@ def test_a_lost_node_ends_the_other_and_both_restart_from_the_last_checkpoint(tm
     finally:
         _signal_all([agents[node].pid], signal.SIGKILL)
         _signal_all([pid for pids in ranks for pid in pids], signal.SIGKILL)  # none may outlive the test
-    assert code not in (0, None) and message in survivor.last_stderr, survivor.last_stderr[-3000:]  # one line, not a traceback
+    assert code not in (0, None) and any(m in survivor.last_stderr for m in messages), survivor.last_stderr[-3000:]
     assert _finish([agents[node]]) == [-signal.SIGKILL]
     assert latest_checkpoint(run).name < f"step_{STEPS:06d}", "the lost node went unnoticed"
 
