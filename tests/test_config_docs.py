@@ -183,6 +183,6 @@ def test_a_flag_sets_its_key_and_a_bad_value_names_the_flag(tmp_path):
     source.write_text('{"answer": "2", "response": "\\\\boxed{2}"}\n')
     out = str(tmp_path / "out.jsonl")
     printed = yaml.safe_load(invoke("score", str(source), "--out", out, "--workers", "3", "--fallback", "--pass-k", "2", "--print-config").output)
-    assert (printed["workers"], printed["fallback"], printed["pass_k"]) == (3, True, [2])
+    assert (printed["checker"]["workers"], printed["checker"]["answer_fallback"], printed["pass_k"]) == (3, True, [2])
     result = invoke("score", str(source), "--out", out, "--workers", "three")
     assert result.exit_code == 2 and "--workers" in result.output

@@ -18,16 +18,17 @@ from slowthink.cli.command_config import config_flags, flag
 @config_flags(
     flag("out"),
     flag("format"),
-    flag("answer_field"),
-    flag("response_field"),
-    flag("responses_field"),
-    flag("id_field"),
-    flag("golds"),
+    flag("fields.answer", "--answer-field"),
+    flag("fields.response", "--response-field"),
+    flag("fields.responses", "--responses-field"),
+    flag("fields.id", "--id-field"),
+    flag("fields.golds", "--golds"),
     flag("pass_k"),
-    flag("checker"),
-    flag("fallback", "--fallback"),
-    flag("workers"),
-    flag("timeout"),
+    flag("checker.kind", "--checker"),
+    # --fallback, the flag there always was, sets eval's name for it.
+    flag("checker.answer_fallback", "--fallback"),
+    flag("checker.workers"),
+    flag("checker.timeout"),
 )
 def score_command(
     args: list[str] | None = typer.Argument(
@@ -39,7 +40,11 @@ def score_command(
     show_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
     flags: dict[str, Any] | None = None,
 ) -> None:
-    """Check saved responses against golds; write them back with 'correct' and 'status'."""
+    """Check saved responses against golds; write them back with 'correct' and 'status'.
+
+    Each flag sets the key named in its help (key ...); the golds file's own columns
+    (fields.golds_id, fields.golds_answer) are set in the YAML file or as key=value.
+    """
     from slowthink.cli.command_config import print_config
     from slowthink.config import ConfigError
     from slowthink.config.load import load_config, split_config_argument, split_overrides

@@ -7,7 +7,7 @@ the row has a list). Fields are paths into nested rows (``eval/field_path.py``),
 toolkits' outputs are read in their own layout (``eval/formats.py``: lighteval details
 parquet, lm-evaluation-harness ``samples_*.jsonl``, OpenAI batch output).
 
-Rows sharing a problem id (``id_field``), or one row's list of responses, are the samples
+Rows sharing a problem id (``fields.id``), or one row's list of responses, are the samples
 of one problem: the summary then gives pass@k and maj@n per problem as ``slowthink eval``
 does, so scoring another toolkit's n samples per problem gives the same table.
 
@@ -31,16 +31,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
-from pydantic import Field
-
-from slowthink.config import StrictConfig
 from slowthink.data.jsonl import JsonlRow, dumps_line
 from slowthink.durable import atomic_writer
 from slowthink.eval.field_path import PathError, parse_path, resolve
-from slowthink.eval.formats import FORMATS, count_rows, read_rows
+from slowthink.eval.formats import count_rows, read_rows
 from slowthink.progress import count_bar
+from slowthink.recipes.score_config import ScoreConfig
 from slowthink.rewards.verdict import STATUSES, Checker
 
 # Rows checked per round trip to the pool (and per progress update).
@@ -345,57 +343,6 @@ def problem_metrics(summary: ScoreSummary, checker: Checker | None, ks: tuple[in
     return out
 
 
-class ScoreConfig(StrictConfig):
-    """Everything ``slowthink score`` needs: a YAML file, FILE and the flags, or key=value overrides."""
-
-    file: str
-    """JSONL rows with a gold answer and a response (or a list of responses), or another toolkit's output (format)."""
-    out: str
-    """Where to write the rows with 'correct' and 'status' added (a file; never the input file)."""
-    # The names of eval/formats.py's FORMATS.
-    format: Literal["jsonl", "lighteval", "lm-eval", "openai-batch"] | None = None
-    """Layout of FILE (docs/evaluation.md): its default field paths; null: from the name (.parquet: lighteval, samples_*.jsonl: lm-eval, else jsonl)."""
-    answer_field: str | None = None
-    """Path of the gold answer (null: the format's; jsonl: answer). Dotted, with [i], [other.path] and [*]."""
-    response_field: str | None = None
-    """Path of one response (null: the format's; jsonl: response)."""
-    responses_field: str | None = None
-    """Path of a list of responses, which wins over response_field (null: the format's; jsonl: responses)."""
-    id_field: str | None = None
-    """Path of the problem id: rows sharing one are samples of one problem (pass@k, maj@n). Null: the format's (jsonl: problem_id)."""
-    golds: str | None = None
-    """JSONL of {id, answer} rows giving the golds of a file without them (openai-batch: joined on custom_id)."""
-    golds_id_field: str = "id"
-    """Field of the golds file holding the id."""
-    golds_answer_field: str = "answer"
-    """Field of the golds file holding the answer."""
-    pass_k: tuple[int, ...] = ()
-    """pass@k values to report per problem besides 1, 2, 4, ... and n."""
-    checker: Literal["math", "exact"] = "math"
-    """math (math-verify in worker processes) or exact (string match)."""
-    fallback: bool = False
-    """Evaluation only: when nothing is boxed, also read 'the answer is X', the last $math$, the last number."""
-    workers: int = Field(2, ge=1)
-    """Checker worker processes (each uses one core)."""
-    timeout: float = Field(5.0, gt=0)
-    """Seconds one check may take before its worker is killed."""
-
-    def fields(self, golds: dict[str, str] | None = None) -> Fields:
-        """The paths to read: each given one, else the format's."""
-        from slowthink.eval.formats import guess_format
-
-        layout = FORMATS[self.format or guess_format(Path(self.file))]
-        return Fields(
-            answer=self.answer_field or layout.answer,
-            response=self.response_field or layout.response,
-            responses=self.responses_field or layout.responses,
-            problem_id=self.id_field or layout.problem_id,
-            failure=layout.failure,
-            golds=golds,
-            join=(self.id_field or layout.join or layout.problem_id) if golds is not None else None,
-        )
-
-
 def run_score(cfg: ScoreConfig, progress: bool = False) -> ScoreSummary:
     """Check ``cfg.file`` into ``cfg.out`` and print the summary; a missing input, an output over
     an input or a directory, or a bad field path or golds file is a ``ConfigError``."""
@@ -407,17 +354,18 @@ def run_score(cfg: ScoreConfig, progress: bool = False) -> ScoreSummary:
     file, out = Path(cfg.file), Path(cfg.out)
     if not file.is_file():
         raise ConfigError(f"input file {file} does not exist")
-    check_output(out, [file, cfg.golds])  # the output over an input would destroy it (durable.py)
+    check_output(out, [file, cfg.fields.golds])  # the output over an input would destroy it (durable.py)
     if out.is_dir():
         # The atomic write's temp file used to be named instead of the path given.
         raise ConfigError(f"--out {out} is a directory; give the path of the file to write, e.g. {out / (file.stem + '.scored.jsonl')}")
     try:
-        golds = load_golds(Path(cfg.golds), cfg.golds_id_field, cfg.golds_answer_field) if cfg.golds else None
-        fields = cfg.fields(golds)
+        given = cfg.fields
+        golds = load_golds(Path(given.golds), given.golds_id, given.golds_answer) if given.golds else None
+        fields = cfg.row_fields(golds)
         fields.check()
     except (ValueError, OSError) as exc:  # a field path that does not parse, a golds file that cannot be read
         raise ConfigError(str(exc)) from None
-    checker = make_checker(cfg.checker, workers=cfg.workers, timeout_s=cfg.timeout, fallback=cfg.fallback)
+    checker = make_checker(cfg.checker.kind, workers=cfg.checker.workers, timeout_s=cfg.checker.timeout, fallback=cfg.checker.answer_fallback)
     try:
         summary = score_file(file, out, checker, fields, progress=progress)
         print_summary(summary, out, checker, tuple(cfg.pass_k))
