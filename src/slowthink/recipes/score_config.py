@@ -39,7 +39,7 @@ class ScoreFieldsConfig(StrictConfig):
     """Where a row keeps its gold, its response(s) and its problem id; null: the format's paths."""
 
     answer: str | None = None
-    """Path of the gold answer (null: the format's; jsonl: answer). Dotted, with [i], [other.path] and [*]."""
+    """Path of the gold answer (null: the format's; jsonl: answer). Dotted, with [0], [-1], [*] and indexes read from the row (docs/evaluation.md)."""
     response: str | None = None
     """Path of one response (null: the format's; jsonl: response)."""
     responses: str | None = None
