@@ -35,36 +35,14 @@ from typing import Any, TextIO
 
 from slowthink.data.jsonl import JsonlRow, dumps_line
 from slowthink.durable import atomic_writer
-from slowthink.eval.field_path import PathError, parse_path, resolve
+from slowthink.eval.field_path import PathError, resolve
 from slowthink.eval.formats import count_rows, read_rows
 from slowthink.progress import count_bar
-from slowthink.recipes.score_config import ScoreConfig
+from slowthink.recipes.score_config import Fields, ScoreConfig
 from slowthink.rewards.verdict import STATUSES, Checker
 
 # Rows checked per round trip to the pool (and per progress update).
 CHUNK_ROWS = 64
-
-
-@dataclass(frozen=True)
-class Fields:
-    """Where a row keeps its gold, its response(s) and its problem id: paths (eval/field_path.py)."""
-
-    answer: str = "answer"
-    response: str = "response"
-    responses: str = "responses"
-    # Rows sharing this value are samples of one problem; None: every row is its own problem.
-    problem_id: str | None = "problem_id"
-    # Set when the request failed (OpenAI batch output's "error").
-    failure: str | None = None
-    # Gold answers from another file ({id: answer}), joined on the row's value at ``join``.
-    golds: dict[str, str] | None = None
-    join: str | None = None
-
-    def check(self) -> None:
-        """Every path parses; a malformed one is a ``ValueError`` naming it."""
-        for path in (self.answer, self.response, self.responses, self.problem_id, self.failure, self.join):
-            if path is not None:
-                parse_path(path)
 
 
 @dataclass

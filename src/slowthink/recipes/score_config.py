@@ -2,22 +2,45 @@
 problem id) and ``checker`` (eval's checker section, with a time limit per check); the input,
 its format, the output and pass@k stay at the top. The command-line flags set these keys
 (cli/score.py); they were flat keys before, and a flat key now names where it went (``MOVED_KEYS``).
+``Fields`` is what the sections resolve to: the paths each row is read at.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from slowthink.config import StrictConfig
+from slowthink.eval.field_path import parse_path
 from slowthink.eval.formats import FORMATS
 from slowthink.recipes.common_config import moved_keys_error
 from slowthink.recipes.eval_config import EvalCheckerConfig
 
-if TYPE_CHECKING:
-    from slowthink.recipes.score import Fields
+
+@dataclass(frozen=True)
+class Fields:
+    """Where a row keeps its gold, its response(s) and its problem id: paths (eval/field_path.py)."""
+
+    answer: str = "answer"
+    response: str = "response"
+    responses: str = "responses"
+    # Rows sharing this value are samples of one problem; None: every row is its own problem.
+    problem_id: str | None = "problem_id"
+    # Set when the request failed (OpenAI batch output's "error").
+    failure: str | None = None
+    # Gold answers from another file ({id: answer}), joined on the row's value at ``join``.
+    golds: dict[str, str] | None = None
+    join: str | None = None
+
+    def check(self) -> None:
+        """Every path parses; a malformed one is a ``ValueError`` naming it."""
+        for path in (self.answer, self.response, self.responses, self.problem_id, self.failure, self.join):
+            if path is not None:
+                parse_path(path)
+
 
 # The flat keys score read before its sections, and where each went (the flags did not change).
 MOVED_KEYS = {
@@ -88,7 +111,6 @@ class ScoreConfig(StrictConfig):
     def row_fields(self, golds: dict[str, str] | None = None) -> Fields:
         """The paths to read: each given one, else the format's."""
         from slowthink.eval.formats import guess_format
-        from slowthink.recipes.score import Fields  # score.py imports this module
 
         layout, given = FORMATS[self.format or guess_format(Path(self.file))], self.fields
         return Fields(
