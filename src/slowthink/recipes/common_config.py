@@ -4,7 +4,7 @@ generation backend and answer checker of ``slowthink eval`` and ``slowthink dist
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -119,6 +119,21 @@ class CheckerConfig(StrictConfig):
     """math (math-verify in worker processes) or exact (string match, the tiny task)."""
     workers: int = Field(2, ge=1)
     """Answer-checker worker processes."""
+
+
+class MovedKeysConfig(StrictConfig):
+    """A command's config whose flat keys moved into sections (eval, distill-tir, score): a flat
+    key in a file or an override is an error naming its new dotted key (``moved_keys``)."""
+
+    command: ClassVar[str] = ""
+    moved_keys: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            moved_keys_error(cls, data, cls.moved_keys, cls.command)
+        return data
 
 
 def moved_keys_error(config: type[StrictConfig], data: dict[str, Any], moved: dict[str, str], command: str) -> None:

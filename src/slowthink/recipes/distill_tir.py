@@ -32,7 +32,7 @@ from slowthink.data.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.data.table_problems import load_problems
 from slowthink.data.tool_spans import call_spans
 from slowthink.eval.runner import check_unique_ids
-from slowthink.recipes.common_config import BackendConfig, CheckerConfig, moved_keys_error
+from slowthink.recipes.common_config import BackendConfig, CheckerConfig, MovedKeysConfig
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.tool_loop import ToolLoop
 from slowthink.tir.filter import drop_reason
@@ -84,8 +84,11 @@ class TeacherToolsConfig(StrictConfig):
     """Drop responses with any cell that failed."""
 
 
-class DistillTIRConfig(StrictConfig):
+class DistillTIRConfig(MovedKeysConfig):
     """Everything ``slowthink distill-tir`` needs: a YAML file, the flags and key=value overrides."""
+
+    command = "distill-tir"
+    moved_keys = MOVED_KEYS
 
     data: DistillDataConfig
     """The problems (data.file, required; --data)."""
@@ -115,13 +118,6 @@ class DistillTIRConfig(StrictConfig):
     """The tool loop's output format and budget, and whether a failed cell drops a response."""
     checker: CheckerConfig = CheckerConfig()
     """How the teacher's final answers are checked: math-verify or exact match, workers."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flat_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            moved_keys_error(cls, data, MOVED_KEYS, "distill-tir")
-        return data
 
     @model_validator(mode="after")
     def _check(self) -> DistillTIRConfig:

@@ -18,7 +18,7 @@ from slowthink.data.problems import check_column_mapping
 from slowthink.data.prompts import TEMPLATE_NAMES
 from slowthink.eval.benchmarks import BENCHMARK_NAMES
 from slowthink.eval.runner import Decoding
-from slowthink.recipes.common_config import BackendConfig, CheckerConfig, moved_keys_error
+from slowthink.recipes.common_config import BackendConfig, CheckerConfig, MovedKeysConfig
 
 # What greedy decoding is (section 4.3): one sample at T = 0, the full distribution.
 GREEDY = {"n": 1, "temperature": 0.0, "top_p": 1.0}
@@ -162,8 +162,11 @@ class EvalToolsConfig(StrictConfig):
         return {"tools": self.kind, "tool_preset": self.preset, "max_tool_calls": self.max_tool_calls, "tools_execute": self.execute}
 
 
-class EvalConfig(StrictConfig):
+class EvalConfig(MovedKeysConfig):
     """Everything ``slowthink eval`` needs; the command-line flags set keys of these sections."""
+
+    command = "eval"
+    moved_keys = MOVED_KEYS
 
     model: str | None = None
     """"tiny" (embedded; the default for hf and vllm), a local Hugging Face directory or a hub
@@ -191,14 +194,14 @@ class EvalConfig(StrictConfig):
 
     @model_validator(mode="before")
     @classmethod
-    def _flat_keys_and_default_model(cls, data: Any) -> Any:
+    def _default_model(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        moved_keys_error(cls, data, MOVED_KEYS, "eval")
         # hf and vllm load the model itself, the embedded tiny one by default. The openai
         # backend gets no default: a wrong tokenizer would silently build wrong prompts.
+        # (A flat `backend: openai` is MovedKeysConfig's error, whichever validator runs first.)
         backend = data.get("backend")
-        kind = backend.kind if isinstance(backend, BaseModel) else (backend or {}).get("kind", "hf")
+        kind = backend.kind if isinstance(backend, BaseModel) else backend.get("kind", "hf") if isinstance(backend, dict) else backend
         if data.get("model") is None and kind != "openai":
             data = {**data, "model": "tiny"}
         return data

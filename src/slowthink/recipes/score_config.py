@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from slowthink.config import StrictConfig
 from slowthink.eval.field_path import parse_path
 from slowthink.eval.formats import FORMATS
-from slowthink.recipes.common_config import moved_keys_error
+from slowthink.recipes.common_config import MovedKeysConfig
 from slowthink.recipes.eval_config import EvalCheckerConfig
 
 
@@ -84,8 +84,11 @@ class ScoreCheckerConfig(EvalCheckerConfig):
     """Seconds one check may take before its worker is killed."""
 
 
-class ScoreConfig(StrictConfig):
+class ScoreConfig(MovedKeysConfig):
     """Everything ``slowthink score`` needs: a YAML file, FILE and the flags, or key=value overrides."""
+
+    command = "score"
+    moved_keys = MOVED_KEYS
 
     file: str
     """JSONL rows with a gold answer and a response (or a list of responses), or another toolkit's output (format)."""
@@ -100,13 +103,6 @@ class ScoreConfig(StrictConfig):
     """Where each row keeps its gold, response(s) and problem id, or a golds file joined on the id."""
     checker: ScoreCheckerConfig = ScoreCheckerConfig()
     """How final answers are checked: math-verify or exact match, workers, the unboxed-answer fallback, a time limit."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flat_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            moved_keys_error(cls, data, MOVED_KEYS, "score")
-        return data
 
     def row_fields(self, golds: dict[str, str] | None = None) -> Fields:
         """The paths to read: each given one, else the format's."""
