@@ -121,6 +121,12 @@ class CheckerConfig(StrictConfig):
     """Answer-checker worker processes."""
 
 
+# The backend's flat keys of eval and distill-tir before the ``backend`` section, and where each went.
+MOVED_BACKEND_KEYS = {"backend": "backend.kind"} | {
+    key: f"backend.{key}" for key in ("base_url", "api_key", "served_model_name", "concurrency", "timeout_s")
+}
+
+
 class MovedKeysConfig(StrictConfig):
     """A command's config whose flat keys moved into sections (eval, distill-tir, score): a flat
     key in a file or an override is an error naming its new dotted key (``moved_keys``)."""

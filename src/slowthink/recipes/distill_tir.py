@@ -32,7 +32,7 @@ from slowthink.data.prompts import TEMPLATE_NAMES, encode_prompt
 from slowthink.data.table_problems import load_problems
 from slowthink.data.tool_spans import call_spans
 from slowthink.eval.runner import check_unique_ids
-from slowthink.recipes.common_config import BackendConfig, CheckerConfig, MovedKeysConfig
+from slowthink.recipes.common_config import MOVED_BACKEND_KEYS, BackendConfig, CheckerConfig, MovedKeysConfig
 from slowthink.rewards.verdict import Checker
 from slowthink.rollout.tool_loop import ToolLoop
 from slowthink.tir.filter import drop_reason
@@ -42,12 +42,7 @@ from slowthink.tir.teacher import Candidate, TIRSampling, inject_responses, inst
 MOVED_KEYS = {
     "data": "data.file",
     "limit": "data.limit",
-    "backend": "backend.kind",
-    "base_url": "backend.base_url",
-    "api_key": "backend.api_key",
-    "served_model_name": "backend.served_model_name",
-    "concurrency": "backend.concurrency",
-    "timeout_s": "backend.timeout_s",
+    **MOVED_BACKEND_KEYS,
     "max_tokens": "sampling.max_tokens",
     "tool_preset": "tools.preset",
     "max_tool_calls": "tools.max_tool_calls",

@@ -18,7 +18,7 @@ from slowthink.data.problems import check_column_mapping
 from slowthink.data.prompts import TEMPLATE_NAMES
 from slowthink.eval.benchmarks import BENCHMARK_NAMES
 from slowthink.eval.runner import Decoding
-from slowthink.recipes.common_config import BackendConfig, CheckerConfig, MovedKeysConfig
+from slowthink.recipes.common_config import MOVED_BACKEND_KEYS, BackendConfig, CheckerConfig, MovedKeysConfig
 
 # What greedy decoding is (section 4.3): one sample at T = 0, the full distribution.
 GREEDY = {"n": 1, "temperature": 0.0, "top_p": 1.0}
@@ -37,12 +37,7 @@ MOVED_KEYS = {
     "top_p": "sampling.top_p",
     "max_tokens": "sampling.max_tokens",
     "seed": "sampling.seed",
-    "backend": "backend.kind",
-    "base_url": "backend.base_url",
-    "api_key": "backend.api_key",
-    "served_model_name": "backend.served_model_name",
-    "concurrency": "backend.concurrency",
-    "timeout_s": "backend.timeout_s",
+    **MOVED_BACKEND_KEYS,
     "max_retries": "backend.max_retries",
     "batch_size": "backend.batch_size",
     "tensor_parallel_size": "backend.tensor_parallel_size",
