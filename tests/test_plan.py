@@ -186,15 +186,17 @@ def test_gradients_accumulated_over_micro_batches_sit_beside_the_next_backward()
 
 def _gradient_storages(rank: int, port: int, out: dict) -> None:
     """How many storages the parameters' .grad use, inside no_sync and after the synced backward."""
-    import os
+    from spawn_helpers import gloo_group
 
+    with gloo_group(rank, 2, port):
+        out[rank] = _storages_over_two_steps(rank)
+
+
+def _storages_over_two_steps(rank: int) -> list[tuple[int, int]]:
     import torch
-    import torch.distributed as dist
 
     from slowthink.training.distributed import DistInfo, wrap_model
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
     ddp = wrap_model(model, DistInfo(rank, 2))  # the project's DDP settings
     optimizer = torch.optim.AdamW(model.parameters())
@@ -208,8 +210,7 @@ def _gradient_storages(rank: int, port: int, out: dict) -> None:
         ddp(x).sum().backward()
         seen.append((inside, len({p.grad.untyped_storage().data_ptr() for p in model.parameters()})))
         optimizer.step()
-    out[rank] = seen
-    dist.destroy_process_group()
+    return seen
 
 
 def test_ddp_accumulates_no_sync_gradients_outside_its_buckets():

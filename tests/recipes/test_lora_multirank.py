@@ -3,8 +3,6 @@ the same global batch; the KL reference is the base (adapter off) on every rank.
 
 from __future__ import annotations
 
-import datetime
-import os
 import sys
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from slowthink.training.policy_update import update_policy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rl_helpers import update_parts  # noqa: E402
-from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
+from spawn_helpers import free_port, gloo_group, spawn_with_deadline  # noqa: E402
 from test_rl_multirank import SPEC, _step  # noqa: E402
 
 SCENARIO = "uneven_kept"  # rank 0 keeps 8 rows, rank 1 keeps 4; KL to the reference in the loss
@@ -72,15 +70,11 @@ def _train(info: DistInfo) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def _worker(rank: int, world: int, port: int, out: dict) -> None:
-    import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
-    try:
+    # A collective that never pairs up raises after 60 s instead of waiting forever.
+    with gloo_group(rank, world, port, timeout_s=60):
         out[rank] = _train(DistInfo(rank, world))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

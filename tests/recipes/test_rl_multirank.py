@@ -12,7 +12,6 @@ timeout and the test a deadline, so a hang fails instead of wedging CI.
 from __future__ import annotations
 
 import copy
-import datetime
 import os
 import sys
 from pathlib import Path
@@ -32,7 +31,7 @@ from slowthink.training.policy_update import update_policy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rl_helpers import tiny_rl_config, update_parts  # noqa: E402
-from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
+from spawn_helpers import free_port, gloo_group, spawn_with_deadline  # noqa: E402
 
 SPEC = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
 T, F = True, False
@@ -127,17 +126,12 @@ def _train(name: str, info: DistInfo) -> tuple[torch.Tensor, dict]:
 
 
 def _worker(rank: int, world: int, port: int, out: dict) -> None:
-    import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     # A collective that never pairs up raises after 60 s instead of waiting forever.
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
-    try:
+    with gloo_group(rank, world, port, timeout_s=60):
         for name in SCENARIOS:
             out[(name, rank)] = _train(name, DistInfo(rank, world))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

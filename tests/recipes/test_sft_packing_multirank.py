@@ -11,8 +11,6 @@ fails instead of wedging CI.
 
 from __future__ import annotations
 
-import datetime
-import os
 import sys
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from slowthink.training.packing import pack_rows
 from slowthink.training.run_dir import claim_run_dir
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
+from spawn_helpers import free_port, gloo_group, spawn_with_deadline  # noqa: E402
 
 # The review's reproduction, at lr 1e-3 so that AdamW keeps float noise small (tests/training/test_fsdp.py).
 PACKED = [
@@ -55,21 +53,16 @@ def _config(out: Path, strategy: str = "ddp") -> SFTConfig:
 
 
 def _worker(rank: int, world: int, port: int, root: str, out: dict) -> None:
-    import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     # A collective that never pairs up raises after 60 s instead of waiting forever.
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
-    try:
+    with gloo_group(rank, world, port, timeout_s=60):
         info = DistInfo(rank, world)
         for strategy in STRATEGIES:
             config = _config(Path(root) / strategy, strategy)
             with claim_run_dir(config, False, info) as start:
                 train_sft(config, start, info)
         out[rank] = "done"
-    finally:
-        dist.destroy_process_group()
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:

@@ -5,23 +5,18 @@ No vLLM is needed: only the gather runs, on 2 gloo ranks forming one engine's gr
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
+from spawn_helpers import free_port, gloo_group, spawn_with_deadline  # noqa: E402
 
 
 def _rank(rank: int, port: int, temperatures: tuple[float, float], out: dict) -> None:
-    import torch.distributed as dist
-
     from slowthink.rollout.generator import SamplingParams
     from slowthink.rollout.vllm_backend import VLLMGenerator, _tensor_parallel_group, vllm_sampling_kwargs
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, 2, port):
         engine = object.__new__(VLLMGenerator)  # the gather needs no engine
         engine.tp_group, engine.tp_rank, engine.tp_size = _tensor_parallel_group(2)
         settings = vllm_sampling_kwargs(SamplingParams(temperature=temperatures[rank], n=2))
@@ -30,8 +25,6 @@ def _rank(rank: int, port: int, temperatures: tuple[float, float], out: dict) ->
             out[rank] = (prompts, seeds, (mine.start, mine.stop))
         except Exception as exc:
             out[rank] = f"{type(exc).__name__}: {exc}"
-    finally:
-        dist.destroy_process_group()
 
 
 def test_a_group_gathers_its_prompts_and_each_rank_keeps_its_own():
@@ -48,21 +41,16 @@ def test_ranks_sampling_with_other_settings_is_an_error():
 
 def _sync_rank(rank: int, port: int, out: dict) -> None:
     import torch
-    import torch.distributed as dist
 
     from slowthink.models.tiny import TinyModelSpec, build_model, build_tokenizer
     from slowthink.rollout.vllm_backend import full_weights
     from slowthink.training.distributed import DistInfo, DistributedConfig, wrap_model
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, 2, port):
         model = build_model(build_tokenizer(), TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), seed=0)
         wrap_model(model, DistInfo(rank, 2), DistributedConfig(strategy="fsdp"))
         out[rank] = {name: tensor.clone() for name, tensor in full_weights(model, torch.bfloat16)}
-    finally:
-        dist.destroy_process_group()
 
 
 def test_the_fsdp_sync_gathers_shards_cast_to_the_engine_dtype():

@@ -27,6 +27,9 @@ from slowthink.config import load_config
 from slowthink.recipes.sft import SFTConfig, run_sft
 from slowthink.training.checkpoint import latest_checkpoint, load_trainer_state
 
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from spawn_helpers import gloo_group  # noqa: E402
+
 TIMEOUT_S = 240
 TOL = dict(rtol=0, atol=2e-5)
 SFT = [
@@ -180,14 +183,11 @@ def _rl_model():
 
 
 def _rl_worker(rank: int, world: int, port: int, out: dict, distributed: dict) -> None:
-    import torch.distributed as dist
 
     from slowthink.training.distributed import DistInfo, full_weights
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         batch, model = _rl_batch(), _rl_model()
         # Rows 0-3 on rank 0, 4-7 on rank 1: the global order is rank 0's rows, then rank 1's.
         row_ranks = torch.tensor([0] * 4 + [1] * 4)
@@ -195,8 +195,6 @@ def _rl_worker(rank: int, world: int, port: int, out: dict, distributed: dict) -
         weights = full_weights(model)
         if rank == 0:
             out["weights"] = {k: v.clone() for k, v in weights.items()}
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ Loading the full fp32 model on each of 8 ranks took 131 GB of host memory per ra
 from __future__ import annotations
 
 import copy
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
-from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
+from spawn_helpers import free_port, gloo_group, spawn_with_deadline  # noqa: E402
 from test_fsdp import _rl_batch, _rl_model  # noqa: E402
 
 
@@ -31,16 +30,13 @@ def _optimizer_with_state(model):
 
 
 def _rank(rank: int, port: int, out: dict) -> None:
-    import torch.distributed as dist
 
     from slowthink.training.distributed import DistInfo, DistributedConfig, copy_full_weights, full_weights, wrap_model
     from slowthink.training.fsdp import full_optimizer_state, materialize_like
     from slowthink.training.logprobs import batched_logprobs
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, 2, port):
         model = _rl_model()
         if rank == 1:
             model = model.to("meta")  # what empty_model builds: the architecture, no storage
@@ -58,8 +54,6 @@ def _rank(rank: int, port: int, out: dict) -> None:
         buffers = {k: v.clone() for k, v in model.named_buffers()}
         out[rank] = {"logprobs": logprobs, "weights": weights, "buffers": buffers, "moments": moments, "engine": engine.state_dict()}
         out[rank] = {**out[rank], "engine_buffers": {k: v.clone() for k, v in engine.named_buffers()}}
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

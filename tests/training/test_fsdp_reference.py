@@ -8,7 +8,6 @@ agree exactly at step 0 (a full fp32 reference beside a bf16 policy made the KL 
 from __future__ import annotations
 
 import copy
-import os
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
-from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
+from spawn_helpers import free_port, gloo_group, spawn_with_deadline  # noqa: E402
 from test_fsdp import _rl_batch, _rl_model  # noqa: E402
 
 SCALE = 1.5  # the "trained" policy of the reset: every weight times 1.5, identical on any sharding
@@ -28,7 +27,6 @@ def _rows():
 
 
 def _rank(rank: int, port: int, param_dtype: str | None, out: dict) -> None:
-    import torch.distributed as dist
 
     from slowthink.training.distributed import (
         DistInfo,
@@ -41,10 +39,8 @@ def _rank(rank: int, port: int, param_dtype: str | None, out: dict) -> None:
     )
     from slowthink.training.logprobs import batched_logprobs
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, 2, port):
         info, config = DistInfo(rank, 2), DistributedConfig(strategy="fsdp", param_dtype=param_dtype)
         policy = _rl_model()
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -64,8 +60,6 @@ def _rank(rank: int, port: int, param_dtype: str | None, out: dict) -> None:
         if rank == 0:
             result["reset_weights"] = {k: v.clone() for k, v in weights.items()}
         out[rank] = result
-    finally:
-        dist.destroy_process_group()
 
 
 def _unsharded(dtype: torch.dtype, scale: float = 1.0):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
-import os
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,9 @@ from slowthink.training.batch import build_sequence_batch
 from slowthink.training.distributed import DistInfo
 from slowthink.training.optim import OptimConfig, build_scheduler
 from slowthink.training.policy_update import LossSettings, update_policy
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from spawn_helpers import gloo_group  # noqa: E402
 
 SPEC = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
 
@@ -73,22 +77,17 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world: int, port: int, aggregation: str, out: dict) -> None:
-    import torch.distributed as dist
 
     from slowthink.training.distributed import wrap_model
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         batch = _batch()
         share = batch.select(slice(rank * 4, rank * 4 + 4))
         model = _model()
         wrapped = wrap_model(model, DistInfo(rank, world))
         _update(wrapped, share, aggregation, micro=2, minibatches=1, info=DistInfo(rank, world), row_ranks=torch.tensor([0] * 4 + [1] * 4))
         out[rank] = torch.cat([p.detach().flatten() for p in model.parameters()])
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow  # ~10 s each: two gloo processes start torch
