@@ -2,7 +2,7 @@
 
 - ``run_training``: the entry of a recipe: the process group (torchrun), the claimed run
   directory, the recipe's loop in it, then the process group shut down;
-- ``seed_everything``: torch threads for this machine, then Python's and torch's seeds;
+- ``seed_everything``: torch threads for this machine, then Python's, NumPy's and torch's seeds;
 - ``load_policy``: the model and tokenizer from a ``ModelConfig``, with its memory plan
   (chunked log-probs, gradient checkpointing, autocast) and its LoRA adapters when asked for;
 - ``run_outputs``: the metric tracker (rank 0 only; resumed runs drop rows after the
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from slowthink.tracking import StepProgress, build_tracker
@@ -46,11 +47,16 @@ def run_training(
 
 
 def seed_everything(run: Any) -> int:
-    """Set torch's threads (``run.torch_threads``, 0 = decide from the cores) and seed Python and torch; returns the threads."""
+    """Set torch's threads (``run.torch_threads``, 0 = decide from the cores) and seed Python, NumPy and torch; returns the threads.
+
+    NumPy's global generator is seeded as transformers' ``set_seed`` does: nothing of slowthink
+    draws from it, but a user's reward function or data code may, and checkpoints save its state.
+    """
     from slowthink.models.modeling import set_torch_threads
 
     threads = set_torch_threads(run.torch_threads or None)
     random.seed(run.seed)
+    np.random.seed(run.seed)
     torch.manual_seed(run.seed)
     return threads
 
