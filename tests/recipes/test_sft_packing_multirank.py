@@ -1,5 +1,5 @@
 """Packed SFT (``data.packing=true``) on two gloo ranks, under DDP and FSDP2, trains as one
-process does.
+process does; under FSDP2 only rank 0 reads the whole model.
 
 Before, each rank packed its own share of the batch, so the ranks made different numbers
 of packed rows, hence of micro-batches: their collectives stopped pairing up and the run
@@ -53,7 +53,16 @@ def _config(out: Path, strategy: str = "ddp") -> SFTConfig:
 
 
 def _worker(rank: int, world: int, port: int, root: str, out: dict) -> None:
+    import slowthink.models.modeling as modeling
 
+    full_loads = []  # which strategies' runs read the whole model on this rank
+    read_whole_model = modeling.load_model_and_tokenizer
+
+    def counted(*args, **kwargs):
+        full_loads.append(strategy)
+        return read_whole_model(*args, **kwargs)
+
+    modeling.load_model_and_tokenizer = counted
     torch.set_num_threads(1)
     # A collective that never pairs up raises after 60 s instead of waiting forever.
     with gloo_group(rank, world, port, timeout_s=60):
@@ -62,7 +71,7 @@ def _worker(rank: int, world: int, port: int, root: str, out: dict) -> None:
             config = _config(Path(root) / strategy, strategy)
             with claim_run_dir(config, False, info) as start:
                 train_sft(config, start, info)
-        out[rank] = "done"
+        out[rank] = full_loads
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -83,18 +92,34 @@ def test_the_scenario_packs_unequal_row_counts_per_rank(tmp_path):
     assert any(a != b for a, b in counts), counts
 
 
-@pytest.mark.slow  # two 2-rank runs and one single-process run of 2 steps
-def test_packed_sft_on_two_ranks_equals_one_process_under_ddp_and_fsdp(tmp_path):
-    spawn_with_deadline(
-        _worker, (2, free_port(), str(tmp_path)), 300, "packed SFT on 2 ranks still running after 300 s: the ranks' collectives do not pair up"
+@pytest.fixture(scope="module")
+def two_rank_runs(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("two_ranks")
+    out = spawn_with_deadline(
+        _worker, (2, free_port(), str(root)), 300, "packed SFT on 2 ranks still running after 300 s: the ranks' collectives do not pair up"
     )
+    return root, out
+
+
+@pytest.mark.slow  # two 2-rank runs and one single-process run of 2 steps
+def test_packed_sft_on_two_ranks_equals_one_process_under_ddp_and_fsdp(two_rank_runs, tmp_path):
+    root, _ = two_rank_runs
     single = run_sft(_config(tmp_path / "one"))
     expected = _weights(single)
     losses = [row["loss"] for row in read_metrics(single / "metrics.jsonl")]
     for strategy in STRATEGIES:
-        run = tmp_path / strategy
+        run = root / strategy
         weights = _weights(run)
         assert weights.keys() == expected.keys()
         for key, value in expected.items():
             torch.testing.assert_close(weights[key], value, **TOL, msg=lambda m, key=key, strategy=strategy: f"{strategy}, {key}: {m}")
         assert [row["loss"] for row in read_metrics(run / "metrics.jsonl")] == pytest.approx(losses, abs=1e-6), strategy
+
+
+@pytest.mark.slow
+def test_under_fsdp_only_rank_0_reads_the_whole_model(two_rank_runs):
+    # As RL does (recipes/rl_parts.py): rank 1 builds the architecture empty and fsdp fills its
+    # shards from rank 0, so a node holds one full copy in host memory, not one per rank. Under
+    # DDP every rank holds the whole model anyway.
+    _, full_loads = two_rank_runs
+    assert full_loads == {0: ["ddp", "fsdp"], 1: ["ddp"]}

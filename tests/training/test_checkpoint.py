@@ -307,3 +307,14 @@ def test_full_disk_while_the_trainer_state_is_written(tmp_path):
     assert "weights fit" in done.stdout, done.stdout + done.stderr  # the disk is sized for this case
     assert f"ERROR NoSpaceError no space left on {mount / 'checkpoints'}" in done.stdout, done.stdout + done.stderr
     assert "LEFT []" in done.stdout, done.stdout
+
+
+def test_an_empty_rank_does_not_read_the_weights_it_cannot_hold(tmp_path, model, tokenizer):
+    # Under FSDP, ranks other than 0 hold the architecture on `meta` and get their shards from
+    # rank 0 (training/fsdp.py): reading model.safetensors there cost a full copy of the weights
+    # in host memory per rank. A damaged file shows whether it is read.
+    checkpoint = save_checkpoint(tmp_path, 1, model, tokenizer, {"step": 1})
+    _truncate(checkpoint / "model.safetensors")
+    load_weights(build_model(tokenizer, SPEC, seed=0).to("meta"), checkpoint)
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_weights(model, checkpoint)  # a rank that holds weights reads them

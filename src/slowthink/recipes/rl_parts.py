@@ -15,11 +15,11 @@ from slowthink.recipes.rl_config import RLConfig
 from slowthink.recipes.rl_engine import build_generator, ranks_load_empty
 from slowthink.rewards.reward import RewardModel
 from slowthink.rollout.generator import Generator
-from slowthink.training.distributed import DistInfo, load_device
+from slowthink.training.distributed import DistInfo
 from slowthink.training.experience import SelectionSettings
 from slowthink.training.lora import AdapterOff, is_lora
 from slowthink.training.optim import build_optimizer, build_scheduler, continue_optimizer
-from slowthink.training.run_setup import load_policy
+from slowthink.training.run_setup import load_trainer_policy
 
 
 @dataclass
@@ -85,15 +85,9 @@ def selection_settings(config: RLConfig) -> SelectionSettings:
 
 def load_trainer_model(config: RLConfig, info: DistInfo) -> tuple[Any, Any]:
     """(model, tokenizer) with the memory plan; under FSDP on several ranks, on the CPU on
-    rank 0 and empty (``meta``) on the others: sharding moves each layer to the GPU and fills
-    every rank's shards from rank 0, so neither a GPU nor a rank's host memory holds the whole
-    model beside rank 0's one copy."""
-    if not ranks_load_empty(config, info) or info.rank == 0:
-        return load_policy(config.model.model_copy(update={"device": load_device(config.model.device, info, config.distributed)}))
-    from slowthink.models.modeling import load_tokenizer, set_memory_plan
-    from slowthink.training.fsdp import empty_model
-
-    return set_memory_plan(empty_model(config.model.path, config.model.dtype), config.model.memory_plan), load_tokenizer(config.model.path)
+    rank 0 and empty (``meta``) on the others unless stale rollouts need every rank's full copy
+    (``rl_engine.ranks_load_empty``, ``run_setup.load_trainer_policy``)."""
+    return load_trainer_policy(config.model, config.distributed, info, ranks_load_empty(config, info))
 
 
 def build_reference(model: Any) -> Any:

@@ -41,7 +41,7 @@ from slowthink.training.logprobs import forward_logprobs, model_device
 from slowthink.training.optim import OptimConfig, build_optimizer, build_scheduler, warmup_warning
 from slowthink.training.packing import pack_examples, rank_share
 from slowthink.training.run_dir import RunStart
-from slowthink.training.run_setup import load_policy, run_outputs, run_training, seed_everything
+from slowthink.training.run_setup import load_trainer_policy, run_outputs, run_training, seed_everything
 from slowthink.training.sharded_checkpoint import load_sharded, sharded_writer
 
 
@@ -248,8 +248,10 @@ def run_sft(config: SFTConfig, resume: bool = False) -> Path:
 def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     """The SFT loop in a claimed run directory (training/run_dir.py)."""
     run_dir = Path(config.run.output_dir)
-    seed_everything(config.run)  # threads, then Python's and torch's seeds (training/run_setup.py)
-    model, tokenizer = load_policy(config.model)  # with its memory plan
+    seed_everything(config.run)  # threads, then Python's, NumPy's and torch's seeds (training/run_setup.py)
+    # With its memory plan; under FSDP on several ranks, on the CPU on rank 0 and empty on the others.
+    fsdp_ranks = info.enabled and config.distributed.strategy == "fsdp"
+    model, tokenizer = load_trainer_policy(config.model, config.distributed, info, ranks_load_empty=fsdp_ranks)
     examples, data_stats = load_examples(config.data, tokenizer, config.run.seed)
     if info.is_main:
         print(

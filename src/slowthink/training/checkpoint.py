@@ -263,6 +263,8 @@ def load_weights(model: Any, checkpoint: Path) -> None:
     if holds_adapter(checkpoint):
         raise CheckpointError(f"{checkpoint} holds a LoRA adapter, not full weights: resume it with model.lora as its run had it")
 
+    if all(p.is_meta for p in model.parameters()):
+        return  # a rank that loaded the model empty under FSDP: shard_model fills it from rank 0's
     files = sorted(Path(checkpoint).glob("*.safetensors"))
     state: dict[str, torch.Tensor] = {}
     for file in files:

@@ -5,6 +5,8 @@
 - ``seed_everything``: torch threads for this machine, then Python's, NumPy's and torch's seeds;
 - ``load_policy``: the model and tokenizer from a ``ModelConfig``, with its memory plan
   (chunked log-probs, gradient checkpointing, autocast) and its LoRA adapters when asked for;
+  ``load_trainer_policy``: the same as a training rank loads it (under FSDP: on the CPU, and
+  empty on ranks other than 0);
 - ``run_outputs``: the metric tracker (rank 0 only; resumed runs drop rows after the
   checkpoint) and the live progress display.
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from slowthink.tracking import StepProgress, build_tracker
-from slowthink.training.distributed import DistInfo, init_distributed, shutdown
+from slowthink.training.distributed import DistInfo, init_distributed, load_device, shutdown
 from slowthink.training.run_dir import RunStart, claim_run_dir
 
 Config = TypeVar("Config")
@@ -72,6 +74,20 @@ def load_policy(model_config: Any) -> tuple[Any, Any]:
 
         model = apply_lora(model, model_config.lora)  # only the adapters train (training/lora.py)
     return model, tokenizer
+
+
+def load_trainer_policy(model_config: Any, distributed: Any, info: DistInfo, ranks_load_empty: bool) -> tuple[Any, Any]:
+    """(model, tokenizer) as a training rank loads them: ``load_policy`` on ``load_device`` (the
+    CPU under FSDP on several ranks, where ``fully_shard`` moves each layer to the GPU as it
+    shards it). With ``ranks_load_empty`` (FSDP on several ranks), ranks other than 0 load the
+    architecture only (``meta``) and ``shard_model`` fills their shards from rank 0: a node holds
+    one full copy of the weights in host memory, not one per rank."""
+    if not ranks_load_empty or info.rank == 0:
+        return load_policy(model_config.model_copy(update={"device": load_device(model_config.device, info, distributed)}))
+    from slowthink.models.modeling import load_tokenizer, set_memory_plan
+    from slowthink.training.fsdp import empty_model
+
+    return set_memory_plan(empty_model(model_config.path, model_config.dtype), model_config.memory_plan), load_tokenizer(model_config.path)
 
 
 def run_outputs(config: Any, name: str, start_step: int, keys: tuple[str, ...], info: DistInfo) -> tuple[Any, StepProgress]:
