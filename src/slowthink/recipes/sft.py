@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -177,31 +178,44 @@ def load_examples(config: SFTDataConfig, tokenizer: Any, seed: int) -> tuple[lis
     return examples, stats
 
 
+@dataclass(frozen=True)
+class SFTStepSettings:
+    """How ``sft_step`` splits and clips a step: fixed for the run (``from_config``)."""
+
+    micro_batch_size: int  # examples per forward, or packed rows with pack_length
+    grad_clip: float  # max gradient norm; 0 = no clipping
+    pad_id: int
+    pack_length: int = 0  # pack the examples into rows of this many tokens; 0 = pad each
+
+    @classmethod
+    def from_config(cls, config: SFTConfig, pad_id: int) -> SFTStepSettings:
+        pack_length = config.data.max_length if config.data.packing else 0
+        return cls(config.train.micro_batch_size, config.optim.grad_clip, pad_id, pack_length)
+
+
 def sft_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     examples: list[SFTExample],
-    micro_batch_size: int,
-    grad_clip: float,
-    pad_id: int,
+    settings: SFTStepSettings,
     info: DistInfo,
-    pack_length: int = 0,
 ) -> dict[str, float]:
     """One optimizer step: token-mean negative log-likelihood over the step's response tokens.
 
     ``examples`` is the whole step's batch, the same on every rank; each rank trains its own
-    share (``micro_batch_logprobs``). With ``pack_length`` the examples are packed into rows
-    (micro-batches count rows).
+    share (``micro_batch_logprobs``). With ``settings.pack_length`` the examples are packed into
+    rows (micro-batches count rows).
     """
     num_tokens = float(sum(sum(e.loss_mask) for e in examples))
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for logprobs_BT, loss_mask_BT in micro_batch_logprobs(model, examples, micro_batch_size, pad_id, pack_length, info):
+    micro_batches = micro_batch_logprobs(model, examples, settings.micro_batch_size, settings.pad_id, settings.pack_length, info)
+    for logprobs_BT, loss_mask_BT in micro_batches:
         loss = -(logprobs_BT * loss_mask_BT).sum() / num_tokens
         (loss * info.world_size).backward()
         total += float(loss.detach())
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip if settings.grad_clip > 0 else float("inf"))
     optimizer.step()
     scheduler.step()
     return {"loss": all_reduce_sum(total, info), "grad_norm": float(norm), "lr": scheduler.get_last_lr()[0], "tokens": num_tokens}
@@ -274,21 +288,11 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     writer = sharded_writer(run_dir, info, config.distributed, config.train.keep_checkpoints, wrapped)
     model.train()
     tracker, progress = run_outputs(config, "sft", start, ("loss", "lr"), info)
+    step_settings = SFTStepSettings.from_config(config, tokenizer.pad_token_id)
     for step in range(start, config.train.steps):
         # Every rank draws the same batch; sft_step trains this rank's share of it.
         indices = sampler.take(config.train.batch_size)
-        pack_length = config.data.max_length if config.data.packing else 0
-        metrics = sft_step(
-            wrapped,
-            optimizer,
-            scheduler,
-            [examples[i] for i in indices],
-            config.train.micro_batch_size,
-            config.optim.grad_clip,
-            tokenizer.pad_token_id,
-            info,
-            pack_length,
-        )
+        metrics = sft_step(wrapped, optimizer, scheduler, [examples[i] for i in indices], step_settings, info)
         if step == 0:
             metrics.update(data_stats.metrics())  # the data filter's counts, once, in the first row
         if info.is_main:
