@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 
 import pytest
 
@@ -212,7 +213,8 @@ def test_wandb_resume_continues_the_same_run_offline(tmp_path, monkeypatch):
     second.close()
     assert (name, group, tags) == ("seed0", "g", ("t",))
     runs = sorted(p.name for p in (tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(p.endswith(run_id) for p in runs), runs
+    # wandb names a folder offline-run-<time>-<id>, adding -1 when both runs start in the same second.
+    assert len(runs) == 2 and all(re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{run_id}(-\d+)?", p) for p in runs), runs
     fresh = build_tracker(config, tmp_path, {"lr": 0.1}, resume=False)
     assert fresh.trackers[1]._run.id != run_id
     fresh.close()
