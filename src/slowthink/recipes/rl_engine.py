@@ -14,7 +14,7 @@ import torch
 
 from slowthink.recipes.rl_config import RLConfig
 from slowthink.rollout.generator import Generator
-from slowthink.training.distributed import DistInfo, copy_full_weights, full_weights, is_sharded, unwrap
+from slowthink.training.distributed import DistInfo, copy_full_weights, full_weights, is_sharded, shards_over_ranks, unwrap
 from slowthink.training.lora import is_lora, merged_weights
 
 
@@ -69,7 +69,7 @@ def rollout_dtype(config: RLConfig) -> str:
 def ranks_load_empty(config: RLConfig, info: DistInfo) -> bool:
     """Whether ranks other than 0 load an empty model (FSDP on several ranks). Stale rollouts
     keep every rank's full copy: the engine's own weights are loaded from it."""
-    return info.enabled and config.distributed.strategy == "fsdp" and config.rollout.sync_weights_every == 1
+    return shards_over_ranks(info, config.distributed) and config.rollout.sync_weights_every == 1
 
 
 def generator_sync(generator: Generator, model: Any) -> None:

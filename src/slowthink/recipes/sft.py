@@ -36,6 +36,7 @@ from slowthink.training.distributed import (
     all_reduce_sum,
     barrier,
     checkpoint_states,
+    shards_over_ranks,
     wrap_model,
 )
 from slowthink.training.logprobs import forward_logprobs, model_device
@@ -264,8 +265,8 @@ def train_sft(config: SFTConfig, start_at: RunStart, info: DistInfo) -> Path:
     run_dir = Path(config.run.output_dir)
     seed_everything(config.run)  # threads, then Python's, NumPy's and torch's seeds (training/run_setup.py)
     # With its memory plan; under FSDP on several ranks, on the CPU on rank 0 and empty on the others.
-    fsdp_ranks = info.enabled and config.distributed.strategy == "fsdp"
-    model, tokenizer = load_trainer_policy(config.model, config.distributed, info, ranks_load_empty=fsdp_ranks)
+    empty = shards_over_ranks(info, config.distributed)
+    model, tokenizer = load_trainer_policy(config.model, config.distributed, info, ranks_load_empty=empty)
     examples, data_stats = load_examples(config.data, tokenizer, config.run.seed)
     if info.is_main:
         print(

@@ -147,6 +147,11 @@ def wrap_model(model: Any, info: DistInfo, config: DistributedConfig = Distribut
     return DistributedDataParallel(model, gradient_as_bucket_view=True)
 
 
+def shards_over_ranks(info: DistInfo, config: DistributedConfig) -> bool:
+    """Whether the model is FSDP-sharded over several ranks (``wrap_model``)."""
+    return info.enabled and config.strategy == "fsdp"
+
+
 def load_device(device: str, info: DistInfo, config: DistributedConfig = DistributedConfig()) -> str:
     """Where a recipe loads its model: the CPU under FSDP on several ranks, else ``device``.
 
@@ -154,7 +159,7 @@ def load_device(device: str, info: DistInfo, config: DistributedConfig = Distrib
     whole unsharded model (131 GB at 32B in fp32), nor does the reference copy, and a vLLM
     engine started before the sharding sees the GPU free.
     """
-    return "cpu" if info.enabled and config.strategy == "fsdp" else device
+    return "cpu" if shards_over_ranks(info, config) else device
 
 
 def wrap_reference(reference: Any, info: DistInfo, config: DistributedConfig = DistributedConfig()) -> Any:
