@@ -18,7 +18,7 @@ import torch
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 from test_fsdp import _rl_model  # noqa: E402
-from test_sharded_checkpoint import _gathered, _run, _save_both, _setup, _teardown  # noqa: E402
+from test_sharded_checkpoint import _gathered, _group, _run, _save_both, _setup  # noqa: E402
 
 from slowthink.config import ConfigError  # noqa: E402
 from slowthink.training.checkpoint import resume_checkpoint  # noqa: E402
@@ -33,8 +33,8 @@ def _continue_both(rank: int, world: int, port: int, root: str, out: dict) -> No
     from slowthink.training.optim import continue_optimizer
     from slowthink.training.sharded_checkpoint import continue_sharded_optimizer
 
-    info, config = _setup(rank, world, port)
-    try:
+    info, config = _setup(rank, world)
+    with _group(rank, world, port):
         continued = {}
         for kind in ("full", "sharded"):
             checkpoint = resume_checkpoint(Path(root) / kind)
@@ -48,8 +48,6 @@ def _continue_both(rank: int, world: int, port: int, root: str, out: dict) -> No
             continued[kind + "_lr"] = optimizer.param_groups[0]["lr"]
         if info.is_main:
             out.update(continued)
-    finally:
-        _teardown(world)
 
 
 @pytest.mark.slow
@@ -78,7 +76,7 @@ def test_a_sharded_checkpoints_moments_continue_at_another_world_size_as_the_ful
 def test_a_sharded_checkpoint_of_another_model_is_refused_naming_the_key_and_folder(tmp_path):
     from slowthink.training.sharded_checkpoint import ShardedWriter, continue_sharded_optimizer
 
-    info, _ = _setup(0, 1, 0)
+    info, _ = _setup(0, 1)
     model = _rl_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.arange(6).reshape(1, 6)).logits.float().mean().backward()

@@ -8,8 +8,8 @@ leaves the previous checkpoint the one a resume finds, whole.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
-from spawn_helpers import free_port, spawn_with_deadline  # noqa: E402
+from spawn_helpers import free_port, gloo_group, spawn_with_deadline  # noqa: E402
 from test_fsdp import _rl_model  # noqa: E402
 
 from slowthink.training.checkpoint import is_sharded_checkpoint, load_trainer_state, resume_checkpoint  # noqa: E402
@@ -43,27 +43,16 @@ def _gathered(model, optimizer, info) -> tuple[dict, dict]:
     return weights, checkpoint_states(model, optimizer, info)[1]
 
 
-def _setup(rank: int, world: int, port: int):
+def _setup(rank: int, world: int):
     from slowthink.training.distributed import DistInfo, DistributedConfig
 
     torch.set_num_threads(1)
-    if world > 1:
-        import torch.distributed as dist
-
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world)
     return DistInfo(rank, world), DistributedConfig(strategy="fsdp")
 
 
-def _teardown(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        # Every rank done with the group before any destroys it, as training/distributed.shutdown
-        # does: a rank that destroyed its gloo group while the other still used it aborted
-        # ("terminate called without an active exception"): 2 of 9 runs of the 1 -> 2 case here.
-        dist.barrier()
-        dist.destroy_process_group()
+def _group(rank: int, world: int, port: int):
+    """This rank's gloo group (spawn_helpers.gloo_group), or none for one process."""
+    return gloo_group(rank, world, port) if world > 1 else contextlib.nullcontext()
 
 
 def _save_both(rank: int, world: int, port: int, root: str, out: dict) -> None:
@@ -72,8 +61,8 @@ def _save_both(rank: int, world: int, port: int, root: str, out: dict) -> None:
     from slowthink.training.distributed import checkpoint_states, wrap_model
     from slowthink.training.sharded_checkpoint import ShardedWriter
 
-    info, config = _setup(rank, world, port)
-    try:
+    info, config = _setup(rank, world)
+    with _group(rank, world, port):
         model = _rl_model()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         wrap_model(model, info, config, optimizer)
@@ -86,8 +75,6 @@ def _save_both(rank: int, world: int, port: int, root: str, out: dict) -> None:
         saved = _gathered(model, optimizer, info)
         if info.is_main:
             out["saved"] = saved
-    finally:
-        _teardown(world)
 
 
 def _load_both(rank: int, world: int, port: int, root: str, out: dict) -> None:
@@ -96,8 +83,8 @@ def _load_both(rank: int, world: int, port: int, root: str, out: dict) -> None:
     from slowthink.training.distributed import wrap_model
     from slowthink.training.sharded_checkpoint import load_sharded
 
-    info, config = _setup(rank, world, port)
-    try:
+    info, config = _setup(rank, world)
+    with _group(rank, world, port):
         restored = {}
         for kind in ("full", "sharded"):
             checkpoint = resume_checkpoint(Path(root) / kind)
@@ -111,8 +98,6 @@ def _load_both(rank: int, world: int, port: int, root: str, out: dict) -> None:
             restored[kind] = _gathered(model, optimizer, info)
         if info.is_main:
             out.update(restored)
-    finally:
-        _teardown(world)
 
 
 def _run(target, world: int, root: Path) -> dict:
@@ -169,21 +154,22 @@ def _killed_mid_save(rank: int, world: int, port: int, root: str, out: dict) -> 
         return write_data(self, plan, planner)
 
     filesystem.FileSystemWriter.write_data = stalled
-    info, config = _setup(rank, world, port)
-    model = _rl_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    wrap_model(model, info, config, optimizer)
-    writer = ShardedWriter(Path(root), info, keep_last=2, async_save=True)
-    _train(model, optimizer, steps=1)
-    writer.save(1, model, optimizer, None, {"step": 1})
-    saved = _gathered(model, optimizer, info)  # training goes on while step 1 is written
-    if info.is_main:
-        # A copy: torch.multiprocessing shares a tensor's storage, and AdamW's step count is
-        # the optimizer's own tensor, which the next step increments in place.
-        out["saved"] = copy.deepcopy(saved)
-    _train(model, optimizer, steps=1)
-    writer.save(2, model, optimizer, None, {"step": 2})  # publishes step 1, starts step 2
-    time.sleep(3600)
+    info, config = _setup(rank, world)
+    with _group(rank, world, port):  # never left: the test kills this rank
+        model = _rl_model()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        wrap_model(model, info, config, optimizer)
+        writer = ShardedWriter(Path(root), info, keep_last=2, async_save=True)
+        _train(model, optimizer, steps=1)
+        writer.save(1, model, optimizer, None, {"step": 1})
+        saved = _gathered(model, optimizer, info)  # training goes on while step 1 is written
+        if info.is_main:
+            # A copy: torch.multiprocessing shares a tensor's storage, and AdamW's step count is
+            # the optimizer's own tensor, which the next step increments in place.
+            out["saved"] = copy.deepcopy(saved)
+        _train(model, optimizer, steps=1)
+        writer.save(2, model, optimizer, None, {"step": 2})  # publishes step 1, starts step 2
+        time.sleep(3600)
 
 
 @pytest.mark.slow
